@@ -1,0 +1,71 @@
+"""The worker <-> server and browser <-> server websocket protocols (docs/protocol.md explains them).
+
+All frames are JSON text. Points travel as compact lists `[step, name, value, time]` because a
+busy run sends hundreds of thousands of them and per-point objects would dominate the cost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROTOCOL_VERSION = 1
+
+WORKER_PATH = "/ws/worker/{run_id}"
+BROWSER_PATH = "/ws/runs/{run_id}"
+
+# Close codes (4000-4999 are application codes in RFC 6455).
+CLOSE_BAD_PROTOCOL = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_NOT_FOUND = 4404
+
+RUN_STATUSES = ("queued", "running", "completed", "failed", "stopped")
+TERMINAL_STATUSES = ("completed", "failed", "stopped")
+
+Point = tuple[int, str, float, float]  # step, metric name, value, unix time
+
+
+def hello(token: str) -> dict[str, Any]:
+    """The worker's first message on every (re)connect."""
+    return {"type": "hello", "protocol": PROTOCOL_VERSION, "token": token}
+
+
+def batch(
+    seq: int,
+    *,
+    points: list[Point] | None = None,
+    logs: list[tuple[float, str, str]] | None = None,
+    samples: list[dict[str, Any]] | None = None,
+    status: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One sequenced unit of work; the server commits it atomically, then acks `seq`."""
+    message: dict[str, Any] = {"type": "batch", "seq": seq}
+    if points:
+        message["points"] = [list(p) for p in points]
+    if logs:
+        message["logs"] = [list(entry) for entry in logs]
+    if samples:
+        message["samples"] = samples
+    if status:
+        message["status"] = status
+    return message
+
+
+class ProtocolError(ValueError):
+    """A frame that does not follow the protocol; the message says what was expected."""
+
+
+def parse_point(raw: Any) -> Point:
+    if not isinstance(raw, (list, tuple)) or len(raw) != 4:
+        raise ProtocolError(f"a point must be [step, name, value, time], got {raw!r}")
+    step, name, value, when = raw
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise ProtocolError(f"point step must be a non-negative integer, got {step!r}")
+    if not isinstance(name, str) or not name or len(name) > 200:
+        raise ProtocolError(f"point name must be a non-empty string of at most 200 characters, got {name!r}")
+    if value is None:
+        value = float("nan")  # JSON has no NaN literal in strict mode; senders may send null for it
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ProtocolError(f"point value must be a number, got {value!r}")
+    if not isinstance(when, (int, float)) or isinstance(when, bool):
+        raise ProtocolError(f"point time must be a unix timestamp, got {when!r}")
+    return step, name, float(value), float(when)

