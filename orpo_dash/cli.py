@@ -1,0 +1,164 @@
+"""`orpo-dash`: serve the dashboard, train a run, diagnose a metrics file, upload a spill file.
+
+Each subcommand imports only what it needs: `serve` never loads torch, `diagnose` loads neither torch
+nor the web server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orpo-dash",
+        description="ORPO training dashboard: start runs from the browser, watch metrics live, get pitfall alerts.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="start the dashboard (applies database migrations first)",
+                                description="Start the dashboard web server. Applies Alembic migrations, then serves.")
+    serve.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="TCP port (default 8000)")
+    serve.add_argument("--database-url", default=None,
+                       help="SQLAlchemy URL, e.g. postgresql+psycopg://user@127.0.0.1:5432/db (default: SQLite in the data folder)")
+    serve.add_argument("--data-dir", default=None, help="folder for the SQLite file, run folders and logs (default ./data)")
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
+
+    migrate = commands.add_parser("migrate", help="apply database migrations and exit",
+                                  description="Apply Alembic migrations to the database and exit.")
+    migrate.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: the dashboard's SQLite file)")
+    migrate.add_argument("--data-dir", default=None, help="data folder holding the default SQLite file")
+
+    train = commands.add_parser("train", help="run ORPO training from a YAML/JSON config file",
+                                description="Train one ORPO run from a YAML or JSON config (RunConfig fields). "
+                                            "--server streams to a dashboard, --metrics-out writes JSON lines; either, both or neither.")
+    train.add_argument("config", help="YAML or JSON run config file")
+    train.add_argument("--server", default=None, help="dashboard URL, e.g. http://127.0.0.1:8000: registers the run there and streams to it")
+    train.add_argument("--metrics-out", default=None, help="write one flat JSON object per step to this file")
+    train.add_argument("--name", default=None, help="run name shown on the dashboard")
+    train.add_argument("--cache-dir", default=None, help="where converted models are cached (default ~/.cache/orpo-dash)")
+
+    diagnose = commands.add_parser("diagnose", help="check a metrics file for ORPO pitfalls",
+                                   description="Run the pitfall detectors over a metrics file (--metrics-out output, "
+                                               "or a CSV/JSONL export of TRL's log history). Exit 1 if any alert is critical.")
+    diagnose.add_argument("metrics_file", help="JSONL or CSV metrics file")
+    diagnose.add_argument("--json", action="store_true", help="print alerts as a JSON list")
+    diagnose.add_argument("--threshold", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a detector threshold (see docs/alerts.md); repeatable")
+
+    upload = commands.add_parser("upload", help="deliver a worker's spill file to a dashboard",
+                                 description="Send the metrics a worker could not deliver (its spill file) to the dashboard.")
+    upload.add_argument("spill_file", help="the orpo-dash-spill-*.jsonl file named by the worker")
+    upload.add_argument("--server", default=None, help="dashboard URL (default: the one recorded in the file)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "migrate":
+        return _migrate(args)
+    if args.command == "train":
+        return _train(args)
+    if args.command == "diagnose":
+        from orpo_dash.diagnose_cli import main as diagnose_main
+
+        forwarded = [args.metrics_file, *(["--json"] if args.json else [])]
+        for item in args.threshold:
+            forwarded += ["--threshold", item]
+        return diagnose_main(forwarded)
+    if args.command == "upload":
+        return _upload(args)
+    raise AssertionError(args.command)
+
+
+def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from pydantic import ValidationError
+
+    from server.settings import Settings
+
+    overrides = {
+        key: value
+        for key, value in {
+            "host": getattr(args, "host", None),
+            "port": getattr(args, "port", None),
+            "database_url": args.database_url,
+            "data_dir": args.data_dir,
+        }.items()
+        if value is not None
+    }
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        for problem in error.errors():
+            print(f"orpo-dash: {problem['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+    from server.migrate import upgrade_to_head
+
+    settings = _settings(args)
+    if not args.no_migrate:
+        upgrade_to_head(settings.resolved_database_url)
+    print(f"orpo-dash: dashboard on http://{settings.host}:{settings.port}  (database: {_redact(settings.resolved_database_url)})")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning", ws_max_size=64 * 1024 * 1024)
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from server.migrate import upgrade_to_head
+
+    settings = _settings(args)
+    upgrade_to_head(settings.resolved_database_url)
+    print(f"orpo-dash: database at head ({_redact(settings.resolved_database_url)})")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from trainer.worker import main as worker_main
+
+    forwarded = [args.config]
+    if args.server:
+        forwarded += ["--server", args.server]
+    if args.metrics_out:
+        forwarded += ["--metrics-out", args.metrics_out]
+    if args.name:
+        forwarded += ["--name", args.name]
+    if args.cache_dir:
+        forwarded += ["--cache-dir", args.cache_dir]
+    return worker_main(forwarded)
+
+
+def _upload(args: argparse.Namespace) -> int:
+    from trainer.streaming import upload_spill_file
+
+    if not Path(args.spill_file).is_file():
+        print(f"orpo-dash: spill file not found: {args.spill_file}", file=sys.stderr)
+        return 2
+    try:
+        run_id = upload_spill_file(args.spill_file, server_url=args.server)
+    except (RuntimeError, ValueError) as error:
+        print(f"orpo-dash: upload failed: {error}", file=sys.stderr)
+        return 1
+    print(f"orpo-dash: delivered {args.spill_file} to run {run_id}")
+    Path(args.spill_file).unlink()
+    return 0
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The dashboard web server: FastAPI app, database, websockets, launcher. Never imports torch."""

@@ -1,0 +1,133 @@
+"""App factory: wires settings, database, the single writer, live fan-out, the launcher and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from server.db import make_engine, make_session_factory
+from server.launcher import LocalProcessLauncher, NoLauncher
+from server.live import LiveHub
+from server.models import Run
+from server.routes import api_runs, ws_browser, ws_worker
+from server.services import runs as run_service
+from server.schemas import AlertPublic
+from server.services.ingest import Announcement
+from server.settings import REPO_ROOT, Settings, get_settings
+from server.writer import DatabaseWriter
+
+log = logging.getLogger(__name__)
+
+# Progress-only run updates (step counters) are sent to browsers at most this often per run.
+RUN_ANNOUNCE_INTERVAL = 0.5
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.hub.loop = asyncio.get_running_loop()
+        app.state.writer.start()
+        app.state.launcher = _make_launcher(app, settings)
+        app.state.launcher.wake()  # runs queued while the dashboard was down
+        try:
+            yield
+        finally:
+            app.state.launcher.shutdown()
+            app.state.writer.stop()
+            app.state.engine.dispose()
+
+    app = FastAPI(
+        title="ORPO dashboard",
+        summary="Start ORPO fine-tuning runs, watch their metrics live, get told about ORPO pitfalls.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+    app.state.hub = LiveHub()
+    app.state.launcher = NoLauncher()
+    last_announced: dict[int, float] = {}
+    announce_lock = threading.Lock()
+
+    def announce_run(run_id: int) -> None:
+        with app.state.session_factory() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                return
+            public = run_service.to_public(run, run_service.alerts_for(session=session, run_id=run_id))
+        app.state.hub.publish_threadsafe(run_id, {"type": "run", "run": public.model_dump(mode="json")})
+
+    def on_committed(announcements: list[Announcement]) -> None:
+        hub = app.state.hub
+        for item in announcements:
+            if item.points:
+                points = [[s, n, v if math.isfinite(v) else None, t] for s, n, v, t in item.points]
+                hub.publish_threadsafe(item.run_id, {"type": "points", "points": points})
+            for alert in item.alerts:
+                hub.publish_threadsafe(item.run_id, {"type": "alert", "alert": _alert_json(alert)})
+            if item.logs:
+                hub.publish_threadsafe(item.run_id, {"type": "logs", "lines": item.logs})
+            if item.samples:
+                hub.publish_threadsafe(item.run_id, {"type": "samples", "samples": item.samples})
+            now = time.monotonic()
+            with announce_lock:
+                due = item.status_changed or item.alerts or now - last_announced.get(item.run_id, 0) > RUN_ANNOUNCE_INTERVAL
+                if item.run_changed and due:
+                    last_announced[item.run_id] = now
+                else:
+                    due = False
+            if due:
+                announce_run(item.run_id)
+
+    app.state.writer = DatabaseWriter(app.state.session_factory, on_committed=on_committed)
+    app.state.announce_run = announce_run
+
+    app.include_router(api_runs.router)
+    app.include_router(ws_worker.router)
+    app.include_router(ws_browser.router)
+    _include_pages(app)
+    return app
+
+
+def _include_pages(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=REPO_ROOT / "static"), name="static")
+    try:
+        from server.routes import pages
+    except ImportError:  # pages land separately; the API works without them
+        log.warning("server.routes.pages is missing: HTML pages are not served")
+        return
+    app.include_router(pages.router)
+
+
+def _make_launcher(app: FastAPI, settings: Settings) -> Any:
+    if not settings.launch_workers:
+        return NoLauncher()
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "localhost") else settings.host
+    return LocalProcessLauncher(
+        writer=app.state.writer,
+        server_url=f"http://{host}:{settings.port}",
+        runs_dir=settings.runs_dir,
+        max_concurrent=settings.max_concurrent_runs,
+        python=settings.worker_python,
+        model_cache_dir=settings.model_cache_dir,
+        issue_token=lambda _session, run: run_service.rotate_worker_token(run),
+        on_run_changed=app.state.announce_run,
+    )
+
+
+def _alert_json(alert: Any) -> dict[str, Any]:
+    return AlertPublic.model_validate(alert).model_dump(mode="json")

@@ -1,0 +1,195 @@
+"""Launchers start workers for queued runs. The run queue lives in the database (status 'queued');
+a launcher claims runs from it. LocalProcessLauncher runs one subprocess per run on this machine;
+remote GPU workers will claim from the same queue through another Launcher."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy.orm import Session
+
+from orpo_dash.protocol import TERMINAL_STATUSES
+from server.models import Run, utcnow
+from server.services import runs as run_service
+from server.writer import DatabaseWriter
+
+log = logging.getLogger(__name__)
+
+# After a stop request, how long a worker may take to finish its step and save before it is killed.
+STOP_GRACE_SECONDS = 180.0
+ERROR_TAIL_LINES = 30
+
+
+class Launcher(Protocol):
+    def wake(self) -> None:
+        """Look at the queue and start whatever capacity allows."""
+
+    def stop(self, run_id: int) -> None:
+        """Ask a run's worker to stop gracefully, escalating if it does not."""
+
+    def shutdown(self) -> None:
+        """Stop every worker this launcher started (server shutdown)."""
+
+
+class NoLauncher:
+    """For dashboards that only receive runs from external workers (`orpo-dash train --server`)."""
+
+    def wake(self) -> None:
+        pass
+
+    def stop(self, run_id: int) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+
+class LocalProcessLauncher:
+    def __init__(
+        self,
+        *,
+        writer: DatabaseWriter,
+        server_url: str,
+        runs_dir: Path,
+        max_concurrent: int,
+        python: str = "",
+        model_cache_dir: Path | None = None,
+        issue_token: Callable[[Session, Run], str],
+        on_run_changed: Callable[[int], None],
+    ) -> None:
+        self._writer = writer
+        self._server_url = server_url
+        self._runs_dir = runs_dir
+        self._max_concurrent = max_concurrent
+        self._python = python or sys.executable
+        self._model_cache_dir = model_cache_dir
+        self._issue_token = issue_token
+        self._on_run_changed = on_run_changed
+        self._lock = threading.Lock()
+        self._processes: dict[int, subprocess.Popen[bytes]] = {}
+        self._stopping: set[int] = set()
+        self._closed = False
+
+    def wake(self) -> None:
+        threading.Thread(target=self._launch_queued, name="launcher-wake", daemon=True).start()
+
+    def _launch_queued(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            capacity = self._max_concurrent - len(self._processes)
+            if capacity <= 0:
+                return
+
+            def claim(session: Session) -> list[tuple[int, dict, str]]:
+                claimed = []
+                for run in run_service.claim_queued_runs(session=session, limit=capacity):
+                    # A fresh token per launch: the worker gets it on its command line, only the hash is kept.
+                    token = self._issue_token(session, run)
+                    run.status = "running"
+                    run.started_at = run.started_at or utcnow()
+                    claimed.append((run.id, dict(run.config), token))
+                return claimed
+
+            for run_id, config, token in self._writer.submit(claim).result():
+                self._spawn(run_id, config, token)
+                self._on_run_changed(run_id)
+
+    def _spawn(self, run_id: int, config: dict, token: str) -> None:
+        run_dir = self._runs_dir / str(run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config_path = run_dir / "config.json"
+        config_path.write_text(json.dumps(config, indent=2))
+        command = [self._python, "-m", "trainer", str(config_path),
+                   "--server", self._server_url, "--run-id", str(run_id), "--token", token]
+        if self._model_cache_dir:
+            command += ["--cache-dir", str(self._model_cache_dir)]
+        log_path = run_dir / "worker.log"
+        with open(log_path, "ab") as log_file:
+            process = subprocess.Popen(
+                command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,  # a Ctrl-C in the server terminal must not kill runs mid-step
+            )
+        self._processes[run_id] = process
+        log.info("run %s: worker pid %s started", run_id, process.pid)
+        threading.Thread(target=self._watch, args=(run_id, process, log_path), name=f"watch-{run_id}", daemon=True).start()
+
+    def _watch(self, run_id: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
+        code = process.wait()
+        with self._lock:
+            self._processes.pop(run_id, None)
+            stopping = run_id in self._stopping
+            self._stopping.discard(run_id)
+        error_tail = _tail(log_path, ERROR_TAIL_LINES)
+
+        def record_exit(session: Session) -> None:
+            run = session.get(Run, run_id)
+            if run is None or run.status in TERMINAL_STATUSES:
+                return
+            # The worker normally reports its own end; this covers crashes before or instead of that.
+            if code == 0:
+                run.status = "stopped" if run.stop_requested else "completed"
+            elif stopping or run.stop_requested:
+                run.status = "stopped"
+            else:
+                run.status = "failed"
+                run.error = f"worker exited with code {code}:\n{error_tail}"
+            run.finished_at = utcnow()
+
+        try:
+            self._writer.submit(record_exit).result(timeout=30)
+        except Exception:  # noqa: BLE001
+            log.exception("run %s: recording worker exit failed", run_id)
+        self._on_run_changed(run_id)
+        self._launch_queued()
+
+    def stop(self, run_id: int) -> None:
+        with self._lock:
+            process = self._processes.get(run_id)
+            if process is None:
+                return
+            self._stopping.add(run_id)
+        # SIGTERM is the worker's graceful stop too (finish the step, checkpoint, report 'stopped'),
+        # so this works even before the worker's websocket is up.
+        _signal(process, signal.SIGTERM)
+        timer = threading.Timer(STOP_GRACE_SECONDS, _signal, args=(process, signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._closed = True
+            processes = list(self._processes.values())
+        for process in processes:
+            _signal(process, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                _signal(process, signal.SIGKILL)
+
+
+def _signal(process: subprocess.Popen[bytes], sig: int) -> None:
+    if process.poll() is None:
+        try:
+            process.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])

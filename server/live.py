@@ -1,0 +1,76 @@
+"""Live fan-out: committed points, run changes, alerts, logs and samples to subscribed browsers,
+and stop commands to connected workers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+# A subscriber that falls this many messages behind is dropped; its browser reconnects and
+# catches up from the database, so nothing is lost and a slow tab cannot stall ingestion.
+SUBSCRIBER_QUEUE_LIMIT = 1000
+
+
+class Subscription:
+    def __init__(self, hub: LiveHub, run_id: int) -> None:
+        self.hub = hub
+        self.run_id = run_id
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(SUBSCRIBER_QUEUE_LIMIT)
+
+    def close(self) -> None:
+        self.hub._subscribers[self.run_id].discard(self)
+
+
+class LiveHub:
+    """Lives on the event loop; the writer thread hands it messages with publish_threadsafe."""
+
+    def __init__(self) -> None:
+        self._subscribers: dict[int, set[Subscription]] = defaultdict(set)
+        self._workers: dict[int, asyncio.Queue[dict[str, Any]]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # --- browsers ---
+    def subscribe(self, run_id: int) -> Subscription:
+        subscription = Subscription(self, run_id)
+        self._subscribers[run_id].add(subscription)
+        return subscription
+
+    def publish(self, run_id: int, message: dict[str, Any]) -> None:
+        for subscription in list(self._subscribers.get(run_id, ())):
+            try:
+                subscription.queue.put_nowait(message)
+            except asyncio.QueueFull:
+                subscription.close()
+                # Make room for the sentinel so the socket handler wakes up and closes.
+                while not subscription.queue.empty():
+                    subscription.queue.get_nowait()
+                subscription.queue.put_nowait(None)
+
+    def publish_threadsafe(self, run_id: int, message: dict[str, Any]) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.publish, run_id, message)
+
+    # --- workers ---
+    def attach_worker(self, run_id: int) -> asyncio.Queue[dict[str, Any]]:
+        commands: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._workers[run_id] = commands
+        return commands
+
+    def detach_worker(self, run_id: int, commands: asyncio.Queue[dict[str, Any]]) -> None:
+        if self._workers.get(run_id) is commands:
+            del self._workers[run_id]
+
+    def worker_connected(self, run_id: int) -> bool:
+        return run_id in self._workers
+
+    def command_worker(self, run_id: int, message: dict[str, Any]) -> bool:
+        commands = self._workers.get(run_id)
+        if commands is None:
+            return False
+        commands.put_nowait(message)
+        return True
+
+    def command_worker_threadsafe(self, run_id: int, message: dict[str, Any]) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.command_worker, run_id, message)

@@ -1,0 +1,210 @@
+"""JSON API for runs: create, list, read, rename/tag, delete, stop, metrics, logs, samples, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.db import SessionDep
+from server.models import LogLine, MetricPoint, Run, Sample
+from server.schemas import (
+    AlertPublic, LogLinePublic, MetricsResponse, RunCreate, RunPublic, RunRegistered, RunUpdate, SamplePublic,
+    ValidationResult,
+)
+from server.services import metrics as metric_service
+from server.services import runs as run_service
+from server.services.config_checks import check_config
+
+router = APIRouter(prefix="/api", tags=["runs"])
+
+MAX_POINTS_LIMIT = 20000
+
+
+def _get_run_or_404(session: Session, run_id: int) -> Run:
+    run = run_service.get_run(session=session, run_id=run_id)
+    if run is None:
+        raise HTTPException(status_code=404, detail=f"run {run_id} not found")
+    return run
+
+
+def _field_errors_as_422(errors: dict[str, str]) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("body", field), "msg": message, "input": None} for field, message in errors.items()]
+    )
+
+
+@router.post("/runs/validate", response_model=ValidationResult)
+def validate_run(payload: Annotated[dict[str, Any], Body()]) -> ValidationResult:
+    """Check a would-be run without creating it: per-field errors and a dataset preview."""
+    try:
+        run_in = RunCreate.model_validate(payload)
+    except ValidationError as error:
+        errors = {str(e["loc"][0]) if e["loc"] else "__root__": e["msg"] for e in error.errors()}
+        return ValidationResult(ok=False, errors=errors)
+    errors, preview = check_config(run_in.run_config())
+    return ValidationResult(ok=not errors, errors=errors, preview=preview)
+
+
+@router.post("/runs", response_model=RunPublic | RunRegistered, status_code=status.HTTP_201_CREATED)
+def create_run(
+    run_in: RunCreate,
+    request: Request,
+    launch: Annotated[bool, Query(description="Start a local worker; false registers the run for an external worker and returns its token.")] = True,
+) -> RunPublic | RunRegistered:
+    config = run_in.run_config()
+    errors, _ = check_config(config)
+    if errors:
+        raise _field_errors_as_422(errors)
+    state = request.app.state
+
+    def insert(session: Session) -> tuple[RunPublic, str]:
+        run, token = run_service.create_run(
+            session=session, config=config, name=run_in.name, runs_dir=state.settings.runs_dir
+        )
+        if not launch:
+            run.status = "running"  # its worker is the caller, already running
+            run.started_at = run.created_at
+        session.flush()
+        return run_service.to_public(run, []), token
+
+    public, token = state.writer.submit(insert).result()
+    if launch:
+        state.launcher.wake()
+        return public
+    return RunRegistered(**public.model_dump(), worker_token=token)
+
+
+@router.get("/runs", response_model=list[RunPublic])
+def list_runs(
+    session: SessionDep,
+    status_filter: Annotated[str | None, Query(alias="status", description="Only runs with this status.")] = None,
+    q: Annotated[str | None, Query(description="Text search over name, status, model, dataset and tags.")] = None,
+) -> list[RunPublic]:
+    runs = run_service.list_runs(session=session, status=status_filter, query=q)
+    return run_service.public_runs(session=session, runs=runs)
+
+
+@router.get("/runs/{run_id}", response_model=RunPublic)
+def read_run(run_id: int, session: SessionDep) -> RunPublic:
+    run = _get_run_or_404(session, run_id)
+    return run_service.to_public(run, run_service.alerts_for(session=session, run_id=run_id))
+
+
+@router.patch("/runs/{run_id}", response_model=RunPublic)
+def update_run(run_id: int, update: RunUpdate, request: Request, session: SessionDep) -> RunPublic:
+    _get_run_or_404(session, run_id)
+
+    def write(tx: Session) -> RunPublic:
+        run = _get_run_or_404(tx, run_id)
+        run_service.update_run(session=tx, run=run, name=update.name, tags=update.tags)
+        return run_service.to_public(run, run_service.alerts_for(session=tx, run_id=run_id))
+
+    public = request.app.state.writer.submit(write).result()
+    request.app.state.announce_run(run_id)
+    return public
+
+
+@router.delete("/runs/{run_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_run(run_id: int, request: Request, session: SessionDep) -> Response:
+    _get_run_or_404(session, run_id)
+    request.app.state.launcher.stop(run_id)
+
+    def write(tx: Session) -> None:
+        run = _get_run_or_404(tx, run_id)
+        run_service.delete_run(session=tx, run=run)
+
+    request.app.state.writer.submit(write).result()
+    request.app.state.writer.engines.forget(run_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/runs/{run_id}/stop", response_model=RunPublic)
+def stop_run(run_id: int, request: Request, session: SessionDep) -> RunPublic:
+    """Graceful stop: the worker finishes its step, saves a checkpoint and reports `stopped`."""
+    _get_run_or_404(session, run_id)
+
+    def write(tx: Session) -> RunPublic:
+        run = _get_run_or_404(tx, run_id)
+        run_service.request_stop(session=tx, run=run)
+        return run_service.to_public(run, run_service.alerts_for(session=tx, run_id=run_id))
+
+    public = request.app.state.writer.submit(write).result()
+    request.app.state.hub.command_worker_threadsafe(run_id, {"type": "stop"})
+    request.app.state.launcher.stop(run_id)
+    request.app.state.announce_run(run_id)
+    return public
+
+
+@router.get("/runs/{run_id}/metrics", response_model=MetricsResponse)
+def read_metrics(
+    run_id: int,
+    session: SessionDep,
+    names: Annotated[str | None, Query(description="Comma-separated metric names; empty means all.")] = None,
+    max_points: Annotated[int, Query(ge=4, le=MAX_POINTS_LIMIT, description="Downsample each series to about this many points (min/max per bucket kept).")] = 2000,
+    min_step: Annotated[int | None, Query(ge=0, description="First step of the range (for zoom).")] = None,
+    max_step: Annotated[int | None, Query(ge=0, description="Last step of the range (for zoom).")] = None,
+) -> MetricsResponse:
+    _get_run_or_404(session, run_id)
+    wanted = [n for n in (names or "").split(",") if n] or metric_service.metric_names(session=session, run_id=run_id)
+    series, downsampled = metric_service.read_series(
+        session=session, run_id=run_id, names=wanted, max_points=max_points, min_step=min_step, max_step=max_step
+    )
+    return MetricsResponse(run_id=run_id, series=series, downsampled=downsampled)
+
+
+@router.get("/runs/{run_id}/metric-names", response_model=list[str])
+def read_metric_names(run_id: int, session: SessionDep) -> list[str]:
+    _get_run_or_404(session, run_id)
+    return metric_service.metric_names(session=session, run_id=run_id)
+
+
+@router.get("/runs/{run_id}/alerts", response_model=list[AlertPublic])
+def read_alerts(run_id: int, session: SessionDep) -> list[AlertPublic]:
+    _get_run_or_404(session, run_id)
+    return [AlertPublic.model_validate(a) for a in run_service.alerts_for(session=session, run_id=run_id)]
+
+
+@router.get("/runs/{run_id}/logs", response_model=list[LogLinePublic])
+def read_logs(run_id: int, session: SessionDep, tail: Annotated[int, Query(ge=1, le=5000)] = 200) -> list[LogLinePublic]:
+    _get_run_or_404(session, run_id)
+    rows = session.scalars(select(LogLine).where(LogLine.run_id == run_id).order_by(LogLine.id.desc()).limit(tail))
+    return [LogLinePublic.model_validate(row) for row in reversed(list(rows))]
+
+
+@router.get("/runs/{run_id}/samples", response_model=list[SamplePublic])
+def read_samples(run_id: int, session: SessionDep) -> list[SamplePublic]:
+    _get_run_or_404(session, run_id)
+    rows = session.scalars(select(Sample).where(Sample.run_id == run_id).order_by(Sample.step, Sample.id))
+    return [SamplePublic.model_validate(row) for row in rows]
+
+
+@router.get("/runs/{run_id}/export")
+def export_run(run_id: int, session: SessionDep, format: Literal["csv", "json"] = "csv") -> Response:
+    """Every point of every metric at full resolution."""
+    run = _get_run_or_404(session, run_id)
+    rows = session.execute(
+        select(MetricPoint.step, MetricPoint.name, MetricPoint.value, MetricPoint.time)
+        .where(MetricPoint.run_id == run_id)
+        .order_by(MetricPoint.step, MetricPoint.name)
+    ).all()
+    filename = f"{run.name or run_id}-metrics.{format}"
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if format == "json":
+        body = json.dumps({
+            "run": {"id": run.id, "name": run.name, "status": run.status, "config": run.config},
+            "points": [{"step": s, "name": n, "value": v, "time": t} for s, n, v, t in rows],
+        })
+        return Response(body, media_type="application/json", headers=headers)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["step", "name", "value", "time"])
+    writer.writerows(rows)
+    return Response(buffer.getvalue(), media_type="text/csv", headers=headers)

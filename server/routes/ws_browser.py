@@ -1,0 +1,85 @@
+"""Browser <- server websocket (docs/protocol.md): subscribe, catch up from the database, then live."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from sqlalchemy import select
+
+from orpo_dash.protocol import CLOSE_BAD_PROTOCOL, CLOSE_NOT_FOUND
+from server.models import MetricPoint
+from server.services import runs as run_service
+
+router = APIRouter()
+
+DISCONNECTS = (WebSocketDisconnect, ConnectionError, asyncio.CancelledError)
+CATCH_UP_CHUNK = 5000
+
+
+@router.websocket("/ws/runs/{run_id}")
+async def run_socket(ws: WebSocket, run_id: int) -> None:
+    state = ws.app.state
+    await ws.accept()
+    try:
+        first = json.loads(await asyncio.wait_for(ws.receive_text(), 30))
+        after_step = int(first.get("after_step", -1)) if first.get("type") == "subscribe" else None
+    except (asyncio.TimeoutError, ValueError, TypeError, AttributeError, *DISCONNECTS):
+        after_step = None
+    if after_step is None:
+        await ws.close(code=CLOSE_BAD_PROTOCOL, reason='first message must be {"type": "subscribe", "after_step": N}')
+        return
+
+    # Subscribe before reading history, so a point committed in between is not lost;
+    # `sent` then drops anything the live stream repeats.
+    subscription = state.hub.subscribe(run_id)
+    try:
+        run_public = await asyncio.to_thread(_read_run, state, run_id)
+        if run_public is None:
+            await ws.close(code=CLOSE_NOT_FOUND, reason=f"run {run_id} not found")
+            return
+        await ws.send_json({"type": "run", "run": run_public})
+        sent: dict[str, int] = {}
+        for chunk in await asyncio.to_thread(_read_points_after, state, run_id, after_step):
+            for step, name, _value, _time in chunk:
+                sent[name] = max(sent.get(name, -1), step)
+            await ws.send_json({"type": "points", "points": chunk})
+        floor = after_step
+        while True:
+            message = await subscription.queue.get()
+            if message is None:
+                await ws.close(code=1013, reason="too far behind; reconnect to catch up")
+                return
+            if message["type"] == "points":
+                fresh = [p for p in message["points"] if p[0] > max(sent.get(p[1], -1), floor)]
+                if not fresh:
+                    continue
+                for step, name, _value, _time in fresh:
+                    sent[name] = max(sent.get(name, -1), step)
+                message = {"type": "points", "points": fresh}
+            await ws.send_json(message)
+    except DISCONNECTS:
+        pass
+    finally:
+        subscription.close()
+
+
+def _read_run(state: Any, run_id: int) -> dict[str, Any] | None:
+    with state.session_factory() as session:
+        run = run_service.get_run(session=session, run_id=run_id)
+        if run is None:
+            return None
+        return run_service.to_public(run, run_service.alerts_for(session=session, run_id=run_id)).model_dump(mode="json")
+
+
+def _read_points_after(state: Any, run_id: int, after_step: int) -> list[list[list[Any]]]:
+    with state.session_factory() as session:
+        rows = session.execute(
+            select(MetricPoint.step, MetricPoint.name, MetricPoint.value, MetricPoint.time)
+            .where(MetricPoint.run_id == run_id, MetricPoint.step > after_step)
+            .order_by(MetricPoint.step, MetricPoint.name)
+        ).all()
+    points = [[step, name, value, when] for step, name, value, when in rows]
+    return [points[i:i + CATCH_UP_CHUNK] for i in range(0, len(points), CATCH_UP_CHUNK)]

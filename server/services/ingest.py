@@ -1,0 +1,177 @@
+"""Applying one worker batch inside the writer's transaction, and what to announce once it commits."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from orpo_dash.diagnostics import Alert as AlertChange
+from orpo_dash.diagnostics import AlertEngine
+from orpo_dash.protocol import RUN_STATUSES, TERMINAL_STATUSES, Point, ProtocolError, parse_point
+from server.models import Alert, LogLine, MetricPoint, Run, Sample, utcnow
+from server.services.metrics import insert_points
+
+MAX_LOG_LINE = 4000
+
+
+@dataclass
+class Announcement:
+    """What subscribed browsers must hear about once the transaction commits."""
+
+    run_id: int
+    points: list[Point] = field(default_factory=list)
+    run_changed: bool = False
+    status_changed: bool = False
+    alerts: list[Alert] = field(default_factory=list)
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+class AlertEngines:
+    """One incremental alert engine per run, rebuilt from stored history on first use (e.g. after a restart)."""
+
+    def __init__(self) -> None:
+        self._engines: dict[int, AlertEngine] = {}
+
+    def for_run(self, *, session: Session, run: Run) -> AlertEngine:
+        engine = self._engines.get(run.id)
+        if engine is None:
+            engine = AlertEngine(run.config.get("alert_thresholds") or None)
+            history = session.execute(
+                select(MetricPoint.step, MetricPoint.name, MetricPoint.value)
+                .where(MetricPoint.run_id == run.id)
+                .order_by(MetricPoint.step)
+            )
+            # The rebuilt engine's state changes were stored when they first happened: discard them here.
+            engine.feed((step, name, math.nan if value is None else value) for step, name, value in history)
+            self._engines[run.id] = engine
+        return engine
+
+    def forget(self, run_id: int) -> None:
+        self._engines.pop(run_id, None)
+
+
+def parse_batch(message: dict[str, Any]) -> tuple[int, list[Point]]:
+    seq = message.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq <= 0:
+        raise ProtocolError(f"batch seq must be a positive integer, got {seq!r}")
+    raw_points = message.get("points") or []
+    if not isinstance(raw_points, list):
+        raise ProtocolError("batch points must be a list of [step, name, value, time]")
+    return seq, [parse_point(raw) for raw in raw_points]
+
+
+def apply_batch(
+    *, session: Session, run_id: int, message: dict[str, Any], engines: AlertEngines
+) -> Announcement | None:
+    """Write one batch. Returns None when its seq was already committed (a resend after reconnect)."""
+    seq, points = parse_batch(message)
+    run = session.get(Run, run_id, with_for_update=True)
+    if run is None:
+        raise ProtocolError(f"run {run_id} no longer exists")
+    if seq <= run.last_seq:
+        return None
+    announcement = Announcement(run_id=run_id)
+
+    if points:
+        engine = engines.for_run(session=session, run=run)
+        insert_points(session=session, run_id=run_id, points=points)
+        announcement.points = points
+        _update_progress(run, points)
+        for change in engine.feed((step, name, value) for step, name, value, _ in points):
+            announcement.alerts.append(_record_alert(session=session, run_id=run_id, change=change))
+
+    status = message.get("status")
+    if status:
+        _apply_status(run, status)
+        announcement.run_changed = announcement.status_changed = True
+    if points:
+        announcement.run_changed = True
+
+    for entry in message.get("logs") or []:
+        when, stream, text = _parse_log(entry)
+        session.add(LogLine(run_id=run_id, time=when, stream=stream, text=text))
+        announcement.logs.append({"time": when, "stream": stream, "text": text})
+    for sample in message.get("samples") or []:
+        row = Sample(
+            run_id=run_id,
+            step=int(sample["step"]),
+            prompt=str(sample.get("prompt", "")),
+            completion=str(sample.get("completion", "")),
+            time=float(sample.get("time", time.time())),
+        )
+        session.add(row)
+        announcement.samples.append({"step": row.step, "prompt": row.prompt, "completion": row.completion, "time": row.time})
+
+    run.last_seq = seq
+    return announcement
+
+
+def _update_progress(run: Run, points: list[Point]) -> None:
+    latest = dict(run.latest_metrics or {})
+    last_step = run.last_step if run.last_step is not None else -1
+    for step, name, value, _ in points:
+        if step >= last_step and not name.startswith("eval/"):
+            last_step = step
+        latest[name] = value if math.isfinite(value) else None
+    run.latest_metrics = latest  # reassign: JSON columns are not mutation-tracked
+    run.last_step = last_step if last_step >= 0 else run.last_step
+    if run.status == "queued":
+        run.status = "running"
+        run.started_at = run.started_at or utcnow()
+
+
+def _apply_status(run: Run, status: dict[str, Any]) -> None:
+    new_status = status.get("status")
+    if new_status not in RUN_STATUSES:
+        raise ProtocolError(f"status must be one of {', '.join(RUN_STATUSES)}, got {new_status!r}")
+    if run.status in TERMINAL_STATUSES and new_status == "running":
+        # A resumed run reopens; otherwise terminal states are final.
+        run.finished_at = None
+        run.error = None
+    if status.get("total_steps") is not None:
+        run.total_steps = int(status["total_steps"])
+    run.status = new_status
+    if new_status == "running":
+        run.started_at = run.started_at or utcnow()
+    if new_status in TERMINAL_STATUSES:
+        run.finished_at = utcnow()
+        if status.get("error"):
+            run.error = str(status["error"])[:20000]
+
+
+def _parse_log(entry: Any) -> tuple[float, str, str]:
+    if not isinstance(entry, (list, tuple)) or len(entry) != 3:
+        raise ProtocolError(f"a log entry must be [time, stream, text], got {entry!r}")
+    when, stream, text = entry
+    return float(when), str(stream)[:20], str(text)[:MAX_LOG_LINE]
+
+
+def _record_alert(*, session: Session, run_id: int, change: AlertChange) -> Alert:
+    existing = session.scalars(
+        select(Alert).where(Alert.run_id == run_id, Alert.kind == change.kind, Alert.state == "open")
+    ).first()
+    if change.state == "closed":
+        if existing is None:
+            existing = Alert(run_id=run_id, kind=change.kind, severity=change.severity, onset_step=change.onset_step,
+                             step=change.step, message=change.message, advice=change.advice, state="closed")
+            session.add(existing)
+        existing.state = "closed"
+        existing.closed_step = change.step
+        session.flush()
+        return existing
+    if existing is not None:
+        # Same problem, newer evidence (e.g. warning escalated to critical): one row, updated.
+        existing.severity, existing.step, existing.message = change.severity, change.step, change.message
+        session.flush()
+        return existing
+    alert = Alert(run_id=run_id, kind=change.kind, severity=change.severity, onset_step=change.onset_step,
+                  step=change.step, message=change.message, advice=change.advice, state="open")
+    session.add(alert)
+    session.flush()
+    return alert

@@ -1,0 +1,151 @@
+"""Runs: create, read, list, rename/tag, delete, stop requests."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from pathlib import Path
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from orpo_dash.protocol import TERMINAL_STATUSES
+from orpo_dash.run_config import RunConfig
+from server.models import Alert, LogLine, MetricPoint, Run, Sample, utcnow
+from server.schemas import AlertPublic, RunPublic
+
+LIST_LATEST = ("loss", "log_odds_ratio", "accuracy")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(run: Run, token: str) -> bool:
+    return secrets.compare_digest(run.worker_token_hash, hash_token(token))
+
+
+def rotate_worker_token(run: Run) -> str:
+    """A fresh per-run worker token; only its hash is stored, so the caller hands the token over once."""
+    token = secrets.token_urlsafe(32)
+    run.worker_token_hash = hash_token(token)
+    return token
+
+
+def create_run(*, session: Session, config: RunConfig, name: str | None, runs_dir: Path) -> tuple[Run, str]:
+    """Insert a queued run; returns it with its worker token."""
+    run = Run(name=name or "", status="queued", config=config.model_dump(mode="json"), tags=[], latest_metrics={})
+    token = rotate_worker_token(run)
+    session.add(run)
+    session.flush()  # assigns run.id
+    if not run.name:
+        run.name = f"run-{run.id}"
+    if not config.output_dir:
+        run.output_dir = str(runs_dir / str(run.id) / "checkpoints")
+        run.config = {**run.config, "output_dir": run.output_dir}
+    else:
+        run.output_dir = config.output_dir
+    return run, token
+
+
+def get_run(*, session: Session, run_id: int) -> Run | None:
+    return session.get(Run, run_id)
+
+
+def list_runs(*, session: Session, status: str | None = None, query: str | None = None) -> list[Run]:
+    statement = select(Run).order_by(Run.id.desc())
+    if status:
+        statement = statement.where(Run.status == status)
+    runs = list(session.scalars(statement))
+    if query:
+        # Model and dataset live in the JSON config: match in Python so the search is the same on every database.
+        lowered = query.lower()
+        runs = [run for run in runs if lowered in _searchable_text(run)]
+    return runs
+
+
+def _searchable_text(run: Run) -> str:
+    parts = [run.name, run.status, str(run.config.get("model", "")), str(run.config.get("dataset", "")), *run.tags]
+    return " ".join(parts).lower()
+
+
+def update_run(*, session: Session, run: Run, name: str | None, tags: list[str] | None) -> Run:
+    if name is not None:
+        run.name = name
+    if tags is not None:
+        run.tags = sorted({tag.strip() for tag in tags if tag.strip()})
+    return run
+
+
+def delete_run(*, session: Session, run: Run) -> None:
+    # Explicit deletes keep SQLite and PostgreSQL alike even where FK cascades are off.
+    for table in (MetricPoint, Alert, LogLine, Sample):
+        session.execute(delete(table).where(table.run_id == run.id))
+    session.delete(run)
+
+
+def request_stop(*, session: Session, run: Run) -> Run:
+    if run.status in TERMINAL_STATUSES:
+        return run
+    run.stop_requested = True
+    if run.status == "queued":
+        # Never started: nothing to wind down.
+        run.status = "stopped"
+        run.finished_at = utcnow()
+    return run
+
+
+def claim_queued_runs(*, session: Session, limit: int) -> list[Run]:
+    """Oldest queued runs, up to `limit`; the caller marks them launched."""
+    if limit <= 0:
+        return []
+    statement = select(Run).where(Run.status == "queued", Run.stop_requested.is_(False)).order_by(Run.id).limit(limit)
+    return list(session.scalars(statement))
+
+
+def list_checkpoints(run: Run) -> list[str]:
+    if not run.output_dir:
+        return []
+    folder = Path(run.output_dir)
+    if not folder.is_dir():
+        return []
+    return sorted((str(p) for p in folder.glob("checkpoint-*") if p.is_dir()), key=_checkpoint_step)
+
+
+def _checkpoint_step(path: str) -> int:
+    tail = path.rsplit("checkpoint-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def alerts_for(*, session: Session, run_id: int) -> list[Alert]:
+    return list(session.scalars(select(Alert).where(Alert.run_id == run_id).order_by(Alert.id)))
+
+
+def to_public(run: Run, alerts: list[Alert]) -> RunPublic:
+    latest = run.latest_metrics or {}
+    return RunPublic(
+        id=run.id,
+        name=run.name,
+        status=run.status,
+        config=run.config,
+        tags=run.tags or [],
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        total_steps=run.total_steps,
+        last_step=run.last_step,
+        error=run.error,
+        latest={**{name: None for name in LIST_LATEST}, **latest},
+        alerts=[AlertPublic.model_validate(alert) for alert in alerts],
+        output_dir=run.output_dir,
+        checkpoints=list_checkpoints(run),
+    )
+
+
+def public_runs(*, session: Session, runs: list[Run]) -> list[RunPublic]:
+    if not runs:
+        return []
+    by_run: dict[int, list[Alert]] = {run.id: [] for run in runs}
+    for alert in session.scalars(select(Alert).where(Alert.run_id.in_(by_run)).order_by(Alert.id)):
+        by_run[alert.run_id].append(alert)
+    return [to_public(run, by_run[run.id]) for run in runs]

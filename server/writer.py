@@ -1,0 +1,133 @@
+"""The single database writer: every write goes through one thread, in batched transactions.
+
+Like datasette's execute_write_fn: concurrent workers and page actions queue their writes here,
+so SQLite's "database is locked" never reaches a user, and ingestion batches from many workers
+share one commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.services.ingest import AlertEngines, Announcement, apply_batch
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# How many queued ingestion batches may share one transaction.
+MAX_COALESCED = 64
+
+
+@dataclass
+class _Write:
+    fn: Callable[[Session], Any]
+    future: Future[Any]
+    is_batch: bool
+
+
+class DatabaseWriter:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        *,
+        on_committed: Callable[[list[Announcement]], None],
+    ) -> None:
+        self._session_factory = session_factory
+        self._on_committed = on_committed
+        self._queue: queue.Queue[_Write | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="db-writer", daemon=True)
+        self.engines = AlertEngines()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def submit(self, fn: Callable[[Session], T]) -> Future[T]:
+        """Run fn(session) in its own transaction on the writer thread; the future holds its result."""
+        future: Future[T] = Future()
+        self._queue.put(_Write(fn, future, is_batch=False))
+        return future
+
+    def submit_batch(self, run_id: int, message: dict[str, Any]) -> Future[Announcement | None]:
+        """Queue a worker batch; the future resolves once it is committed (then it may be acknowledged)."""
+        future: Future[Announcement | None] = Future()
+
+        def write(session: Session) -> Announcement | None:
+            return apply_batch(session=session, run_id=run_id, message=message, engines=self.engines)
+
+        self._queue.put(_Write(write, future, is_batch=True))
+        return future
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if not item.is_batch:
+                self._run_alone(item)
+                continue
+            group = [item]
+            stop_after = False
+            while len(group) < MAX_COALESCED:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop_after = True
+                    break
+                if not nxt.is_batch:
+                    self._run_group(group)
+                    group = []
+                    self._run_alone(nxt)
+                    break
+                group.append(nxt)
+            if group:
+                self._run_group(group)
+            if stop_after:
+                return
+
+    def _run_alone(self, item: _Write) -> None:
+        try:
+            with self._session_factory() as session, session.begin():
+                result = item.fn(session)
+        except BaseException as error:  # noqa: BLE001 - the caller's future carries it
+            if item.is_batch:
+                self.engines = AlertEngines()  # an engine may have seen points that were rolled back
+            item.future.set_exception(error)
+            return
+        self._announce([result] if isinstance(result, Announcement) else [])
+        item.future.set_result(result)
+
+    def _run_group(self, group: list[_Write]) -> None:
+        try:
+            with self._session_factory() as session, session.begin():
+                results = [item.fn(session) for item in group]
+        except BaseException:  # noqa: BLE001
+            # One bad batch must not sink its neighbours: retry each in its own transaction.
+            self.engines = AlertEngines()  # engines may hold points from the rolled-back transaction
+            for item in group:
+                self._run_alone(item)
+            return
+        self._announce([result for result in results if result is not None])
+        for item, result in zip(group, results, strict=True):
+            item.future.set_result(result)
+
+    def _announce(self, announcements: list[Announcement]) -> None:
+        if not announcements:
+            return
+        try:
+            self._on_committed(announcements)
+        except Exception:  # noqa: BLE001 - a broken subscriber must not stop writes
+            log.exception("announcing committed batches failed")

@@ -1,0 +1,421 @@
+"""StreamingReporter: delivers a run's metrics, status, logs and samples to the dashboard over its
+worker websocket (docs/protocol.md) without ever blocking the training loop and without losing a point.
+
+- `metrics()` only appends to an in-memory deque (a few microseconds); a background thread batches
+  by size and time, numbers each batch, and keeps it until the server acks it (acks come after commit).
+- Disconnected: training goes on; points pile up in memory and past a bound spill to a local file.
+  On reconnect the server's `welcome` says what it already committed; the rest is resent, in order.
+- At exit whatever could not be delivered in a bounded wait stays in the spill file, which
+  `orpo-dash upload SPILL_FILE` delivers later (registering the run first if it never was).
+
+Imports no torch and nothing of the server.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.sync.client import ClientConnection, connect
+
+from orpo_dash.protocol import PROTOCOL_VERSION, WORKER_PATH
+
+FLUSH_INTERVAL = 0.1  # seconds between batches when points trickle in
+MAX_BATCH_POINTS = 5000  # a batch is sent at once when this many points wait
+MAX_IN_FLIGHT = 32  # unacknowledged batches on the wire before the sender waits for acks
+MEMORY_BOUND_POINTS = 500_000  # past this many undelivered points, the oldest go to the spill file
+HEARTBEAT_INTERVAL = 5.0
+RECONNECT_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+# Connection problems that mean "try again later", never "stop training".
+TRANSIENT = (OSError, ConnectionClosed, InvalidHandshake, TimeoutError, httpx.HTTPError)
+
+
+class ProtocolRefused(RuntimeError):
+    """The server refused this worker (bad token, unknown run, protocol version): retrying cannot help."""
+
+
+def websocket_url(server_url: str, run_id: int) -> str:
+    base = server_url.rstrip("/")
+    if base.startswith("https://"):
+        base = "wss://" + base[len("https://"):]
+    elif base.startswith("http://"):
+        base = "ws://" + base[len("http://"):]
+    return base + WORKER_PATH.format(run_id=run_id)
+
+
+def register_run(server_url: str, config: Mapping[str, Any], name: str | None, *, timeout: float = 10.0) -> tuple[int, str]:
+    """Create the run on the dashboard for an external worker; returns (run id, worker token)."""
+    body = dict(config)
+    if name:
+        body["name"] = name
+    response = httpx.post(f"{server_url.rstrip('/')}/api/runs", params={"launch": "false"}, json=body, timeout=timeout)
+    if response.status_code == 422:
+        raise ProtocolRefused(f"the dashboard rejected the run config: {response.json().get('detail')}")
+    response.raise_for_status()
+    payload = response.json()
+    return int(payload["id"]), str(payload["worker_token"])
+
+
+class StreamingReporter:
+    """A trainer Reporter (trainer/reporting.py) that streams to the dashboard."""
+
+    def __init__(
+        self,
+        server_url: str,
+        run_id: int | None,
+        token: str | None,
+        *,
+        spill_path: str | os.PathLike[str] | None = None,
+        config: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        memory_bound_points: int = MEMORY_BOUND_POINTS,
+        flush_interval: float = FLUSH_INTERVAL,
+    ) -> None:
+        if run_id is None and config is None:
+            raise ValueError("a StreamingReporter without a run id needs the run config to register the run")
+        self.server_url = server_url.rstrip("/")
+        self.run_id = run_id
+        self.token = token
+        self._config = dict(config) if config is not None else None
+        self._name = name
+        self._memory_bound = memory_bound_points
+        self._flush_interval = flush_interval
+        self.spill_path = Path(spill_path) if spill_path else Path.cwd() / f"orpo-dash-spill-{os.getpid()}.jsonl"
+
+        # Filled by the training thread, drained by the sender. deque append/popleft are thread-safe.
+        self._points: collections.deque[tuple[int, str, float, float]] = collections.deque()
+        self._extras: collections.deque[tuple[str, Any]] = collections.deque()  # ("log"|"samples"|"status", payload)
+        self._unacked: collections.OrderedDict[int, dict[str, Any]] = collections.OrderedDict()
+        self._next_seq: int | None = None
+        self._spilled_lines = 0  # spill-file lines not yet delivered (they precede everything in memory)
+        self._spill_read_offset = 0
+        self._spill_lock = threading.Lock()
+
+        self._stop_requested = threading.Event()
+        self._closing = threading.Event()
+        self._idle = threading.Event()  # set when nothing is waiting for delivery
+        self.connected = threading.Event()
+        self.refused: str | None = None
+        self.delivered_batches = 0
+        self._thread = threading.Thread(target=self._run, name="orpo-dash-sender", daemon=True)
+        self._thread.start()
+
+    # ----- Reporter interface (called from the training loop) -----
+    def metrics(self, step: int, values: Mapping[str, float]) -> None:
+        now = time.time()
+        self._points.extend((step, name, float(value), now) for name, value in values.items())
+
+    def status(self, status: str, *, total_steps: int | None = None, error: str | None = None) -> None:
+        self._extras.append(("status", {"status": status, "total_steps": total_steps, "error": error}))
+
+    def log(self, text: str) -> None:
+        self._extras.append(("log", [time.time(), "log", text]))
+
+    def output_line(self, stream: str, text: str) -> None:
+        self._extras.append(("log", [time.time(), stream, text]))
+
+    def samples(self, step: int, samples: list[dict[str, Any]]) -> None:
+        now = time.time()
+        self._extras.append(("samples", [{"step": step, "time": now, **sample} for sample in samples]))
+
+    def stop_requested(self) -> bool:
+        return self._stop_requested.is_set()
+
+    def close(self, timeout: float = 15.0) -> None:
+        """Deliver what is pending within `timeout`; anything left stays in the spill file."""
+        self._closing.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._abandon = True
+            self._thread.join(2.0)
+        with self._spill_lock:
+            leftover = self._pending_messages()
+            if leftover or self._spilled_lines:
+                self._rewrite_spill(leftover)
+            elif self.spill_path.exists() and self._spill_read_offset:
+                self.spill_path.unlink(missing_ok=True)  # everything it held was delivered
+        if self._spilled_lines:
+            print(
+                f"orpo-dash: {self._spilled_lines} undelivered batch(es) kept in {self.spill_path}; "
+                f"deliver them with: orpo-dash upload {self.spill_path}",
+                file=sys.stderr,
+            )
+
+    # ----- sender thread -----
+    _abandon = False
+
+    def _run(self) -> None:
+        backoff = itertools.chain(RECONNECT_BACKOFF, itertools.repeat(RECONNECT_BACKOFF[-1]))
+        while not self._abandon:
+            try:
+                if self.run_id is None:
+                    self.run_id, self.token = register_run(self.server_url, self._config or {}, self._name)
+                with connect(websocket_url(self.server_url, self.run_id), open_timeout=5, close_timeout=2, max_size=None) as ws:
+                    self._handshake(ws)
+                    backoff = itertools.chain(RECONNECT_BACKOFF, itertools.repeat(RECONNECT_BACKOFF[-1]))
+                    if self._pump(ws):
+                        return
+            except ProtocolRefused as refusal:
+                self.refused = str(refusal)
+                print(f"orpo-dash: the dashboard refused this worker: {refusal}", file=sys.stderr)
+                return
+            except (*TRANSIENT, InvalidURI):
+                pass
+            finally:
+                self.connected.clear()
+            if self._closing.is_set() and self._close_deadline_passed():
+                return
+            self._spill_if_over_bound()
+            time.sleep(next(backoff))
+
+    _close_started: float | None = None
+
+    def _close_deadline_passed(self) -> bool:
+        # While closing with the server down, give reconnects a few seconds, then leave it to the spill file.
+        if self._close_started is None:
+            self._close_started = time.monotonic()
+        return time.monotonic() - self._close_started > 5.0
+
+    def _handshake(self, ws: ClientConnection) -> None:
+        ws.send(json.dumps({"type": "hello", "protocol": PROTOCOL_VERSION, "token": self.token}))
+        welcome = json.loads(ws.recv(timeout=10))
+        if welcome.get("type") == "error":
+            raise ProtocolRefused(welcome.get("message", "refused"))
+        if welcome.get("type") != "welcome":
+            raise ProtocolRefused(f"expected a welcome, got {welcome!r}")
+        acked = int(welcome.get("acked_seq", 0))
+        for seq in [s for s in self._unacked if s <= acked]:
+            del self._unacked[seq]
+        if self._next_seq is None or self._next_seq <= acked:
+            self._next_seq = acked + 1
+            # Batches numbered against an older view of the server are renumbered after what it has.
+            self._unacked = collections.OrderedDict(
+                (self._next_seq + i, {**message, "seq": self._next_seq + i}) for i, message in enumerate(self._unacked.values())
+            )
+            self._next_seq += len(self._unacked)
+        self.connected.set()
+        for message in self._unacked.values():  # resend, in order
+            ws.send(_dumps(message))
+
+    def _pump(self, ws: ClientConnection) -> bool:
+        """Send and receive until the connection drops (returns False) or everything is delivered at close (True)."""
+        last_sent = time.monotonic()
+        while not self._abandon:
+            message = self._next_batch() if len(self._unacked) < MAX_IN_FLIGHT else None
+            if message is not None:
+                ws.send(_dumps(message))
+                last_sent = time.monotonic()
+                self._receive(ws, timeout=0)
+                continue
+            if self._closing.is_set() and not self._unacked and not self._has_work():
+                return True
+            # Nothing to send yet: wait for acks or commands until the next flush is due.
+            self._receive(ws, timeout=0.01 if self._closing.is_set() else self._flush_interval)
+            if time.monotonic() - last_sent > HEARTBEAT_INTERVAL:
+                ws.send(json.dumps({"type": "heartbeat"}))
+                last_sent = time.monotonic()
+        return True
+
+    def _has_work(self) -> bool:
+        return bool(self._points or self._extras or self._spilled_lines)
+
+    def _receive(self, ws: ClientConnection, *, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = max(0.0, deadline - time.monotonic())
+            try:
+                raw = ws.recv(timeout=remaining)
+            except TimeoutError:
+                return
+            message = json.loads(raw)
+            kind = message.get("type")
+            if kind == "ack":
+                seq = int(message["seq"])
+                while self._unacked and next(iter(self._unacked)) <= seq:
+                    self._unacked.popitem(last=False)
+                    self.delivered_batches += 1
+            elif kind == "stop":
+                self._stop_requested.set()
+            elif kind == "error":
+                if message.get("code") == "bad_batch":
+                    # The server will never accept this batch: drop it rather than resend forever.
+                    self._unacked.pop(int(message.get("seq", -1)), None)
+                print(f"orpo-dash: dashboard error: {message.get('message')}", file=sys.stderr)
+
+    def _next_batch(self) -> dict[str, Any] | None:
+        """The oldest undelivered content as one numbered batch: spilled lines first, then memory."""
+        assert self._next_seq is not None
+        with self._spill_lock:
+            content = self._read_spilled_line() if self._spilled_lines else None
+        if content is None:
+            content = self._drain_memory(force=self._closing.is_set())
+        if content is None:
+            return None
+        message = {"type": "batch", "seq": self._next_seq, **content}
+        self._unacked[self._next_seq] = message
+        self._next_seq += 1
+        return message
+
+    _last_memory_flush = 0.0
+
+    def _drain_memory(self, *, force: bool) -> dict[str, Any] | None:
+        now = time.monotonic()
+        due = force or len(self._points) >= MAX_BATCH_POINTS or now - self._last_memory_flush >= self._flush_interval
+        if not due or not (self._points or self._extras):
+            return None
+        self._last_memory_flush = now
+        points = []
+        while self._points and len(points) < MAX_BATCH_POINTS:
+            points.append(self._points.popleft())
+        content: dict[str, Any] = {}
+        if points:
+            content["points"] = [[s, n, v if math.isfinite(v) else None, t] for s, n, v, t in points]
+        logs: list[Any] = []
+        samples: list[Any] = []
+        # A status change ends the batch, so it is applied after the points that precede it.
+        while self._extras:
+            kind, payload = self._extras.popleft()
+            if kind == "log":
+                logs.append(payload)
+            elif kind == "samples":
+                samples.extend(payload)
+            else:
+                content["status"] = payload
+                break
+        if logs:
+            content["logs"] = logs
+        if samples:
+            content["samples"] = samples
+        return content
+
+    # ----- spilling -----
+    def _pending_messages(self) -> list[dict[str, Any]]:
+        pending = [{k: v for k, v in m.items() if k not in ("type", "seq")} for m in self._unacked.values()]
+        self._unacked.clear()
+        while True:
+            content = self._drain_memory(force=True)
+            if content is None:
+                return pending
+            pending.append(content)
+
+    def _spill_if_over_bound(self) -> None:
+        if len(self._points) <= self._memory_bound:
+            return
+        with self._spill_lock:
+            chunks = []
+            while len(self._points) > self._memory_bound // 2:
+                points = [self._points.popleft() for _ in range(min(MAX_BATCH_POINTS, len(self._points)))]
+                chunks.append({"points": [[s, n, v if math.isfinite(v) else None, t] for s, n, v, t in points]})
+            self._spill(chunks)
+
+    def _spill(self, contents: list[dict[str, Any]]) -> None:
+        new_file = not self.spill_path.exists()
+        self.spill_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.spill_path, "a", encoding="utf-8") as handle:
+            if new_file:
+                header = {"type": "spill", "protocol": PROTOCOL_VERSION, "server": self.server_url,
+                          "run_id": self.run_id, "token": self.token, "config": self._config, "name": self._name}
+                handle.write(json.dumps(header) + "\n")
+                self._spill_read_offset = handle.tell()
+            for content in contents:
+                handle.write(_dumps(content) + "\n")
+        self._spilled_lines += len(contents)
+
+    def _rewrite_spill(self, leftover: list[dict[str, Any]]) -> None:
+        """Leave a spill file holding exactly what was not delivered, with a header naming the run."""
+        remaining: list[str] = []
+        if self.spill_path.exists() and self._spilled_lines:
+            with open(self.spill_path, encoding="utf-8") as handle:
+                handle.seek(self._spill_read_offset)
+                remaining = [line for line in handle if line.strip()]
+        temporary = self.spill_path.with_name(self.spill_path.name + ".tmp")
+        header = {"type": "spill", "protocol": PROTOCOL_VERSION, "server": self.server_url,
+                  "run_id": self.run_id, "token": self.token, "config": self._config, "name": self._name}
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(header) + "\n")
+            handle.writelines(remaining)
+            for content in leftover:
+                handle.write(_dumps(content) + "\n")
+        os.replace(temporary, self.spill_path)  # atomic: a crash leaves the old file or the new one
+        self._spilled_lines = len(remaining) + len(leftover)
+
+    def _read_spilled_line(self) -> dict[str, Any] | None:
+        with open(self.spill_path, encoding="utf-8") as handle:
+            handle.seek(self._spill_read_offset)
+            line = handle.readline()
+            self._spill_read_offset = handle.tell()
+        self._spilled_lines -= 1
+        return json.loads(line) if line.strip() else None
+
+
+def _dumps(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"), allow_nan=False)
+
+
+def upload_spill_file(path: str | os.PathLike[str], *, server_url: str | None = None, timeout: float = 120.0) -> int:
+    """Deliver a spill file left by a worker; returns the run id it went to. Registers the run if needed."""
+    path = Path(path)
+    with open(path, encoding="utf-8") as handle:
+        header = json.loads(handle.readline())
+        contents = [json.loads(line) for line in handle if line.strip()]
+    if header.get("type") != "spill":
+        raise ValueError(f"{path} is not an orpo-dash spill file (its first line has no spill header)")
+    server = server_url or header["server"]
+    reporter = StreamingReporter(
+        server, header.get("run_id"), header.get("token"),
+        spill_path=path.with_suffix(".uploading.jsonl"), config=header.get("config") or {}, name=header.get("name"),
+    )
+    for content in contents:
+        # Re-queue as extras/points in order; status messages keep their place between points.
+        for step, name, value, when in content.get("points", []):
+            reporter._points.append((step, name, math.nan if value is None else value, when))
+        for entry in content.get("logs", []):
+            reporter._extras.append(("log", entry))
+        if content.get("samples"):
+            reporter._extras.append(("samples", content["samples"]))
+        if content.get("status"):
+            reporter._extras.append(("status", content["status"]))
+    reporter.close(timeout=timeout)
+    if reporter.refused:
+        raise RuntimeError(reporter.refused)
+    if reporter._spilled_lines:
+        raise RuntimeError(f"the dashboard at {server} could not take everything; what is left is in {reporter.spill_path}")
+    if reporter.run_id is None:
+        raise RuntimeError(f"could not reach the dashboard at {server}")
+    return reporter.run_id
+
+
+class OutputTee:
+    """A stdout/stderr wrapper that also forwards complete lines to the dashboard's log tail."""
+
+    def __init__(self, stream: TextIO, reporter: StreamingReporter, name: str) -> None:
+        self._stream = stream
+        self._reporter = reporter
+        self._name = name
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        self._stream.write(text)
+        self._partial += text
+        *lines, self._partial = self._partial.split("\n")
+        for line in lines:
+            if line.strip():
+                self._reporter.output_line(self._name, line[-4000:])
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._stream, attribute)
