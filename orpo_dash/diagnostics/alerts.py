@@ -1,0 +1,110 @@
+"""Alert records, the fixed alert kinds, their advice, and the default thresholds.
+
+Defaults were derived from the labelled trace collection in benchmarks/alerts/ (see
+docs/alerts.md, "Where the defaults come from"); every one can be overridden per run through
+RunConfig.alert_thresholds or `orpo-dash diagnose --threshold KEY=VALUE`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+LOG_ODDS_FLAT = "log_odds_flat"
+LOSS_RISING = "loss_rising"
+OVER_PENALIZATION = "over_penalization"
+CATASTROPHIC_FORGETTING = "catastrophic_forgetting"
+FORMAT_NOT_LEARNED = "format_not_learned"
+NON_FINITE = "non_finite"
+KINDS = (LOG_ODDS_FLAT, LOSS_RISING, OVER_PENALIZATION, CATASTROPHIC_FORGETTING, FORMAT_NOT_LEARNED, NON_FINITE)
+
+WARNING = "warning"
+CRITICAL = "critical"
+OPEN = "open"
+CLOSED = "closed"
+
+# Advice follows the ORPO product brief's pitfalls (/work/shared/orpo-seed.md).
+ADVICE = {
+    LOG_ODDS_FLAT: (
+        "The model is not learning preferences: check data quality (are chosen and rejected swapped, "
+        "or nearly identical?), increase the learning rate, or adjust the penalty weight beta."
+    ),
+    LOSS_RISING: (
+        "The preference penalty may be fighting the SFT objective: reduce the penalty coefficient beta "
+        "(and, if the rise followed a learning-rate increase, lower the learning rate)."
+    ),
+    OVER_PENALIZATION: (
+        "The odds-ratio penalty is too strong and the model is turning conservative (it lowers the chosen "
+        "response's probability to push the rejected one down): reduce beta; the paper uses 0.1."
+    ),
+    CATASTROPHIC_FORGETTING: (
+        "Without a reference model the policy can drift from sensible outputs: monitor the loss carefully, use a "
+        "moderate beta, fewer epochs or a lower learning rate, and prefer the checkpoint from before the rise."
+    ),
+    FORMAT_NOT_LEARNED: (
+        "The model is not learning the response format: ensure chosen responses are high quality and "
+        "well-formatted (look for empty, truncated or noisy chosen responses and a wrong chat template), "
+        "then check that the learning rate is not too low."
+    ),
+    NON_FINITE: (
+        "Training produced NaN/Inf values and further steps are meaningless: with float16 switch to bfloat16 "
+        "or use dynamic loss scaling, lower the learning rate, keep gradient clipping on (max_grad_norm), "
+        "and resume from the last checkpoint with finite metrics."
+    ),
+}
+
+# name -> (default, meaning). Window lengths count logged points, not optimizer steps.
+THRESHOLDS: dict[str, tuple[float, str]] = {
+    "window": (40, "points in each trend window (Theil-Sen slope + Mann-Kendall test)"),
+    "trend_z": (3.0, "Mann-Kendall |z| a trend needs to count as significant (one-sided p ~ 0.0013)"),
+    "open_after": (3, "consecutive evaluations a condition must hold before an alert opens"),
+    "close_after": (25, "consecutive evaluations a condition must be clear before an alert closes"),
+    "min_step": (100, "no verdict on 'not learning' kinds (log_odds_flat, format_not_learned) before this step"),
+    "lor_flat_level": (0.3, "log_odds_flat: median log odds ratio below this counts as 'near zero'"),
+    "lor_min_rise": (0.4, "log_odds_flat: ...unless it rises by at least this much over the window"),
+    "lor_drop": (0.5, "log_odds_flat: a significant fall of at least this much over the window also fires"),
+    "loss_rise_frac": (0.05, "loss_rising: significant rise over the window, as a fraction of the median loss"),
+    "op_logp_drop": (0.05, "over_penalization: fall of mean chosen log-prob (nats/token) over the window"),
+    "forget_rise_frac": (0.05, "catastrophic_forgetting: eval NLL above its best by this fraction"),
+    "forget_gap_frac": (0.5, "catastrophic_forgetting: eval NLL above train NLL by this fraction of eval NLL"),
+    "fnl_level": (0.8, "format_not_learned: NLL still above this fraction of its starting value..."),
+    "fnl_min_drop": (0.05, "format_not_learned: ...and falling by less than this fraction of it per window"),
+    "nonfinite_clear_steps": (10, "non_finite: steps with only finite values before the alert closes"),
+}
+DEFAULT_THRESHOLDS: dict[str, float] = {k: float(v[0]) for k, v in THRESHOLDS.items()}
+
+
+def resolve_thresholds(overrides: Mapping[str, float] | None) -> dict[str, float]:
+    """Defaults with per-run overrides applied; unknown keys are an error, not silently ignored."""
+    merged = dict(DEFAULT_THRESHOLDS)
+    for key, value in (overrides or {}).items():
+        if key not in merged:
+            raise ValueError(f"unknown alert threshold {key!r}; known: {', '.join(sorted(merged))}")
+        merged[key] = float(value)
+    for key in ("window", "open_after", "close_after", "nonfinite_clear_steps"):
+        if merged[key] < 1 or merged[key] != int(merged[key]):
+            raise ValueError(f"alert threshold {key!r} must be a positive whole number, got {merged[key]}")
+    if merged["window"] < 8:
+        raise ValueError(f"alert threshold 'window' must be at least 8 points, got {merged['window']:g}")
+    return merged
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert state change.
+
+    `state` is "open" when the alert opens (or escalates: the same kind re-sent as open with a higher
+    severity) and "closed" when its condition has cleared at `step`. `onset_step` is where the evidence
+    starts; `step` is where the change was decided.
+    """
+
+    kind: str
+    severity: str
+    onset_step: int
+    step: int
+    message: str
+    advice: str
+    state: str = OPEN
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)

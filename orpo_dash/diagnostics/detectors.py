@@ -1,0 +1,199 @@
+"""The pitfall detectors: plain functions of bounded recent metric windows.
+
+Each detector looks at the latest `window` points of one or two metrics and returns a Verdict:
+whether its condition holds now (`firing`), whether it has clearly cleared (`clear`, stricter
+than "not firing", which is what keeps a borderline series from flapping), the severity and a
+message with the numbers behind it. None means "not enough evidence yet". The open/close
+bookkeeping (hysteresis) lives in engine.py; non_finite is point-wise and also lives there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from orpo_dash import metric_names as m
+from orpo_dash.diagnostics import alerts as a
+from orpo_dash.diagnostics.stats import Trend, trend
+
+BASELINE_POINTS = 10  # points that define a metric's starting level
+
+
+class Series:
+    """Recent points of one metric (bounded), its first few values, and an update counter."""
+
+    def __init__(self, maxlen: int) -> None:
+        self.points: deque[tuple[int, float]] = deque(maxlen=maxlen)
+        self.head: list[float] = []
+        self.version = 0
+
+    def append(self, step: int, value: float) -> None:
+        self.points.append((step, value))
+        if len(self.head) < BASELINE_POINTS:
+            self.head.append(value)
+        self.version += 1
+
+    def window(self, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+        if len(self.points) < n:
+            return None
+        pts = list(self.points)[-n:]
+        return np.array([p[0] for p in pts], dtype=float), np.array([p[1] for p in pts], dtype=float)
+
+    @property
+    def baseline(self) -> float | None:
+        return float(np.median(self.head)) if len(self.head) == BASELINE_POINTS else None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    firing: bool
+    clear: bool
+    severity: str = a.WARNING
+    onset_step: int = 0
+    message: str = ""
+
+
+Lookup = Callable[[str], "Series | None"]
+
+
+def _first(get: Lookup, names: tuple[str, ...]) -> tuple[str, Series] | None:
+    for name in names:
+        s = get(name)
+        if s is not None and s.points:
+            return name, s
+    return None
+
+
+def _fmt(t: Trend) -> str:
+    return f"Theil-Sen change {t.change:+.3g}, Mann-Kendall z={t.z:+.1f}"
+
+
+def log_odds_flat(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | None:
+    s = get(m.LOG_ODDS_RATIO)
+    w = int(th["window"])
+    if s is None or step < th["min_step"] or (win := s.window(w)) is None:
+        return None
+    t = trend(*win)
+    level, rise, drop, zc = th["lor_flat_level"], th["lor_min_rise"], th["lor_drop"], th["trend_z"]
+    flat = t.median < level and t.change < rise
+    falling = t.z < -zc and t.change < -drop
+    onset = int(win[0][0])
+    if falling and not flat:
+        msg = f"log odds ratio is falling: {_fmt(t)} over steps {onset}-{step} (median {t.median:.2f})"
+    else:
+        msg = (f"log odds ratio stays near zero: median {t.median:.2f} over steps {onset}-{step} "
+               f"({_fmt(t)}; healthy runs are above {level:g} and rising by step {th['min_step']:g})")
+    severity = a.CRITICAL if t.median < -level else a.WARNING
+    clear = (t.median > 1.5 * level or t.change > 1.5 * rise) and not t.z < -zc / 2
+    return Verdict(flat or falling, clear, severity, onset, msg)
+
+
+def loss_rising(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | None:
+    s = get(m.LOSS)
+    if s is None or (win := s.window(int(th["window"]))) is None:
+        return None
+    t = trend(*win)
+    need = th["loss_rise_frac"] * abs(t.median)
+    firing = t.z > th["trend_z"] and t.change > need
+    onset = int(win[0][np.argmin(_running_median(win[1]))])
+    base = s.baseline
+    severity = a.CRITICAL if base is not None and t.median > base else a.WARNING
+    msg = (f"total loss is rising: {_fmt(t)} over steps {int(win[0][0])}-{step}, "
+           f"{t.change / max(abs(t.median), 1e-12):+.0%} of its median {t.median:.3g}")
+    clear = t.change < 0.25 * need and t.z < 1.0
+    return Verdict(firing, clear, severity, onset, msg)
+
+
+def over_penalization(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | None:
+    w = int(th["window"])
+    lor = get(m.LOG_ODDS_RATIO)
+    chosen = _first(get, (m.LOGPS_CHOSEN, m.NLL_LOSS))
+    if lor is None or chosen is None:
+        return None
+    name, cs = chosen
+    lw, cw = lor.window(w), cs.window(w)
+    if lw is None or cw is None:
+        return None
+    sign = -1.0 if name == m.NLL_LOSS else 1.0  # NLL ~ minus the mean chosen log-prob
+    tc, tl = trend(cw[0], sign * cw[1]), trend(*lw)
+    zc, drop = th["trend_z"], th["op_logp_drop"]
+    firing = tc.z < -zc and tc.change < -drop and tl.z > zc and tl.change > 0
+    onset = int(cw[0][np.argmax(_running_median(sign * cw[1]))])
+    severity = a.CRITICAL if tc.change < -4 * drop else a.WARNING
+    msg = (f"chosen log-prob falls while the log odds ratio grows, steps {int(cw[0][0])}-{step}: "
+           f"chosen {tc.change:+.3f} nats/token (z={tc.z:+.1f}), log odds ratio {tl.change:+.2f} (z={tl.z:+.1f})")
+    clear = tc.change > -0.25 * drop or tl.z < 1.0
+    return Verdict(firing, clear, severity, onset, msg)
+
+
+class ForgettingState:
+    """Best (lowest) smoothed eval NLL so far: the one piece of detector state beyond the windows."""
+
+    def __init__(self) -> None:
+        self.best = math.inf
+        self.best_step = 0
+        self.seen = 0
+
+
+def catastrophic_forgetting(get: Lookup, th: Mapping[str, float], step: int, st: ForgettingState) -> Verdict | None:
+    src = _first(get, (m.EVAL_PREFIX + m.NLL_LOSS, m.EVAL_PREFIX + m.PPL_CHOSEN))
+    if src is None:
+        return None
+    name, es = src
+    win = es.window(3)
+    if win is None:
+        return None
+    values = np.log(np.maximum(win[1], 1e-12)) if name.endswith(m.PPL_CHOSEN) else win[1]
+    smooth, at = float(np.median(values)), int(win[0][-1])
+    if es.version != st.seen:
+        st.seen = es.version
+        if smooth < st.best:
+            st.best, st.best_step = smooth, at
+    rise = (smooth - st.best) / max(st.best, 1e-12)
+    firing = rise > th["forget_rise_frac"]
+    msg = (f"eval NLL {smooth:.3f} at step {at} is {rise:+.0%} above its best {st.best:.3f} "
+           f"(step {st.best_step})")
+    train = _first(get, (m.NLL_LOSS,))
+    if not firing and train is not None and (tw := train[1].window(int(th["window"]))) is not None:
+        train_nll = float(np.median(tw[1]))
+        gap = (smooth - train_nll) / max(smooth, 1e-12)
+        if gap > th["forget_gap_frac"] and trend(*tw).z < -th["trend_z"]:
+            firing = True
+            msg = (f"eval NLL {smooth:.3f} departs from train NLL {train_nll:.3f} ({gap:.0%} of eval) "
+                   f"while train NLL keeps falling, step {at}")
+    severity = a.CRITICAL if rise > 4 * th["forget_rise_frac"] else a.WARNING
+    clear = rise < 0.5 * th["forget_rise_frac"]
+    return Verdict(firing, clear and not firing, severity, st.best_step, msg)
+
+
+def format_not_learned(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | None:
+    src = _first(get, (m.NLL_LOSS, m.LOGPS_CHOSEN, m.PPL_CHOSEN))
+    if src is None or step < th["min_step"]:
+        return None
+    name, s = src
+    win, base = s.window(int(th["window"])), s.baseline
+    if win is None or base is None:
+        return None
+    conv = {m.NLL_LOSS: lambda v: v, m.LOGPS_CHOSEN: lambda v: -v,
+            m.PPL_CHOSEN: lambda v: np.log(np.maximum(v, 1e-12))}[name]
+    values, base = conv(win[1]), float(conv(np.array([base]))[0])
+    if base <= 0:
+        return None
+    t = trend(win[0], values)
+    level, fall = t.median / base, -t.change / base
+    firing = level > th["fnl_level"] and fall < th["fnl_min_drop"]
+    severity = a.CRITICAL if level > 0.95 and step >= 2 * th["min_step"] else a.WARNING
+    msg = (f"chosen NLL is still {t.median:.3f} ({level:.0%} of its starting {base:.3f}) at step {step} "
+           f"and falling only {fall:.1%} of that per {int(th['window'])} points ({_fmt(t)})")
+    clear = level < th["fnl_level"] - 0.1 or fall > 2 * th["fnl_min_drop"]
+    return Verdict(firing, clear, severity, int(win[0][0]), msg)
+
+
+def _running_median(values: np.ndarray, k: int = 5) -> np.ndarray:
+    """Centred running median (edges use what is there): where a trend's turning point is."""
+    n = len(values)
+    return np.array([np.median(values[max(0, i - k // 2): i + k // 2 + 1]) for i in range(n)])

@@ -1,0 +1,98 @@
+"""Read a run's metrics from a file: our trainer's --metrics-out JSONL, or a TRL/HF Trainer log export."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from orpo_dash import metric_names as m
+
+_STEP_KEYS = ("step", "global_step")
+_TRL_ONLY = {"log_odds_chosen", "rewards/accuracies", "logps/chosen", "logps/rejected"}
+
+
+class MetricsFileError(ValueError):
+    """The file is missing, empty or not a metrics log; the message names the problem."""
+
+
+def load_metrics_file(path: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """Series per metric name, each sorted by step with one value per step (the last logged wins).
+
+    Accepts JSONL (one flat object per step) or CSV with a header. Rows need `step` or `global_step`.
+    Files with TRL's names (e.g. log_odds_chosen, rewards/accuracies, eval_ prefixed keys) are mapped
+    through orpo_dash.metric_names.from_trl; our own names pass through unchanged.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise MetricsFileError(f"metrics file not found: {p}")
+    text = p.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        raise MetricsFileError(f"metrics file is empty: {p}")
+    rows = _json_rows(p, text) if text.lstrip().startswith(("{", "[")) else _csv_rows(p, text)
+    trl = any(k in _TRL_ONLY or k.startswith("eval_") for row in rows for k in row)
+    out: dict[str, dict[int, float]] = {}
+    for lineno, row in enumerate(rows, start=1):
+        step = next((row[k] for k in _STEP_KEYS if k in row and row[k] is not None), None)
+        if step is None:
+            raise MetricsFileError(f"{p}: record {lineno} has no 'step' or 'global_step'")
+        try:
+            step = int(float(step))
+        except (TypeError, ValueError):
+            raise MetricsFileError(f"{p}: record {lineno} has a non-numeric step {step!r}") from None
+        values = {k: v for k, v in row.items() if k not in _STEP_KEYS}
+        mapped = m.from_trl(values) if trl else {k: float(v) for k, v in values.items() if _is_number(v)}
+        for name, value in mapped.items():
+            out.setdefault(name, {})[step] = value
+    if not out:
+        raise MetricsFileError(f"{p}: no numeric metrics found")
+    return {name: sorted(by_step.items()) for name, by_step in out.items()}
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _json_rows(p: Path, text: str) -> list[dict]:
+    stripped = text.strip()
+    if stripped.startswith("["):  # a log_history list (trainer_state.json style), not JSONL
+        try:
+            data = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise MetricsFileError(f"{p}: not valid JSON: {exc}") from None
+        rows = data
+    else:
+        rows = []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))  # NaN/Infinity literals are accepted, on purpose
+            except json.JSONDecodeError as exc:
+                raise MetricsFileError(f"{p}: line {lineno} is not valid JSON: {exc.msg}") from None
+    if isinstance(rows, dict) and "log_history" in rows:
+        rows = rows["log_history"]
+    if not all(isinstance(r, dict) for r in rows):
+        raise MetricsFileError(f"{p}: expected one JSON object per line (or a list of objects)")
+    return rows
+
+
+def _csv_rows(p: Path, text: str) -> list[dict]:
+    reader = csv.DictReader(text.splitlines())
+    if not reader.fieldnames or not any(k in reader.fieldnames for k in _STEP_KEYS):
+        raise MetricsFileError(f"{p}: not JSONL, and not a CSV with a 'step' or 'global_step' column")
+    rows = []
+    for row in reader:
+        parsed: dict[str, object] = {}
+        for key, raw in row.items():
+            if key is None or raw is None or raw.strip() == "":
+                continue  # HF exports leave cells empty where a row did not log that metric
+            try:
+                parsed[key] = float(raw)
+            except ValueError:
+                continue  # text columns (run names, dates) are not metrics
+            if key in _STEP_KEYS and not math.isfinite(parsed[key]):  # type: ignore[arg-type]
+                raise MetricsFileError(f"{p}: non-finite step {raw!r}")
+        rows.append(parsed)
+    return rows
