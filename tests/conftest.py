@@ -1,0 +1,172 @@
+"""Shared fixtures: a real dashboard server on a free port (SQLite or PostgreSQL), tiny local models
+and datasets. Factories for the tiny model/tokenizer live in tests/trainer/conftest.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+POSTGRES_ADMIN_URL = os.environ.get("ORPO_DASH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    """A real `orpo-dash serve` process."""
+
+    url: str
+    port: int
+    database_url: str
+    data_dir: Path
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def start(self) -> None:
+        self.log_path = self.data_dir / "server.log"
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "orpo_dash.cli", "serve", "--port", str(self.port),
+             "--database-url", self.database_url, "--data-dir", str(self.data_dir)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "ORPO_DASH_MAX_CONCURRENT_RUNS": "3"},
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(self.url + "/api/runs", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not come up:\n{self.log_path.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, as in a crash."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def api(self, method: str, path: str, **kwargs) -> httpx.Response:  # type: ignore[no-untyped-def]
+        return httpx.request(method, self.url + path, timeout=30, **kwargs)
+
+    def wait_for_run(self, run_id: int, statuses: tuple[str, ...], timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        run: dict = {}
+        while time.monotonic() < deadline:
+            run = self.api("GET", f"/api/runs/{run_id}").json()
+            if run["status"] in statuses:
+                return run
+            time.sleep(0.2)
+        worker_log = self.data_dir / "runs" / str(run_id) / "worker.log"
+        raise AssertionError(
+            f"run {run_id} stayed {run.get('status')} (wanted {statuses}); error={run.get('error')}\n"
+            f"worker log:\n{worker_log.read_text() if worker_log.exists() else '(none)'}"
+        )
+
+
+def _postgres_available() -> str | None:
+    try:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=3):
+            return None
+    except Exception as error:  # noqa: BLE001 - any failure means "skip with the reason"
+        return f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {error}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    reason = _postgres_available()
+    if reason:
+        pytest.skip(reason)
+    import psycopg
+
+    name = f"orpo_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    yield f"{base}/{name}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _serve(tmp_path: Path, database_url: str | None) -> Iterator[LiveServer]:
+    data_dir = tmp_path / "dashboard"
+    data_dir.mkdir()
+    port = free_port()
+    url = database_url or f"sqlite:///{data_dir / 'orpo-dash.sqlite3'}"
+    server = LiveServer(url=f"http://127.0.0.1:{port}", port=port, database_url=url, data_dir=data_dir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A real dashboard on a free port with a fresh SQLite file."""
+    yield from _serve(tmp_path, None)
+
+
+@pytest.fixture
+def live_server_postgres(tmp_path: Path, postgres_url: str) -> Iterator[LiveServer]:
+    """A real dashboard on a free port backed by a fresh PostgreSQL database."""
+    yield from _serve(tmp_path, postgres_url)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama + BPE tokenizer with a chat template, saved like any local model."""
+    from tests.trainer.conftest import build_model, build_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-model")
+    tokenizer = build_tokenizer()
+    model = build_model(len(tokenizer))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.trainer.conftest import PAIRS
+
+    path = tmp_path_factory.mktemp("data") / "prefs.jsonl"
+    path.write_text("".join(json.dumps(pair) + "\n" for pair in PAIRS * 3))
+    return path
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
