@@ -63,11 +63,14 @@ def test_wrong_protocol_version_gets_a_clear_error(live_server, tiny_dataset_fil
     assert "protocol 1" in reply["message"] and "99" in reply["message"]
 
 
-def test_a_worker_can_write_only_its_own_run(live_server, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+def test_a_worker_can_write_only_its_own_run(live_server, tiny_dataset_file, tmp_path) -> None:  # type: ignore[no-untyped-def]
     run_a, token_a = _register(live_server, tiny_dataset_file)
     run_b, _ = _register(live_server, tiny_dataset_file)
-    reporter = StreamingReporter(live_server.url, run_b, token_a)
+    spill = tmp_path / "spill.jsonl"
+    reporter = StreamingReporter(live_server.url, run_b, token_a, spill_path=spill)
     reporter.metrics(1, {"loss": 1.0})
     reporter.close(timeout=10)
     assert reporter.refused and f"run {run_b}" in reporter.refused
     assert live_server.api("GET", f"/api/runs/{run_b}/metric-names").json() == []
+    # The refused worker's point is not thrown away: it waits in the spill file.
+    assert '"loss"' in spill.read_text()
