@@ -273,3 +273,25 @@ def collate(pairs: list[TokenizedPair], pad_token_id: int) -> dict[str, torch.Te
         attention_mask[i, : len(ids)] = 1
         labels[i, len(prompt): len(ids)] = torch.tensor(resp)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+class PairStream:
+    """The training order: an endless concatenation of per-epoch permutations of the train pairs.
+
+    Global position p maps to pair perm_e[p % n] with e = p // n and perm_e seeded by
+    (seed, e). Optimizer step k consumes positions [k*G, (k+1)*G) for a global batch of G, so
+    no pair is dropped at epoch ends, and the data position of a checkpoint is one integer.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed = n, seed
+        self._perms: dict[int, list[int]] = {}
+
+    def _perm(self, epoch: int) -> list[int]:
+        if epoch not in self._perms:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            self._perms = {epoch: torch.randperm(self.n, generator=generator).tolist()}  # keep one epoch cached
+        return self._perms[epoch]
+
+    def indices(self, start: int, count: int) -> list[int]:
+        return [self._perm(p // self.n)[p % self.n] for p in range(start, start + count)]

@@ -109,6 +109,10 @@ class ORPOSums:
         return torch.stack([getattr(self, f.name).float() for f in fields(self)])
 
     @classmethod
+    def zeros(cls, device: torch.device | str = "cpu") -> ORPOSums:
+        return cls.from_tensor(torch.zeros(len(fields(cls)), device=device))
+
+    @classmethod
     def from_tensor(cls, vector: torch.Tensor) -> ORPOSums:
         return cls(**{f.name: vector[i] for i, f in enumerate(fields(cls))})
 

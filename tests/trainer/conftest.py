@@ -115,3 +115,47 @@ def pair_rows() -> list[dict]:
 def tiny_model(tokenizer: Any):
     """Factory for fresh random tiny Llamas matching `tokenizer` (same seed, same weights)."""
     return lambda seed=0: build_model(len(tokenizer), seed)
+
+
+class RecordingReporter:
+    """Keeps every call; asks to stop once `stop_after` steps have been reported."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.points: list[tuple[int, dict[str, float]]] = []
+        self.statuses: list[tuple[str, int | None, str | None]] = []
+        self.logs: list[str] = []
+        self.sample_calls: list[tuple[int, list[dict]]] = []
+        self.stop_after = stop_after
+        self.closed = False
+
+    def metrics(self, step: int, values) -> None:
+        self.points.append((step, dict(values)))
+
+    def status(self, status: str, *, total_steps: int | None = None, error: str | None = None) -> None:
+        self.statuses.append((status, total_steps, error))
+
+    def log(self, text: str) -> None:
+        self.logs.append(text)
+
+    def samples(self, step: int, samples: list[dict]) -> None:
+        self.sample_calls.append((step, samples))
+
+    def stop_requested(self) -> bool:
+        steps = [s for s, values in self.points if "loss" in values]
+        return self.stop_after is not None and bool(steps) and steps[-1] >= self.stop_after
+
+    def close(self) -> None:
+        self.closed = True
+
+    def train(self, *, timing: bool = False) -> dict[int, dict[str, float]]:
+        """Train metrics by step (without the wall-clock ones unless timing)."""
+        skip = () if timing else ("tokens_per_sec", "step_time")
+        return {s: {k: v for k, v in values.items() if k not in skip} for s, values in self.points if "loss" in values}
+
+    def eval(self) -> dict[int, dict[str, float]]:
+        return {s: values for s, values in self.points if "eval/loss" in values}
+
+
+@pytest.fixture
+def recorder():
+    return RecordingReporter

@@ -1,0 +1,5 @@
+import sys
+
+from trainer.worker import main
+
+sys.exit(main())

@@ -1,0 +1,379 @@
+"""The ORPO training recipe: setup(), train(), save_checkpoint(), cleanup() (torchtune style).
+
+One optimizer step = one global batch of batch_size * gradient_accumulation_steps * world_size
+pairs. Each micro-batch is ONE forward pass over its chosen and rejected rows together. The loss
+of every micro-batch is normalised by totals over the whole global batch (response tokens for
+the NLL, pairs for the OR term), so the accumulated gradient equals the big batch's gradient.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import time
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+
+from orpo_dash import metric_names as M
+from orpo_dash.run_config import RunConfig
+from trainer import checkpoint, distributed
+from trainer.data import PairStream, collate, encode_prompt, load_preference_data
+from trainer.loss import IGNORE_INDEX, ORPOSums, nll_labels, orpo_sums
+from trainer.models import DTYPES, add_lora, load_model, load_tokenizer, resolve_device
+from trainer.reporting import Reporter
+
+SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
+N_EVAL_SAMPLE_PROMPTS = 3
+
+
+class ORPORecipe:
+    def __init__(self, config: RunConfig, reporter: Reporter, *, cache_dir: str | None = None) -> None:
+        self.cfg = config
+        self.reporter = reporter
+        self.cache_dir = cache_dir
+        self.step = 0  # optimizer steps done; metrics are reported at this step number
+        self.pairs_seen = 0  # data position in the PairStream
+        self._signalled = False
+        self._old_handlers: dict[int, Any] = {}
+
+    # ------------------------------------------------------------------ setup
+
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.device = resolve_device(cfg.device)
+        self.world = distributed.init_world(self.device.type)
+        if self.world.parallel and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.world.local_rank)
+            torch.cuda.set_device(self.device)
+        _seed_everything(cfg.seed)
+        self._setup_model()
+        self._setup_data()
+        self._setup_optimizer()
+        if cfg.resume_from:
+            self._load_checkpoint(cfg.resume_from)
+
+    def _setup_model(self) -> None:
+        cfg = self.cfg
+        self._log(f"loading model {cfg.model}")
+        self.tokenizer = load_tokenizer(cfg.model, cache_dir=self.cache_dir)
+        # Mixed precision: full fine-tuning keeps float32 master weights and runs the forward
+        # under autocast (tiny AdamW updates vanish in 16-bit weights). LoRA trains float32
+        # adapters, so the frozen base can live in the 16-bit dtype and save memory.
+        weights_dtype = cfg.dtype if cfg.lora else "float32"
+        source = cfg.resume_from if cfg.resume_from and not cfg.lora else cfg.model
+        model = load_model(
+            source, dtype=weights_dtype, device=self.device, cache_dir=self.cache_dir,
+            gradient_checkpointing=cfg.gradient_checkpointing,
+        )
+        if cfg.lora:
+            model = add_lora(
+                model, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                target_modules=cfg.lora_target_modules, gradient_checkpointing=cfg.gradient_checkpointing,
+            )
+            if cfg.resume_from:
+                checkpoint.load_adapter(model, cfg.resume_from)
+        self.model = model  # the unwrapped model: generate, save and eval use it
+        self.train_model = model
+        if self.world.parallel:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(model, device_ids=ids)
+        self.autocast_dtype = None if cfg.dtype == "float32" else DTYPES[cfg.dtype]
+        # float16 overflows without loss scaling; bfloat16 has float32's range and needs none.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.dtype == "float16")
+        n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        self._log(f"model ready on {self.device}: {n_trainable:,} trainable parameters")
+
+    def _setup_data(self) -> None:
+        cfg = self.cfg
+        self.data = load_preference_data(cfg, self.tokenizer)
+        for reason, count in sorted(self.data.counts.items()):
+            self._log(f"{reason}: {count} pair(s)")
+        self._log(f"{len(self.data.train)} training pairs, {len(self.data.eval)} held-out pairs")
+        self.stream = PairStream(len(self.data.train), cfg.seed)
+        self.global_batch = cfg.batch_size * cfg.gradient_accumulation_steps * self.world.size
+        if cfg.max_steps:
+            self.total_steps = cfg.max_steps
+            if cfg.num_epochs != RunConfig.model_fields["num_epochs"].default:
+                self._log(f"warning: num_epochs={cfg.num_epochs} ignored because max_steps={cfg.max_steps} is set")
+        else:
+            self.total_steps = max(1, math.ceil(cfg.num_epochs * len(self.data.train) / self.global_batch))
+        if cfg.eval_dataset and cfg.eval_fraction != RunConfig.model_fields["eval_fraction"].default:
+            self._log("warning: eval_fraction ignored because eval_dataset is set")
+        if not self.data.eval:
+            self._log("no held-out pairs: evaluation is skipped")
+
+    def _setup_optimizer(self) -> None:
+        from transformers import get_scheduler
+
+        cfg = self.cfg
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        # Decay matrices only; decaying biases and norm gains just fights the normalisation.
+        groups = [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        self.params = params
+        self.optimizer = torch.optim.AdamW(
+            groups, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon
+        )
+        if cfg.warmup_steps and cfg.warmup_ratio:
+            self._log("warning: warmup_ratio ignored because warmup_steps is set")
+        warmup = cfg.warmup_steps or math.ceil(cfg.warmup_ratio * self.total_steps)
+        self.scheduler = get_scheduler(
+            SCHEDULERS[cfg.lr_scheduler], self.optimizer, num_warmup_steps=warmup, num_training_steps=self.total_steps
+        )
+
+    # ------------------------------------------------------------------ train
+
+    def train(self) -> str:
+        """Run to total_steps (or a graceful stop); returns "completed" or "stopped"."""
+        cfg = self.cfg
+        self._install_signal_handlers()
+        self._report_status("running", total_steps=self.total_steps)
+        window: ORPOSums | None = None  # sums since the last report; logged metrics average over them
+        window_tokens, window_time, window_steps = 0, 0.0, 0
+        last_saved = last_eval = -1
+
+        while self.step < self.total_steps:
+            t0 = time.perf_counter()
+            batches = self._next_micro_batches()
+            # Global totals, known before any forward, let each micro-batch weight its loss by its
+            # share of the whole batch: the NLL is a token mean over ALL SFT tokens of the global
+            # batch, the OR term a mean over all its pairs.
+            nll_tokens = distributed.all_reduce_sum(
+                torch.tensor(float(sum(b["sft_tokens"] for b in batches)), device=self.device), self.world
+            )
+            pairs = float(self.global_batch)
+            step_sums: ORPOSums | None = None
+            for i, batch in enumerate(batches):
+                # Under DDP, all-reduce gradients once, after the last micro-batch.
+                last = i == len(batches) - 1
+                sync = nullcontext() if last or not self.world.parallel else self.train_model.no_sync()
+                with sync:
+                    with self._autocast():
+                        logits = self.train_model(
+                            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+                        ).logits
+                    sums = orpo_sums(logits, batch["labels"], batch["sft_labels"])
+                    # Each rank's loss is already a share of the GLOBAL mean; DDP averages gradients
+                    # over ranks, so scale by world size to turn that average back into the sum.
+                    loss = sums.objective(cfg.beta, nll_tokens=nll_tokens, pairs=pairs) * self.world.size
+                    self.scaler.scale(loss).backward()
+                detached = sums.detach()
+                step_sums = detached if step_sums is None else step_sums + detached
+                window_tokens += batch["n_tokens"]
+                del logits, loss, sums  # free this micro-batch's activations before the next forward
+
+            # Unscale before clipping so max_grad_norm applies to the true gradient; the norm is
+            # measured before clipping (what we report), and inf/nan under float16 makes the
+            # scaler skip this step and lower its scale.
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm or math.inf)
+            learning_rate = self.scheduler.get_last_lr()[0]
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            self.pairs_seen += self.global_batch
+
+            window = step_sums if window is None else window + step_sums
+            window_time += time.perf_counter() - t0
+            window_steps += 1
+            if self.step % cfg.logging_every == 0 or self.step == self.total_steps:
+                # .item() here is the only host-device sync of the step; keep it at logging time.
+                metrics = self._reduce(window, prefix="")
+                tokens = distributed.all_reduce_sum(torch.tensor(float(window_tokens)), self.world).item()
+                metrics.update({
+                    M.LEARNING_RATE: learning_rate,
+                    M.EPOCH: self.pairs_seen / len(self.data.train),
+                    M.GRAD_NORM: float(grad_norm),
+                    M.TOKENS_PER_SEC: tokens / max(window_time, 1e-9),
+                    M.STEP_TIME: window_time / window_steps,
+                })
+                self._report_metrics(metrics)
+                window, window_tokens, window_time, window_steps = None, 0, 0.0, 0
+
+            if cfg.eval_every and self.step % cfg.eval_every == 0:
+                self.evaluate()
+                last_eval = self.step
+            if cfg.sample_every and self.step % cfg.sample_every == 0:
+                self.generate_samples()
+            if cfg.save_every and self.step % cfg.save_every == 0:
+                self.save_checkpoint()
+                last_saved = self.step
+            # Every rank must agree to stop at the same step, or the others hang in all-reduce.
+            stop = self._signalled or (self.world.is_main and self.reporter.stop_requested())
+            if distributed.any_rank(stop, self.world, self.device) and self.step < self.total_steps:
+                self._log(f"stop requested: stopping after step {self.step}")
+                if last_saved != self.step:
+                    self.save_checkpoint()
+                self._report_status("stopped")
+                return "stopped"
+
+        if last_eval != self.step:
+            self.evaluate()
+        if last_saved != self.step:
+            self.save_checkpoint()
+        self._report_status("completed")
+        return "completed"
+
+    def _next_micro_batches(self) -> list[dict[str, Any]]:
+        """This rank's micro-batches of the next global batch: micro-batch a, rank r gets
+        positions [a*B*W + r*B, a*B*W + (r+1)*B) of the global batch."""
+        cfg = self.cfg
+        indices = self.stream.indices(self.pairs_seen, self.global_batch)
+        per_micro = cfg.batch_size * self.world.size
+        out = []
+        for a in range(cfg.gradient_accumulation_steps):
+            start = a * per_micro + self.world.rank * cfg.batch_size
+            out.append(self._to_device(collate([self.data.train[i] for i in indices[start: start + cfg.batch_size]],
+                                               self.tokenizer.pad_token_id)))
+        return out
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        n = batch["input_ids"].size(0) // 2
+        sft = nll_labels(batch["input_ids"][:n], batch["attention_mask"][:n], prompt_loss=self.cfg.prompt_loss)
+        scored = batch["labels"][:n] if sft is None else sft
+        out: dict[str, Any] = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        out["sft_labels"] = None if sft is None else sft.to(self.device, non_blocking=True)
+        # Counted on the CPU copies, so the loop never waits on the device for them.
+        out["sft_tokens"] = int((scored[:, 1:] != IGNORE_INDEX).sum())
+        out["n_tokens"] = int(batch["attention_mask"].sum())
+        return out
+
+    # ------------------------------------------------------------------ eval, samples
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float] | None:
+        """Metrics over the whole held-out split (batches sharded over ranks), under eval/."""
+        if not self.data.eval:
+            return None
+        self.model.eval()
+        size = self.cfg.batch_size
+        batches = [self.data.eval[i: i + size] for i in range(0, len(self.data.eval), size)]
+        total = ORPOSums.zeros(self.device)
+        for pairs in batches[self.world.rank:: self.world.size]:
+            batch = self._to_device(collate(pairs, self.tokenizer.pad_token_id))
+            with self._autocast():
+                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+            total = total + orpo_sums(logits, batch["labels"], batch["sft_labels"])
+        self.model.train()
+        metrics = self._reduce(total, prefix=M.EVAL_PREFIX)
+        self._report_metrics(metrics)
+        return metrics
+
+    @torch.no_grad()
+    def generate_samples(self) -> list[dict[str, str]]:
+        """Greedy completions for sample_prompts (or the first eval prompts); rank 0 only."""
+        if not self.world.is_main:
+            return []
+        prompts = [[{"role": "user", "content": p}] for p in self.cfg.sample_prompts]
+        prompts = prompts or self.data.eval_prompts[:N_EVAL_SAMPLE_PROMPTS]
+        self.model.eval()
+        samples = []
+        for messages in prompts:
+            ids = torch.tensor([encode_prompt(self.tokenizer, messages)], device=self.device)
+            with self._autocast():
+                out = self.model.generate(
+                    input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.cfg.sample_max_new_tokens,
+                    do_sample=False, pad_token_id=self.tokenizer.pad_token_id, use_cache=True,
+                )
+            completion = self.tokenizer.decode(out[0, ids.size(1):], skip_special_tokens=True)
+            shown = messages[-1]["content"] if len(messages) == 1 else "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+            samples.append({"prompt": shown, "completion": completion})
+        self.model.train()
+        if samples:
+            self.reporter.samples(self.step, samples)
+        return samples
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self) -> str | None:
+        """Model/adapter + tokenizer + trainer state into output_dir/checkpoint-<step>/."""
+        if not self.cfg.output_dir:
+            self._log("warning: output_dir is not set, so no checkpoint is saved")
+            return None
+        rng = distributed.gather_objects(checkpoint.rng_state(), self.world)
+        path = checkpoint.checkpoint_dir(self.cfg.output_dir, self.step)
+        if self.world.is_main:
+            state = {
+                "step": self.step,
+                "pairs_seen": self.pairs_seen,
+                "global_batch": self.global_batch,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": rng,
+                "config": self.cfg.model_dump(),
+            }
+            checkpoint.save(path, model=self.model, tokenizer=self.tokenizer, state=state)
+            self._log(f"saved checkpoint {path}")
+        distributed.barrier(self.world)
+        return str(path)
+
+    def _load_checkpoint(self, path: str) -> None:
+        state = checkpoint.load_state(path)
+        if state["global_batch"] != self.global_batch:
+            self._log(f"warning: global batch changed from {state['global_batch']} to {self.global_batch} since the checkpoint")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.pairs_seen = state["step"], state["pairs_seen"]
+        rng = state["rng"]
+        checkpoint.set_rng_state(rng[self.world.rank] if self.world.rank < len(rng) else rng[0])
+        self._log(f"resumed from {path} at step {self.step}")
+
+    # ------------------------------------------------------------------ plumbing
+
+    def cleanup(self) -> None:
+        for signum, handler in self._old_handlers.items():
+            signal.signal(signum, handler)
+        self._old_handlers.clear()
+        distributed.shutdown(getattr(self, "world", distributed.World()))
+
+    def _install_signal_handlers(self) -> None:
+        def handle(signum: int, frame: Any) -> None:
+            if self._signalled:  # a second signal means "now": fall back to the default behaviour
+                signal.signal(signum, self._old_handlers.get(signum, signal.SIG_DFL))
+                signal.raise_signal(signum)
+            self._signalled = True
+
+        try:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._old_handlers[signum] = signal.signal(signum, handle)
+        except ValueError:  # not the main thread (e.g. run inside a server thread): reporter stop only
+            self._old_handlers.clear()
+
+    def _autocast(self) -> Any:
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _reduce(self, sums: ORPOSums, *, prefix: str) -> dict[str, float]:
+        vector = distributed.all_reduce_sum(sums.as_tensor(), self.world)
+        return ORPOSums.from_tensor(vector).reduce(self.cfg.beta).metrics(prefix=prefix)
+
+    def _report_metrics(self, metrics: dict[str, float]) -> None:
+        if self.world.is_main:
+            self.reporter.metrics(self.step, metrics)
+
+    def _report_status(self, status: str, **kwargs: Any) -> None:
+        if self.world.is_main:
+            self.reporter.status(status, **kwargs)
+
+    def _log(self, text: str) -> None:
+        if getattr(self, "world", None) is None or self.world.is_main:
+            self.reporter.log(text)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

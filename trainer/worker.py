@@ -1,0 +1,106 @@
+"""Command-line entry point: `python -m trainer CONFIG_FILE [options]` runs one ORPO job.
+
+    python -m trainer run.yaml --metrics-out metrics.jsonl
+    python -m trainer run.json --server http://127.0.0.1:8000 --run-id 7 --token T
+
+The config file (YAML or JSON) holds RunConfig fields. Exit status: 0 when the run completed or
+was stopped gracefully, 1 when it failed (bad config included), with the reason on stderr and,
+when reporting, as the run's "failed" status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from orpo_dash.run_config import RunConfig
+from trainer.reporting import ConsoleReporter, MetricsFileReporter, MultiReporter, NullReporter, Reporter
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description="Run one ORPO fine-tuning job.")
+    parser.add_argument("config", help="YAML or JSON file of RunConfig fields")
+    parser.add_argument("--metrics-out", help="append one JSON object per metrics report to this file")
+    parser.add_argument("--server", help="dashboard URL to stream metrics, logs and status to")
+    parser.add_argument("--run-id", type=int, help="the dashboard's run id (with --server)")
+    parser.add_argument("--token", help="the run's worker token (with --server)")
+    parser.add_argument("--cache-dir", help="where the converted bundled model is cached (default ~/.cache/orpo-dash/models)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    args = parser.parse_args(argv)
+    if args.server and (args.run_id is None or not args.token):
+        parser.error("--server needs --run-id and --token")
+    return args
+
+
+def load_config(path: str) -> RunConfig:
+    """Read and validate a config file; ValueError with one line per bad field."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        raw: Any = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping of RunConfig fields, got {type(raw).__name__}")
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in err['loc']) or '(config)'}: {err['msg']}" for err in exc.errors()]
+        raise ValueError(f"{path}: invalid run config:\n" + "\n".join(lines)) from exc
+
+
+def build_reporter(args: argparse.Namespace) -> Reporter:
+    # Under data parallelism only rank 0 reports; the others would duplicate every point.
+    if int(os.environ.get("RANK", "0")) != 0:
+        return NullReporter()
+    reporters: list[Reporter] = []
+    if not args.quiet:
+        reporters.append(ConsoleReporter())
+    if args.metrics_out:
+        reporters.append(MetricsFileReporter(args.metrics_out))
+    if args.server:
+        from trainer.streaming import StreamingReporter  # lazily: only runs that stream need it
+
+        reporters.append(StreamingReporter(args.server, args.run_id, args.token))
+    return MultiReporter(*reporters)
+
+
+def run(config: RunConfig, reporter: Reporter, *, cache_dir: str | None = None) -> str:
+    """Set up and train; returns "completed", "stopped" or "failed" (after reporting it)."""
+    from trainer.recipe import ORPORecipe  # torch is imported only once a run really starts
+
+    recipe = ORPORecipe(config, reporter, cache_dir=cache_dir)
+    try:
+        recipe.setup()
+        return recipe.train()
+    except Exception as exc:
+        reporter.log(traceback.format_exc())
+        reporter.status("failed", error=f"{type(exc).__name__}: {exc}")
+        return "failed"
+    finally:
+        recipe.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        reporter = build_reporter(args)  # so the dashboard learns why the run never started
+        reporter.status("failed", error=str(exc))
+        reporter.close()
+        return 1
+    reporter = build_reporter(args)
+    try:
+        status = run(config, reporter, cache_dir=args.cache_dir)
+    finally:
+        reporter.close()
+    return 0 if status in ("completed", "stopped") else 1
