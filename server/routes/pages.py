@@ -1,0 +1,189 @@
+"""HTML pages: server-rendered shells whose data comes from the JSON API and the browser websocket.
+
+Routes stay thin: parse, look the run up through the runs service, render a template.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import annotated_types
+import plotly
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse
+from pydantic.fields import FieldInfo
+
+from orpo_dash.run_config import RunConfig, field_groups
+from server.db import SessionDep
+from server.services.runs import get_run
+from server.templating import templates
+
+router = APIRouter(include_in_schema=False)
+
+PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+# Sections shown open on the new-run form; the rest start collapsed as "advanced".
+OPEN_SECTIONS = ("Model", "Data", "ORPO", "Optimisation")
+LABELS = {
+    "beta": "λ (beta): odds-ratio weight",
+    "dtype": "Dtype",
+    "lr_scheduler": "LR scheduler",
+    "adam_beta1": "Adam β1",
+    "adam_beta2": "Adam β2",
+    "adam_epsilon": "Adam ε",
+    "max_grad_norm": "Max grad norm",
+    "lora": "Use LoRA",
+    "lora_r": "LoRA rank (r)",
+    "lora_alpha": "LoRA alpha",
+    "lora_dropout": "LoRA dropout",
+    "lora_target_modules": "LoRA target modules",
+    "num_epochs": "Epochs",
+    "prompt_loss": "Include prompt tokens in NLL",
+    "eval_dataset": "Eval dataset",
+    "max_steps": "Max steps",
+}
+# Run-page chart groups: (id, title, left-axis metrics, right-axis metrics). eval/<name> joins <name>'s chart.
+CHART_GROUPS = (
+    ("loss", "Loss", ["loss", "nll_loss", "or_loss"], []),
+    ("preference", "Preference", ["log_odds_ratio", "margin"], ["accuracy"]),
+    ("logps", "Log-probs", ["logps_chosen", "logps_rejected"], []),
+    ("optimisation", "Optimisation", ["grad_norm"], ["learning_rate"]),
+    ("throughput", "Throughput", ["tokens_per_sec"], ["step_time"]),
+    ("other", "Other metrics", ["ppl_chosen"], []),
+)
+BETA_EXPLAINER = (
+    "ORPO minimises L = L_SFT + λ·L_OR. L_SFT teaches the chosen responses; L_OR pushes the odds of "
+    "the chosen response above the rejected one. Raise λ to learn preferences harder (risk: an over-"
+    "conservative model); lower it if the total loss rises. The ORPO paper uses 0.1."
+)
+
+
+@dataclass
+class FormField:
+    """What the template needs to draw one RunConfig field."""
+
+    name: str
+    label: str
+    help: str
+    kind: str  # text | number | checkbox | select | lines | json
+    default: Any
+    nullable: bool = False
+    options: list[str] = field(default_factory=list)
+    step: str = "any"
+    min: float | None = None
+    max: float | None = None
+    explainer: str | None = None
+
+    @property
+    def default_text(self) -> str:
+        """The default as the input's initial value."""
+        if self.default is None:
+            return ""
+        if self.kind == "lines":
+            return "\n".join(self.default)
+        if self.kind == "json":
+            return json.dumps(self.default) if self.default else ""
+        return str(self.default)
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0], len(args) < len(typing.get_args(annotation))
+    return annotation, False
+
+
+def _form_field(name: str, info: FieldInfo) -> FormField:
+    annotation, nullable = _unwrap_optional(info.annotation)
+    default = info.get_default(call_default_factory=True)
+    spec = FormField(
+        name=name,
+        label=LABELS.get(name, name.replace("_", " ").capitalize()),
+        help=info.description or "",
+        kind="text",
+        default=default,
+        nullable=nullable,
+        explainer=BETA_EXPLAINER if name == "beta" else None,
+    )
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        spec.kind, spec.options = "select", [str(a) for a in typing.get_args(annotation)]
+    elif annotation is bool:
+        spec.kind = "checkbox"
+    elif annotation in (int, float):
+        spec.kind, spec.step = "number", "1" if annotation is int else "any"
+        for constraint in info.metadata:
+            if isinstance(constraint, (annotated_types.Ge, annotated_types.Gt)):
+                spec.min = getattr(constraint, "ge", getattr(constraint, "gt", None))
+            if isinstance(constraint, (annotated_types.Le, annotated_types.Lt)):
+                spec.max = getattr(constraint, "le", getattr(constraint, "lt", None))
+    elif origin is list:
+        spec.kind = "lines"
+    elif origin is dict:
+        spec.kind = "json"
+    return spec
+
+
+def form_sections() -> list[tuple[str, bool, list[FormField]]]:
+    """(section title, open by default, fields) in `field_groups()` order."""
+    fields = RunConfig.model_fields
+    return [
+        (title, title in OPEN_SECTIONS, [_form_field(name, fields[name]) for name in names])
+        for title, names in field_groups().items()
+    ]
+
+
+def _not_found(request: Request, message: str) -> HTMLResponse:
+    return templates.TemplateResponse(request, "404.html", {"message": message}, status_code=404)
+
+
+# Not under /static: the app mounts StaticFiles there first, and a mount shadows later routes.
+@router.get("/vendor/plotly.min.js", name="plotly_js")
+def plotly_js() -> FileResponse:
+    """Plotly from the installed `plotly` package: the dashboard never needs a CDN."""
+    return FileResponse(
+        PLOTLY_JS,
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=31536000, immutable"},
+    )
+
+
+@router.get("/", response_class=HTMLResponse, name="runs_list")
+def runs_list(request: Request) -> HTMLResponse:
+    return templates.TemplateResponse(request, "runs_list.html", {})
+
+
+@router.get("/runs/new", response_class=HTMLResponse, name="run_new")
+def run_new(request: Request, clone: int | None = None) -> HTMLResponse:
+    defaults = RunConfig().model_dump(mode="json")
+    return templates.TemplateResponse(
+        request,
+        "run_new.html",
+        {"sections": form_sections(), "defaults": defaults, "clone_id": clone},
+    )
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse, name="run_detail")
+def run_detail(request: Request, run_id: str, session: SessionDep) -> HTMLResponse:
+    # A str path parameter so that /runs/abc gets the friendly 404 page, not a JSON 422.
+    run = get_run(session=session, run_id=int(run_id)) if run_id.isdigit() else None
+    if run is None:
+        return _not_found(request, f"There is no run with id {run_id}. It may have been deleted.")
+    context = {"run": run, "chart_groups": CHART_GROUPS, "config_groups": list(field_groups().items())}
+    return templates.TemplateResponse(request, "run_detail.html", context)
+
+
+@router.get("/compare", response_class=HTMLResponse, name="compare")
+def compare(request: Request, session: SessionDep, runs: str = "") -> HTMLResponse:
+    ids: list[int] = []
+    for part in runs.split(","):
+        part = part.strip()
+        if part.isdigit() and int(part) not in ids:
+            ids.append(int(part))
+    found = [run_id for run_id in ids if get_run(session=session, run_id=run_id) is not None]
+    missing = [run_id for run_id in ids if run_id not in found]
+    return templates.TemplateResponse(request, "compare.html", {"run_ids": found, "missing": missing})

@@ -1,0 +1,271 @@
+/* Live Plotly charts shared by the run page and the compare page: metric series stores,
+   x-axis mapping (step / epoch / time), EMA smoothing, and ChartPanel, which draws a set of
+   lines into one div and grows them with Plotly.extendTraces. Exposes `window.Charts`. */
+"use strict";
+
+(function () {
+  // Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
+  const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"];
+  const EVAL_PREFIX = "eval/";
+
+  /** One metric of one run, kept sorted by step; at most one point per step. */
+  class Series {
+    constructor() { this.step = []; this.value = []; this.time = []; this.reordered = false; }
+    get length() { return this.step.length; }
+    get lastStep() { return this.step.length ? this.step[this.step.length - 1] : -1; }
+    add(step, value, time) {
+      const v = value === null ? NaN : value;
+      if (step > this.lastStep) {
+        this.step.push(step); this.value.push(v); this.time.push(time);
+        return true;
+      }
+      const i = lowerBound(this.step, step);
+      if (this.step[i] === step) return false;           // already drawn: no repeats
+      this.step.splice(i, 0, step); this.value.splice(i, 0, v); this.time.splice(i, 0, time);
+      this.reordered = true;                             // appended out of order: needs a full redraw
+      return true;
+    }
+    /** Replace everything in [minStep, maxStep] with `data` ({step, value, time}), e.g. full resolution. */
+    replaceRange(minStep, maxStep, data) {
+      const lo = lowerBound(this.step, minStep), hi = lowerBound(this.step, maxStep + 1);
+      const n = hi - lo;
+      this.step.splice(lo, n, ...data.step);
+      this.value.splice(lo, n, ...data.value.map((v) => (v === null ? NaN : v)));
+      this.time.splice(lo, n, ...data.time);
+      this.reordered = true;
+    }
+  }
+
+  function lowerBound(sorted, target) {
+    let lo = 0, hi = sorted.length;
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (sorted[mid] < target) lo = mid + 1; else hi = mid; }
+    return lo;
+  }
+
+  /** Maps a run's steps onto the chosen x axis, using its `epoch` series and point times. */
+  class Timeline {
+    constructor(series) { this.series = series; }  // (name) => Series | undefined
+    epochAt(step) {
+      const epoch = this.series("epoch");
+      if (!epoch || !epoch.length) return null;
+      const i = lowerBound(epoch.step, step);
+      if (epoch.step[i] === step) return epoch.value[i];
+      if (i === 0) return epoch.step[0] ? epoch.value[0] * step / epoch.step[0] : epoch.value[0];
+      if (i >= epoch.length) {                        // beyond the last logged epoch: extrapolate
+        const s = epoch.step[epoch.length - 1];
+        return s ? epoch.value[epoch.length - 1] * step / s : null;
+      }
+      const s0 = epoch.step[i - 1], s1 = epoch.step[i], e0 = epoch.value[i - 1], e1 = epoch.value[i];
+      return e0 + (e1 - e0) * (step - s0) / (s1 - s0);
+    }
+    startTime() {
+      const loss = this.series("loss");
+      return loss && loss.length ? loss.time[0] : null;
+    }
+    timeAt(step) {
+      const loss = this.series("loss");
+      if (!loss || !loss.length) return null;
+      return loss.time[Math.min(lowerBound(loss.step, step), loss.length - 1)];
+    }
+    x(mode, step, time) {
+      if (mode === "epoch") return this.epochAt(step);
+      if (mode === "time") return new Date(time * 1000);
+      if (mode === "elapsed") { const t0 = this.startTime(); return t0 === null ? null : (time - t0) / 60; }
+      return step;
+    }
+  }
+
+  const AXIS_TITLES = { step: "step", epoch: "epoch", time: "wall time", elapsed: "minutes since start" };
+
+  /** Exponential moving average, debiased like TensorBoard so the start is not pulled to 0. */
+  class Ema {
+    constructor(weight) { this.weight = weight; this.last = 0; this.norm = 0; }
+    next(value) {
+      if (!Number.isFinite(value)) return null;
+      this.last = this.last * this.weight + (1 - this.weight) * value;
+      this.norm = this.norm * this.weight + (1 - this.weight);
+      return this.last / this.norm;
+    }
+  }
+
+  /**
+   * One Plotly chart holding several lines. A line = {key, label, series, timeline, color,
+   * dashed (eval), train, axis: "y"|"y2"}. Each line owns two traces: the raw curve (faded when
+   * smoothing is on) and its EMA. `options` is shared by every panel of a page:
+   * {smoothing: 0..0.99, xMode, logY}.
+   */
+  class ChartPanel {
+    constructor(div, { options, yTitle = "", y2Title = "", onZoom = null }) {
+      this.div = div;
+      this.options = options;
+      this.yTitle = yTitle;
+      this.y2Title = y2Title;
+      this.onZoom = onZoom;
+      this.lines = [];
+      this.markers = [];
+      this.pending = new Set();
+      this.drawn = false;
+      this.ignoreRelayout = false;
+    }
+    line(key) { return this.lines.find((l) => l.key === key); }
+    addLine(line) {
+      this.lines.push(Object.assign({ drawnCount: 0, ema: null, axis: "y" }, line));
+      this.scheduleFull();
+    }
+    setMarkers(markers) { this.markers = markers; this.scheduleFull(); }
+
+    /** New points arrived in `key`'s series: extend the traces on the next animation frame. */
+    grew(key) {
+      this.pending.add(key);
+      this.schedule();
+    }
+    scheduleFull() { this.needsFull = true; this.schedule(); }
+    schedule() {
+      if (this.frame) return;
+      this.frame = requestAnimationFrame(() => { this.frame = null; this.flush(); });
+    }
+    flush() {
+      const reordered = this.lines.some((l) => l.series.reordered);
+      if (this.needsFull || !this.drawn || reordered) { this.render(); return; }
+      const update = { x: [], y: [] }, indices = [];
+      this.lines.forEach((line, i) => {
+        if (!this.pending.has(line.key) || line.drawnCount >= line.series.length) return;
+        const { xs, raw, smooth } = this.points(line, line.drawnCount);
+        line.drawnCount = line.series.length;
+        update.x.push(xs); update.y.push(raw); indices.push(2 * i);
+        if (this.smoothed(line)) { update.x.push(xs); update.y.push(smooth); indices.push(2 * i + 1); }
+      });
+      this.pending.clear();
+      if (indices.length) Plotly.extendTraces(this.div, update, indices);
+      this.updateCount();
+    }
+    smoothed(line) { return this.options.smoothing > 0 && !line.dashed; }
+    points(line, from) {
+      const s = line.series, mode = this.options.xMode;
+      if (from === 0) line.ema = new Ema(this.options.smoothing);
+      const xs = [], raw = [], smooth = [];
+      for (let i = from; i < s.length; i++) {
+        xs.push(line.timeline.x(mode, s.step[i], s.time[i]));
+        const v = Number.isFinite(s.value[i]) ? s.value[i] : null;
+        raw.push(v);
+        smooth.push(v === null ? null : line.ema.next(v));
+      }
+      return { xs, raw, smooth };
+    }
+    traces() {
+      const traces = [];
+      for (const line of this.lines) {
+        const { xs, raw, smooth } = this.points(line, 0);
+        line.drawnCount = line.series.length;
+        line.series.reordered = false;
+        const smoothed = this.smoothed(line);
+        const common = {
+          type: "scatter", x: xs, legendgroup: line.key, yaxis: line.axis,
+          hovertemplate: `${line.label}: %{y:.4g}<extra></extra>`,
+        };
+        const dash = line.dashed ? "dash" : "solid";
+        traces.push(Object.assign({}, common, {
+          y: raw, name: line.label, mode: line.dashed ? "lines+markers" : "lines",
+          showlegend: !smoothed, opacity: smoothed ? 0.25 : 1,
+          line: { color: line.color, width: smoothed ? 1 : 1.8, dash }, marker: { size: 5 },
+          hoverinfo: smoothed ? "skip" : undefined, hovertemplate: smoothed ? undefined : common.hovertemplate,
+          meta: { role: "raw", key: line.key, train: !!line.train },
+        }));
+        traces.push(Object.assign({}, common, {
+          y: smoothed ? smooth : [], x: smoothed ? xs : [], name: line.label, mode: "lines",
+          visible: smoothed, showlegend: smoothed, line: { color: line.color, width: 2, dash },
+          meta: { role: "smooth", key: line.key, train: !!line.train },
+        }));
+      }
+      return traces;
+    }
+    layout() {
+      const o = this.options, type = o.logY ? "log" : "linear";
+      const hasY2 = this.lines.some((l) => l.axis === "y2");
+      const shapes = [], annotations = [];
+      for (const m of this.markers) {
+        const x = m.timeline.x(o.xMode, m.step, m.timeline.timeAt(m.step));
+        if (x === null || x === undefined) continue;
+        shapes.push({ type: "line", xref: "x", yref: "paper", x0: x, x1: x, y0: 0, y1: 1,
+          line: { color: m.color, width: 1.5, dash: "dot" } });
+        annotations.push({ x, xref: "x", y: 1, yref: "paper", yanchor: "bottom", showarrow: false,
+          text: `⚠ ${m.label}`, font: { size: 10, color: m.color } });
+      }
+      if (!this.lines.some((l) => l.series.length)) {
+        annotations.push({ text: "Waiting for data…", xref: "paper", yref: "paper", x: 0.5, y: 0.5,
+          showarrow: false, font: { size: 13, color: "#6b7280" } });
+      }
+      const layout = {
+        uirevision: `${o.xMode}|${o.logY}`,
+        margin: { l: 56, r: hasY2 ? 56 : 16, t: 24, b: 36 },
+        height: 300,
+        font: { family: "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", size: 12, color: "#1f2937" },
+        paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#ffffff",
+        hovermode: "x unified",
+        showlegend: true,
+        legend: { orientation: "h", x: 0, y: -0.14, yanchor: "top", font: { size: 11 } },
+        xaxis: { title: { text: AXIS_TITLES[o.xMode], standoff: 4, font: { size: 11, color: "#6b7280" } },
+          type: o.xMode === "time" ? "date" : "linear", gridcolor: "#eef0f3", zeroline: false, automargin: true },
+        yaxis: { title: { text: this.yTitle }, type, gridcolor: "#eef0f3", zeroline: false, automargin: true,
+          exponentformat: "e" },
+        shapes, annotations,
+      };
+      if (hasY2) {
+        layout.yaxis2 = { title: { text: this.y2Title }, type, overlaying: "y", side: "right",
+          showgrid: false, zeroline: false, automargin: true, tickmode: "auto", exponentformat: "e" };
+      }
+      return layout;
+    }
+    render() {
+      this.needsFull = false;
+      this.pending.clear();
+      const config = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+      this.ignoreRelayout = true;
+      const done = Plotly.react(this.div, this.traces(), this.layout(), config);
+      Promise.resolve(done).finally(() => { this.ignoreRelayout = false; });
+      if (!this.drawn) {
+        this.drawn = true;
+        this.div.on("plotly_relayout", (event) => this.relayout(event));
+      }
+      this.updateCount();
+    }
+    relayout(event) {
+      if (this.ignoreRelayout || !this.onZoom) return;
+      if (event["xaxis.autorange"]) { this.onZoom(this, null); return; }
+      const x0 = event["xaxis.range[0]"] ?? (event["xaxis.range"] || [])[0];
+      const x1 = event["xaxis.range[1]"] ?? (event["xaxis.range"] || [])[1];
+      if (x0 === undefined || x1 === undefined) return;
+      this.onZoom(this, this.stepRange(x0, x1));
+    }
+    /** The steps whose x lies in [x0, x1], across this panel's lines. */
+    stepRange(x0, x1) {
+      const mode = this.options.xMode;
+      const num = (x) => (mode === "time" ? new Date(x).getTime() : Number(x));
+      const lo = num(x0), hi = num(x1);
+      let min = Infinity, max = -Infinity;
+      for (const line of this.lines) {
+        const s = line.series;
+        for (let i = 0; i < s.length; i++) {
+          const x = line.timeline.x(mode, s.step[i], s.time[i]);
+          const v = mode === "time" ? x.getTime() : x;
+          if (v >= lo && v <= hi) { min = Math.min(min, s.step[i]); max = Math.max(max, s.step[i]); }
+        }
+      }
+      if (!Number.isFinite(min)) return null;
+      // Widen by one drawn point on each side so the curve reaches the edges of the view.
+      return { min: Math.max(0, Math.floor(min) - 1), max: Math.ceil(max) + 1 };
+    }
+    trainPointCount() {
+      return this.lines.filter((l) => l.train).reduce((n, l) => n + l.drawnCount, 0);
+    }
+    updateCount() { this.div.dataset.pointCount = String(this.trainPointCount()); }
+  }
+
+  /** Metric name -> base name and whether it is an eval series. */
+  function splitMetric(name) {
+    return name.startsWith(EVAL_PREFIX) ? { base: name.slice(EVAL_PREFIX.length), isEval: true }
+      : { base: name, isEval: false };
+  }
+
+  window.Charts = { PALETTE, EVAL_PREFIX, Series, Timeline, ChartPanel, Ema, splitMetric, lowerBound };
+})();

@@ -1,0 +1,178 @@
+/* Shared helpers for every page: JSON API calls, formatting, the confirm dialog and the
+   run websocket with reconnect. Plain browser JS, no build step; exposes `window.Dash`. */
+"use strict";
+
+(function () {
+  class ApiError extends Error {
+    constructor(status, body) {
+      super(ApiError.describe(status, body));
+      this.status = status;
+      this.body = body;
+    }
+    static describe(status, body) {
+      if (body && typeof body.detail === "string") return body.detail;
+      if (body && Array.isArray(body.detail)) return body.detail.map((d) => d.msg).join("; ");
+      return `Request failed (HTTP ${status})`;
+    }
+  }
+
+  async function api(method, url, body) {
+    const init = { method, headers: { Accept: "application/json" } };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const response = await fetch(url, init);
+    const text = await response.text();
+    let data = null;
+    if (text) {
+      try { data = JSON.parse(text); } catch (_) { data = text; }
+    }
+    if (!response.ok) throw new ApiError(response.status, data);
+    return data;
+  }
+
+  const escapeHtml = (value) => String(value ?? "").replace(/[&<>"']/g, (c) => (
+    { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+
+  function fmtNum(value, digits = 4) {
+    if (value === null || value === undefined || Number.isNaN(value)) return "—";
+    const abs = Math.abs(value);
+    if (abs !== 0 && (abs < 1e-3 || abs >= 1e5)) return value.toExponential(2);
+    return Number(value.toPrecision(digits)).toString();
+  }
+
+  function fmtDuration(seconds) {
+    if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "—";
+    seconds = Math.max(0, Math.round(seconds));
+    const h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
+    if (h) return `${h}h ${String(m).padStart(2, "0")}m`;
+    if (m) return `${m}m ${String(s).padStart(2, "0")}s`;
+    return `${s}s`;
+  }
+
+  function fmtDate(iso) {
+    if (!iso) return "—";
+    const d = new Date(iso);
+    return d.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hour12: false });
+  }
+
+  /** Seconds the run has been (or was) running; null before it starts. */
+  function runDuration(run) {
+    if (!run.started_at) return null;
+    const end = run.finished_at ? new Date(run.finished_at) : new Date();
+    return (end - new Date(run.started_at)) / 1000;
+  }
+
+  const TERMINAL = ["completed", "failed", "stopped"];
+  const isTerminal = (status) => TERMINAL.includes(status);
+
+  function statusBadge(status) {
+    return `<span class="badge status-${escapeHtml(status)}" data-status="${escapeHtml(status)}">${escapeHtml(status)}</span>`;
+  }
+
+  function alertBadges(alerts) {
+    const open = (alerts || []).filter((a) => a.state !== "closed");
+    if (!open.length) return "";
+    const bySeverity = {};
+    for (const a of open) bySeverity[a.severity] = (bySeverity[a.severity] || 0) + 1;
+    return Object.entries(bySeverity).map(([sev, n]) => {
+      const kinds = open.filter((a) => a.severity === sev).map((a) => a.kind).join(", ");
+      return `<span class="badge alert-${escapeHtml(sev)}" title="${escapeHtml(kinds)}">${n} ${escapeHtml(sev)}</span>`;
+    }).join(" ");
+  }
+
+  /** Resolves true when the user confirms in the shared <dialog>. */
+  function confirmAction(title, message, okLabel = "Confirm") {
+    const dialog = document.getElementById("confirm-dialog");
+    dialog.querySelector("#confirm-title").textContent = title;
+    dialog.querySelector("#confirm-message").textContent = message;
+    dialog.querySelector("#confirm-ok").textContent = okLabel;
+    dialog.returnValue = "";
+    return new Promise((resolve) => {
+      dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+      dialog.showModal();
+    });
+  }
+
+  function toast(message, kind = "info") {
+    let box = document.getElementById("toasts");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "toasts";
+      box.className = "toasts";
+      box.setAttribute("role", "status");
+      box.setAttribute("aria-live", "polite");
+      document.body.appendChild(box);
+    }
+    const el = document.createElement("div");
+    el.className = `toast toast-${kind}`;
+    el.textContent = message;
+    box.appendChild(el);
+    setTimeout(() => el.remove(), 5000);
+  }
+
+  function download(filename, content, type) {
+    const url = URL.createObjectURL(new Blob([content], { type }));
+    const a = Object.assign(document.createElement("a"), { href: url, download: filename });
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  }
+
+  /**
+   * The browser websocket for one run (`/ws/runs/{id}`). Subscribes with the last step the page
+   * already holds, hands every frame to `onMessage`, and reconnects with exponential backoff
+   * until the run is finished or `close()` is called.
+   */
+  class RunSocket {
+    constructor(runId, { afterStep, onMessage, onState }) {
+      this.runId = runId;
+      this.afterStep = afterStep;   // () => last step already drawn
+      this.onMessage = onMessage;
+      this.onState = onState || (() => {});
+      this.delay = 500;
+      this.closed = false;
+      this.finished = false;        // set by the page once the run reached a terminal status
+      this.connect();
+    }
+    connect() {
+      const scheme = location.protocol === "https:" ? "wss" : "ws";
+      const ws = new WebSocket(`${scheme}://${location.host}/ws/runs/${this.runId}`);
+      this.ws = ws;
+      this.onState("connecting");
+      ws.onopen = () => {
+        this.delay = 500;
+        ws.send(JSON.stringify({ type: "subscribe", after_step: this.afterStep() }));
+        this.onState("live");
+      };
+      ws.onmessage = (event) => {
+        let message;
+        try { message = JSON.parse(event.data); } catch (_) { return; }
+        this.onMessage(message);
+      };
+      ws.onclose = (event) => {
+        if (this.closed || event.code === 4404 || event.code === 4400) { this.onState("closed"); return; }
+        if (this.finished) { this.onState("finished"); return; }
+        this.onState("reconnecting");
+        setTimeout(() => { if (!this.closed) this.connect(); }, this.delay);
+        this.delay = Math.min(this.delay * 2, 15000);
+      };
+    }
+    close() {
+      this.closed = true;
+      if (this.ws) this.ws.close();
+    }
+  }
+
+  function debounce(fn, ms) {
+    let timer;
+    return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
+  }
+
+  window.Dash = {
+    api, ApiError, escapeHtml, fmtNum, fmtDuration, fmtDate, runDuration, isTerminal, statusBadge,
+    alertBadges, confirmAction, toast, download, RunSocket, debounce,
+  };
+})();

@@ -1,0 +1,314 @@
+/* The run page: draws everything recorded so far over HTTP (downsampled), then follows the run
+   live over the websocket; no polling loop. */
+"use strict";
+
+(function () {
+  const { api, escapeHtml, fmtNum, fmtDuration, fmtDate, isTerminal, statusBadge, confirmAction, toast, RunSocket } = Dash;
+  const { PALETTE, Series, Timeline, ChartPanel, splitMetric } = Charts;
+
+  const root = document.getElementById("run-page");
+  const runId = Number(root.dataset.runId);
+  const configGroups = JSON.parse(document.getElementById("config-groups").textContent);
+  const OPTIONS_KEY = "orpo-dash:chart-options";
+  const MAX_POINTS = 2000;          // per series on first draw; zooming fetches full resolution
+  const MAX_LOG_LINES = 500;
+
+  const options = Object.assign({ smoothing: 0.6, xMode: "step", logY: false },
+    JSON.parse(localStorage.getItem(OPTIONS_KEY) || "{}"));
+  const store = new Map();           // metric name -> Series
+  const timeline = new Timeline((name) => store.get(name));
+  const panels = new Map();          // group id -> {panel, left, right}
+  const metricPanel = new Map();     // metric name -> ChartPanel
+  let run = null;
+  let alerts = [];
+  let downsampled = false;
+  let socket = null;
+
+  // --- charts ---------------------------------------------------------------------------------
+  for (const div of root.querySelectorAll(".chart[data-metric-group]")) {
+    const left = div.dataset.metrics ? div.dataset.metrics.split(",") : [];
+    const right = div.dataset.metricsRight ? div.dataset.metricsRight.split(",") : [];
+    const panel = new ChartPanel(div, {
+      options, yTitle: left.length === 1 ? left[0] : "", y2Title: right.join(", "), onZoom: zoomed,
+    });
+    panels.set(div.dataset.metricGroup, { panel, left, right, extra: 0 });
+  }
+
+  function groupOf(base) {
+    for (const [id, g] of panels) if (g.left.includes(base) || g.right.includes(base)) return id;
+    return "other";
+  }
+
+  function ensureLine(name) {
+    if (metricPanel.has(name) || name === "epoch") return;
+    const { base, isEval } = splitMetric(name);
+    const id = groupOf(base);
+    const group = panels.get(id);
+    let index = [...group.left, ...group.right].indexOf(base);
+    if (index < 0) { index = group.left.length + group.right.length + group.extra; group.extra += isEval ? 0 : 1; }
+    group.panel.addLine({
+      key: name, label: name, series: store.get(name), timeline,
+      color: PALETTE[index % PALETTE.length], dashed: isEval, train: !isEval,
+      axis: group.right.includes(base) ? "y2" : "y",
+    });
+    metricPanel.set(name, group.panel);
+    if (id === "other" && document.getElementById("card-other").hidden) {
+      document.getElementById("card-other").hidden = false;
+      if (group.panel.drawn) Plotly.Plots.resize(group.panel.div);   // it was laid out while hidden
+    }
+  }
+
+  let maxStep = -1;
+  function addPoints(points) {
+    let grew = false;
+    for (const [step, name, value, time] of points) {
+      let series = store.get(name);
+      if (!series) { series = new Series(); store.set(name, series); ensureLine(name); }
+      if (!series.add(step, value, time)) continue;
+      grew = true;
+      if (step > maxStep) maxStep = step;
+      const panel = metricPanel.get(name);
+      if (panel) panel.grew(name);
+      // Epoch or time positions feed every other chart's x values.
+      if (name === "epoch" && options.xMode === "epoch") panels.forEach((g) => g.panel.scheduleFull());
+    }
+    if (grew) renderProgress();
+  }
+
+  function addSeries(seriesByName) {
+    const points = [];
+    for (const [name, s] of Object.entries(seriesByName)) {
+      for (let i = 0; i < s.step.length; i++) points.push([s.step[i], name, s.value[i], s.time[i]]);
+    }
+    points.sort((a, b) => a[0] - b[0]);
+    addPoints(points);
+  }
+
+  /** Zoomed into a downsampled chart: fetch that range at full resolution. */
+  async function zoomed(panel, range) {
+    if (!downsampled || !range) return;
+    const names = panel.lines.map((l) => l.key).join(",");
+    const url = `/api/runs/${runId}/metrics?names=${encodeURIComponent(names)}&min_step=${range.min}` +
+      `&max_step=${range.max}&max_points=${MAX_POINTS}`;
+    try {
+      const data = await api("GET", url);
+      for (const [name, s] of Object.entries(data.series)) {
+        if (store.has(name)) store.get(name).replaceRange(range.min, range.max, s);
+      }
+      panel.scheduleFull();
+    } catch (err) { toast(`Could not load full resolution: ${err.message}`, "error"); }
+  }
+
+  function redrawAll() { panels.forEach((g) => g.panel.scheduleFull()); }
+
+  // --- toolbar --------------------------------------------------------------------------------
+  const smoothing = document.getElementById("smoothing");
+  const smoothingValue = document.getElementById("smoothing-value");
+  const xMode = document.getElementById("x-mode");
+  const logY = document.getElementById("log-y");
+  smoothing.value = options.smoothing;
+  smoothingValue.textContent = Number(options.smoothing).toFixed(2);
+  xMode.value = options.xMode;
+  if (!xMode.value) xMode.value = options.xMode = "step";
+  logY.checked = options.logY;
+  function saveOptions() { localStorage.setItem(OPTIONS_KEY, JSON.stringify(options)); redrawAll(); }
+  smoothing.addEventListener("input", () => {
+    options.smoothing = Number(smoothing.value);
+    smoothingValue.textContent = options.smoothing.toFixed(2);
+    saveOptions();
+  });
+  xMode.addEventListener("change", () => { options.xMode = xMode.value; saveOptions(); });
+  logY.addEventListener("change", () => { options.logY = logY.checked; saveOptions(); });
+
+  // --- header, progress, error ----------------------------------------------------------------
+  function renderRun(next) {
+    run = next;
+    document.getElementById("run-name").textContent = run.name;
+    document.title = `${run.name} · ORPO Dashboard`;
+    document.getElementById("run-status").innerHTML = statusBadge(run.status);
+    const c = run.config || {};
+    const tags = (run.tags || []).map((t) => `<span class="tag">${escapeHtml(t)}</span>`).join(" ");
+    document.getElementById("run-meta").innerHTML =
+      `<span>model <code>${escapeHtml(c.model)}</code></span> <span>dataset <code>${escapeHtml(c.dataset)}</code></span> ` +
+      `<span>λ ${fmtNum(c.beta)}</span> <span>lr ${fmtNum(c.learning_rate)}</span> ` +
+      `<span>created ${fmtDate(run.created_at)}</span> ${tags}`;
+    document.getElementById("stop-btn").hidden = isTerminal(run.status);
+    const failed = run.status === "failed" && run.error;
+    document.getElementById("run-error").hidden = !failed;
+    document.getElementById("run-error-text").textContent = failed ? run.error : "";
+    document.getElementById("output-dir").textContent = run.output_dir || "—";
+    renderCheckpoints(run.checkpoints || []);
+    if (socket && isTerminal(run.status)) socket.finished = true;
+    renderProgress();
+  }
+
+  function secondsPerStep() {
+    const s = store.get("loss");
+    if (!s || s.length < 2) return null;
+    const last = s.length - 1, first = Math.max(0, last - 20);
+    const steps = s.step[last] - s.step[first];
+    return steps > 0 ? (s.time[last] - s.time[first]) / steps : null;
+  }
+
+  function renderProgress() {
+    if (!run) return;
+    const step = Math.max(run.last_step || 0, maxStep, 0);
+    const total = run.total_steps || 0;
+    const pct = total ? Math.min(100, (100 * step) / total) : 0;
+    document.getElementById("progress-fill").style.width = `${pct}%`;
+    const bar = document.getElementById("progress");
+    bar.setAttribute("aria-valuenow", pct.toFixed(0));
+    bar.dataset.status = run.status;
+    let text = `step ${step} / ${total || "?"}`;
+    if (run.status === "running") {
+      const sps = secondsPerStep();
+      if (sps && total) text += ` · ETA ${fmtDuration(sps * (total - step))}`;
+    } else if (run.started_at) {
+      text += ` · ${run.status} in ${fmtDuration(Dash.runDuration(run))}`;
+    }
+    document.getElementById("progress-text").textContent = text;
+  }
+
+  document.getElementById("stop-btn").addEventListener("click", async () => {
+    const ok = await confirmAction("Stop this run?",
+      `“${run ? run.name : runId}” will stop after the current step and keep its metrics and last checkpoint.`, "Stop run");
+    if (!ok) return;
+    try {
+      const updated = await api("POST", `/api/runs/${runId}/stop`);
+      if (updated && updated.status) renderRun(updated);
+      toast("Stop requested.");
+    } catch (err) { toast(`Could not stop the run: ${err.message}`, "error"); }
+  });
+
+  // --- alerts ---------------------------------------------------------------------------------
+  const SEVERITY_COLOUR = { critical: "#D55E00", error: "#D55E00", warning: "#E69F00", info: "#0072B2" };
+  function upsertAlert(alert) {
+    const i = alerts.findIndex((a) => a.id === alert.id);
+    if (i >= 0) alerts[i] = alert; else alerts.push(alert);
+  }
+  function renderAlerts() {
+    const list = document.getElementById("alerts-list");
+    document.getElementById("alerts-count").textContent = alerts.filter((a) => a.state !== "closed").length;
+    document.getElementById("alerts-empty").hidden = alerts.length > 0;
+    list.innerHTML = alerts.slice().sort((a, b) => (a.state === "closed") - (b.state === "closed") || b.onset_step - a.onset_step)
+      .map((a) => `
+        <li class="alert alert-${escapeHtml(a.severity)}${a.state === "closed" ? " closed" : ""}" data-kind="${escapeHtml(a.kind)}">
+          <div class="alert-head">
+            <span class="badge alert-${escapeHtml(a.severity)}">${escapeHtml(a.severity)}</span>
+            <strong>${escapeHtml(a.kind.replaceAll("_", " "))}</strong>
+            <span class="muted small">from step ${a.onset_step}${a.state === "closed" ? " · resolved" : ""}</span>
+          </div>
+          <p>${escapeHtml(a.message)}</p>
+          ${a.advice ? `<p class="advice"><strong>What to try:</strong> ${escapeHtml(a.advice)}</p>` : ""}
+        </li>`).join("");
+    const markers = alerts.map((a) => ({
+      step: a.onset_step, label: a.kind.replaceAll("_", " "), timeline,
+      color: SEVERITY_COLOUR[a.severity] || "#D55E00",
+    }));
+    panels.forEach((g) => g.panel.setMarkers(markers));
+  }
+
+  // --- logs, samples, config, checkpoints -----------------------------------------------------
+  const logTail = document.getElementById("log-tail");
+  function appendLogs(lines) {
+    const atBottom = logTail.scrollHeight - logTail.scrollTop - logTail.clientHeight < 30;
+    const frag = document.createDocumentFragment();
+    for (const line of lines) {
+      const span = document.createElement("span");
+      span.className = `log-line log-${line.stream}`;
+      const when = new Date(line.time * 1000).toLocaleTimeString();
+      span.textContent = `${when}  ${line.text}\n`;
+      frag.appendChild(span);
+    }
+    logTail.appendChild(frag);
+    while (logTail.childElementCount > MAX_LOG_LINES) logTail.firstElementChild.remove();
+    if (atBottom) logTail.scrollTop = logTail.scrollHeight;
+  }
+
+  const samplesBox = document.getElementById("samples");
+  function appendSamples(samples) {
+    if (!samples.length) return;
+    document.getElementById("samples-empty").hidden = true;
+    for (const s of samples) {
+      const el = document.createElement("article");
+      el.className = "sample";
+      el.innerHTML = `<div class="sample-step">step ${s.step}</div>
+        <div class="sample-prompt">${escapeHtml(s.prompt)}</div>
+        <div class="sample-completion">${escapeHtml(s.completion)}</div>`;
+      samplesBox.prepend(el);              // newest first
+    }
+    while (samplesBox.childElementCount > 60) samplesBox.lastElementChild.remove();
+  }
+
+  function renderConfig(config) {
+    const tables = [];
+    for (const [section, names] of configGroups) {
+      const rows = [`<tr class="kv-section"><th colspan="2">${escapeHtml(section)}</th></tr>`];
+      for (const name of names) {
+        const value = config[name];
+        const text = value === null || value === undefined ? "—"
+          : typeof value === "object" ? JSON.stringify(value) : String(value);
+        rows.push(`<tr><th scope="row">${escapeHtml(name === "beta" ? "beta (λ)" : name)}</th><td><code>${escapeHtml(text)}</code></td></tr>`);
+      }
+      tables.push(`<table class="kv-table">${rows.join("")}</table>`);
+    }
+    document.getElementById("config-tables").innerHTML = tables.join("");
+  }
+
+  function renderCheckpoints(paths) {
+    document.getElementById("checkpoints-empty").hidden = paths.length > 0;
+    document.getElementById("checkpoints").innerHTML = paths.map((p) =>
+      `<li><code>${escapeHtml(p)}</code> <button type="button" class="btn btn-small copy-path" data-path="${escapeHtml(p)}">Copy path</button></li>`).join("");
+  }
+  document.getElementById("checkpoints").addEventListener("click", (event) => {
+    const btn = event.target.closest(".copy-path");
+    if (btn && navigator.clipboard) navigator.clipboard.writeText(btn.dataset.path).then(() => toast("Path copied."));
+  });
+
+  // --- live -----------------------------------------------------------------------------------
+  const liveState = document.getElementById("live-state");
+  const STATE_TEXT = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…", finished: "finished", closed: "offline" };
+  function setLiveState(state) {
+    liveState.dataset.state = state;
+    liveState.textContent = STATE_TEXT[state] || state;
+  }
+
+  function onMessage(message) {
+    switch (message.type) {
+      case "points": addPoints(message.points); break;
+      case "run": renderRun(message.run); break;
+      case "alert": upsertAlert(message.alert); renderAlerts(); break;
+      case "logs": appendLogs(message.lines); break;
+      case "samples": appendSamples(message.samples); break;
+      default: break;
+    }
+  }
+
+  async function start() {
+    try {
+      const [first, metrics, logs, samples] = await Promise.all([
+        api("GET", `/api/runs/${runId}`),
+        api("GET", `/api/runs/${runId}/metrics?max_points=${MAX_POINTS}`),
+        api("GET", `/api/runs/${runId}/logs?tail=200`),
+        api("GET", `/api/runs/${runId}/samples`),
+      ]);
+      renderRun(first);
+      renderConfig(first.config || {});
+      (first.alerts || []).forEach(upsertAlert);
+      renderAlerts();
+      downsampled = !!metrics.downsampled;
+      addSeries(metrics.series);
+      appendLogs(logs);
+      appendSamples(samples);
+    } catch (err) {
+      toast(`Could not load the run: ${err.message}`, "error");
+    }
+    redrawAll();
+    // Subscribe from one step before the last one drawn: an eval point logged for that same
+    // step after our HTTP read still arrives, and the Series drops the repeated train points.
+    socket = new RunSocket(runId, { afterStep: () => Math.max(-1, maxStep - 1), onMessage, onState: setLiveState });
+    if (run && isTerminal(run.status)) socket.finished = true;
+  }
+
+  start();
+})();

@@ -1,0 +1,251 @@
+/* Runs list: sort, filter, search, select, compare, export, rename/tag, delete.
+   Refreshes every 3 s while the tab is visible (the only page allowed to poll). */
+"use strict";
+
+(function () {
+  const { api, escapeHtml, fmtNum, fmtDuration, fmtDate, runDuration, statusBadge, alertBadges, confirmAction, toast, download } = Dash;
+
+  const REFRESH_MS = 3000;
+  const body = document.getElementById("runs-body");
+  const search = document.getElementById("run-search");
+  const statusFilter = document.getElementById("status-filter");
+  const selectAll = document.getElementById("select-all");
+  const params = new URLSearchParams(location.search);
+  let runs = [];
+  let sort = { key: "id", dir: -1 };
+  const selected = new Set();
+  let lastHtml = "";
+  search.value = params.get("q") || "";
+  statusFilter.value = params.get("status") || "";
+
+  const basename = (path) => String(path || "").replace(/^bundled:/, "").replace(/\/+$/, "").split("/").pop();
+  const SORT_VALUE = {
+    id: (r) => r.id,
+    name: (r) => r.name.toLowerCase(),
+    status: (r) => r.status,
+    progress: (r) => (r.total_steps ? r.last_step / r.total_steps : 0),
+    model: (r) => basename(r.config.model),
+    beta: (r) => r.config.beta,
+    learning_rate: (r) => r.config.learning_rate,
+    loss: (r) => r.latest.loss,
+    log_odds_ratio: (r) => r.latest.log_odds_ratio,
+    accuracy: (r) => r.latest.accuracy,
+    alerts: (r) => (r.alerts || []).filter((a) => a.state !== "closed").length,
+    started: (r) => r.started_at || "",
+  };
+
+  function visibleRuns() {
+    const q = search.value.trim().toLowerCase();
+    const list = runs.filter((r) => !q || [r.name, r.config.model, r.config.dataset, ...(r.tags || []), `#${r.id}`]
+      .some((s) => String(s || "").toLowerCase().includes(q)));
+    const value = SORT_VALUE[sort.key];
+    return list.sort((a, b) => {
+      const va = value(a), vb = value(b);
+      if (va === vb) return b.id - a.id;
+      if (va === null || va === undefined) return 1;
+      if (vb === null || vb === undefined) return -1;
+      return (va < vb ? -1 : 1) * sort.dir;
+    });
+  }
+
+  function row(r) {
+    const latest = r.latest || {};
+    const pct = r.total_steps ? Math.min(100, (100 * r.last_step) / r.total_steps) : 0;
+    const tags = (r.tags || []).map((t) => `<span class="tag">${escapeHtml(t)}</span>`).join("");
+    const checked = selected.has(r.id) ? " checked" : "";
+    return `<tr data-run-id="${r.id}">
+      <td><input type="checkbox" class="select-run" data-fk="${r.id}:select" value="${r.id}" aria-label="Select ${escapeHtml(r.name)}"${checked}></td>
+      <td class="run-name-cell"><a href="/runs/${r.id}" data-fk="${r.id}:open">${escapeHtml(r.name)}</a> <span class="muted small">#${r.id}</span>${tags}</td>
+      <td>${statusBadge(r.status)}</td>
+      <td><div class="cell-progress"><div class="progress" data-status="${escapeHtml(r.status)}"><div class="progress-fill" style="width:${pct}%"></div></div>
+        <span>${r.last_step ?? 0}/${r.total_steps ?? "?"}</span></div></td>
+      <td class="stacked"><span class="ellipsis" title="${escapeHtml(r.config.model)}">${escapeHtml(basename(r.config.model))}</span>
+        <span class="ellipsis muted" title="${escapeHtml(r.config.dataset)}">${escapeHtml(basename(r.config.dataset))}</span></td>
+      <td class="num">${fmtNum(r.config.beta)}</td>
+      <td class="num">${fmtNum(r.config.learning_rate)}</td>
+      <td class="num">${fmtNum(latest.loss)}</td>
+      <td class="num">${fmtNum(latest.log_odds_ratio)}</td>
+      <td class="num">${fmtNum(latest.accuracy, 3)}</td>
+      <td>${alertBadges(r.alerts)}</td>
+      <td class="stacked">${fmtDate(r.started_at)}<span class="muted">${fmtDuration(runDuration(r))}</span></td>
+      <td class="row-actions">
+        <details class="menu" data-menu="${r.id}">
+          <summary class="btn btn-small" data-fk="${r.id}:menu" aria-label="Actions for ${escapeHtml(r.name)}">Actions ▾</summary>
+          <div class="menu-list">
+            <a href="/runs/new?clone=${r.id}" data-fk="${r.id}:clone">Clone</a>
+            <button type="button" data-action="rename" data-fk="${r.id}:rename">Rename / tag…</button>
+            <a href="/api/runs/${r.id}/export?format=csv" download data-fk="${r.id}:csv">Export CSV</a>
+            <a href="/api/runs/${r.id}/export?format=json" download data-fk="${r.id}:json">Export JSON</a>
+            <button type="button" class="danger" data-action="delete" data-fk="${r.id}:delete">Delete…</button>
+          </div>
+        </details>
+      </td>
+    </tr>`;
+  }
+
+  function render() {
+    const list = visibleRuns();
+    const html = list.map(row).join("");
+    if (html !== lastHtml) {
+      // Keep keyboard focus and an open actions menu across the periodic refresh.
+      const focusKey = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.fk : null;
+      const openMenu = body.querySelector("details.menu[open]");
+      const openKey = openMenu ? openMenu.dataset.menu : null;
+      body.innerHTML = html;
+      lastHtml = html;
+      if (openKey) { const menu = body.querySelector(`details.menu[data-menu="${openKey}"]`); if (menu) menu.open = true; }
+      if (focusKey) { const el = body.querySelector(`[data-fk="${focusKey}"]`); if (el) el.focus(); }
+    }
+    document.getElementById("runs-empty").hidden = runs.length > 0 || Boolean(statusFilter.value);
+    document.getElementById("runs-no-match").hidden = list.length > 0 || (runs.length === 0 && !statusFilter.value);
+    document.getElementById("runs-table").hidden = list.length === 0;
+    for (const th of document.querySelectorAll("th[data-sort-key]")) {
+      if (th.dataset.sortKey === sort.key) th.setAttribute("aria-sort", sort.dir > 0 ? "ascending" : "descending");
+      else th.removeAttribute("aria-sort");
+    }
+    renderSelection(list);
+  }
+
+  function renderSelection(list = visibleRuns()) {
+    for (const id of [...selected]) if (!runs.some((r) => r.id === id)) selected.delete(id);
+    const n = selected.size;
+    document.getElementById("selection-count").textContent = `${n} selected`;
+    document.getElementById("compare-btn").disabled = n < 2;
+    for (const id of ["export-csv-btn", "export-json-btn", "delete-selected-btn"]) document.getElementById(id).disabled = n === 0;
+    selectAll.checked = list.length > 0 && list.every((r) => selected.has(r.id));
+    selectAll.indeterminate = !selectAll.checked && list.some((r) => selected.has(r.id));
+  }
+
+  let loading = false;
+  async function load() {
+    if (loading) return;
+    loading = true;
+    try {
+      const qs = statusFilter.value ? `?status=${encodeURIComponent(statusFilter.value)}` : "";
+      runs = await api("GET", `/api/runs${qs}`);
+      render();
+    } catch (err) {
+      toast(`Could not load runs: ${err.message}`, "error");
+    } finally { loading = false; }
+  }
+
+  function syncUrl() {
+    const p = new URLSearchParams();
+    if (search.value.trim()) p.set("q", search.value.trim());
+    if (statusFilter.value) p.set("status", statusFilter.value);
+    history.replaceState(null, "", p.toString() ? `?${p}` : location.pathname);
+  }
+
+  // --- events ---------------------------------------------------------------------------------
+  search.addEventListener("input", () => { syncUrl(); render(); });
+  statusFilter.addEventListener("change", () => { syncUrl(); load(); });
+  document.querySelector("#runs-table thead").addEventListener("click", (event) => {
+    const th = event.target.closest("th[data-sort-key]");
+    if (!th) return;
+    const key = th.dataset.sortKey;
+    sort = { key, dir: sort.key === key ? -sort.dir : (["name", "model", "dataset", "status"].includes(key) ? 1 : -1) };
+    lastHtml = "";
+    render();
+  });
+  selectAll.addEventListener("change", () => {
+    for (const r of visibleRuns()) { if (selectAll.checked) selected.add(r.id); else selected.delete(r.id); }
+    lastHtml = "";
+    render();
+  });
+  body.addEventListener("change", (event) => {
+    const box = event.target.closest(".select-run");
+    if (!box) return;
+    if (box.checked) selected.add(Number(box.value)); else selected.delete(Number(box.value));
+    lastHtml = "";                       // the checkbox state is part of the rendered rows
+    render();
+  });
+  body.addEventListener("click", async (event) => {
+    const btn = event.target.closest("button[data-action]");
+    if (!btn) return;
+    btn.closest("details.menu").open = false;
+    const run = runs.find((r) => r.id === Number(btn.closest("tr").dataset.runId));
+    if (!run) return;
+    if (btn.dataset.action === "delete") await deleteRuns([run]);
+    if (btn.dataset.action === "rename") await renameRun(run);
+  });
+
+  const selectedRuns = () => runs.filter((r) => selected.has(r.id)).sort((a, b) => a.id - b.id);
+  document.getElementById("compare-btn").addEventListener("click", () => {
+    location.href = `/compare?runs=${selectedRuns().map((r) => r.id).join(",")}`;
+  });
+  document.getElementById("delete-selected-btn").addEventListener("click", () => deleteRuns(selectedRuns()));
+  document.getElementById("export-json-btn").addEventListener("click", () => exportRuns(selectedRuns(), "json"));
+  document.getElementById("export-csv-btn").addEventListener("click", () => exportRuns(selectedRuns(), "csv"));
+
+  async function deleteRuns(list) {
+    if (!list.length) return;
+    const what = list.length === 1 ? `“${list[0].name}”` : `${list.length} runs`;
+    const ok = await confirmAction(`Delete ${what}?`,
+      "Its metrics, logs, samples and alerts are removed from the dashboard. This cannot be undone.", "Delete");
+    if (!ok) return;
+    for (const r of list) {
+      try { await api("DELETE", `/api/runs/${r.id}`); selected.delete(r.id); }
+      catch (err) { toast(`Could not delete “${r.name}”: ${err.message}`, "error"); }
+    }
+    toast(list.length === 1 ? "Run deleted." : `${list.length} runs deleted.`);
+    await load();
+  }
+
+  const renameDialog = document.getElementById("rename-dialog");
+  function renameRun(run) {
+    document.getElementById("rename-name").value = run.name;
+    document.getElementById("rename-tags").value = (run.tags || []).join(", ");
+    renameDialog.returnValue = "";
+    renameDialog.showModal();
+    return new Promise((resolve) => {
+      renameDialog.addEventListener("close", async () => {
+        if (renameDialog.returnValue === "ok") {
+          const name = document.getElementById("rename-name").value.trim();
+          const tags = document.getElementById("rename-tags").value.split(",").map((t) => t.trim()).filter(Boolean);
+          try { await api("PATCH", `/api/runs/${run.id}`, { name, tags }); toast("Run updated."); await load(); }
+          catch (err) { toast(`Could not update the run: ${err.message}`, "error"); }
+        }
+        resolve();
+      }, { once: true });
+    });
+  }
+
+  /** One file for the whole selection: JSON as an array of per-run exports, CSV with a run_id column. */
+  async function exportRuns(list, format) {
+    if (!list.length) return;
+    try {
+      const parts = await Promise.all(list.map(async (r) => {
+        const response = await fetch(`/api/runs/${r.id}/export?format=${format}`);
+        if (!response.ok) throw new Error(`run ${r.id}: HTTP ${response.status}`);
+        return format === "json" ? response.json() : response.text();
+      }));
+      const stem = `orpo-runs-${list.map((r) => r.id).join("-")}`;
+      if (format === "json") {
+        download(`${stem}.json`, JSON.stringify(parts, null, 2), "application/json");
+      } else {
+        const out = [];
+        parts.forEach((text, i) => {
+          const lines = text.replace(/\r?\n$/, "").split(/\r?\n/);
+          if (!out.length) out.push(`run_id,${lines[0]}`);
+          for (const line of lines.slice(1)) out.push(`${list[i].id},${line}`);
+        });
+        download(`${stem}.csv`, `${out.join("\n")}\n`, "text/csv");
+      }
+    } catch (err) { toast(`Export failed: ${err.message}`, "error"); }
+  }
+
+  // Close an open actions menu on outside click or Escape.
+  document.addEventListener("click", (event) => {
+    for (const menu of body.querySelectorAll("details.menu[open]")) if (!menu.contains(event.target)) menu.open = false;
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    const menu = body.querySelector("details.menu[open]");
+    if (menu) { menu.open = false; menu.querySelector("summary").focus(); }
+  });
+
+  // --- refresh while visible --------------------------------------------------------------------
+  setInterval(() => { if (document.visibilityState === "visible" && !document.querySelector("dialog[open]")) load(); }, REFRESH_MS);
+  document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") load(); });
+  load();
+})();
