@@ -77,7 +77,8 @@ def upgrade() -> None:
     sa.Column('value', sa.Float(), nullable=True),
     sa.Column('time', sa.Float(), nullable=False),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('run_id', 'name', 'step')
+    sa.PrimaryKeyConstraint('run_id', 'name', 'step'),
+    sqlite_with_rowid=False,
     )
     op.create_table('samples',
     sa.Column('id', sa.Integer(), nullable=False),
