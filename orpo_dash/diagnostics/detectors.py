@@ -99,7 +99,7 @@ def loss_rising(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | No
     t = trend(*win)
     need = th["loss_rise_frac"] * abs(t.median)
     firing = t.z > th["trend_z"] and t.change > need
-    onset = int(win[0][np.argmin(_running_median(win[1]))])
+    onset = int(win[0][np.argmin(_running_mean(win[1]))]) if firing else int(win[0][0])
     base = s.baseline
     severity = a.CRITICAL if base is not None and t.median > base else a.WARNING
     msg = (f"total loss is rising: {_fmt(t)} over steps {int(win[0][0])}-{step}, "
@@ -119,10 +119,13 @@ def over_penalization(get: Lookup, th: Mapping[str, float], step: int) -> Verdic
     if lw is None or cw is None:
         return None
     sign = -1.0 if name == m.NLL_LOSS else 1.0  # NLL ~ minus the mean chosen log-prob
-    tc, tl = trend(cw[0], sign * cw[1]), trend(*lw)
+    tc = trend(cw[0], sign * cw[1])
     zc, drop = th["trend_z"], th["op_logp_drop"]
+    if tc.change > -0.25 * drop:  # chosen log-prob not falling: clear, and the second trend is not needed
+        return Verdict(False, True)
+    tl = trend(*lw)
     firing = tc.z < -zc and tc.change < -drop and tl.z > zc and tl.change > 0
-    onset = int(cw[0][np.argmax(_running_median(sign * cw[1]))])
+    onset = int(cw[0][np.argmax(_running_mean(sign * cw[1]))]) if firing else int(cw[0][0])
     severity = a.CRITICAL if tc.change < -4 * drop else a.WARNING
     msg = (f"chosen log-prob falls while the log odds ratio grows, steps {int(cw[0][0])}-{step}: "
            f"chosen {tc.change:+.3f} nats/token (z={tc.z:+.1f}), log odds ratio {tl.change:+.2f} (z={tl.z:+.1f})")
@@ -193,7 +196,7 @@ def format_not_learned(get: Lookup, th: Mapping[str, float], step: int) -> Verdi
     return Verdict(firing, clear, severity, int(win[0][0]), msg)
 
 
-def _running_median(values: np.ndarray, k: int = 5) -> np.ndarray:
-    """Centred running median (edges use what is there): where a trend's turning point is."""
-    n = len(values)
-    return np.array([np.median(values[max(0, i - k // 2): i + k // 2 + 1]) for i in range(n)])
+def _running_mean(values: np.ndarray, k: int = 5) -> np.ndarray:
+    """Centred k-point running mean (edges padded): where a trend's turning point is, cheaply."""
+    padded = np.pad(values, k // 2, mode="edge")
+    return np.convolve(padded, np.ones(k) / k, mode="valid")

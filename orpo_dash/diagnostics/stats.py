@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -34,7 +35,7 @@ class Trend:
 def trend(steps: np.ndarray, values: np.ndarray) -> Trend:
     """Theil-Sen slope and Mann-Kendall z of `values` against `steps` (both 1-D, same length >= 3)."""
     n = len(values)
-    i, j = np.triu_indices(n, k=1)
+    i, j = _pairs(n)
     dv = values[j] - values[i]
     ds = steps[j] - steps[i]
     ok = ds != 0
@@ -50,3 +51,8 @@ def trend(steps: np.ndarray, values: np.ndarray) -> Trend:
         z = (s - math.copysign(1.0, s)) / math.sqrt(var) if s != 0 else 0.0
     span = float(steps[-1] - steps[0])
     return Trend(n=n, slope=slope, z=z, change=slope * span, median=float(np.median(values)))
+
+
+@lru_cache(maxsize=16)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(n, k=1)

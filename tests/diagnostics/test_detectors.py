@@ -1,0 +1,158 @@
+"""Each detector on a clear positive and a clear negative, hysteresis, and incremental == batch."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from orpo_dash.diagnostics import AlertEngine, diagnose
+
+N = 320
+
+
+def healthy(seed: int = 0, n: int = N, sigma: float = 0.1) -> dict[str, list[tuple[int, float]]]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, n + 1)
+    clean = 0.9 + 2.8 * np.exp(-t / 50)
+    lor = 3.0 * (1 - np.exp(-t / 60)) + rng.normal(0, 2 * sigma, n)
+    return _series(t, clean + rng.normal(0, sigma, n), lor, eval_nll=clean + rng.normal(0, 0.01, n))
+
+
+def _series(t, nll, lor, eval_nll=None, beta=0.2):
+    loss = nll + beta * np.log1p(np.exp(-lor))
+    out = {"loss": loss, "nll_loss": nll, "log_odds_ratio": lor, "logps_chosen": -nll}
+    series = {k: [(int(s), float(v)) for s, v in zip(t, vals)] for k, vals in out.items()}
+    if eval_nll is None:
+        return series
+    ev = eval_nll
+    series["eval/nll_loss"] = [(int(s), float(v)) for s, v in zip(t, ev) if s % 10 == 0]
+    return series
+
+
+def kinds(alerts, state="open"):
+    return {a.kind for a in alerts if a.state == state}
+
+
+def test_healthy_run_raises_nothing():
+    for seed in range(2):
+        assert diagnose(healthy(seed)) == []
+
+
+def test_log_odds_flat_fires_after_min_step_and_not_before():
+    rng = np.random.default_rng(1)
+    t = np.arange(1, N + 1)
+    nll = 0.9 + 2.8 * np.exp(-t / 50) + rng.normal(0, 0.1, N)
+    alerts = diagnose(_series(t, nll, rng.normal(0, 0.2, N)))
+    flat = [a for a in alerts if a.kind == "log_odds_flat"]
+    assert flat and flat[0].state == "open" and 180 <= flat[0].step <= 190
+    assert "near zero" in flat[0].message and flat[0].advice
+
+
+def test_swapped_preferences_are_critical():
+    rng = np.random.default_rng(2)
+    t = np.arange(1, N + 1)
+    nll = 0.9 + 2.8 * np.exp(-t / 50) + rng.normal(0, 0.1, N)
+    alerts = diagnose(_series(t, nll, -1.0 + rng.normal(0, 0.2, N)))
+    assert any(a.kind == "log_odds_flat" and a.severity == "critical" for a in alerts)
+
+
+def test_format_not_learned_positive_and_negative():
+    rng = np.random.default_rng(3)
+    t = np.arange(1, N + 1)
+    stuck = 3.6 + rng.normal(0, 0.1, N)
+    assert "format_not_learned" in kinds(diagnose(_series(t, stuck, 3 * (1 - np.exp(-t / 60)))))
+    assert "format_not_learned" not in kinds(diagnose(healthy(3)))
+
+
+def test_loss_rising_positive():
+    rng = np.random.default_rng(4)
+    t = np.arange(1, N + 1)
+    nll = 0.9 + 2.8 * np.exp(-t / 50) + 0.006 * np.clip(t - 150, 0, None) + rng.normal(0, 0.1, N)
+    alerts = diagnose(_series(t, nll, 3 * (1 - np.exp(-t / 60)) + rng.normal(0, 0.2, N)))
+    rising = [a for a in alerts if a.kind == "loss_rising"]
+    assert rising and 150 < rising[0].step < 240 and 120 <= rising[0].onset_step <= rising[0].step
+
+
+def test_over_penalization_positive():
+    rng = np.random.default_rng(5)
+    t = np.arange(1, N + 1)
+    ramp = np.clip(t - 150, 0, None)
+    nll = 0.9 + 2.8 * np.exp(-t / 50) + 0.005 * ramp + rng.normal(0, 0.1, N)
+    lor = 3 * (1 - np.exp(-t / 60)) + 0.02 * ramp + rng.normal(0, 0.2, N)
+    assert "over_penalization" in kinds(diagnose(_series(t, nll, lor)))
+
+
+def test_catastrophic_forgetting_positive_and_onset_at_best_eval():
+    rng = np.random.default_rng(6)
+    t = np.arange(1, N + 1)
+    nll = 0.9 + 2.8 * np.exp(-t / 50) + rng.normal(0, 0.1, N)
+    eval_nll = 0.9 + 2.8 * np.exp(-t / 50) + 0.004 * np.clip(t - 200, 0, None)
+    alerts = [a for a in diagnose(_series(t, nll, 3 * (1 - np.exp(-t / 60)), eval_nll)) if a.kind == "catastrophic_forgetting"]
+    assert alerts and 190 <= alerts[0].onset_step <= 210 and alerts[0].step <= 260
+
+
+def test_non_finite_fires_on_first_bad_step_immediately():
+    engine = AlertEngine()
+    assert engine.feed([(1, "loss", 2.0), (2, "loss", 1.9), (3, "grad_norm", math.inf)]) != []
+    opened = engine.open_alerts()
+    assert [(a.kind, a.severity, a.onset_step, a.step) for a in opened] == [("non_finite", "warning", 3, 3)]
+    (esc,) = engine.feed([(4, "loss", math.nan)])
+    assert (esc.kind, esc.severity, esc.onset_step, esc.step) == ("non_finite", "critical", 3, 4)
+    assert AlertEngine().feed([(1, "loss", math.nan)])[0].step == 1
+
+
+def test_non_finite_closes_after_finite_steps():
+    engine = AlertEngine({"nonfinite_clear_steps": 3})
+    engine.feed([(1, "grad_norm", math.inf)])
+    changes = engine.feed([(s, "grad_norm", 1.0) for s in range(2, 7)])
+    assert [(a.state, a.step) for a in changes] == [("closed", 4)]
+
+
+def test_no_flapping_on_noisy_borderline_series():
+    """Log odds hovering right at the flat level: it may open once, but must not toggle."""
+    rng = np.random.default_rng(7)
+    t = np.arange(1, 701)
+    nll = 0.9 + 2.8 * np.exp(-t / 50) + rng.normal(0, 0.1, len(t))
+    lor = 0.3 + rng.normal(0, 0.4, len(t))
+    alerts = [a for a in diagnose(_series(t, nll, lor)) if a.kind == "log_odds_flat"]
+    assert 1 <= len(alerts) <= 2  # opened, and at most closed once: never open/close/open
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_incremental_equals_batch_in_random_batch_sizes(seed):
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, N + 1)
+    nll = 0.9 + 2.8 * np.exp(-t / 50) + 0.006 * np.clip(t - 150, 0, None) + rng.normal(0, 0.1, N)
+    series = _series(t, nll, rng.normal(0, 0.2, N), eval_nll=nll)
+    series["grad_norm"] = [(s, math.nan if s == 250 else 1.0) for s in range(1, N + 1)]
+    expected = diagnose(series)
+    assert {a.kind for a in expected} >= {"log_odds_flat", "loss_rising", "non_finite"}
+    points = sorted(((s, name, v) for name, pts in series.items() for s, v in pts), key=lambda p: p[0])
+    chooser = random.Random(seed)
+    engine, got, i = AlertEngine(), [], 0
+    while i < len(points):
+        size = chooser.choice([1, 2, 3, 7, 50, 400])
+        batch = points[i:i + size]
+        if chooser.random() < 0.2 and i > 0:
+            batch = points[i - 1:i] + batch  # a repeated (name, step) must be ignored
+        got += engine.feed(batch)
+        i += size
+    got += engine.flush()
+    assert got == expected
+
+
+def test_unknown_threshold_is_rejected():
+    with pytest.raises(ValueError, match="unknown alert threshold"):
+        AlertEngine({"no_such_knob": 1.0})
+
+
+def test_threshold_override_changes_behaviour():
+    rng = np.random.default_rng(8)
+    t = np.arange(1, N + 1)
+    nll = 0.9 + 2.8 * np.exp(-t / 50) + rng.normal(0, 0.1, N)
+    series = _series(t, nll, rng.normal(0, 0.2, N))
+    assert "log_odds_flat" in kinds(diagnose(series))
+    assert "log_odds_flat" not in kinds(diagnose(series, {"lor_flat_level": -5.0, "lor_drop": 100.0}))
