@@ -1,0 +1,85 @@
+"""`orpo-dash diagnose`: JSON output, exit codes, TRL-named CSV input, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from orpo_dash.diagnose_cli import main
+from orpo_dash.diagnostics import load_metrics_file
+
+
+def _write_jsonl(path, n=260, stuck=False, nan_at=None):
+    rng = np.random.default_rng(0)
+    with open(path, "w") as fh:
+        for s in range(1, n + 1):
+            nll = (3.6 if stuck else 0.9 + 2.8 * math.exp(-s / 50)) + rng.normal(0, 0.1)
+            lor = (0.0 if stuck else 3 * (1 - math.exp(-s / 60))) + rng.normal(0, 0.2)
+            row = {"step": s, "epoch": s / n, "loss": nll + 0.1 * math.log1p(math.exp(-lor)), "nll_loss": nll,
+                   "log_odds_ratio": lor, "logps_chosen": -nll}
+            if s == nan_at:
+                row["loss"] = float("nan")
+            fh.write(json.dumps(row) + "\n")
+    return path
+
+
+def test_healthy_file_exits_zero(tmp_path, capsys):
+    assert main([str(_write_jsonl(tmp_path / "m.jsonl"))]) == 0
+    assert "No pitfalls detected" in capsys.readouterr().out
+
+
+def test_json_output_and_critical_exit(tmp_path, capsys):
+    path = _write_jsonl(tmp_path / "m.jsonl", stuck=True, nan_at=200)
+    assert main([str(path), "--json"]) == 1  # non-finite loss is critical
+    alerts = json.loads(capsys.readouterr().out)
+    by_kind = {a["kind"]: a for a in alerts}
+    assert {"log_odds_flat", "format_not_learned", "non_finite"} <= set(by_kind)
+    nf = by_kind["non_finite"]
+    assert (nf["severity"], nf["onset_step"], nf["step"]) == ("critical", 200, 200)
+    assert set(nf) == {"kind", "severity", "onset_step", "step", "message", "advice", "closed_step"}
+
+
+def test_threshold_override_on_command_line(tmp_path, capsys):
+    path = _write_jsonl(tmp_path / "m.jsonl", stuck=True)
+    main([str(path), "--json"])
+    assert "log_odds_flat" in capsys.readouterr().out
+    main([str(path), "--json", "--threshold", "lor_flat_level=-9", "--threshold", "min_step=1000"])
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_bad_input_exits_two_with_a_clear_message(tmp_path, capsys):
+    assert main([str(tmp_path / "missing.jsonl")]) == 2
+    assert "not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"step": 1, "loss": 2}\n{oops\n')
+    assert main([str(bad)]) == 2
+    assert "line 2" in capsys.readouterr().err
+    assert main([str(_write_jsonl(tmp_path / "m.jsonl")), "--threshold", "nope=1"]) == 2
+    assert "unknown alert threshold" in capsys.readouterr().err
+    assert main([str(tmp_path / "m.jsonl"), "--threshold", "window"]) == 2
+
+
+def test_trl_csv_is_mapped_to_our_names(tmp_path):
+    csv = tmp_path / "log_history.csv"
+    lines = ["global_step,loss,nll_loss,log_odds_chosen,log_odds_ratio,rewards/accuracies,eval_nll_loss,run"]
+    for s in range(1, 21):
+        ev = f"{1.5:.2f}" if s % 10 == 0 else ""
+        lines.append(f"{s},{2.0 - s * 0.01},{1.8},{0.1 * s},{-0.5},{0.6},{ev},demo")
+    csv.write_text("\n".join(lines) + "\n")
+    series = load_metrics_file(csv)
+    assert series["log_odds_ratio"][2] == (3, 0.30000000000000004)
+    assert series["or_loss"][0] == (1, 0.5)  # TRL's log_odds_ratio is minus the OR loss
+    assert series["accuracy"][0] == (1, 0.6)
+    assert series["eval/nll_loss"] == [(10, 1.5), (20, 1.5)]
+    assert "run" not in series
+
+
+def test_trl_csv_through_the_cli(tmp_path, capsys):
+    csv = tmp_path / "log.csv"
+    lines = ["step,loss,log_odds_chosen"] + [f"{s},{1.0},{'nan' if s == 5 else 0.1}" for s in range(1, 9)]
+    csv.write_text("\n".join(lines) + "\n")
+    assert main([str(csv), "--json"]) == 1
+    (alert,) = json.loads(capsys.readouterr().out)
+    assert (alert["kind"], alert["step"]) == ("non_finite", 5)
