@@ -55,6 +55,11 @@ CHART_GROUPS = (
     ("throughput", "Throughput", ["tokens_per_sec"], ["step_time"]),
     ("other", "Other metrics", ["ppl_chosen"], []),
 )
+# Compare-page charts, one per metric; eval/<name> is overlaid dashed.
+COMPARE_METRICS = (
+    "loss", "log_odds_ratio", "accuracy", "nll_loss", "or_loss", "margin",
+    "logps_chosen", "logps_rejected", "learning_rate", "grad_norm", "tokens_per_sec",
+)
 BETA_EXPLAINER = (
     "ORPO minimises L = L_SFT + λ·L_OR. L_SFT teaches the chosen responses; L_OR pushes the odds of "
     "the chosen response above the rejected one. Raise λ to learn preferences harder (risk: an over-"
@@ -159,12 +164,15 @@ def runs_list(request: Request) -> HTMLResponse:
 
 @router.get("/runs/new", response_class=HTMLResponse, name="run_new")
 def run_new(request: Request, clone: int | None = None) -> HTMLResponse:
-    defaults = RunConfig().model_dump(mode="json")
-    return templates.TemplateResponse(
-        request,
-        "run_new.html",
-        {"sections": form_sections(), "defaults": defaults, "clone_id": clone},
-    )
+    sections = form_sections()
+    context = {
+        "sections": sections,
+        "defaults": RunConfig().model_dump(mode="json"),
+        # What the form's script needs to turn inputs back into JSON values.
+        "field_kinds": {f.name: {"kind": f.kind, "nullable": f.nullable} for _, _, fields in sections for f in fields},
+        "clone_id": clone,
+    }
+    return templates.TemplateResponse(request, "run_new.html", context)
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse, name="run_detail")
@@ -186,4 +194,5 @@ def compare(request: Request, session: SessionDep, runs: str = "") -> HTMLRespon
             ids.append(int(part))
     found = [run_id for run_id in ids if get_run(session=session, run_id=run_id) is not None]
     missing = [run_id for run_id in ids if run_id not in found]
-    return templates.TemplateResponse(request, "compare.html", {"run_ids": found, "missing": missing})
+    context = {"run_ids": found, "missing": missing, "metrics": COMPARE_METRICS, "config_groups": list(field_groups().items())}
+    return templates.TemplateResponse(request, "compare.html", context)

@@ -1,0 +1,211 @@
+/* Compare runs: every metric overlaid across runs (one colour per run, eval dashed), a summary
+   of final/best values, and a config diff. Runs still training stream in over one socket each. */
+"use strict";
+
+(function () {
+  const { api, escapeHtml, fmtNum, fmtDuration, runDuration, isTerminal, statusBadge, toast, RunSocket } = Dash;
+  const { PALETTE, Series, Timeline, ChartPanel, splitMetric } = Charts;
+
+  const root = document.getElementById("compare-page");
+  const runIds = root.dataset.runIds.split(",").filter(Boolean).map(Number);
+  const metrics = root.dataset.metrics.split(",");
+  const configGroups = JSON.parse(document.getElementById("config-groups").textContent);
+  const OPTIONS_KEY = "orpo-dash:compare-options";
+  const options = Object.assign({ smoothing: 0.6, xMode: "step", logY: false },
+    JSON.parse(localStorage.getItem(OPTIONS_KEY) || "{}"));
+  const LOWER_IS_BETTER = new Set(["loss", "nll_loss", "or_loss"]);
+  const HIGHER_IS_BETTER = new Set(["log_odds_ratio", "accuracy", "margin"]);
+
+  const runs = new Map();           // id -> {run, colour, store: Map(name -> Series), timeline, socket}
+  const panels = new Map();         // metric -> ChartPanel
+  for (const metric of metrics) {
+    const div = document.getElementById(`chart-${metric}`);
+    panels.set(metric, new ChartPanel(div, { options, yTitle: metric }));
+  }
+
+  function entry(id) { return runs.get(id); }
+
+  function ensureLine(id, name) {
+    const { base, isEval } = splitMetric(name);
+    const panel = panels.get(base);
+    const key = `${id}:${name}`;
+    if (!panel || panel.line(key)) return;
+    const e = entry(id);
+    panel.addLine({
+      key, label: isEval ? `${e.run.name} (eval)` : e.run.name, series: e.store.get(name), timeline: e.timeline,
+      color: e.colour, dashed: isEval, train: !isEval,
+    });
+  }
+
+  function addPoints(id, points) {
+    const e = entry(id);
+    for (const [step, name, value, time] of points) {
+      let series = e.store.get(name);
+      if (!series) { series = new Series(); e.store.set(name, series); ensureLine(id, name); }
+      if (!series.add(step, value, time)) continue;
+      const panel = panels.get(splitMetric(name).base);
+      if (panel) panel.grew(`${id}:${name}`);
+      if (step > e.maxStep) e.maxStep = step;
+    }
+    summarySoon();
+  }
+
+  // --- toolbar --------------------------------------------------------------------------------
+  const smoothing = document.getElementById("smoothing");
+  const smoothingValue = document.getElementById("smoothing-value");
+  const xMode = document.getElementById("x-mode");
+  const logY = document.getElementById("log-y");
+  smoothing.value = options.smoothing;
+  smoothingValue.textContent = Number(options.smoothing).toFixed(2);
+  xMode.value = options.xMode;
+  if (!xMode.value) xMode.value = options.xMode = "step";
+  logY.checked = options.logY;
+  function changed() { localStorage.setItem(OPTIONS_KEY, JSON.stringify(options)); panels.forEach((p) => p.scheduleFull()); }
+  smoothing.addEventListener("input", () => {
+    options.smoothing = Number(smoothing.value);
+    smoothingValue.textContent = options.smoothing.toFixed(2);
+    changed();
+  });
+  xMode.addEventListener("change", () => { options.xMode = xMode.value; changed(); });
+  logY.addEventListener("change", () => { options.logY = logY.checked; changed(); });
+
+  // --- legend, summary, diff ------------------------------------------------------------------
+  function renderLegend() {
+    document.getElementById("run-legend").innerHTML = runIds.filter((id) => runs.has(id)).map((id) => {
+      const { run, colour } = entry(id);
+      return `<a href="/runs/${id}" data-run-id="${id}"><span class="swatch" style="background:${colour}"></span>${escapeHtml(run.name)}
+        <span class="muted small">#${id}</span> ${statusBadge(run.status)}</a>`;
+    }).join("");
+  }
+
+  function finalAndBest(series, metric) {
+    if (!series || !series.length) return { final: null, best: null };
+    const values = series.value.filter(Number.isFinite);
+    const final = series.value[series.length - 1];
+    let best = null;
+    if (LOWER_IS_BETTER.has(metric) && values.length) best = Math.min(...values);
+    if (HIGHER_IS_BETTER.has(metric) && values.length) best = Math.max(...values);
+    return { final, best };
+  }
+
+  function renderSummary() {
+    const ids = runIds.filter((id) => runs.has(id));
+    const head = `<thead><tr><th scope="col">Metric</th>${ids.map((id) =>
+      `<th scope="col" class="num no-upper"><span class="swatch" style="background:${entry(id).colour}"></span> ${escapeHtml(entry(id).run.name)}</th>`).join("")}</tr></thead>`;
+    const rows = [];
+    const info = (label, fn) => rows.push(`<tr><th scope="row">${label}</th>${ids.map((id) => `<td class="num">${fn(entry(id))}</td>`).join("")}</tr>`);
+    info("Status", (e) => statusBadge(e.run.status));
+    info("Steps", (e) => `${Math.max(e.run.last_step || 0, e.maxStep, 0)} / ${e.run.total_steps ?? "?"}`);
+    info("Duration", (e) => fmtDuration(runDuration(e.run)));
+    info("Open alerts", (e) => String((e.run.alerts || []).filter((a) => a.state !== "closed").length));
+    for (const metric of [...metrics, ...metrics.map((m) => `eval/${m}`)]) {
+      const cells = ids.map((id) => finalAndBest(entry(id).store.get(metric), splitMetric(metric).base));
+      if (cells.every((c) => c.final === null)) continue;
+      const base = splitMetric(metric).base;
+      const finals = cells.map((c) => c.final).filter(Number.isFinite);
+      const winner = LOWER_IS_BETTER.has(base) ? Math.min(...finals) : HIGHER_IS_BETTER.has(base) ? Math.max(...finals) : null;
+      rows.push(`<tr data-metric="${escapeHtml(metric)}"><th scope="row">${escapeHtml(metric)}</th>${cells.map((c) => `
+        <td class="num${winner !== null && c.final === winner && ids.length > 1 ? " winner" : ""}">${fmtNum(c.final)}
+          ${c.best !== null ? `<span class="muted small best">best ${fmtNum(c.best)}</span>` : ""}</td>`).join("")}</tr>`);
+    }
+    document.getElementById("summary-table").innerHTML = `${head}<tbody>${rows.join("")}</tbody>`;
+  }
+  let summaryTimer = null;
+  function summarySoon() {
+    if (summaryTimer) return;
+    summaryTimer = setTimeout(() => { summaryTimer = null; renderSummary(); }, 1000);
+  }
+
+  const show = (v) => (v === null || v === undefined ? "—" : typeof v === "object" ? JSON.stringify(v) : String(v));
+  function renderDiff() {
+    const ids = runIds.filter((id) => runs.has(id));
+    const onlyDiff = document.getElementById("only-diff").checked;
+    const head = `<thead><tr><th scope="col">Field</th>${ids.map((id) =>
+      `<th scope="col" class="no-upper"><span class="swatch" style="background:${entry(id).colour}"></span> ${escapeHtml(entry(id).run.name)}</th>`).join("")}</tr></thead>`;
+    const rows = [];
+    let differing = 0;
+    for (const [section, names] of configGroups) {
+      const sectionRows = [];
+      for (const name of names) {
+        if (name === "output_dir") continue;          // always per-run: not a real difference
+        const values = ids.map((id) => show((entry(id).run.config || {})[name]));
+        const differs = new Set(values).size > 1;
+        if (differs) differing += 1;
+        if (onlyDiff && !differs) continue;
+        sectionRows.push(`<tr class="diff-row ${differs ? "differs" : "same"}" data-field="${escapeHtml(name)}">
+          <th scope="row">${escapeHtml(name === "beta" ? "beta (λ)" : name)}</th>${values.map((v) => `<td><code>${escapeHtml(v)}</code></td>`).join("")}</tr>`);
+      }
+      if (sectionRows.length) rows.push(`<tr class="kv-section"><th colspan="${ids.length + 1}">${escapeHtml(section)}</th></tr>`, ...sectionRows);
+    }
+    if (!rows.length) rows.push(`<tr><td colspan="${ids.length + 1}" class="muted">The configurations are identical.</td></tr>`);
+    document.getElementById("diff-count").textContent = `${differing} differ`;
+    document.getElementById("diff-table").innerHTML = `${head}<tbody>${rows.join("")}</tbody>`;
+  }
+  document.getElementById("only-diff").addEventListener("change", renderDiff);
+
+  // --- load and follow ------------------------------------------------------------------------
+  function onMessage(id, message) {
+    const e = entry(id);
+    if (message.type === "points") addPoints(id, message.points);
+    else if (message.type === "run") {
+      e.run = message.run;
+      if (e.socket && isTerminal(e.run.status)) e.socket.finished = true;
+      renderLegend();
+      summarySoon();
+    } else if (message.type === "alert") {
+      const alerts = e.run.alerts || (e.run.alerts = []);
+      const i = alerts.findIndex((a) => a.id === message.alert.id);
+      if (i >= 0) alerts[i] = message.alert; else alerts.push(message.alert);
+      summarySoon();
+    }
+  }
+
+  async function start() {
+    const names = ["epoch", ...metrics, ...metrics.map((m) => `eval/${m}`)].join(",");
+    const loaded = await Promise.all(runIds.map(async (id, index) => {
+      try {
+        const [run, data] = await Promise.all([
+          api("GET", `/api/runs/${id}`),
+          api("GET", `/api/runs/${id}/metrics?names=${encodeURIComponent(names)}&max_points=1000`),
+        ]);
+        return { id, index, run, data };
+      } catch (err) { toast(`Could not load run ${id}: ${err.message}`, "error"); return null; }
+    }));
+    for (const item of loaded.filter(Boolean)) {
+      const store = new Map();
+      runs.set(item.id, {
+        run: item.run, colour: PALETTE[item.index % PALETTE.length], store, maxStep: -1,
+        timeline: new Timeline((name) => store.get(name)), socket: null,
+      });
+    }
+    renderLegend();
+    renderDiff();
+    for (const item of loaded.filter(Boolean)) {
+      const points = [];
+      for (const [name, s] of Object.entries(item.data.series)) {
+        for (let i = 0; i < s.step.length; i++) points.push([s.step[i], name, s.value[i], s.time[i]]);
+      }
+      points.sort((a, b) => a[0] - b[0]);
+      addPoints(item.id, points);
+    }
+    renderSummary();
+    panels.forEach((p) => p.scheduleFull());
+    for (const [id, e] of runs) {
+      if (isTerminal(e.run.status)) continue;
+      e.socket = new RunSocket(id, {
+        afterStep: () => Math.max(-1, e.maxStep - 1), onMessage: (m) => onMessage(id, m), onState: liveState,
+      });
+    }
+    if (![...runs.values()].some((e) => e.socket)) liveState("finished");
+  }
+
+  const live = document.getElementById("live-state");
+  function liveState() {
+    const sockets = [...runs.values()].filter((e) => e.socket && !e.socket.finished);
+    const state = sockets.length ? "live" : "finished";
+    live.dataset.state = state;
+    live.textContent = sockets.length ? `live · ${sockets.length} training` : "all runs finished";
+  }
+
+  start();
+})();

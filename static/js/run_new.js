@@ -1,0 +1,204 @@
+/* New-run form: presets, clone, server-side validation with per-field errors and a dataset
+   preview, then POST /api/runs and on to the run page. The user's input is never reset by errors. */
+"use strict";
+
+(function () {
+  const { api, ApiError, escapeHtml, debounce, toast } = Dash;
+
+  const form = document.getElementById("run-form");
+  const defaults = JSON.parse(document.getElementById("form-defaults").textContent);
+  const kinds = JSON.parse(document.getElementById("form-fields").textContent);
+  const formErrors = document.getElementById("form-errors");
+  const validateStatus = document.getElementById("validate-status");
+  const submitBtn = document.getElementById("submit-btn");
+  const PRESETS = {
+    quick: { max_steps: 60 },
+    paper: { beta: 0.1, learning_rate: 8e-6, lr_scheduler: "cosine", warmup_ratio: 0.1 },
+  };
+  const KEEP_ON_PRESET = ["model", "dataset"];
+  const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+  const input = (name) => document.getElementById(`f-${name}`);
+
+  // --- form <-> JSON --------------------------------------------------------------------------
+  function setValue(name, value) {
+    const el = input(name);
+    if (!el || !kinds[name]) return;
+    const { kind } = kinds[name];
+    if (kind === "checkbox") el.checked = Boolean(value);
+    else if (kind === "lines") el.value = (value || []).join("\n");
+    else if (kind === "json") el.value = value && Object.keys(value).length ? JSON.stringify(value) : "";
+    else el.value = value === null || value === undefined ? "" : String(value);
+  }
+
+  /** The request body, or throws {field: message} for input that cannot even be encoded. */
+  function readForm() {
+    const body = {};
+    const local = {};
+    for (const [name, { kind, nullable }] of Object.entries(kinds)) {
+      const el = input(name);
+      if (kind === "checkbox") { body[name] = el.checked; continue; }
+      const raw = el.value.trim();
+      if (kind === "select") body[name] = el.value;
+      else if (kind === "number") body[name] = raw === "" ? (nullable ? null : "") : NUMBER.test(raw) ? Number(raw) : raw;
+      else if (kind === "lines") {
+        const lines = el.value.split("\n").map((l) => l.trim()).filter(Boolean);
+        body[name] = lines.length || !nullable ? lines : null;
+      } else if (kind === "json") {
+        if (raw === "") body[name] = nullable ? null : {};
+        else {
+          try { body[name] = JSON.parse(raw); } catch (_) { local[name] = "Enter a JSON object, e.g. {\"name\": 1.5}."; }
+        }
+      } else body[name] = raw === "" && nullable ? null : raw;
+    }
+    const name = input("name").value.trim();
+    if (name) body.name = name;
+    if (Object.keys(local).length) throw local;
+    return body;
+  }
+
+  // --- errors ---------------------------------------------------------------------------------
+  function clearErrors() {
+    for (const el of form.querySelectorAll(".field.has-error")) el.classList.remove("has-error");
+    for (const el of form.querySelectorAll(".field .error")) { el.hidden = true; el.textContent = ""; }
+    formErrors.hidden = true;
+    formErrors.innerHTML = "";
+  }
+
+  /** Show each message next to its field (opening a collapsed section); the rest at the top. */
+  function showErrors(errors, focusFirst) {
+    clearErrors();
+    const general = [];
+    let first = null;
+    for (const [field, message] of Object.entries(errors)) {
+      const slot = document.getElementById(`error-${field}`);
+      if (!slot) { general.push(field === "__root__" || field === "body" ? message : `${field}: ${message}`); continue; }
+      slot.textContent = message;
+      slot.hidden = false;
+      const wrapper = slot.closest(".field");
+      wrapper.classList.add("has-error");
+      const section = wrapper.closest("details");
+      if (section) section.open = true;
+      first = first || input(field);
+      input(field)?.setAttribute("aria-invalid", "true");
+    }
+    if (general.length) {
+      formErrors.innerHTML = `<strong>Please fix:</strong><ul>${general.map((m) => `<li>${escapeHtml(m)}</li>`).join("")}</ul>`;
+      formErrors.hidden = false;
+    }
+    const count = Object.keys(errors).length;
+    validateStatus.textContent = `${count} problem${count === 1 ? "" : "s"} to fix before launch.`;
+    validateStatus.className = "small error-text";
+    if (focusFirst && first) first.focus();
+  }
+
+  form.addEventListener("input", (event) => {
+    const field = event.target.closest(".field");
+    if (!field || !field.classList.contains("has-error")) return;
+    field.classList.remove("has-error");
+    const slot = field.querySelector(".error");
+    slot.hidden = true;
+    event.target.removeAttribute("aria-invalid");
+  });
+
+  // --- validation and preview -----------------------------------------------------------------
+  let validation = 0;
+  async function validate({ focusFirst = false, quiet = false } = {}) {
+    const ticket = ++validation;
+    let body;
+    try { body = readForm(); } catch (local) { showErrors(local, focusFirst); return false; }
+    validateStatus.textContent = "Checking…";
+    validateStatus.className = "muted small";
+    let result;
+    try { result = await api("POST", "/api/runs/validate", body); }
+    catch (err) { validateStatus.textContent = `Could not check the configuration: ${err.message}`; return false; }
+    if (ticket !== validation) return false;          // a newer check is under way
+    renderPreview(result.preview, result.errors || {});
+    if (!result.ok && quiet) { validateStatus.textContent = "Check the configuration before launch."; return false; }
+    if (!result.ok) { showErrors(result.errors || {}, focusFirst); return false; }
+    clearErrors();
+    for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+    validateStatus.textContent = "Configuration looks good.";
+    validateStatus.className = "small ok-text";
+    return true;
+  }
+
+  const previewBody = document.getElementById("preview-body");
+  function renderPreview(preview, errors) {
+    if (!preview) {
+      const why = errors.dataset ? `No preview: ${escapeHtml(errors.dataset)}` : "No preview for this dataset.";
+      previewBody.innerHTML = `<p class="muted small" id="preview-none">${why}</p>`;
+      return;
+    }
+    const rows = (preview.pairs || []).slice(0, 5).map((p) => `<tr>
+        <td><div class="clip">${escapeHtml(p.prompt)}</div></td>
+        <td><div class="clip">${escapeHtml(p.chosen)}</div></td>
+        <td><div class="clip">${escapeHtml(p.rejected)}</div></td></tr>`).join("");
+    previewBody.innerHTML = `
+      <div class="preview-stats">
+        <div><strong id="preview-count">${preview.count}</strong><span class="muted small">pairs</span></div>
+        <div><strong>${(preview.columns || []).length}</strong><span class="muted small">columns</span></div>
+      </div>
+      <p class="small">Columns: ${(preview.columns || []).map((c) => `<code>${escapeHtml(c)}</code>`).join(", ")}</p>
+      <table class="preview-table" id="preview-table">
+        <thead><tr><th>Prompt</th><th>Chosen</th><th>Rejected</th></tr></thead>
+        <tbody>${rows}</tbody>
+      </table>`;
+  }
+
+  const validateSoon = debounce(() => validate(), 400);
+  for (const name of ["model", "dataset", "eval_dataset"]) input(name).addEventListener("change", validateSoon);
+  document.getElementById("validate-btn").addEventListener("click", () => validate({ focusFirst: true }));
+
+  // --- submit ---------------------------------------------------------------------------------
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    submitBtn.disabled = true;
+    try {
+      if (!(await validate({ focusFirst: true }))) return;
+      validateStatus.textContent = "Starting…";
+      const run = await api("POST", "/api/runs", readForm());
+      location.href = `/runs/${run.id}`;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 422 && Array.isArray(err.body?.detail)) {
+        const errors = {};
+        for (const d of err.body.detail) errors[String(d.loc[d.loc.length - 1])] = d.msg;
+        showErrors(errors, true);
+      } else {
+        toast(`Could not start the run: ${err.message}`, "error");
+      }
+    } finally { submitBtn.disabled = false; }
+  });
+
+  // --- presets and clone ----------------------------------------------------------------------
+  for (const btn of document.querySelectorAll("[data-preset]")) {
+    btn.addEventListener("click", () => {
+      const keep = Object.fromEntries(KEEP_ON_PRESET.map((n) => [n, input(n).value]));
+      for (const [name, value] of Object.entries(defaults)) setValue(name, value);
+      for (const [name, value] of Object.entries(PRESETS[btn.dataset.preset])) setValue(name, value);
+      for (const [name, value] of Object.entries(keep)) input(name).value = value;
+      clearErrors();
+      toast(`Preset “${btn.textContent}” applied.`);
+    });
+  }
+
+  async function cloneFrom(id) {
+    const banner = document.getElementById("clone-banner");
+    try {
+      const run = await api("GET", `/api/runs/${id}`);
+      for (const [name, value] of Object.entries(run.config || {})) setValue(name, value);
+      setValue("output_dir", null);        // the source run's folder: the new run gets its own
+      input("name").value = `${run.name} (clone)`;
+      banner.innerHTML = `Cloned from <a href="/runs/${run.id}">${escapeHtml(run.name)}</a> (#${run.id}). Change what you want to try, then start.`;
+      banner.hidden = false;
+      validate();
+    } catch (err) {
+      banner.className = "callout callout-error";
+      banner.textContent = `Could not load run ${id} to clone: ${err.message}`;
+      banner.hidden = false;
+    }
+  }
+
+  if (form.dataset.clone) cloneFrom(form.dataset.clone);
+  else validate({ quiet: true });           // the default dataset's preview, without nagging yet
+})();
