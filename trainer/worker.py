@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         reporter.close()
         return 1
     reporter = build_reporter(args)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-tensor progress bars would flood the run log
     try:
         status = run(config, reporter, cache_dir=args.cache_dir)
     finally:

@@ -159,3 +159,9 @@ class RecordingReporter:
 @pytest.fixture
 def recorder():
     return RecordingReporter
+
+
+@pytest.fixture(scope="session")
+def tokenizer_factory():
+    """build_tokenizer, e.g. tokenizer_factory(chat_template=None) for the plain fallback."""
+    return build_tokenizer

@@ -88,12 +88,8 @@ def test_chat_template_tokens_put_end_of_turn_in_the_response(tokenizer) -> None
     assert im_end in tp.chosen_ids and im_end in tp.rejected_ids
 
 
-def test_plain_fallback_without_chat_template() -> None:
-    from transformers import PreTrainedTokenizerFast
-
-    import conftest
-
-    tok: PreTrainedTokenizerFast = conftest.build_tokenizer(chat_template=None)
+def test_plain_fallback_without_chat_template(tokenizer_factory) -> None:
+    tok = tokenizer_factory(chat_template=None)
     pair = normalise(ROWS[1], 0)
     tp = tokenize_pair(tok, pair, max_length=200, max_prompt_length=100, counts=Counter())
     assert tok.decode(tp.prompt_ids) == "User: Say hello.\nAssistant: "

@@ -1,0 +1,58 @@
+"""`python -m trainer` entry point and the file/multi reporters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from trainer.reporting import MetricsFileReporter, MultiReporter, NullReporter
+from trainer.worker import main
+
+
+def test_main_trains_from_yaml_and_writes_metrics(make_config, tmp_path: Path) -> None:
+    config = make_config(max_steps=2, eval_every=1)
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(config.model_dump()))
+    metrics = tmp_path / "metrics.jsonl"
+    assert main([str(config_file), "--metrics-out", str(metrics), "--quiet"]) == 0
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    train = [r for r in rows if "loss" in r]
+    evals = [r for r in rows if "eval/loss" in r]
+    assert [r["step"] for r in train] == [1, 2] and [r["step"] for r in evals] == [1, 2]
+    assert train[0]["epoch"] == pytest.approx(2 / 9) and "learning_rate" in train[0]
+
+
+def test_main_names_the_bad_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_file = tmp_path / "run.json"
+    config_file.write_text(json.dumps({"learning_rate": -1, "batch_sise": 4}))
+    assert main([str(config_file), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "learning_rate: Input should be greater than 0" in err and "batch_sise: Extra inputs are not permitted" in err
+
+
+def test_main_exits_1_when_the_run_fails(make_config, tmp_path: Path) -> None:
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(make_config(dataset=str(tmp_path / "missing.csv")).model_dump()))
+    assert main([str(config_file), "--quiet"]) == 1
+
+
+def test_metrics_file_is_flat_strict_json(tmp_path: Path) -> None:
+    reporter = MetricsFileReporter(tmp_path / "m.jsonl")
+    reporter.metrics(3, {"loss": 1.5, "grad_norm": float("inf")})
+    reporter.metrics(3, {"eval/loss": 1.7})
+    reporter.close()
+    lines = (tmp_path / "m.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [{"step": 3, "loss": 1.5, "grad_norm": None}, {"step": 3, "eval/loss": 1.7}]
+
+
+def test_multi_reporter_fans_out_and_stops_when_any_asks(recorder) -> None:
+    a, b = recorder(stop_after=1), recorder()
+    multi = MultiReporter(a, b, NullReporter())
+    multi.metrics(1, {"loss": 2.0})
+    multi.log("hello")
+    multi.close()
+    assert a.points == b.points == [(1, {"loss": 2.0})] and b.logs == ["hello"] and a.closed and b.closed
+    assert multi.stop_requested() and not MultiReporter(b).stop_requested()
