@@ -84,7 +84,16 @@ def bundled_model_dir(cache_dir: str | Path | None = None) -> Path:
 
 
 def model_source(name: str, cache_dir: str | Path | None = None) -> str:
-    return str(bundled_model_dir(cache_dir)) if name == BUNDLED_MODEL else name
+    """The directory (or hub name) to load `name` from."""
+    if name == BUNDLED_MODEL:
+        return str(bundled_model_dir(cache_dir))
+    path = Path(name).expanduser()
+    if name.startswith((".", "/", "~")) or path.exists():
+        # A path must not fall through to the hub as a "repo id" and fail there confusingly.
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"model directory {name!r} not found or has no config.json")
+        return str(path)
+    return name
 
 
 def load_tokenizer(name: str, *, cache_dir: str | Path | None = None) -> Any:

@@ -2,6 +2,7 @@
 
     python -m trainer run.yaml --metrics-out metrics.jsonl
     python -m trainer run.json --server http://127.0.0.1:8000 --run-id 7 --token T
+    python -m trainer run.yaml --server http://127.0.0.1:8000 --name try-1   # registers a new run
 
 The config file (YAML or JSON) holds RunConfig fields. Exit status: 0 when the run completed or
 was stopped gracefully, 1 when it failed (bad config included), with the reason on stderr and,
@@ -30,13 +31,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("config", help="YAML or JSON file of RunConfig fields")
     parser.add_argument("--metrics-out", help="append one JSON object per metrics report to this file")
     parser.add_argument("--server", help="dashboard URL to stream metrics, logs and status to")
-    parser.add_argument("--run-id", type=int, help="the dashboard's run id (with --server)")
-    parser.add_argument("--token", help="the run's worker token (with --server)")
+    parser.add_argument("--run-id", type=int, help="the dashboard's run id (with --server; omit to register a new run)")
+    parser.add_argument("--token", help="the run's worker token (with --server and --run-id)")
+    parser.add_argument("--name", help="run name shown on the dashboard when --server registers a new run")
     parser.add_argument("--cache-dir", help="where the converted bundled model is cached (default ~/.cache/orpo-dash/models)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
-    if args.server and (args.run_id is None or not args.token):
-        parser.error("--server needs --run-id and --token")
+    if (args.run_id is not None or args.token) and not args.server:
+        parser.error("--run-id and --token need --server")
+    if args.server and args.run_id is not None and not args.token:
+        parser.error("--run-id needs the run's --token")
     return args
 
 
@@ -56,7 +60,7 @@ def load_config(path: str) -> RunConfig:
         raise ValueError(f"{path}: invalid run config:\n" + "\n".join(lines)) from exc
 
 
-def build_reporter(args: argparse.Namespace) -> Reporter:
+def build_reporter(args: argparse.Namespace, config: RunConfig | None = None) -> Reporter:
     # Under data parallelism only rank 0 reports; the others would duplicate every point.
     if int(os.environ.get("RANK", "0")) != 0:
         return NullReporter()
@@ -65,10 +69,13 @@ def build_reporter(args: argparse.Namespace) -> Reporter:
         reporters.append(ConsoleReporter())
     if args.metrics_out:
         reporters.append(MetricsFileReporter(args.metrics_out))
-    if args.server:
+    if args.server and (args.run_id is not None or config is not None):
         from trainer.streaming import StreamingReporter  # lazily: only runs that stream need it
 
-        reporters.append(StreamingReporter(args.server, args.run_id, args.token))
+        reporters.append(StreamingReporter(
+            args.server, args.run_id, args.token, name=args.name,
+            config=config.model_dump() if config is not None else None,
+        ))
     return MultiReporter(*reporters)
 
 
@@ -94,11 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        reporter = build_reporter(args)  # so the dashboard learns why the run never started
+        reporter = build_reporter(args)  # so the dashboard learns why its run never started
         reporter.status("failed", error=str(exc))
         reporter.close()
         return 1
-    reporter = build_reporter(args)
+    reporter = build_reporter(args, config)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # per-tensor progress bars would flood the run log

@@ -56,3 +56,23 @@ def test_multi_reporter_fans_out_and_stops_when_any_asks(recorder) -> None:
     multi.close()
     assert a.points == b.points == [(1, {"loss": 2.0})] and b.logs == ["hello"] and a.closed and b.closed
     assert multi.stop_requested() and not MultiReporter(b).stop_requested()
+
+
+def test_server_flag_builds_the_streaming_reporter_lazily(make_config, recorder, tmp_path: Path, monkeypatch) -> None:
+    import trainer.streaming
+
+    made: list = []
+
+    class FakeStreaming(recorder):
+        def __init__(self, server_url, run_id, token, **kwargs):
+            super().__init__()
+            made.append(self)
+            self.args = (server_url, run_id, token)
+
+    monkeypatch.setattr(trainer.streaming, "StreamingReporter", FakeStreaming)
+    config_file = tmp_path / "run.json"
+    config_file.write_text(make_config(max_steps=1, output_dir=None).model_dump_json())
+    assert main([str(config_file), "--server", "http://x", "--run-id", "7", "--token", "t", "--quiet"]) == 0
+    (streamer,) = made
+    assert streamer.args == ("http://x", 7, "t") and streamer.closed
+    assert [s[0] for s in streamer.statuses] == ["running", "completed"] and 1 in streamer.train()
