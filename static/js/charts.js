@@ -207,12 +207,12 @@
         xaxis: { title: { text: AXIS_TITLES[o.xMode], standoff: 4, font: { size: 11, color: "#6b7280" } },
           type: o.xMode === "time" ? "date" : "linear", gridcolor: "#eef0f3", zeroline: false, automargin: true },
         yaxis: { title: { text: this.yTitle }, type, gridcolor: "#eef0f3", zeroline: false, automargin: true,
-          exponentformat: "e" },
+          exponentformat: "e", tickformat: ".4~g" },
         shapes, annotations,
       };
       if (hasY2) {
         layout.yaxis2 = { title: { text: this.y2Title }, type, overlaying: "y", side: "right",
-          showgrid: false, zeroline: false, automargin: true, tickmode: "auto", exponentformat: "e" };
+          showgrid: false, zeroline: false, automargin: true, tickmode: "auto", exponentformat: "e", tickformat: ".4~g" };
       }
       return layout;
     }

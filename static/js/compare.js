@@ -35,6 +35,11 @@
       key, label: isEval ? `${e.run.name} (eval)` : e.run.name, series: e.store.get(name), timeline: e.timeline,
       color: e.colour, dashed: isEval, train: !isEval,
     });
+    const card = document.getElementById(`card-${base}`);
+    if (card.hidden) {                    // charts appear once some run has the metric
+      card.hidden = false;
+      if (panel.drawn) Plotly.Plots.resize(panel.div);
+    }
   }
 
   function addPoints(id, points) {

@@ -138,7 +138,7 @@
     document.getElementById("run-error-text").textContent = failed ? run.error : "";
     document.getElementById("output-dir").textContent = run.output_dir || "—";
     renderCheckpoints(run.checkpoints || []);
-    if (socket && isTerminal(run.status)) socket.finished = true;
+    if (socket && isTerminal(run.status)) { socket.finished = true; setLiveState("finished"); }
     renderProgress();
   }
 
@@ -267,8 +267,9 @@
 
   // --- live -----------------------------------------------------------------------------------
   const liveState = document.getElementById("live-state");
-  const STATE_TEXT = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…", finished: "finished", closed: "offline" };
+  const STATE_TEXT = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…", finished: "run finished", closed: "offline" };
   function setLiveState(state) {
+    if (state === "live" && run && isTerminal(run.status)) state = "finished";
     liveState.dataset.state = state;
     liveState.textContent = STATE_TEXT[state] || state;
   }

@@ -1,0 +1,114 @@
+"""The new-run form: per-field validation messages, the dataset preview, and issue 2's acceptance
+path: submit -> run page -> the chart grows live, survives a reload, and the run stops from the page."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.pages.conftest import point_count
+
+pytestmark = pytest.mark.browser
+
+
+def test_validation_errors_sit_next_to_their_fields_and_preview_shows_pairs(
+    live_server, page, shot, tiny_dataset_file, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    page.goto(live_server.url + "/runs/new")
+    missing = str(tmp_path / "nope.jsonl")
+
+    page.fill("#f-dataset", missing)
+    page.dispatch_event("#f-dataset", "change")
+    dataset_error = page.locator("#error-dataset")
+    dataset_error.wait_for(state="visible")
+    assert dataset_error.inner_text().strip()
+    assert page.input_value("#f-dataset") == missing  # the user's input is kept
+
+    # An out-of-range λ in the (open) ORPO section and a bad warmup ratio in a collapsed section.
+    page.fill("#f-beta", "-1")
+    page.click("#section-schedule > summary")  # open the collapsed section, type, collapse it again
+    page.fill("#f-warmup_ratio", "2")
+    page.click("#section-schedule > summary")
+    assert page.locator("#section-schedule").get_attribute("open") is None
+    page.click("#validate-btn")
+    page.locator("#error-beta").wait_for(state="visible")
+    page.locator("#error-warmup_ratio").wait_for(state="visible")
+    assert page.locator("#section-schedule").get_attribute("open") is not None  # opened to show its error
+    assert page.input_value("#f-beta") == "-1"
+    assert page.locator('[data-field="beta"]').get_attribute("class").count("has-error") == 1
+    shot("new-run-errors")
+
+    page.fill("#f-beta", "0.2")
+    page.fill("#f-warmup_ratio", "0.1")
+    page.fill("#f-dataset", str(tiny_dataset_file))
+    page.dispatch_event("#f-dataset", "change")
+    page.locator("#preview-table").wait_for()
+    count = int(page.inner_text("#preview-count"))
+    assert count == sum(1 for line in tiny_dataset_file.read_text().splitlines() if line.strip())
+    assert "What is the capital of France?" in page.inner_text("#preview-table")
+    assert page.locator("#error-dataset").is_hidden()
+    shot("new-run-preview")
+
+    # Submitting with an error keeps the user on the form with the message beside the field.
+    page.fill("#f-max_steps", "ten")
+    page.click("#submit-btn")
+    page.locator("#error-max_steps").wait_for(state="visible")
+    assert page.url.endswith("/runs/new")
+    assert live_server.api("GET", "/api/runs").json() == []
+
+
+@pytest.mark.slow
+def test_submit_opens_live_run_page_that_grows_survives_reload_and_stops(
+    live_server, page, shot, tiny_model_dir, tiny_dataset_file
+) -> None:  # type: ignore[no-untyped-def]
+    page.goto(live_server.url + "/runs/new")
+    page.fill("#f-name", "browser acceptance")
+    page.fill("#f-model", str(tiny_model_dir))
+    page.fill("#f-dataset", str(tiny_dataset_file))
+    page.fill("#f-max_steps", "2000")  # long enough to still be training when we stop it
+    page.fill("#f-max_length", "64")
+    page.fill("#f-max_prompt_length", "32")
+    page.click("#submit-btn")
+    page.wait_for_url(re.compile(r"/runs/\d+$"), timeout=30_000)
+    run_id = int(page.url.rsplit("/", 1)[1])
+    assert page.inner_text("#run-name") == "browser acceptance"
+
+    # The loss chart grows from the websocket alone (the run page never polls).
+    page.wait_for_function(
+        "() => Number(document.querySelector('[data-metric-group=loss]').dataset.pointCount) >= 6", timeout=90_000
+    )
+    first = point_count(page, "loss")
+    page.wait_for_function(
+        f"() => Number(document.querySelector('[data-metric-group=loss]').dataset.pointCount) > {first}", timeout=30_000
+    )
+    assert page.locator("#live-state").get_attribute("data-state") == "live"
+    shot("run-live")
+
+    # Reload: everything so far comes back over HTTP, then the socket continues from there.
+    before = point_count(page, "loss")
+    page.reload()
+    page.wait_for_function(
+        f"() => Number(document.querySelector('[data-metric-group=loss]').dataset.pointCount) >= {before}"
+    )
+    after_reload = point_count(page, "loss")
+    page.wait_for_function(
+        f"() => Number(document.querySelector('[data-metric-group=loss]').dataset.pointCount) > {after_reload}",
+        timeout=30_000,
+    )
+    # No point is drawn twice: each train series holds one point per step.
+    duplicates = page.evaluate(
+        """() => document.querySelector('[data-metric-group=loss]').data
+             .filter(t => t.meta.role === 'raw' && t.meta.train)
+             .map(t => t.x.length - new Set(t.x).size)"""
+    )
+    assert duplicates and all(d == 0 for d in duplicates), duplicates
+
+    # Stop from the page, through the confirmation dialog.
+    page.click("#stop-btn")
+    page.locator("#confirm-dialog").wait_for(state="visible")
+    page.click("#confirm-ok")
+    page.wait_for_selector('#run-status [data-status="stopped"]', timeout=60_000)
+    assert page.locator("#stop-btn").is_hidden()
+    assert live_server.api("GET", f"/api/runs/{run_id}").json()["status"] == "stopped"
+    shot("run-stopped")
