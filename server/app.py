@@ -18,11 +18,12 @@ from server.db import make_engine, make_session_factory
 from server.launcher import LocalProcessLauncher, NoLauncher
 from server.live import LiveHub
 from server.models import Run
-from server.routes import api_runs, ws_browser, ws_worker
+from server.routes import api_runs, pages, ws_browser, ws_worker
 from server.services import runs as run_service
 from server.schemas import AlertPublic
 from server.services.ingest import Announcement
-from server.settings import REPO_ROOT, Settings, get_settings
+from server.settings import Settings, get_settings
+from server.templating import STATIC_DIR
 from server.writer import DatabaseWriter
 
 log = logging.getLogger(__name__)
@@ -99,18 +100,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_runs.router)
     app.include_router(ws_worker.router)
     app.include_router(ws_browser.router)
-    _include_pages(app)
-    return app
-
-
-def _include_pages(app: FastAPI) -> None:
-    app.mount("/static", StaticFiles(directory=REPO_ROOT / "static"), name="static")
-    try:
-        from server.routes import pages
-    except ImportError:  # pages land separately; the API works without them
-        log.warning("server.routes.pages is missing: HTML pages are not served")
-        return
     app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
 
 
 def _make_launcher(app: FastAPI, settings: Settings) -> Any:

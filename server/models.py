@@ -56,6 +56,27 @@ class MetricPoint(Base):
     __table_args__ = {"sqlite_with_rowid": False}
 
 
+class MetricRollup(Base):
+    """Min/max/NaN summary of one bucket of steps at one level (server/services/rollups.py)."""
+
+    __tablename__ = "metric_rollups"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    level: Mapped[int] = mapped_column(Integer, primary_key=True)  # bucket width = 64 * 16**level steps
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    min_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    min_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    min_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    nan_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    nan_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = {"sqlite_with_rowid": False}
+
+
 class Alert(Base):
     __tablename__ = "alerts"
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.services.ingest import AlertEngines, Announcement, apply_batch
+from server.services.ingest import Announcement, IngestState, apply_batch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,7 +44,7 @@ class DatabaseWriter:
         self._on_committed = on_committed
         self._queue: queue.Queue[_Write | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="db-writer", daemon=True)
-        self.engines = AlertEngines()
+        self.state = IngestState()
 
     def start(self) -> None:
         self._thread.start()
@@ -64,7 +64,7 @@ class DatabaseWriter:
         future: Future[Announcement | None] = Future()
 
         def write(session: Session) -> Announcement | None:
-            return apply_batch(session=session, run_id=run_id, message=message, engines=self.engines)
+            return apply_batch(session=session, run_id=run_id, message=message, state=self.state)
 
         self._queue.put(_Write(write, future, is_batch=True))
         return future
@@ -104,7 +104,7 @@ class DatabaseWriter:
                 result = item.fn(session)
         except BaseException as error:  # noqa: BLE001 - the caller's future carries it
             if item.is_batch:
-                self.engines = AlertEngines()  # an engine may have seen points that were rolled back
+                self.state = IngestState()  # derived state may have seen rows that were rolled back
             item.future.set_exception(error)
             return
         self._announce([result] if isinstance(result, Announcement) else [])
@@ -116,7 +116,7 @@ class DatabaseWriter:
                 results = [item.fn(session) for item in group]
         except BaseException:  # noqa: BLE001
             # One bad batch must not sink its neighbours: retry each in its own transaction.
-            self.engines = AlertEngines()  # engines may hold points from the rolled-back transaction
+            self.state = IngestState()  # derived state may hold rows from the rolled-back transaction
             for item in group:
                 self._run_alone(item)
             return

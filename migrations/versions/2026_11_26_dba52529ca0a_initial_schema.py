@@ -80,6 +80,23 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('run_id', 'name', 'step'),
     sqlite_with_rowid=False,
     )
+    op.create_table('metric_rollups',
+    sa.Column('run_id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('level', sa.Integer(), nullable=False),
+    sa.Column('bucket', sa.Integer(), nullable=False),
+    sa.Column('min_step', sa.Integer(), nullable=True),
+    sa.Column('min_value', sa.Float(), nullable=True),
+    sa.Column('min_time', sa.Float(), nullable=True),
+    sa.Column('max_step', sa.Integer(), nullable=True),
+    sa.Column('max_value', sa.Float(), nullable=True),
+    sa.Column('max_time', sa.Float(), nullable=True),
+    sa.Column('nan_step', sa.Integer(), nullable=True),
+    sa.Column('nan_time', sa.Float(), nullable=True),
+    sa.ForeignKeyConstraint(['run_id'], ['runs.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('run_id', 'name', 'level', 'bucket'),
+    sqlite_with_rowid=False,
+    )
     op.create_table('samples',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('run_id', sa.Integer(), nullable=False),
@@ -102,6 +119,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_samples_run_id_step')
 
     op.drop_table('samples')
+    op.drop_table('metric_rollups')
     op.drop_table('metric_points')
     with op.batch_alter_table('log_lines', schema=None) as batch_op:
         batch_op.drop_index('ix_log_lines_run_id_id')

@@ -122,7 +122,7 @@ def delete_run(run_id: int, request: Request, session: SessionDep) -> Response:
         run_service.delete_run(session=tx, run=run)
 
     request.app.state.writer.submit(write).result()
-    request.app.state.writer.engines.forget(run_id)
+    request.app.state.writer.state.forget(run_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

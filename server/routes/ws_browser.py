@@ -47,23 +47,42 @@ async def run_socket(ws: WebSocket, run_id: int) -> None:
                 sent[name] = max(sent.get(name, -1), step)
             await ws.send_json({"type": "points", "points": chunk})
         floor = after_step
-        while True:
-            message = await subscription.queue.get()
-            if message is None:
-                await ws.close(code=1013, reason="too far behind; reconnect to catch up")
-                return
-            if message["type"] == "points":
-                fresh = [p for p in message["points"] if p[0] > max(sent.get(p[1], -1), floor)]
-                if not fresh:
-                    continue
-                for step, name, _value, _time in fresh:
-                    sent[name] = max(sent.get(name, -1), step)
-                message = {"type": "points", "points": fresh}
-            await ws.send_json(message)
+        # The browser sends nothing after subscribing; reading anyway is how a closed tab is noticed,
+        # so its handler and subscription end at once instead of at the run's next message.
+        closed = asyncio.create_task(_wait_for_close(ws))
+        try:
+            while True:
+                next_message = asyncio.create_task(subscription.queue.get())
+                done, _ = await asyncio.wait({next_message, closed}, return_when=asyncio.FIRST_COMPLETED)
+                if closed in done:
+                    next_message.cancel()
+                    return
+                message = next_message.result()
+                if message is None:
+                    await ws.close(code=1013, reason="too far behind; reconnect to catch up")
+                    return
+                if message["type"] == "points":
+                    fresh = [p for p in message["points"] if p[0] > max(sent.get(p[1], -1), floor)]
+                    if not fresh:
+                        continue
+                    for step, name, _value, _time in fresh:
+                        sent[name] = max(sent.get(name, -1), step)
+                    message = {"type": "points", "points": fresh}
+                await ws.send_json(message)
+        finally:
+            closed.cancel()
     except DISCONNECTS:
         pass
     finally:
         subscription.close()
+
+
+async def _wait_for_close(ws: WebSocket) -> None:
+    try:
+        while True:
+            await ws.receive_text()  # anything the browser sends after subscribing is ignored
+    except (*DISCONNECTS, RuntimeError):
+        return
 
 
 def _read_run(state: Any, run_id: int) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ from orpo_dash.diagnostics import AlertEngine
 from orpo_dash.protocol import RUN_STATUSES, TERMINAL_STATUSES, Point, ProtocolError, parse_point
 from server.models import Alert, LogLine, MetricPoint, Run, Sample, utcnow
 from server.services.metrics import insert_points
+from server.services.rollups import RollupTracker
 
 MAX_LOG_LINE = 4000
 
@@ -56,6 +57,18 @@ class AlertEngines:
         self._engines.pop(run_id, None)
 
 
+class IngestState:
+    """Per-run derived state the writer keeps between batches: alert engines and rollup progress."""
+
+    def __init__(self) -> None:
+        self.alerts = AlertEngines()
+        self.rollups = RollupTracker()
+
+    def forget(self, run_id: int) -> None:
+        self.alerts.forget(run_id)
+        self.rollups.forget(run_id)
+
+
 def parse_batch(message: dict[str, Any]) -> tuple[int, list[Point]]:
     seq = message.get("seq")
     if not isinstance(seq, int) or isinstance(seq, bool) or seq <= 0:
@@ -67,7 +80,7 @@ def parse_batch(message: dict[str, Any]) -> tuple[int, list[Point]]:
 
 
 def apply_batch(
-    *, session: Session, run_id: int, message: dict[str, Any], engines: AlertEngines
+    *, session: Session, run_id: int, message: dict[str, Any], state: IngestState
 ) -> Announcement | None:
     """Write one batch. Returns None when its seq was already committed (a resend after reconnect)."""
     seq, points = parse_batch(message)
@@ -79,8 +92,9 @@ def apply_batch(
     announcement = Announcement(run_id=run_id)
 
     if points:
-        engine = engines.for_run(session=session, run=run)
+        engine = state.alerts.for_run(session=session, run=run)
         insert_points(session=session, run_id=run_id, points=points)
+        state.rollups.update(session=session, run_id=run_id, points=points)
         announcement.points = points
         _update_progress(run, points)
         for change in engine.feed((step, name, value) for step, name, value, _ in points):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from orpo_dash.protocol import Point
-from server.models import MetricPoint
+from server.models import MetricPoint, Run
 from server.schemas import Series
+from server.services.rollups import LEVELS, summary_points, width
 
 
 def insert_points(*, session: Session, run_id: int, points: Sequence[Point]) -> None:
@@ -33,8 +34,9 @@ def insert_points(*, session: Session, run_id: int, points: Sequence[Point]) -> 
 
 
 def metric_names(*, session: Session, run_id: int) -> list[str]:
-    statement = select(MetricPoint.name).where(MetricPoint.run_id == run_id).distinct().order_by(MetricPoint.name)
-    return list(session.scalars(statement))
+    # Ingestion keeps every metric's latest value on the run row: no scan over millions of points.
+    run = session.get(Run, run_id)
+    return sorted(run.latest_metrics or {}) if run is not None else []
 
 
 def read_series(
@@ -49,48 +51,81 @@ def read_series(
     """Each named series within [min_step, max_step], downsampled to about max_points if longer."""
     result: dict[str, Series] = {}
     downsampled = False
+    low = min_step if min_step is not None else 0
+    high = max_step if max_step is not None else MAX_STEP
     for name in names:
-        statement = (
-            select(MetricPoint.step, MetricPoint.value, MetricPoint.time)
-            .where(MetricPoint.run_id == run_id, MetricPoint.name == name)
-            .order_by(MetricPoint.step)
-        )
-        if min_step is not None:
-            statement = statement.where(MetricPoint.step >= min_step)
-        if max_step is not None:
-            statement = statement.where(MetricPoint.step <= max_step)
-        rows = session.execute(statement).all()
-        if len(rows) > max_points:
-            rows = min_max_downsample(rows, max_points)
-            downsampled = True
-        result[name] = Series(
-            step=[row[0] for row in rows], value=[row[1] for row in rows], time=[row[2] for row in rows]
-        )
+        rows, was_downsampled = _read_one(session, run_id, name, low, high, max_points)
+        downsampled = downsampled or was_downsampled
+        result[name] = Series(step=[r[0] for r in rows], value=[r[1] for r in rows], time=[r[2] for r in rows])
     return result, downsampled
 
 
-def min_max_downsample(rows: Sequence[tuple[int, float | None, float]], max_points: int) -> list[tuple[int, float | None, float]]:
-    """Keep the first, the last, and per bucket the minimum and maximum points (in step order).
+MAX_STEP = 2**62
 
-    Spikes survive: a single NaN (stored as None) or outlier in a bucket is always one of its kept points.
+
+def _read_one(session: Session, run_id: int, name: str, low: int, high: int, max_points: int) -> tuple[list[Row], bool]:
+    last = session.scalar(
+        select(func.max(MetricPoint.step))
+        .where(MetricPoint.run_id == run_id, MetricPoint.name == name, MetricPoint.step <= high)
+    )
+    if last is None or last < low:
+        return [], False
+    high = last
+    # The coarsest summary level that still gives about max_points points (each bucket gives a min and a max).
+    level = next((lv for lv in reversed(range(LEVELS)) if (high - low + 1) / width(lv) >= max_points / 4), -1)
+    if level < 0:
+        # A short range (or a zoom): full resolution unless it is still too long.
+        rows = _raw(session, run_id, name, low, high)
+        if len(rows) > max_points:
+            return min_max_downsample(rows, max_points), True
+        return rows, False
+    rows = summary_points(session=session, run_id=run_id, name=name, low=low, high=high, level=level,
+                          raw=lambda a, b: _raw(session, run_id, name, a, b))
+    first = _raw(session, run_id, name, low, high, limit=1)  # the true start of the curve
+    if first and (not rows or rows[0][0] > first[0][0]):
+        rows.insert(0, first[0])
+    return min_max_downsample(rows, max_points), True
+
+
+Row = tuple[int, float | None, float]
+
+
+def _raw(session: Session, run_id: int, name: str, low: int, high: int, limit: int | None = None) -> list[Row]:
+    if high < low:
+        return []
+    statement = (
+        select(MetricPoint.step, MetricPoint.value, MetricPoint.time)
+        .where(MetricPoint.run_id == run_id, MetricPoint.name == name, MetricPoint.step >= low, MetricPoint.step <= high)
+        .order_by(MetricPoint.step)
+        .limit(limit)
+    )
+    return [tuple(row) for row in session.execute(statement)]  # type: ignore[misc]
+
+
+def min_max_downsample(rows: Sequence[Row], max_points: int) -> list[Row]:
+    """At most max_points rows: the first, the last, and per bucket the minimum, the maximum and
+    (where there is one) the first NaN, in step order.
+
+    Spikes survive: a bucket's outlier is always one of its kept points, and so is a NaN (stored as None).
     """
-    if len(rows) <= max_points or max_points < 4:
+    if len(rows) <= max_points or max_points < 5:
         return list(rows)
-    buckets = max(1, (max_points - 2) // 2)
+    per_bucket = 3 if any(row[1] is None for row in rows) else 2
+    buckets = max(1, (max_points - 2) // per_bucket)
     inner = rows[1:-1]
     size = math.ceil(len(inner) / buckets)
-    kept: list[tuple[int, float | None, float]] = [rows[0]]
+    kept: list[Row] = [rows[0]]
     for start in range(0, len(inner), size):
         bucket = inner[start:start + size]
-        missing = [row for row in bucket if row[1] is None]
+        chosen: dict[int, Row] = {}
         finite = [row for row in bucket if row[1] is not None]
-        chosen: list[tuple[int, float | None, float]] = []
-        if missing:
-            chosen.append(missing[0])
         if finite:
             low = min(finite, key=lambda row: row[1])  # type: ignore[arg-type, return-value]
             high = max(finite, key=lambda row: row[1])  # type: ignore[arg-type, return-value]
-            chosen.extend([low] if low is high else [low, high])
-        kept.extend(sorted(chosen[:2] if not missing else chosen[:3], key=lambda row: row[0]))
+            chosen[low[0]], chosen[high[0]] = low, high
+        missing = next((row for row in bucket if row[1] is None), None)
+        if missing is not None:
+            chosen[missing[0]] = missing
+        kept.extend(chosen[step] for step in sorted(chosen))
     kept.append(rows[-1])
     return kept

@@ -1,0 +1,167 @@
+"""Min/max summaries of each metric series at a few bucket widths, so a chart of a million-step run
+reads about a thousand summary rows per metric instead of a million points.
+
+Level 0 buckets cover BUCKET_WIDTH steps; each level above is FANOUT times wider and is built from
+the level below. A bucket is *sealed* (summarised) once a point beyond it arrives; a late point inside
+a sealed bucket (a resumed run re-logging steps) re-summarises it and its parents. The open bucket at
+the end of a series is always read raw, so live charts lose nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from orpo_dash.protocol import Point
+from server.models import MetricPoint, MetricRollup
+
+BUCKET_WIDTH = 64
+FANOUT = 16
+LEVELS = 3  # widths 64, 1,024 and 16,384 steps
+SUMMARY_COLUMNS = "bucket, min_step, min_value, min_time, max_step, max_value, max_time, nan_step, nan_time"
+
+PointRow = tuple[int, float | None, float]
+
+
+def width(level: int) -> int:
+    return BUCKET_WIDTH * FANOUT**level
+
+
+class RollupTracker:
+    """Remembers, per (run, name), how many level-0 buckets are sealed (rebuilt from the DB on first use)."""
+
+    def __init__(self) -> None:
+        self._sealed_below: dict[tuple[int, str], int] = {}
+
+    def forget(self, run_id: int) -> None:
+        for key in [key for key in self._sealed_below if key[0] == run_id]:
+            del self._sealed_below[key]
+
+    def update(self, *, session: Session, run_id: int, points: Sequence[Point]) -> None:
+        """Call after inserting `points` in the same transaction."""
+        low: dict[str, int] = {}
+        high: dict[str, int] = defaultdict(int)
+        for step, name, _value, _time in points:
+            low[name] = min(low.get(name, step), step)
+            high[name] = max(high[name], step)
+        for name, max_step in high.items():
+            key = (run_id, name)
+            sealed_below = self._sealed_below.get(key)
+            if sealed_below is None:
+                sealed_below = self._load(session, run_id, name)
+            first_dirty = min(sealed_below, low[name] // BUCKET_WIDTH)
+            new_sealed_below = max(sealed_below, max_step // BUCKET_WIDTH)  # the bucket holding max_step stays open
+            for level in range(LEVELS):
+                scale = FANOUT**level
+                start, end = first_dirty // scale, new_sealed_below // scale
+                if start >= end:
+                    break
+                _summarise(session, run_id, name, level, start, end)
+            self._sealed_below[key] = new_sealed_below
+
+    @staticmethod
+    def _load(session: Session, run_id: int, name: str) -> int:
+        top = session.scalar(
+            select(func.max(MetricRollup.bucket))
+            .where(MetricRollup.run_id == run_id, MetricRollup.name == name, MetricRollup.level == 0)
+        )
+        return 0 if top is None else top + 1
+
+
+def _summarise(session: Session, run_id: int, name: str, level: int, first_bucket: int, end_bucket: int) -> None:
+    """(Re)write the level's summaries for buckets [first_bucket, end_bucket), from the level below."""
+    connection = session.connection()
+    mark = _mark(session)
+    if level == 0:
+        rows = connection.exec_driver_sql(
+            f"SELECT step, value, time FROM metric_points WHERE run_id = {mark} AND name = {mark} "
+            f"AND step >= {mark} AND step < {mark} ORDER BY step",
+            (run_id, name, first_bucket * BUCKET_WIDTH, end_bucket * BUCKET_WIDTH),
+        ).fetchall()
+        children = [(step, step, value, when, step, value, when, step if value is None else None, when) for step, value, when in rows]
+        bucket_of: Callable[[int], int] = lambda child: child // BUCKET_WIDTH  # noqa: E731 - keyed on the step
+    else:
+        children = _read_level(session, run_id, name, level - 1, first_bucket * FANOUT, end_bucket * FANOUT)
+        bucket_of = lambda child: child // FANOUT  # noqa: E731 - keyed on the child bucket
+    groups: dict[int, list[tuple]] = defaultdict(list)
+    for child in children:
+        groups[bucket_of(child[0])].append(child)
+    values = []
+    for bucket, members in groups.items():
+        low, high, nan = _extremes(members)
+        values.append((run_id, name, level, bucket, *(low or (None, None, None)), *(high or (None, None, None)),
+                       *(nan[0::2] if nan else (None, None))))
+    if not values:
+        return
+    names = ("min_step", "min_value", "min_time", "max_step", "max_value", "max_time", "nan_step", "nan_time")
+    columns = "run_id, name, level, bucket, " + ", ".join(names)
+    placeholders = ", ".join([mark] * 12)
+    if connection.dialect.name == "postgresql":
+        updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in names)
+        sql = f"INSERT INTO metric_rollups ({columns}) VALUES ({placeholders}) ON CONFLICT (run_id, name, level, bucket) DO UPDATE SET {updates}"
+    else:
+        sql = f"INSERT OR REPLACE INTO metric_rollups ({columns}) VALUES ({placeholders})"
+    connection.exec_driver_sql(sql, values)
+
+
+def _extremes(rows: Sequence[tuple]) -> tuple[PointRow | None, PointRow | None, PointRow | None]:
+    """Minimum, maximum and first NaN over summary-shaped rows (bucket, min…, max…, nan_step, nan_time)."""
+    low = high = nan = None
+    for _bucket, lo_step, lo, lo_time, hi_step, hi, hi_time, nan_step, nan_time in rows:
+        if lo_step is not None and lo is not None and (low is None or lo < low[1]):
+            low = (lo_step, lo, lo_time)
+        if hi_step is not None and hi is not None and (high is None or hi > high[1]):
+            high = (hi_step, hi, hi_time)
+        if nan_step is not None and nan is None:
+            nan = (nan_step, None, nan_time)
+    return low, high, nan
+
+
+def merged_points(rows: Sequence[tuple]) -> list[PointRow]:
+    """The minimum, maximum and first NaN over neighbouring summary rows, as points in step order."""
+    low, high, nan = _extremes(rows)
+    kept = [point for point in (low, high, nan) if point is not None]
+    if low is not None and high is not None and low[0] == high[0]:
+        kept.remove(high)
+    return sorted(kept, key=lambda point: point[0])
+
+
+def _read_level(session: Session, run_id: int, name: str, level: int, first_bucket: int, end_bucket: int) -> list[tuple]:
+    mark = _mark(session)
+    # Straight to the driver: these reads are the whole cost of drawing a long run's chart.
+    return session.connection().exec_driver_sql(
+        f"SELECT {SUMMARY_COLUMNS} FROM metric_rollups WHERE run_id = {mark} AND name = {mark} AND level = {mark} "
+        f"AND bucket >= {mark} AND bucket < {mark} ORDER BY bucket",
+        (run_id, name, level, first_bucket, end_bucket),
+    ).fetchall()
+
+
+def summary_points(
+    *, session: Session, run_id: int, name: str, low: int, high: int, level: int,
+    raw: Callable[[int, int], list[PointRow]],
+) -> list[PointRow]:
+    """Points standing for [low, high]: whole buckets of `level` from their summaries (min, max, NaN each),
+    the ragged edges from finer levels, and finally raw points (`raw(low, high)`)."""
+    if high < low:
+        return []
+    if level < 0:
+        return raw(low, high)
+    size = width(level)
+    first_bucket, end_bucket = -(-low // size), (high + 1) // size
+    rows = _read_level(session, run_id, name, level, first_bucket, end_bucket) if first_bucket < end_bucket else []
+    if not rows:
+        return summary_points(session=session, run_id=run_id, name=name, low=low, high=high, level=level - 1, raw=raw)
+    first_covered, end_covered = rows[0][0] * size, (rows[-1][0] + 1) * size
+    points = summary_points(session=session, run_id=run_id, name=name, low=low, high=first_covered - 1, level=level - 1, raw=raw)
+    for row in rows:
+        points.extend(merged_points([row]))
+    points.extend(summary_points(session=session, run_id=run_id, name=name, low=end_covered, high=high, level=level - 1, raw=raw))
+    return points
+
+
+def _mark(session: Session) -> str:
+    return "%s" if session.get_bind().dialect.name == "postgresql" else "?"

@@ -1,0 +1,94 @@
+"""Summaries must never change what a chart shows: the downsampled series keeps every extreme and NaN."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from orpo_dash.run_config import RunConfig
+from server.db import make_engine, make_session_factory
+from server.migrate import upgrade_to_head
+from server.services import runs as run_service
+from server.services.metrics import insert_points, read_series
+from server.services.rollups import BUCKET_WIDTH, RollupTracker
+
+
+@pytest.fixture
+def session_factory(tmp_path: Path, tiny_dataset_file: Path):  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'r.sqlite3'}"
+    upgrade_to_head(url)
+    factory = make_session_factory(make_engine(url))
+    with factory() as session, session.begin():
+        run, _ = run_service.create_run(session=session, config=RunConfig(dataset=str(tiny_dataset_file)), name=None, runs_dir=tmp_path)
+    factory.run_id = run.id  # type: ignore[attr-defined]
+    return factory
+
+
+def _ingest(factory, tracker: RollupTracker, points) -> None:  # type: ignore[no-untyped-def]
+    with factory() as session, session.begin():
+        insert_points(session=session, run_id=factory.run_id, points=points)
+        tracker.update(session=session, run_id=factory.run_id, points=points)
+
+
+def test_downsampled_series_keeps_extremes_nans_and_late_points(session_factory) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(0)
+    values = {step: rng.gauss(0, 1) for step in range(20_000)}
+    values[7_777] = 50.0
+    values[12_345] = -40.0
+    values[15_000] = math.nan
+    tracker = RollupTracker()
+    steps = list(values)
+    for start in range(0, len(steps), 997):  # odd batch sizes straddle bucket edges
+        _ingest(session_factory, tracker, [(s, "loss", values[s], float(s)) for s in steps[start:start + 997]])
+    # A resumed run re-logs steps inside already-summarised buckets: their summaries must follow.
+    tracker_after_restart = RollupTracker()
+    _ingest(session_factory, tracker_after_restart, [(3_000, "loss", 99.0, 3000.0)])  # duplicate: ignored by the table
+    _ingest(session_factory, tracker_after_restart, [(20_000 + i, "loss", 0.0, 0.0) for i in range(200)])
+
+    with session_factory() as session:
+        series, downsampled = read_series(session=session, run_id=session_factory.run_id, names=["loss"], max_points=500)
+        zoom, zoom_downsampled = read_series(session=session, run_id=session_factory.run_id, names=["loss"],
+                                             max_points=500, min_step=7_700, max_step=7_900)
+    loss = series["loss"]
+    assert downsampled and len(loss.step) <= 500
+    assert 50.0 in loss.value and -40.0 in loss.value
+    assert loss.step[loss.value.index(50.0)] == 7_777
+    assert None in loss.value and loss.step[loss.value.index(None)] == 15_000
+    assert 99.0 not in loss.value  # the duplicate was ignored, not summarised
+    assert loss.step[0] == 0 and loss.step[-1] == 20_199
+    assert loss.step == sorted(loss.step)
+    # Zoomed in: full resolution, exact values.
+    assert not zoom_downsampled
+    assert zoom["loss"].step == list(range(7_700, 7_901))
+    assert zoom["loss"].value[77] == 50.0
+
+
+def test_open_bucket_is_read_raw_so_live_points_show_at_once(session_factory) -> None:  # type: ignore[no-untyped-def]
+    tracker = RollupTracker()
+    _ingest(session_factory, tracker, [(s, "loss", float(s), 0.0) for s in range(BUCKET_WIDTH * 100 + 5)])
+    with session_factory() as session:
+        series, _ = read_series(session=session, run_id=session_factory.run_id, names=["loss"], max_points=50)
+    assert series["loss"].step[-1] == BUCKET_WIDTH * 100 + 4
+
+
+def test_coarse_levels_keep_extremes_across_level_edges(session_factory) -> None:  # type: ignore[no-untyped-def]
+    tracker = RollupTracker()
+    steps = 150_000
+    spikes = {77_777: 9.0, 16_383: -9.0, 131_072: 8.0}
+    for start in range(0, steps, 25_000):
+        _ingest(session_factory, tracker, [
+            (s, "loss", math.nan if s == 99_999 else spikes.get(s, 0.001 * (s % 97)), float(s))
+            for s in range(start, min(steps, start + 25_000))
+        ])
+    with session_factory() as session:
+        for max_points in (20, 60, 400, 3000):  # selects levels 2, 1, 0 and the raw path in turn
+            series, downsampled = read_series(session=session, run_id=session_factory.run_id, names=["loss"], max_points=max_points)
+            loss = series["loss"]
+            assert downsampled and len(loss.step) <= max_points
+            for step, value in spikes.items():
+                assert (step, value) in zip(loss.step, loss.value), (max_points, step)
+            assert (99_999, None) in zip(loss.step, loss.value)
+            assert loss.step[0] == 0 and loss.step[-1] == steps - 1
