@@ -70,12 +70,19 @@ def build_reporter(args: argparse.Namespace, config: RunConfig | None = None) ->
     if args.metrics_out:
         reporters.append(MetricsFileReporter(args.metrics_out))
     if args.server and (args.run_id is not None or config is not None):
-        from trainer.streaming import StreamingReporter  # lazily: only runs that stream need it
+        from trainer.streaming import OutputTee, StreamingReporter  # lazily: only runs that stream need it
 
-        reporters.append(StreamingReporter(
+        # Undelivered points wait next to the checkpoints (or here), named after the run and process.
+        spill_dir = Path(config.output_dir) if config is not None and config.output_dir else Path.cwd()
+        streaming = StreamingReporter(
             args.server, args.run_id, args.token, name=args.name,
-            config=config.model_dump() if config is not None else None,
-        ))
+            config=config.model_dump(mode="json") if config is not None else None,
+            spill_path=spill_dir / f"orpo-dash-spill-run{args.run_id or 'new'}-{os.getpid()}.jsonl",
+        )
+        reporters.append(streaming)
+        # The dashboard shows the worker's output tail: progress lines, warnings, tracebacks.
+        sys.stdout = OutputTee(sys.stdout, streaming, "stdout")  # type: ignore[assignment]
+        sys.stderr = OutputTee(sys.stderr, streaming, "stderr")  # type: ignore[assignment]
     return MultiReporter(*reporters)
 
 

@@ -60,7 +60,7 @@ def read_series(
     return result, downsampled
 
 
-MAX_STEP = 2**62
+MAX_STEP = 2**31 - 1  # steps are 32-bit integers in the schema
 
 
 def _read_one(session: Session, run_id: int, name: str, low: int, high: int, max_points: int) -> tuple[list[Row], bool]:

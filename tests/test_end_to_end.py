@@ -1,0 +1,101 @@
+"""Issue 2's loop end to end: API -> launcher -> worker trains a tiny model -> websocket -> database."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from orpo_dash.metric_names import TRAIN_METRICS
+
+STEPS = 6
+
+
+def _tiny_run(model_dir: Path, dataset: Path, **overrides) -> dict:  # type: ignore[no-untyped-def]
+    return {
+        "name": "e2e", "model": str(model_dir), "dataset": str(dataset), "max_steps": STEPS, "batch_size": 2,
+        "max_length": 64, "max_prompt_length": 32, "learning_rate": 1e-3, "eval_fraction": 0.2, "seed": 0, **overrides,
+    }
+
+
+def _assert_every_step_arrived(server, run_id: int) -> None:  # type: ignore[no-untyped-def]
+    series = server.api("GET", f"/api/runs/{run_id}/metrics", params={"max_points": 20000}).json()["series"]
+    for name in TRAIN_METRICS:
+        assert series[name]["step"] == list(range(1, STEPS + 1)), name
+    assert all(v is not None for v in series["loss"]["value"])
+    assert any(name.startswith("eval/") for name in series), "the end-of-run evaluation should be stored too"
+
+
+@pytest.mark.slow
+def test_run_created_through_the_api_trains_and_streams_every_step(live_server, tiny_model_dir, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+    created = live_server.api("POST", "/api/runs", json=_tiny_run(tiny_model_dir, tiny_dataset_file))
+    assert created.status_code == 201, created.text
+    run_id = created.json()["id"]
+    assert "worker_token" not in created.json()  # tokens go to the worker, never to the browser
+
+    run = live_server.wait_for_run(run_id, ("completed", "failed"), timeout=180)
+    assert run["status"] == "completed", run["error"]
+    assert run["total_steps"] == STEPS and run["last_step"] == STEPS
+    assert run["latest"]["loss"] is not None
+    _assert_every_step_arrived(live_server, run_id)
+
+    # Straight from the SQLite file the server wrote: one row per (step, metric), nothing twice.
+    db = sqlite3.connect(live_server.database_url.removeprefix("sqlite:///"))
+    rows = db.execute("SELECT name, COUNT(*), COUNT(DISTINCT step), MIN(step), MAX(step) FROM metric_points "
+                      "WHERE run_id = ? AND name = 'loss'", (run_id,)).fetchone()
+    assert rows == ("loss", STEPS, STEPS, 1, STEPS)
+    logs = live_server.api("GET", f"/api/runs/{run_id}/logs").json()
+    assert logs, "the worker's log tail should reach the dashboard"
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_same_loop_on_postgres(live_server_postgres, tiny_model_dir, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+    server = live_server_postgres
+    run_id = server.api("POST", "/api/runs", json=_tiny_run(tiny_model_dir, tiny_dataset_file)).json()["id"]
+    run = server.wait_for_run(run_id, ("completed", "failed"), timeout=180)
+    assert run["status"] == "completed", run["error"]
+    _assert_every_step_arrived(server, run_id)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("dataset", "/nowhere/prefs.jsonl", "dataset file not found"),
+        ("model", "/nowhere/model", "model path not found"),
+        ("learning_rate", -1e-4, "greater than 0"),
+        ("batch_size", -2, "greater than 0"),
+        ("batch_size", 0, "greater than 0"),
+    ],
+)
+def test_bad_input_gets_a_per_field_422_and_creates_no_run(live_server, tiny_model_dir, tiny_dataset_file, field, value, expected) -> None:  # type: ignore[no-untyped-def]
+    body = {**_tiny_run(tiny_model_dir, tiny_dataset_file), field: value}
+    response = live_server.api("POST", "/api/runs", json=body)
+    assert response.status_code == 422
+    problems = {tuple(d["loc"])[-1]: d["msg"] for d in response.json()["detail"]}
+    assert field in problems and expected in problems[field], problems
+    assert live_server.api("GET", "/api/runs").json() == []
+
+
+def test_dataset_with_wrong_columns_names_what_it_found(live_server, tiny_model_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "q", "good": "a", "bad": "b"}) + "\n")
+    response = live_server.api("POST", "/api/runs/validate", json=_tiny_run(tiny_model_dir, bad))
+    body = response.json()
+    assert body["ok"] is False
+    assert "question" in body["errors"]["dataset"] and "prompt" in body["errors"]["dataset"]
+
+
+@pytest.mark.slow
+def test_worker_that_cannot_load_the_model_leaves_the_run_failed_with_the_error(live_server, tiny_dataset_file, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "llama", "hidden_size": "not a number"}')
+    run_id = live_server.api("POST", "/api/runs", json=_tiny_run(broken, tiny_dataset_file)).json()["id"]
+    run = live_server.wait_for_run(run_id, ("completed", "failed"), timeout=120)
+    assert run["status"] == "failed"
+    assert run["error"] and "broken-model" in run["error"] or "hidden_size" in (run["error"] or "")
+    page = live_server.api("GET", f"/runs/{run_id}")
+    assert page.status_code == 200
