@@ -104,6 +104,11 @@ def apply_batch(
     if status:
         _apply_status(run, status)
         announcement.run_changed = announcement.status_changed = True
+        if run.status in TERMINAL_STATUSES:
+            # The detectors judge a step once the next one starts; the last step is judged at the end.
+            engine = state.alerts.for_run(session=session, run=run)
+            for change in engine.flush():
+                announcement.alerts.append(_record_alert(session=session, run_id=run_id, change=change))
     if points:
         announcement.run_changed = True
 
