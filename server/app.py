@@ -18,6 +18,7 @@ from server.db import make_engine, make_session_factory
 from server.launcher import LocalProcessLauncher, NoLauncher
 from server.live import LiveHub
 from server.models import Run
+from server.notify import WebhookNotifier
 from server.routes import api_runs, pages, ws_browser, ws_worker
 from server.services import runs as run_service
 from server.schemas import AlertPublic
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             app.state.launcher.shutdown()
             app.state.writer.stop()
+            if notifier is not None:
+                notifier.close()
             app.state.engine.dispose()
 
     app = FastAPI(
@@ -79,7 +82,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 points = [[s, n, v if math.isfinite(v) else None, t] for s, n, v, t in item.points]
                 hub.publish_threadsafe(item.run_id, {"type": "points", "points": points})
             for alert in item.alerts:
-                hub.publish_threadsafe(item.run_id, {"type": "alert", "alert": _alert_json(alert)})
+                public_alert = _alert_json(alert)
+                hub.publish_threadsafe(item.run_id, {"type": "alert", "alert": public_alert})
+                if notifier is not None and public_alert["state"] == "open":
+                    notifier.alert_opened(run_id=item.run_id, run_name=_run_name(item.run_id), alert=public_alert)
             if item.logs:
                 hub.publish_threadsafe(item.run_id, {"type": "logs", "lines": item.logs})
             if item.samples:
@@ -94,6 +100,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if due:
                 announce_run(item.run_id)
 
+    def _run_name(run_id: int) -> str:
+        with app.state.session_factory() as session:
+            run = session.get(Run, run_id)
+            return run.name if run is not None else str(run_id)
+
+    notifier = WebhookNotifier(settings.alert_webhook_url, _public_url(settings)) if settings.alert_webhook_url else None
     app.state.writer = DatabaseWriter(app.state.session_factory, on_committed=on_committed)
     app.state.announce_run = announce_run
 
@@ -108,10 +120,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _make_launcher(app: FastAPI, settings: Settings) -> Any:
     if not settings.launch_workers:
         return NoLauncher()
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "localhost") else settings.host
     return LocalProcessLauncher(
         writer=app.state.writer,
-        server_url=f"http://{host}:{settings.port}",
+        server_url=_public_url(settings),
         runs_dir=settings.runs_dir,
         max_concurrent=settings.max_concurrent_runs,
         python=settings.worker_python,
@@ -119,6 +130,12 @@ def _make_launcher(app: FastAPI, settings: Settings) -> Any:
         issue_token=lambda _session, run: run_service.rotate_worker_token(run),
         on_run_changed=app.state.announce_run,
     )
+
+
+def _public_url(settings: Settings) -> str:
+    """How workers and links on this machine reach the dashboard."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "localhost") else settings.host
+    return f"http://{host}:{settings.port}"
 
 
 def _alert_json(alert: Any) -> dict[str, Any]:

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     worker_python: str = Field("", description="Python executable for workers; empty means this interpreter.")
     model_cache_dir: Path | None = Field(None, description="Where workers cache converted models (default ~/.cache/orpo-dash).")
     launch_workers: bool = Field(True, description="Start a local worker process for each new run.")
+    alert_webhook_url: str = Field(
+        "", description="POST a Slack-compatible JSON message here when an alert opens or escalates; empty: off."
+    )
 
     allow_public_bind: bool = Field(
         False,

@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -39,6 +39,7 @@ class LiveServer:
     data_dir: Path
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
         self.log_path = self.data_dir / "server.log"
@@ -47,7 +48,7 @@ class LiveServer:
             [sys.executable, "-m", "orpo_dash.cli", "serve", "--port", str(self.port),
              "--database-url", self.database_url, "--data-dir", str(self.data_dir)],
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "ORPO_DASH_MAX_CONCURRENT_RUNS": "3"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "ORPO_DASH_MAX_CONCURRENT_RUNS": "3", **self.extra_env},
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -119,12 +120,13 @@ def postgres_url() -> Iterator[str]:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _serve(tmp_path: Path, database_url: str | None) -> Iterator[LiveServer]:
+def _serve(tmp_path: Path, database_url: str | None, extra_env: dict[str, str] | None = None) -> Iterator[LiveServer]:
     data_dir = tmp_path / "dashboard"
     data_dir.mkdir()
     port = free_port()
     url = database_url or f"sqlite:///{data_dir / 'orpo-dash.sqlite3'}"
-    server = LiveServer(url=f"http://127.0.0.1:{port}", port=port, database_url=url, data_dir=data_dir)
+    server = LiveServer(url=f"http://127.0.0.1:{port}", port=port, database_url=url, data_dir=data_dir,
+                        extra_env=extra_env or {})
     server.start()
     try:
         yield server
