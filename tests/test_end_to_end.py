@@ -30,7 +30,8 @@ def _assert_every_step_arrived(server, run_id: int) -> None:  # type: ignore[no-
 
 @pytest.mark.slow
 def test_run_created_through_the_api_trains_and_streams_every_step(live_server, tiny_model_dir, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
-    created = live_server.api("POST", "/api/runs", json=_tiny_run(tiny_model_dir, tiny_dataset_file))
+    body = _tiny_run(tiny_model_dir, tiny_dataset_file, sample_every=3, eval_every=3, sample_max_new_tokens=4)
+    created = live_server.api("POST", "/api/runs", json=body)
     assert created.status_code == 201, created.text
     run_id = created.json()["id"]
     assert "worker_token" not in created.json()  # tokens go to the worker, never to the browser
@@ -48,6 +49,11 @@ def test_run_created_through_the_api_trains_and_streams_every_step(live_server, 
     assert rows == ("loss", STEPS, STEPS, 1, STEPS)
     logs = live_server.api("GET", f"/api/runs/{run_id}/logs").json()
     assert logs, "the worker's log tail should reach the dashboard"
+    samples = live_server.api("GET", f"/api/runs/{run_id}/samples").json()
+    assert {sample["step"] for sample in samples} == {3, 6}
+    assert all(sample["prompt"] for sample in samples)
+    eval_loss = live_server.api("GET", f"/api/runs/{run_id}/metrics", params={"names": "eval/loss"}).json()
+    assert eval_loss["series"]["eval/loss"]["step"][:2] == [3, 6]
 
 
 @pytest.mark.slow
