@@ -22,15 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Start the dashboard web server. Applies Alembic migrations, then serves.")
     serve.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="TCP port (default 8000)")
-    serve.add_argument("--database-url", default=None,
-                       help="SQLAlchemy URL, e.g. postgresql+psycopg://user@127.0.0.1:5432/db (default: SQLite in the data folder)")
-    serve.add_argument("--data-dir", default=None, help="folder for the SQLite file, run folders and logs (default ./data)")
+    _add_database_options(serve)
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
 
     migrate = commands.add_parser("migrate", help="apply database migrations and exit",
                                   description="Apply Alembic migrations to the database and exit.")
-    migrate.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: the dashboard's SQLite file)")
-    migrate.add_argument("--data-dir", default=None, help="data folder holding the default SQLite file")
+    _add_database_options(migrate)
 
     train = commands.add_parser("train", help="run ORPO training from a YAML/JSON config file",
                                 description="Train one ORPO run from a YAML or JSON config (RunConfig fields). "
@@ -59,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("spill_file", help="the orpo-dash-spill-*.jsonl file named by the worker")
     upload.add_argument("--server", default=None, help="dashboard URL (default: the one recorded in the file)")
     return parser
+
+
+def _add_database_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-url", default=None,
+                        help="SQLAlchemy URL, e.g. postgresql+psycopg://user@127.0.0.1:5432/db (default: SQLite in the data folder)")
+    parser.add_argument("--data-dir", default=None, help="folder for the SQLite file, run folders and logs (default ./data)")
 
 
 def main(argv: list[str] | None = None) -> int:
