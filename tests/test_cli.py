@@ -1,0 +1,63 @@
+"""The `orpo-dash` console script as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ORPO_DASH = shutil.which("orpo-dash") or str(Path(sys.executable).parent / "orpo-dash")
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([ORPO_DASH, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_help_documents_every_subcommand() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("serve", "train", "diagnose", "upload", "migrate", "prepare-model"):
+        assert command in result.stdout
+    serve = run("serve", "--help").stdout
+    assert "--host" in serve and "--port" in serve and "--database-url" in serve
+    train = run("train", "--help").stdout
+    assert "--server" in train and "--metrics-out" in train
+
+
+def test_serve_refuses_a_public_bind_with_a_clear_message() -> None:
+    result = run("serve", "--host", "0.0.0.0", "--port", "1")
+    assert result.returncode == 2
+    assert "no authentication" in result.stderr
+
+
+@pytest.mark.slow
+def test_train_writes_flat_metrics_and_diagnose_reads_them(tmp_path: Path, tiny_model_dir: Path, tiny_dataset_file: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": str(tiny_model_dir), "dataset": str(tiny_dataset_file), "max_steps": 4, "batch_size": 2,
+        "max_length": 64, "max_prompt_length": 32, "lambda": 0.2, "eval_fraction": 0.2,
+    }))
+    metrics = tmp_path / "metrics.jsonl"
+    result = run("train", str(config), "--metrics-out", str(metrics))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+    train_lines = [line for line in lines if "loss" in line]
+    assert [line["step"] for line in train_lines] == [1, 2, 3, 4]
+    assert all(isinstance(value, (int, float)) for value in train_lines[0].values())  # flat: no nesting
+
+    diagnosis = run("diagnose", str(metrics), "--json")
+    assert diagnosis.returncode in (0, 1), diagnosis.stderr
+    assert isinstance(json.loads(diagnosis.stdout), list)
+
+
+def test_train_names_the_bad_field(tmp_path: Path) -> None:
+    config = tmp_path / "bad.json"
+    config.write_text(json.dumps({"learning_rate": -1, "batch_size": 4}))
+    result = run("train", str(config))
+    assert result.returncode == 1
+    assert "learning_rate" in result.stderr and "greater than 0" in result.stderr
