@@ -19,7 +19,7 @@ from server.launcher import LocalProcessLauncher, NoLauncher
 from server.live import LiveHub
 from server.models import Run
 from server.notify import WebhookNotifier
-from server.routes import api_runs, pages, ws_browser, ws_worker
+from server.routes import api_files, api_runs, pages, ws_browser, ws_worker
 from server.services import runs as run_service
 from server.schemas import AlertPublic
 from server.services.ingest import Announcement
@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.announce_run = announce_run
 
     app.include_router(api_runs.router)
+    app.include_router(api_files.router)
     app.include_router(ws_worker.router)
     app.include_router(ws_browser.router)
     app.include_router(pages.router)
