@@ -84,7 +84,9 @@
       if (!Number.isFinite(value)) return null;
       this.last = this.last * this.weight + (1 - this.weight) * value;
       this.norm = this.norm * this.weight + (1 - this.weight);
-      return this.last / this.norm;
+      // 12 significant digits: a constant series (a flat learning rate) must stay exactly flat, or
+      // the axis autoranges onto float round-off and draws noise as a cliff.
+      return Number((this.last / this.norm).toPrecision(12));
     }
   }
 
@@ -187,12 +189,13 @@
         const x = m.timeline.x(o.xMode, m.step, m.timeline.timeAt(m.step));
         if (x === null || x === undefined) continue;
         shapes.push({ type: "line", xref: "x", yref: "paper", x0: x, x1: x, y0: 0, y1: 1,
-          line: { color: m.color, width: 1.5, dash: "dot" } });
+          line: { color: m.color, width: 1.5, dash: m.dash || "dot" }, name: `alert-${m.alertId ?? m.step}` });
         annotations.push({ x, xref: "x", y: 1, yref: "paper", yanchor: "bottom", showarrow: false,
-          text: `⚠ ${m.label}`, font: { size: 10, color: m.color } });
+          text: `${m.icon || "▲"} ${m.label}`, font: { size: 10, color: m.color } });
       }
-      if (!this.lines.some((l) => l.series.length)) {
-        annotations.push({ text: "Waiting for data…", xref: "paper", yref: "paper", x: 0.5, y: 0.5,
+      const empty = !this.lines.some((l) => l.series.length);
+      if (empty) {
+        annotations.push({ text: this.emptyText || "Waiting for data…", xref: "paper", yref: "paper", x: 0.5, y: 0.5,
           showarrow: false, font: { size: 13, color: "#6b7280" } });
       }
       const layout = {
@@ -210,6 +213,10 @@
           exponentformat: "e", tickformat: ".4~g" },
         shapes, annotations,
       };
+      if (empty) {                       // no made-up axes around an empty chart
+        layout.xaxis.visible = false;
+        layout.yaxis.visible = false;
+      }
       if (hasY2) {
         layout.yaxis2 = { title: { text: this.y2Title }, type, overlaying: "y", side: "right",
           showgrid: false, zeroline: false, automargin: true, tickmode: "auto", exponentformat: "e", tickformat: ".4~g" };

@@ -71,15 +71,19 @@
     return `<span class="badge status-${escapeHtml(status)}" data-status="${escapeHtml(status)}">${escapeHtml(status)}</span>`;
   }
 
+  // Alert severities are exactly "warning" and "critical"; the shape keeps them apart without colour.
+  const SEVERITY_ICON = { critical: "◆", warning: "▲" };
+
+  /** Badges counting a run's open alerts per severity (critical first); the title lists the kinds. */
   function alertBadges(alerts) {
     const open = (alerts || []).filter((a) => a.state !== "closed");
-    if (!open.length) return "";
-    const bySeverity = {};
-    for (const a of open) bySeverity[a.severity] = (bySeverity[a.severity] || 0) + 1;
-    return Object.entries(bySeverity).map(([sev, n]) => {
-      const kinds = open.filter((a) => a.severity === sev).map((a) => a.kind).join(", ");
-      return `<span class="badge alert-${escapeHtml(sev)}" title="${escapeHtml(kinds)}">${n} ${escapeHtml(sev)}</span>`;
-    }).join(" ");
+    return ["critical", "warning"].map((sev) => {
+      const these = open.filter((a) => a.severity === sev);
+      if (!these.length) return "";
+      const kinds = [...new Set(these.map((a) => a.kind.replaceAll("_", " ")))].join(", ");
+      return `<span class="badge alert-${sev}" data-alert-severity="${sev}" title="${escapeHtml(kinds)}">` +
+        `${SEVERITY_ICON[sev]} ${these.length} ${sev}</span>`;
+    }).filter(Boolean).join(" ");
   }
 
   /** Resolves true when the user confirms in the shared <dialog>. */

@@ -16,11 +16,31 @@
   const LOWER_IS_BETTER = new Set(["loss", "nll_loss", "or_loss"]);
   const HIGHER_IS_BETTER = new Set(["log_odds_ratio", "accuracy", "margin"]);
 
-  const runs = new Map();           // id -> {run, colour, store: Map(name -> Series), timeline, socket}
+  const MAX_POINTS = 1000;          // per series on first draw; zooming fetches full resolution
+  const runs = new Map();           // id -> {run, colour, store: Map(name -> Series), timeline, socket, downsampled}
   const panels = new Map();         // metric -> ChartPanel
   for (const metric of metrics) {
     const div = document.getElementById(`chart-${metric}`);
-    panels.set(metric, new ChartPanel(div, { options, yTitle: metric }));
+    panels.set(metric, new ChartPanel(div, { options, yTitle: metric, onZoom: (panel, range) => zoomed(metric, panel, range) }));
+  }
+
+  /** Zoomed into a chart: refetch that step range at full resolution for every run that was downsampled. */
+  async function zoomed(metric, panel, range) {
+    if (!range) return;
+    const names = [metric, `eval/${metric}`].join(",");
+    const wanted = [...runs].filter(([, e]) => e.downsampled);
+    if (!wanted.length) return;
+    try {
+      await Promise.all(wanted.map(async ([id, e]) => {
+        const data = await api("GET", `/api/runs/${id}/metrics?names=${encodeURIComponent(names)}` +
+          `&min_step=${range.min}&max_step=${range.max}&max_points=${2 * MAX_POINTS}`);
+        for (const [name, s] of Object.entries(data.series)) {
+          if (e.store.has(name)) e.store.get(name).replaceRange(range.min, range.max, s);
+        }
+      }));
+      panel.scheduleFull();
+      panel.div.dataset.zoomedRange = `${range.min}-${range.max}`;
+    } catch (err) { toast(`Could not load full resolution: ${err.message}`, "error"); }
   }
 
   function entry(id) { return runs.get(id); }
@@ -171,7 +191,7 @@
       try {
         const [run, data] = await Promise.all([
           api("GET", `/api/runs/${id}`),
-          api("GET", `/api/runs/${id}/metrics?names=${encodeURIComponent(names)}&max_points=1000`),
+          api("GET", `/api/runs/${id}/metrics?names=${encodeURIComponent(names)}&max_points=${MAX_POINTS}`),
         ]);
         return { id, index, run, data };
       } catch (err) { toast(`Could not load run ${id}: ${err.message}`, "error"); return null; }
@@ -179,7 +199,7 @@
     for (const item of loaded.filter(Boolean)) {
       const store = new Map();
       runs.set(item.id, {
-        run: item.run, colour: PALETTE[item.index % PALETTE.length], store, maxStep: -1,
+        run: item.run, colour: PALETTE[item.index % PALETTE.length], store, maxStep: -1, downsampled: !!item.data.downsampled,
         timeline: new Timeline((name) => store.get(name)), socket: null,
       });
     }

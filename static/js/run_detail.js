@@ -96,6 +96,7 @@
         if (store.has(name)) store.get(name).replaceRange(range.min, range.max, s);
       }
       panel.scheduleFull();
+      panel.div.dataset.zoomedRange = `${range.min}-${range.max}`;
     } catch (err) { toast(`Could not load full resolution: ${err.message}`, "error"); }
   }
 
@@ -138,6 +139,7 @@
     document.getElementById("run-error-text").textContent = failed ? run.error : "";
     document.getElementById("output-dir").textContent = run.output_dir || "—";
     renderCheckpoints(run.checkpoints || []);
+    if (socket) alertsArrived(run.alerts || []);   // the first load renders its alerts itself
     if (socket && isTerminal(run.status)) { socket.finished = true; setLiveState("finished"); }
     renderProgress();
   }
@@ -181,31 +183,136 @@
   });
 
   // --- alerts ---------------------------------------------------------------------------------
-  const SEVERITY_COLOUR = { critical: "#D55E00", error: "#D55E00", warning: "#E69F00", info: "#0072B2" };
+  // Severities are exactly "warning" and "critical" (orpo_dash/diagnostics/alerts.py). Okabe-Ito
+  // orange and vermillion, and never colour alone: the marker's dash and the label's shape differ too
+  // (plain geometric glyphs that every font has, no emoji).
+  const SEVERITY = {
+    critical: { colour: "#D55E00", icon: "◆", dash: "solid", rank: 0 },
+    warning: { colour: "#E69F00", icon: "▲", dash: "dot", rank: 1 },
+  };
+  const severityOf = (a) => SEVERITY[a.severity] || SEVERITY.warning;
+  // Charts an alert kind is about; kinds not listed (non_finite, new ones) mark every chart.
+  const ALERT_CHARTS = {
+    log_odds_flat: ["preference"],
+    loss_rising: ["loss"],
+    over_penalization: ["logps", "preference"],
+    catastrophic_forgetting: ["loss"],
+    format_not_learned: ["loss"],
+  };
+  const kindLabel = (kind) => kind.replaceAll("_", " ");
+  const dismissed = new Set();       // alert ids hidden from the banner (they stay in the panel)
+  const notified = new Set();        // alert ids already shown as a desktop notification
+
+  /** Adds or updates an alert; returns true when it is newly open. */
   function upsertAlert(alert) {
     const i = alerts.findIndex((a) => a.id === alert.id);
+    const wasOpen = i >= 0 && alerts[i].state !== "closed";
     if (i >= 0) alerts[i] = alert; else alerts.push(alert);
+    return alert.state !== "closed" && !wasOpen;
   }
+
   function renderAlerts() {
     const list = document.getElementById("alerts-list");
     document.getElementById("alerts-count").textContent = alerts.filter((a) => a.state !== "closed").length;
     document.getElementById("alerts-empty").hidden = alerts.length > 0;
     list.innerHTML = alerts.slice().sort((a, b) => (a.state === "closed") - (b.state === "closed") || b.onset_step - a.onset_step)
       .map((a) => `
-        <li class="alert alert-${escapeHtml(a.severity)}${a.state === "closed" ? " closed" : ""}" data-kind="${escapeHtml(a.kind)}">
+        <li class="alert alert-${escapeHtml(a.severity)}${a.state === "closed" ? " closed" : ""}" data-kind="${escapeHtml(a.kind)}" data-alert-id="${a.id}">
           <div class="alert-head">
-            <span class="badge alert-${escapeHtml(a.severity)}">${escapeHtml(a.severity)}</span>
-            <strong>${escapeHtml(a.kind.replaceAll("_", " "))}</strong>
-            <span class="muted small">from step ${a.onset_step}${a.state === "closed" ? " · resolved" : ""}</span>
+            <span class="badge alert-${escapeHtml(a.severity)}">${severityOf(a).icon} ${escapeHtml(a.severity)}</span>
+            <strong>${escapeHtml(kindLabel(a.kind))}</strong>
+            <span class="muted small">from step ${a.onset_step}${a.state === "closed" ? ` · resolved at step ${a.closed_step ?? a.step}` : ""}</span>
           </div>
           <p>${escapeHtml(a.message)}</p>
           ${a.advice ? `<p class="advice"><strong>What to try:</strong> ${escapeHtml(a.advice)}</p>` : ""}
         </li>`).join("");
-    const markers = alerts.map((a) => ({
-      step: a.onset_step, label: a.kind.replaceAll("_", " "), timeline,
-      color: SEVERITY_COLOUR[a.severity] || "#D55E00",
-    }));
-    panels.forEach((g) => g.panel.setMarkers(markers));
+    renderBanner();
+    for (const [id, g] of panels) {
+      const markers = alerts.filter((a) => !ALERT_CHARTS[a.kind] || ALERT_CHARTS[a.kind].includes(id)).map((a) => ({
+        step: a.onset_step, label: kindLabel(a.kind), timeline, color: severityOf(a).colour,
+        dash: severityOf(a).dash, icon: severityOf(a).icon, alertId: a.id,
+      }));
+      g.panel.setMarkers(markers);
+    }
+  }
+
+  const banner = document.getElementById("alert-banner");
+  function renderBanner() {
+    const open = alerts.filter((a) => a.state !== "closed" && !dismissed.has(a.id))
+      .sort((a, b) => severityOf(a).rank - severityOf(b).rank || b.onset_step - a.onset_step);
+    banner.hidden = open.length === 0;
+    banner.dataset.severity = open.length ? open[0].severity : "";
+    banner.innerHTML = open.map((a) => `
+      <div class="banner-item banner-${escapeHtml(a.severity)}" data-alert-id="${a.id}" data-kind="${escapeHtml(a.kind)}">
+        <span class="banner-icon" aria-hidden="true">!</span>
+        <div class="banner-text">
+          <strong>${escapeHtml(a.severity === "critical" ? "Critical" : "Warning")}: ${escapeHtml(kindLabel(a.kind))}</strong>
+          <span class="muted small">since step ${a.onset_step}</span>
+          <p>${escapeHtml(a.message)}</p>
+          ${a.advice ? `<p class="advice"><strong>What to try:</strong> ${escapeHtml(a.advice)}</p>` : ""}
+        </div>
+        <button type="button" class="btn-link banner-dismiss" data-dismiss="${a.id}" aria-label="Hide this alert from the banner">Dismiss</button>
+      </div>`).join("");
+  }
+  banner.addEventListener("click", (event) => {
+    const btn = event.target.closest("[data-dismiss]");
+    if (!btn) return;
+    dismissed.add(Number(btn.dataset.dismiss));
+    renderBanner();
+  });
+
+  // Desktop notifications: permission is asked from the button (browsers refuse unprompted asks),
+  // and a notification is shown only while this tab is hidden; the banner covers the visible case.
+  const notifyBtn = document.getElementById("notify-btn");
+  const NOTIFY_KEY = "orpo-dash:notify-alerts";
+  const canNotify = "Notification" in window;
+  function notifyEnabled() { return canNotify && Notification.permission === "granted" && localStorage.getItem(NOTIFY_KEY) !== "off"; }
+  function renderNotifyBtn() {
+    notifyBtn.hidden = !canNotify;
+    if (!canNotify) return;
+    const permission = Notification.permission;
+    notifyBtn.disabled = permission === "denied";
+    notifyBtn.setAttribute("aria-pressed", String(notifyEnabled()));
+    notifyBtn.textContent = permission === "denied" ? "Notifications blocked by the browser"
+      : notifyEnabled() ? "Notifying when hidden ✓" : "Notify me of alerts";
+    notifyBtn.title = "Show a desktop notification when an alert opens while this tab is in the background";
+  }
+  notifyBtn.addEventListener("click", async () => {
+    if (Notification.permission === "default") {
+      const answer = await Notification.requestPermission();
+      if (answer === "granted") localStorage.setItem(NOTIFY_KEY, "on");
+    } else if (Notification.permission === "granted") {
+      localStorage.setItem(NOTIFY_KEY, notifyEnabled() ? "off" : "on");
+    }
+    renderNotifyBtn();
+  });
+  renderNotifyBtn();
+
+  function notify(alert) {
+    if (notified.has(alert.id)) return;
+    notified.add(alert.id);
+    if (!notifyEnabled() || !document.hidden) return;
+    const note = new Notification(`${run ? run.name : `Run ${runId}`}: ${kindLabel(alert.kind)} (${alert.severity})`, {
+      body: `${alert.message}${alert.advice ? `\nWhat to try: ${alert.advice}` : ""}`,
+      tag: `orpo-dash-alert-${alert.id}`,
+    });
+    note.onclick = () => { window.focus(); note.close(); };
+  }
+
+  /** Alerts from a live frame or a run update: newly open ones are notified and flash the banner. */
+  function alertsArrived(list) {
+    let changed = false;
+    for (const alert of list) {
+      const known = alerts.find((a) => a.id === alert.id);
+      if (known && known.state === alert.state && known.severity === alert.severity &&
+          known.onset_step === alert.onset_step && known.message === alert.message) {
+        Object.assign(known, alert);   // only its latest step moved: nothing to redraw
+        continue;
+      }
+      changed = true;
+      if (upsertAlert(alert)) { dismissed.delete(alert.id); notify(alert); }
+    }
+    if (changed) renderAlerts();
   }
 
   // --- logs, samples, config, checkpoints -----------------------------------------------------
@@ -255,10 +362,49 @@
     document.getElementById("config-tables").innerHTML = tables.join("");
   }
 
+  // Checkpoint folders come with every run update; their files are listed (and downloaded) through
+  // /api/runs/{id}/files, which serves nothing outside the run's output folder.
+  let checkpointKey = null;
   function renderCheckpoints(paths) {
+    const key = `${paths.join("|")}|${run ? run.status : ""}`;
+    if (key === checkpointKey) return;
+    checkpointKey = key;
+    document.getElementById("checkpoints-count").textContent = paths.length;
     document.getElementById("checkpoints-empty").hidden = paths.length > 0;
-    document.getElementById("checkpoints").innerHTML = paths.map((p) =>
-      `<li><code>${escapeHtml(p)}</code> <button type="button" class="btn btn-small copy-path" data-path="${escapeHtml(p)}">Copy path</button></li>`).join("");
+    if (!paths.length) { document.getElementById("checkpoints").innerHTML = ""; return; }
+    api("GET", `/api/runs/${runId}/files`).then((listing) => {
+      if (key === checkpointKey) drawCheckpoints(paths, listing.files);
+    }).catch((err) => toast(`Could not list the checkpoint files: ${err.message}`, "error"));
+  }
+
+  function fmtBytes(n) {
+    const units = ["B", "kB", "MB", "GB", "TB"];
+    let i = 0;
+    while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
+    return `${i ? n.toFixed(n < 10 ? 1 : 0) : n} ${units[i]}`;
+  }
+
+  function drawCheckpoints(paths, files) {
+    const fileUrl = (path) => `/api/runs/${runId}/files/${path.split("/").map(encodeURIComponent).join("/")}`;
+    const items = paths.slice().reverse().map((full) => {           // newest first
+      const folder = full.replace(/\/+$/, "").split("/").pop();
+      const inside = files.filter((f) => f.path.startsWith(`${folder}/`));
+      const total = inside.reduce((n, f) => n + f.size, 0);
+      const step = folder.replace(/^checkpoint-/, "");
+      const rows = inside.map((f) => `<li><a href="${escapeHtml(fileUrl(f.path))}" download data-file="${escapeHtml(f.path)}">${escapeHtml(f.path.slice(folder.length + 1))}</a>
+        <span class="muted small">${fmtBytes(f.size)}</span></li>`).join("");
+      return `<li class="checkpoint" data-checkpoint="${escapeHtml(folder)}">
+        <details>
+          <summary><strong>${escapeHtml(folder)}</strong>
+            <span class="muted small">step ${escapeHtml(step)} · ${inside.length} file${inside.length === 1 ? "" : "s"} · ${fmtBytes(total)}</span></summary>
+          <ul class="checkpoint-files">${rows || '<li class="muted small">No files.</li>'}</ul>
+        </details>
+        <button type="button" class="btn btn-small copy-path" data-path="${escapeHtml(full)}" aria-label="Copy the path of ${escapeHtml(folder)}">Copy path</button>
+      </li>`;
+    });
+    document.getElementById("checkpoints").innerHTML = items.join("");
+    const first = document.querySelector("#checkpoints details");
+    if (first) first.open = true;                                 // the latest checkpoint's files at a glance
   }
   document.getElementById("checkpoints").addEventListener("click", (event) => {
     const btn = event.target.closest(".copy-path");
@@ -278,7 +424,7 @@
     switch (message.type) {
       case "points": addPoints(message.points); break;
       case "run": renderRun(message.run); break;
-      case "alert": upsertAlert(message.alert); renderAlerts(); break;
+      case "alert": alertsArrived([message.alert]); break;
       case "logs": appendLogs(message.lines); break;
       case "samples": appendSamples(message.samples); break;
       default: break;
@@ -295,7 +441,7 @@
       ]);
       renderRun(first);
       renderConfig(first.config || {});
-      (first.alerts || []).forEach(upsertAlert);
+      for (const alert of first.alerts || []) { upsertAlert(alert); notified.add(alert.id); }
       renderAlerts();
       downsampled = !!metrics.downsampled;
       addSeries(metrics.series);
