@@ -23,7 +23,8 @@ def free_port() -> int:
 
 
 class Dashboard:
-    def __init__(self, database_url: str | None = None) -> None:
+    def __init__(self, database_url: str | None = None, *, launch_workers: bool = False) -> None:
+        self.launch_workers = launch_workers
         self.data_dir = Path(tempfile.mkdtemp(prefix="orpo-bench-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -34,7 +35,7 @@ class Dashboard:
             [sys.executable, "-m", "orpo_dash.cli", "serve", "--port", str(self.port),
              "--database-url", self.database_url, "--data-dir", str(self.data_dir)],
             stdout=open(self.data_dir / "server.log", "ab"), stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-            env={**os.environ, "ORPO_DASH_LAUNCH_WORKERS": "false"},
+            env={**os.environ, "ORPO_DASH_LAUNCH_WORKERS": str(self.launch_workers).lower()},
         )
         for _ in range(300):
             try:
