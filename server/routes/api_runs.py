@@ -60,9 +60,13 @@ def create_run(
     launch: Annotated[bool, Query(description="Start a local worker; false registers the run for an external worker and returns its token.")] = True,
 ) -> RunPublic | RunRegistered:
     config = run_in.run_config()
-    errors, _ = check_config(config)
-    if errors:
-        raise _field_errors_as_422(errors)
+    if launch:
+        # Files are checked only for runs this machine will train. An external worker (launch=false)
+        # runs elsewhere, often on another machine, and has already loaded its own model and data;
+        # its config is still validated as a RunConfig (types, ranges, unknown fields).
+        errors, _ = check_config(config)
+        if errors:
+            raise _field_errors_as_422(errors)
     state = request.app.state
 
     def insert(session: Session) -> tuple[RunPublic, str]:
