@@ -18,6 +18,7 @@ import itertools
 import json
 import math
 import os
+import socket
 import sys
 import threading
 import time
@@ -39,6 +40,8 @@ HEARTBEAT_INTERVAL = 5.0
 RECONNECT_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 # Connection problems that mean "try again later", never "stop training".
 TRANSIENT = (OSError, ConnectionClosed, InvalidHandshake, TimeoutError, httpx.HTTPError)
+# The subset that means nothing answers at that address at all (the dashboard is not running).
+UNREACHABLE = (ConnectionRefusedError, socket.gaierror, httpx.ConnectError, InvalidURI)
 
 
 class ProtocolRefused(RuntimeError):
@@ -81,6 +84,7 @@ class StreamingReporter:
         name: str | None = None,
         memory_bound_points: int = MEMORY_BOUND_POINTS,
         flush_interval: float = FLUSH_INTERVAL,
+        patient_close: bool = False,
     ) -> None:
         if run_id is None and config is None:
             raise ValueError("a StreamingReporter without a run id needs the run config to register the run")
@@ -91,6 +95,10 @@ class StreamingReporter:
         self._name = name
         self._memory_bound = memory_bound_points
         self._flush_interval = flush_interval
+        # At close, a server that never answered (connection refused) gets one more try: training must
+        # not wait on a dashboard that is not running. Otherwise, and always for an upload (patient),
+        # reconnects are retried for a few seconds.
+        self._patient_close = patient_close
         self.spill_path = Path(spill_path) if spill_path else Path.cwd() / f"orpo-dash-spill-{os.getpid()}.jsonl"
 
         # Filled by the training thread, drained by the sender. deque append/popleft are thread-safe.
@@ -170,16 +178,25 @@ class StreamingReporter:
                 self.refused = str(refusal)
                 print(f"orpo-dash: the dashboard refused this worker: {refusal}", file=sys.stderr)
                 return
-            except (*TRANSIENT, InvalidURI):
-                pass
+            except UNREACHABLE:
+                pass  # nobody listens there (yet)
+            except TRANSIENT:
+                self._server_seen = True  # something answered: worth the close grace period
             finally:
                 self.connected.clear()
-            if self._closing.is_set() and self._close_deadline_passed():
-                return
+            if self._closing.is_set() and (
+                (not self._server_seen and not self._patient_close) or self._close_deadline_passed()
+            ):
+                return  # what is left goes to the spill file
             self._spill_if_over_bound()
-            time.sleep(next(backoff))
+            delay = next(backoff)
+            if self._closing.is_set():
+                time.sleep(min(delay, 0.5))  # closing: retry often within the grace period
+            else:
+                self._closing.wait(delay)  # close() cuts the wait short for one prompt last try
 
     _close_started: float | None = None
+    _server_seen = False
 
     def _close_deadline_passed(self) -> bool:
         # While closing with the server down, give reconnects a few seconds, then leave it to the spill file.
@@ -205,6 +222,7 @@ class StreamingReporter:
             )
             self._next_seq += len(self._unacked)
         self.connected.set()
+        self._server_seen = True
         for message in self._unacked.values():  # resend, in order
             ws.send(_dumps(message))
 
@@ -375,6 +393,7 @@ def upload_spill_file(path: str | os.PathLike[str], *, server_url: str | None = 
     reporter = StreamingReporter(
         server, header.get("run_id"), header.get("token"),
         spill_path=path.with_suffix(".uploading.jsonl"), config=header.get("config") or {}, name=header.get("name"),
+        patient_close=True,
     )
     for content in contents:
         # Re-queue as extras/points in order; status messages keep their place between points.
