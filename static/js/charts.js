@@ -4,7 +4,9 @@
 "use strict";
 
 (function () {
-  // Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
+  // Okabe & Ito (2008), "Color Universal Design": every pair stays distinguishable under protanopia,
+  // deuteranopia and tritanopia (tests/pages/test_accessibility.py simulates them, Machado et al. 2009,
+  // and asserts CIE76 ΔE >= 15). Colour is never the only cue: eval lines are dashed, legends name runs.
   const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"];
   const EVAL_PREFIX = "eval/";
 
