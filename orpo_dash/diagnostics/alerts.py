@@ -56,9 +56,12 @@ ADVICE = {
 # name -> (default, meaning). Window lengths count logged points, not optimizer steps.
 THRESHOLDS: dict[str, tuple[float, str]] = {
     "window": (40, "points in each trend window (Theil-Sen slope + Mann-Kendall test)"),
+    "check_every": (10, "the detectors run once per this many steps (the first finalized step of each block)"),
+    "long_window": (80, "points in the long trend window of loss_rising and over_penalization (slow drifts)"),
     "trend_z": (3.0, "Mann-Kendall |z| a trend needs to count as significant (one-sided p ~ 0.0013)"),
-    "open_after": (3, "consecutive evaluations a condition must hold before an alert opens"),
-    "close_after": (25, "consecutive evaluations a condition must be clear before an alert closes"),
+    "open_after": (1, "consecutive evaluations (check_every steps apart) a trend condition must hold to open"),
+    "forget_open_after": (3, "catastrophic_forgetting: consecutive evaluations (one per new eval point) to open"),
+    "close_after": (5, "consecutive evaluations a condition must be clear before an alert closes"),
     "min_step": (180, "no verdict on 'not learning' kinds (log_odds_flat, format_not_learned) before this step"),
     "lor_flat_level": (0.3, "log_odds_flat: median log odds ratio below this counts as 'near zero'"),
     "lor_min_rise": (0.4, "log_odds_flat: ...unless it rises by at least this much over the window"),
@@ -81,9 +84,11 @@ def resolve_thresholds(overrides: Mapping[str, float] | None) -> dict[str, float
         if key not in merged:
             raise ValueError(f"unknown alert threshold {key!r}; known: {', '.join(sorted(merged))}")
         merged[key] = float(value)
-    for key in ("window", "open_after", "close_after", "nonfinite_clear_steps"):
+    for key in ("window", "check_every", "open_after", "forget_open_after", "close_after", "nonfinite_clear_steps"):
         if merged[key] < 1 or merged[key] != int(merged[key]):
             raise ValueError(f"alert threshold {key!r} must be a positive whole number, got {merged[key]}")
+    if merged["long_window"] != int(merged["long_window"]) or merged["long_window"] < merged["window"]:
+        raise ValueError(f"alert threshold 'long_window' must be a whole number >= window, got {merged['long_window']:g}")
     if merged["window"] < 8:
         raise ValueError(f"alert threshold 'window' must be at least 8 points, got {merged['window']:g}")
     return merged

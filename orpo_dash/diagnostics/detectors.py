@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from itertools import islice
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -18,34 +19,62 @@ import numpy as np
 
 from orpo_dash import metric_names as m
 from orpo_dash.diagnostics import alerts as a
-from orpo_dash.diagnostics.stats import Trend, trend
+from orpo_dash.diagnostics.stats import Trend, median, trend
 
 BASELINE_POINTS = 10  # points that define a metric's starting level
 
 
 class Series:
-    """Recent points of one metric (bounded), its first few values, and an update counter."""
+    """Recent points of one metric (bounded), its first few values, an update counter, and the
+    window arrays and trend of the current version, cached: two detectors reading the same metric
+    at the same step share one computation."""
+
+    __slots__ = ("steps", "values", "head", "version", "_cached", "_baseline")
 
     def __init__(self, maxlen: int) -> None:
-        self.points: deque[tuple[int, float]] = deque(maxlen=maxlen)
+        self.steps: deque[int] = deque(maxlen=maxlen)
+        self.values: deque[float] = deque(maxlen=maxlen)
         self.head: list[float] = []
         self.version = 0
+        self._cached: dict[object, object] = {}
+        self._baseline: float | None = None
 
     def append(self, step: int, value: float) -> None:
-        self.points.append((step, value))
+        self.steps.append(step)
+        self.values.append(value)
         if len(self.head) < BASELINE_POINTS:
             self.head.append(value)
         self.version += 1
 
+    @property
+    def points(self) -> list[tuple[int, float]]:
+        return list(zip(self.steps, self.values))
+
+    def _memo(self, key: object, make: Callable[[], object]) -> object:
+        if self._cached.get("version") != self.version:
+            self._cached = {"version": self.version}
+        if key not in self._cached:
+            self._cached[key] = make()
+        return self._cached[key]
+
     def window(self, n: int) -> tuple[np.ndarray, np.ndarray] | None:
-        if len(self.points) < n:
+        if len(self.values) < n:
             return None
-        pts = list(self.points)[-n:]
-        return np.array([p[0] for p in pts], dtype=float), np.array([p[1] for p in pts], dtype=float)
+        return self._memo(("window", n), lambda: (  # type: ignore[return-value]
+            np.fromiter(islice(self.steps, len(self.steps) - n, None), float, n),
+            np.fromiter(islice(self.values, len(self.values) - n, None), float, n),
+        ))
+
+    def trend(self, n: int) -> Trend | None:
+        """Trend of the last n points (None when there are fewer)."""
+        win = self.window(n)
+        return None if win is None else self._memo(("trend", n), lambda: trend(*win))  # type: ignore[return-value]
 
     @property
     def baseline(self) -> float | None:
-        return float(np.median(self.head)) if len(self.head) == BASELINE_POINTS else None
+        if self._baseline is None and len(self.head) == BASELINE_POINTS:
+            self._baseline = float(np.median(self.head))
+        return self._baseline
 
 
 @dataclass(frozen=True)
@@ -63,7 +92,7 @@ Lookup = Callable[[str], "Series | None"]
 def _first(get: Lookup, names: tuple[str, ...]) -> tuple[str, Series] | None:
     for name in names:
         s = get(name)
-        if s is not None and s.points:
+        if s is not None and s.version:
             return name, s
     return None
 
@@ -77,11 +106,14 @@ def log_odds_flat(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | 
     w = int(th["window"])
     if s is None or step < th["min_step"] or (win := s.window(w)) is None:
         return None
-    t = trend(*win)
+    t = s.trend(w)
     level, rise, drop, zc = th["lor_flat_level"], th["lor_min_rise"], th["lor_drop"], th["trend_z"]
+    onset = int(win[0][0])
+    if t.median > 1.5 * level and t.z >= -zc / 2:  # well above zero and not falling: clear, no slope needed
+        return Verdict(False, True, a.WARNING, onset,
+                       f"log odds ratio median {t.median:.2f} over steps {onset}-{step} (z={t.z:+.1f})")
     flat = t.median < level and t.change < rise
     falling = t.z < -zc and t.change < -drop
-    onset = int(win[0][0])
     if falling and not flat:
         msg = f"log odds ratio is falling: {_fmt(t)} over steps {onset}-{step} (median {t.median:.2f})"
     else:
@@ -92,45 +124,75 @@ def log_odds_flat(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | 
     return Verdict(flat or falling, clear, severity, onset, msg)
 
 
+def _two_scales(th: Mapping[str, float], judge: Callable[[int], Verdict | None], leans: Callable[[], bool]
+                ) -> Verdict | None:
+    """A slow drift is invisible to a short window under batch noise; a long one sees it but reacts
+    late to a fast one. Judge on `window` points and, when that does not fire but the short window
+    leans the pitfall's way (`leans`: a cheap look at its Mann-Kendall z, so healthy runs skip the
+    long window's cost), on `long_window`: fire if either does, clear only when the short one is
+    clear and the long one does not fire."""
+    short = judge(int(th["window"]))
+    if short is None or short.firing or not leans():
+        return short
+    long = judge(int(th["long_window"]))
+    if long is None:
+        return short
+    if long.firing:
+        return long
+    return Verdict(False, short.clear, short.severity, short.onset_step, short.message)
+
+
 def loss_rising(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | None:
     s = get(m.LOSS)
-    if s is None or (win := s.window(int(th["window"]))) is None:
+    if s is None:
         return None
-    t = trend(*win)
-    need = th["loss_rise_frac"] * abs(t.median)
-    firing = t.z > th["trend_z"] and t.change > need
-    onset = int(win[0][np.argmin(_running_mean(win[1]))]) if firing else int(win[0][0])
-    base = s.baseline
-    severity = a.CRITICAL if base is not None and t.median > base else a.WARNING
-    msg = (f"total loss is rising: {_fmt(t)} over steps {int(win[0][0])}-{step}, "
-           f"{t.change / max(abs(t.median), 1e-12):+.0%} of its median {t.median:.3g}")
-    clear = t.change < 0.25 * need and t.z < 1.0
-    return Verdict(firing, clear, severity, onset, msg)
+
+    def judge(w: int) -> Verdict | None:
+        if (win := s.window(w)) is None:
+            return None
+        t = s.trend(w)
+        if t.z < -1.0:  # falling: clear, and the slope is not needed
+            return Verdict(False, True, a.WARNING, int(win[0][0]),
+                           f"total loss is falling over steps {int(win[0][0])}-{step} (Mann-Kendall z={t.z:+.1f})")
+        need = th["loss_rise_frac"] * abs(t.median)
+        firing = t.z > th["trend_z"] and t.change > need
+        onset = int(win[0][np.argmin(_running_mean(win[1]))]) if firing else int(win[0][0])
+        base = s.baseline
+        severity = a.CRITICAL if base is not None and t.median > base else a.WARNING
+        msg = (f"total loss is rising: {_fmt(t)} over steps {int(win[0][0])}-{step}, "
+               f"{t.change / max(abs(t.median), 1e-12):+.0%} of its median {t.median:.3g}")
+        clear = t.change < 0.25 * need and t.z < 1.0
+        return Verdict(firing, clear, severity, onset, msg)
+
+    return _two_scales(th, judge, lambda: s.trend(int(th["window"])).z > 0.5)
 
 
 def over_penalization(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | None:
-    w = int(th["window"])
     lor = get(m.LOG_ODDS_RATIO)
     chosen = _first(get, (m.LOGPS_CHOSEN, m.NLL_LOSS))
     if lor is None or chosen is None:
         return None
     name, cs = chosen
-    lw, cw = lor.window(w), cs.window(w)
-    if lw is None or cw is None:
-        return None
     sign = -1.0 if name == m.NLL_LOSS else 1.0  # NLL ~ minus the mean chosen log-prob
-    tc = trend(cw[0], sign * cw[1])
-    zc, drop = th["trend_z"], th["op_logp_drop"]
-    if tc.change > -0.25 * drop:  # chosen log-prob not falling: clear, and the second trend is not needed
-        return Verdict(False, True)
-    tl = trend(*lw)
-    firing = tc.z < -zc and tc.change < -drop and tl.z > zc and tl.change > 0
-    onset = int(cw[0][np.argmax(_running_mean(sign * cw[1]))]) if firing else int(cw[0][0])
-    severity = a.CRITICAL if tc.change < -4 * drop else a.WARNING
-    msg = (f"chosen log-prob falls while the log odds ratio grows, steps {int(cw[0][0])}-{step}: "
-           f"chosen {tc.change:+.3f} nats/token (z={tc.z:+.1f}), log odds ratio {tl.change:+.2f} (z={tl.z:+.1f})")
-    clear = tc.change > -0.25 * drop or tl.z < 1.0
-    return Verdict(firing, clear, severity, onset, msg)
+
+    def judge(w: int) -> Verdict | None:
+        lw, cw = lor.window(w), cs.window(w)
+        if lw is None or cw is None:
+            return None
+        tc = cs.trend(w) if sign > 0 else trend(cw[0], sign * cw[1])
+        zc, drop = th["trend_z"], th["op_logp_drop"]
+        if tc.z > -1.0 or tc.change > -0.25 * drop:  # chosen log-prob not falling: clear, no second trend
+            return Verdict(False, True)
+        tl = lor.trend(w)
+        firing = tc.z < -zc and tc.change < -drop and tl.z > zc and tl.change > 0
+        onset = int(cw[0][np.argmax(_running_mean(sign * cw[1]))]) if firing else int(cw[0][0])
+        severity = a.CRITICAL if tc.change < -4 * drop else a.WARNING
+        msg = (f"chosen log-prob falls while the log odds ratio grows, steps {int(cw[0][0])}-{step}: "
+               f"chosen {tc.change:+.3f} nats/token (z={tc.z:+.1f}), log odds ratio {tl.change:+.2f} (z={tl.z:+.1f})")
+        clear = tc.change > -0.25 * drop or tl.z < 1.0
+        return Verdict(firing, clear, severity, onset, msg)
+
+    return _two_scales(th, judge, lambda: sign * cs.trend(int(th["window"])).z < -0.5)
 
 
 class ForgettingState:
@@ -151,7 +213,7 @@ def catastrophic_forgetting(get: Lookup, th: Mapping[str, float], step: int, st:
     if win is None:
         return None
     values = np.log(np.maximum(win[1], 1e-12)) if name.endswith(m.PPL_CHOSEN) else win[1]
-    smooth, at = float(np.median(values)), int(win[0][-1])
+    smooth, at = median(values), int(win[0][-1])
     if es.version != st.seen:
         st.seen = es.version
         if smooth < st.best:
@@ -162,9 +224,9 @@ def catastrophic_forgetting(get: Lookup, th: Mapping[str, float], step: int, st:
            f"(step {st.best_step})")
     train = _first(get, (m.NLL_LOSS,))
     if not firing and train is not None and (tw := train[1].window(int(th["window"]))) is not None:
-        train_nll = float(np.median(tw[1]))
+        train_nll = median(tw[1])
         gap = (smooth - train_nll) / max(smooth, 1e-12)
-        if gap > th["forget_gap_frac"] and trend(*tw).z < -th["trend_z"]:
+        if gap > th["forget_gap_frac"] and train[1].trend(int(th["window"])).z < -th["trend_z"]:
             firing = True
             msg = (f"eval NLL {smooth:.3f} departs from train NLL {train_nll:.3f} ({gap:.0%} of eval) "
                    f"while train NLL keeps falling, step {at}")
@@ -186,7 +248,11 @@ def format_not_learned(get: Lookup, th: Mapping[str, float], step: int) -> Verdi
     values, base = conv(win[1]), float(conv(np.array([base]))[0])
     if base <= 0:
         return None
-    t = trend(win[0], values)
+    level = median(values) / base
+    if level < th["fnl_level"] - 0.1:  # far below its start: clear, and the trend is not needed
+        return Verdict(False, True, a.WARNING, int(win[0][0]),
+                       f"chosen NLL is down to {level:.0%} of its starting {base:.3f} at step {step}")
+    t = s.trend(int(th["window"])) if name == m.NLL_LOSS else trend(win[0], values)
     level, fall = t.median / base, -t.change / base
     firing = level > th["fnl_level"] and fall < th["fnl_min_drop"]
     severity = a.CRITICAL if level > 0.95 and step >= 2 * th["min_step"] else a.WARNING

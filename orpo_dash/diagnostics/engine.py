@@ -5,6 +5,11 @@ order given. A step is *finalized* (the trend detectors evaluate it) when the fi
 later step arrives, or on flush(). So feeding one step-ordered stream in any batch sizes gives
 the same state changes; only the last step waits for the next one (or for flush()).
 non_finite is decided on the point itself, so it fires on the first bad step without waiting.
+
+Cost: the detectors run on the first finalized step of each block of `check_every` steps (step //
+check_every changed), a schedule fixed by the step numbers alone, so incremental == batch still holds.
+Only the metrics a detector reads are kept (bounded windows); every other point costs a dict lookup
+and a finiteness test. benchmarks/alerts/engine_speed.py measures it.
 """
 
 from __future__ import annotations
@@ -39,7 +44,11 @@ class AlertEngine:
         self._forgetting = d.ForgettingState()
         self._bad_now: list[str] = []  # non-finite metric names at the current step
         self._finite_steps = 0
-        self._maxlen = int(self.th["window"])  # every detector looks back at most one window
+        self._check_every = int(self.th["check_every"])
+        self._open_after = {kind: self.th["forget_open_after" if kind == a.CATASTROPHIC_FORGETTING else "open_after"]
+                            for kind in a.KINDS}
+        self._last_block: int | None = None  # step // check_every of the last evaluation
+        self._maxlen = int(self.th["long_window"])  # no detector looks back further
         self._detectors: list[tuple[str, tuple[str, ...], Callable[..., d.Verdict | None]]] = [
             (a.LOG_ODDS_FLAT, ("log_odds_ratio",), d.log_odds_flat),
             (a.LOSS_RISING, ("loss",), d.loss_rising),
@@ -48,25 +57,33 @@ class AlertEngine:
              lambda get, th, step: d.catastrophic_forgetting(get, th, step, self._forgetting)),
             (a.FORMAT_NOT_LEARNED, ("nll_loss", "logps_chosen", "ppl_chosen"), d.format_not_learned),
         ]
+        # Only these metrics are kept; the others are checked for NaN/Inf and dropped.
+        for _, inputs, _ in self._detectors:
+            for name in inputs:
+                self._series.setdefault(name, d.Series(self._maxlen))
 
     # ----- public -----
     def feed(self, points: Iterable[tuple[int, str, float]]) -> list[a.Alert]:
         changes: list[a.Alert] = []
+        last_step, series, isfinite = self._last_step, self._series, math.isfinite
+        current = self._current
         for step, name, value in points:
-            step, value = int(step), float(value)
-            last = self._last_step.get(name)
+            last = last_step.get(name)
             if last is not None and step <= last:
                 continue  # a repeat of (name, step) already seen, or out of order for this name
-            self._last_step[name] = step
-            if self._current is None:
-                self._current = step
-            elif step > self._current:
-                changes += self._finalize(self._current)
-                self._current = step
-            if math.isfinite(value):
-                self._get_or_make(name).append(step, value)
+            last_step[name] = step
+            if step != current:
+                if current is None:
+                    current = self._current = int(step)
+                elif step > current:
+                    changes += self._finalize(current)
+                    current = self._current = int(step)
+            if isfinite(value):
+                s = series.get(name)
+                if s is not None:
+                    s.append(int(step), float(value))
             else:
-                changes += self._non_finite_point(step, name, value)
+                changes += self._non_finite_point(int(step), name, float(value))
         return changes
 
     def flush(self) -> list[a.Alert]:
@@ -81,13 +98,9 @@ class AlertEngine:
         return [s.alert for s in self._state.values() if s.alert is not None]
 
     # ----- internals -----
-    def _get_or_make(self, name: str) -> d.Series:
-        if name not in self._series:
-            self._series[name] = d.Series(self._maxlen)
-        return self._series[name]
-
     def _get(self, name: str) -> d.Series | None:
-        return self._series.get(name)
+        s = self._series.get(name)
+        return s if s is not None and s.version else None
 
     def _non_finite_point(self, step: int, name: str, value: float) -> list[a.Alert]:
         self._bad_now.append(name)
@@ -106,8 +119,12 @@ class AlertEngine:
 
     def _finalize(self, step: int) -> list[a.Alert]:
         changes = self._close_non_finite(step)
+        block = step // self._check_every
+        if block == self._last_block:
+            return changes
+        self._last_block = block
         for kind, inputs, fn in self._detectors:
-            versions = tuple(self._series[n].version if n in self._series else 0 for n in inputs)
+            versions = tuple(self._series[n].version for n in inputs)
             if versions == self._seen_versions.get(kind):
                 continue  # nothing new for this detector: no evidence, no hysteresis tick
             self._seen_versions[kind] = versions
@@ -131,7 +148,7 @@ class AlertEngine:
         st = self._state[kind]
         if st.alert is None:
             st.streak = st.streak + 1 if v.firing else 0
-            if st.streak >= self.th["open_after"]:
+            if st.streak >= self._open_after[kind]:
                 st.alert = a.Alert(kind, v.severity, v.onset_step, step, v.message, a.ADVICE[kind])
                 st.streak = st.clear_streak = 0
                 return [st.alert]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import math
 from pathlib import Path
@@ -20,14 +21,21 @@ class MetricsFileError(ValueError):
 def load_metrics_file(path: str | Path) -> dict[str, list[tuple[int, float]]]:
     """Series per metric name, each sorted by step with one value per step (the last logged wins).
 
-    Accepts JSONL (one flat object per step) or CSV with a header. Rows need `step` or `global_step`.
+    Accepts JSONL (one flat object per step) or CSV with a header, either one gzipped when the name ends
+    in .gz. A null value in our JSONL is the trainer's NaN/Inf and is read as NaN. Rows need `step` or `global_step`.
     Files with TRL's names (e.g. log_odds_chosen, rewards/accuracies, eval_ prefixed keys) are mapped
     through orpo_dash.metric_names.from_trl; our own names pass through unchanged.
     """
     p = Path(path)
     if not p.is_file():
         raise MetricsFileError(f"metrics file not found: {p}")
-    text = p.read_text(encoding="utf-8", errors="replace")
+    if p.suffix == ".gz":
+        try:
+            text = gzip.decompress(p.read_bytes()).decode("utf-8", errors="replace")
+        except (OSError, EOFError) as exc:
+            raise MetricsFileError(f"{p}: not a readable gzip file: {exc}") from None
+    else:
+        text = p.read_text(encoding="utf-8", errors="replace")
     if not text.strip():
         raise MetricsFileError(f"metrics file is empty: {p}")
     rows = _json_rows(p, text) if text.lstrip().startswith(("{", "[")) else _csv_rows(p, text)
@@ -42,7 +50,10 @@ def load_metrics_file(path: str | Path) -> dict[str, list[tuple[int, float]]]:
         except (TypeError, ValueError):
             raise MetricsFileError(f"{p}: record {lineno} has a non-numeric step {step!r}") from None
         values = {k: v for k, v in row.items() if k not in _STEP_KEYS}
-        mapped = m.from_trl(values) if trl else {k: float(v) for k, v in values.items() if _is_number(v)}
+        if trl:
+            mapped = m.from_trl(values)
+        else:  # our trainer writes NaN/Inf as null (strict JSON): it is a value, not a missing one
+            mapped = {k: math.nan if v is None else float(v) for k, v in values.items() if v is None or _is_number(v)}
         for name, value in mapped.items():
             out.setdefault(name, {})[step] = value
     if not out:
