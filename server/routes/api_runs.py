@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +23,8 @@ from server.schemas import (
 )
 from server.services import metrics as metric_service
 from server.services import runs as run_service
-from server.services.config_checks import check_config
+from orpo_dash.run_config import BUNDLED_DATASET, BUNDLED_MODEL
+from server.services.config_checks import check_config, check_files
 
 router = APIRouter(prefix="/api", tags=["runs"])
 
@@ -47,8 +50,13 @@ def validate_run(payload: Annotated[dict[str, Any], Body()]) -> ValidationResult
     try:
         run_in = RunCreate.model_validate(payload)
     except ValidationError as error:
-        errors = {str(e["loc"][0]) if e["loc"] else "__root__": e["msg"] for e in error.errors()}
-        return ValidationResult(ok=False, errors=errors)
+        # Report the file checks too, so one round trip shows every problem on the form.
+        file_errors, preview = check_files(
+            model=payload.get("model", BUNDLED_MODEL), dataset=payload.get("dataset", BUNDLED_DATASET),
+            eval_dataset=payload.get("eval_dataset"), resume_from=payload.get("resume_from"),
+        )
+        schema_errors = {str(e["loc"][0]) if e["loc"] else "__root__": e["msg"] for e in error.errors()}
+        return ValidationResult(ok=False, errors={**file_errors, **schema_errors}, preview=preview)
     errors, preview = check_config(run_in.run_config())
     return ValidationResult(ok=not errors, errors=errors, preview=preview)
 
@@ -199,8 +207,7 @@ def export_run(run_id: int, session: SessionDep, format: Literal["csv", "json"] 
         .where(MetricPoint.run_id == run_id)
         .order_by(MetricPoint.step, MetricPoint.name)
     ).all()
-    filename = f"{run.name or run_id}-metrics.{format}"
-    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    headers = {"Content-Disposition": _attachment(f"{run.name or run_id}-metrics.{format}")}
     if format == "json":
         body = json.dumps({
             "run": {"id": run.id, "name": run.name, "status": run.status, "config": run.config},
@@ -212,3 +219,10 @@ def export_run(run_id: int, session: SessionDep, format: Literal["csv", "json"] 
     writer.writerow(["step", "name", "value", "time"])
     writer.writerows(rows)
     return Response(buffer.getvalue(), media_type="text/csv", headers=headers)
+
+
+def _attachment(filename: str) -> str:
+    """Content-Disposition for any run name: an ASCII fallback plus the RFC 5987 UTF-8 form, since
+    header values are latin-1 and a name like "λ=0.1" or one with quotes would otherwise break it."""
+    fallback = re.sub(r"[^A-Za-z0-9._-]+", "_", filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
