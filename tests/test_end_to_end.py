@@ -105,3 +105,12 @@ def test_worker_that_cannot_load_the_model_leaves_the_run_failed_with_the_error(
     assert run["error"] and "broken-model" in run["error"] or "hidden_size" in (run["error"] or "")
     page = live_server.api("GET", f"/runs/{run_id}")
     assert page.status_code == 200
+
+
+def test_validation_reports_file_and_schema_problems_in_one_round_trip(live_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    response = live_server.api("POST", "/api/runs/validate", json={
+        "dataset": str(tmp_path / "missing.jsonl"), "model": "/nowhere/model", "beta": -1, "batch_size": 0,
+    })
+    errors = response.json()["errors"]
+    assert set(errors) == {"dataset", "model", "beta", "batch_size"}
+    assert "not found" in errors["dataset"] and "greater than 0" in errors["beta"]

