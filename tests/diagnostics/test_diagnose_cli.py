@@ -83,3 +83,20 @@ def test_trl_csv_through_the_cli(tmp_path, capsys):
     assert main([str(csv), "--json"]) == 1
     (alert,) = json.loads(capsys.readouterr().out)
     assert (alert["kind"], alert["step"]) == ("non_finite", 5)
+
+
+def test_trainer_nulls_are_non_finite_and_gzip_is_read(tmp_path, capsys):
+    """Our trainer writes NaN/Inf as null (strict JSON); a gzipped log reads the same as the plain one."""
+    import gzip
+
+    rows = [{"step": 1, "loss": 1.0, "grad_norm": 0.5}, {"step": 2, "loss": None, "grad_norm": 0.4}]
+    plain = tmp_path / "m.jsonl"
+    plain.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    packed = tmp_path / "m.jsonl.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    series = load_metrics_file(plain)
+    assert math.isnan(series["loss"][1][1]) and series["loss"][1][0] == 2
+    assert load_metrics_file(packed).keys() == series.keys()
+    assert main([str(packed), "--json"]) == 1  # NaN loss: a critical non_finite alert
+    out = json.loads(capsys.readouterr().out)
+    assert [(a["kind"], a["severity"], a["step"]) for a in out] == [("non_finite", "critical", 2)]
