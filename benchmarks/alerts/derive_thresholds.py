@@ -19,10 +19,10 @@ def learn_step(path):
     med=[np.median(v[max(0,i-20):i+21]) for i in range(len(v))]
     return next((s[i][0] for i,m in enumerate(med) if m>0.5), None)
 H=[n for n,l in labels.items() if not l]
-print("healthy learn steps (real):", sorted(learn_step(f'benchmarks/alerts/traces/{n}.jsonl') for n in H if n.startswith('real')))
+print("healthy learn steps (real):", sorted(learn_step(f'benchmarks/alerts/traces/{n}.jsonl.gz') for n in H if n.startswith('real')))
 rows=[]
 for n in H:
-    s=load_metrics_file(f'benchmarks/alerts/traces/{n}.jsonl')
+    s=load_metrics_file(f'benchmarks/alerts/traces/{n}.jsonl.gz')
     lor=[trend(*w) for w in windows(s['log_odds_ratio'],180)]
     loss=[trend(*w) for w in windows(s['loss'])]
     nll=s['nll_loss']; base=np.median([p[1] for p in nll[:10]])

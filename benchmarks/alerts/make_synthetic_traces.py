@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 
-TRACES = Path(__file__).parent / "traces"
+sys.path.insert(0, str(Path(__file__).parent))
+from traces import TRACES, trace_path, write_trace  # noqa: E402
 
 
 def base(rng: np.random.Generator, n: int, *, init=3.7, floor=0.9, tau=60.0, lor_max=3.0, tau_lor=80.0):
@@ -106,19 +108,12 @@ def generate() -> dict[str, tuple[list[dict], list[dict]]]:
     return out
 
 
-def _round(v):
-    """Six significant digits: far below batch noise, and a third of the file size."""
-    return float(f"{v:.6g}") if isinstance(v, float) else v
-
-
 def main() -> None:
     TRACES.mkdir(parents=True, exist_ok=True)
     label_path = TRACES / "labels.json"
     labels = json.loads(label_path.read_text()) if label_path.exists() else {}
     for name, (rows, lab) in generate().items():
-        with open(TRACES / f"{name}.jsonl", "w") as fh:
-            for r in rows:
-                fh.write(json.dumps({k: _round(v) for k, v in r.items()}) + "\n")
+        write_trace(trace_path(name), rows)
         labels[name] = lab
     label_path.write_text(json.dumps(dict(sorted(labels.items())), indent=1) + "\n")
     print(f"wrote {len(labels)} labels")

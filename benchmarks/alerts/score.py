@@ -36,7 +36,7 @@ def main() -> None:
     healthy = sum(1 for v in labels.values() if not v)
     for name, lab in sorted(labels.items()):
         opened: dict[str, int] = {}
-        for a in diagnose(load_metrics_file(TRACES / f"{name}.jsonl"), th):
+        for a in diagnose(load_metrics_file(TRACES / f"{name}.jsonl.gz"), th):
             if a.state == "open":
                 opened.setdefault(a.kind, a.step)
         expect = {x["kind"]: x["onset_step"] for x in lab}

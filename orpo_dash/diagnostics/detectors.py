@@ -113,7 +113,7 @@ def log_odds_flat(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | 
         return Verdict(False, True, a.WARNING, onset,
                        f"log odds ratio median {t.median:.2f} over steps {onset}-{step} (z={t.z:+.1f})")
     flat = t.median < level and t.change < rise
-    falling = t.z < -zc and t.change < -drop
+    falling = t.z < -zc and t.change < -max(drop, th["lor_drop_frac"] * abs(t.median))
     if falling and not flat:
         msg = f"log odds ratio is falling: {_fmt(t)} over steps {onset}-{step} (median {t.median:.2f})"
     else:

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from orpo_dash.diagnostics import AlertEngine, diagnose
+from orpo_dash.diagnostics import DEFAULT_THRESHOLDS, AlertEngine, diagnose
 
 N = 320
 
@@ -47,7 +47,8 @@ def test_log_odds_flat_fires_after_min_step_and_not_before():
     nll = 0.9 + 2.8 * np.exp(-t / 50) + rng.normal(0, 0.1, N)
     alerts = diagnose(_series(t, nll, rng.normal(0, 0.2, N)))
     flat = [a for a in alerts if a.kind == "log_odds_flat"]
-    assert flat and flat[0].state == "open" and 180 <= flat[0].step <= 190
+    min_step = DEFAULT_THRESHOLDS["min_step"]
+    assert flat and flat[0].state == "open" and min_step <= flat[0].step <= min_step + DEFAULT_THRESHOLDS["check_every"]
     assert "near zero" in flat[0].message and flat[0].advice
 
 
@@ -156,3 +157,14 @@ def test_threshold_override_changes_behaviour():
     series = _series(t, nll, rng.normal(0, 0.2, N))
     assert "log_odds_flat" in kinds(diagnose(series))
     assert "log_odds_flat" not in kinds(diagnose(series, {"lor_flat_level": -5.0, "lor_drop": 100.0}))
+
+
+def test_detectors_run_on_step_blocks_not_point_counts():
+    """With logging_every=10, every logged step starts a new check_every block, so the detectors still
+    run at every logged point: a flat log odds ratio opens as soon as its 40-point window is full."""
+    rng = np.random.default_rng(7)
+    n = 80
+    t = np.arange(1, n + 1) * 10
+    nll = 0.9 + 2.8 * np.exp(-t / 200) + rng.normal(0, 0.1, n)
+    flat = [a for a in diagnose(_series(t, nll, rng.normal(0, 0.2, n))) if a.kind == "log_odds_flat"]
+    assert flat and flat[0].step == 10 * DEFAULT_THRESHOLDS["window"]
