@@ -2,34 +2,62 @@
 
     python benchmarks/alerts/derive_thresholds.py
 """
+
+from __future__ import annotations
+
 import json
+from pathlib import Path
 
 import numpy as np
 
+from orpo_dash.diagnostics import DEFAULT_THRESHOLDS as TH
 from orpo_dash.diagnostics import load_metrics_file
 from orpo_dash.diagnostics.stats import trend
-labels=json.load(open('benchmarks/alerts/traces/labels.json'))
-W=40
-def windows(s, start=0, every=5):
-    st=np.array([p[0] for p in s],float); v=np.array([p[1] for p in s],float)
-    for e in range(W, len(v)+1, every):
-        if st[e-1]>=start: yield st[e-W:e], v[e-W:e]
-def learn_step(path):
-    s=load_metrics_file(path)['log_odds_ratio']; v=np.array([p[1] for p in s])
-    med=[np.median(v[max(0,i-20):i+21]) for i in range(len(v))]
-    return next((s[i][0] for i,m in enumerate(med) if m>0.5), None)
-H=[n for n,l in labels.items() if not l]
-print("healthy learn steps (real):", sorted(learn_step(f'benchmarks/alerts/traces/{n}.jsonl.gz') for n in H if n.startswith('real')))
-rows=[]
-for n in H:
-    s=load_metrics_file(f'benchmarks/alerts/traces/{n}.jsonl.gz')
-    lor=[trend(*w) for w in windows(s['log_odds_ratio'],180)]
-    loss=[trend(*w) for w in windows(s['loss'])]
-    nll=s['nll_loss']; base=np.median([p[1] for p in nll[:10]])
-    fn=[np.median(w[1])/base for w in windows(nll,180)]
-    ev=[p[1] for p in s.get('eval/nll_loss',[])]
-    evs=[np.median(ev[max(0,i-2):i+1]) for i in range(2,len(ev))]
-    best=np.minimum.accumulate(evs) if evs else [1]
-    rows.append((n, min(t.median for t in lor), min(t.change for t in lor if t.z<-3) if any(t.z<-3 for t in lor) else 0,
-      max((t.change/abs(t.median) for t in loss if t.z>3), default=0), max(fn), max((np.array(evs)-best)/best) if evs else 0))
-for r in rows: print(f"{r[0]:26s} minLORmedian {r[1]:6.2f} worstSigLORfall {r[2]:6.2f} worstSigLossRise {r[3]:5.3f} maxNLLfrac {r[4]:5.2f} maxEvalRise {r[5]:5.3f}")
+
+TRACES = Path(__file__).parent / "traces"
+W, LW, MIN_STEP = int(TH["window"]), int(TH["long_window"]), TH["min_step"]
+
+
+def windows(series, w, start=0, every=5):
+    st = np.array([p[0] for p in series], float)
+    v = np.array([p[1] for p in series], float)
+    for e in range(w, len(v) + 1, every):
+        if st[e - 1] >= start:
+            yield st[e - w: e], v[e - w: e]
+
+
+def learn_step(series) -> int | None:
+    v = np.array([p[1] for p in series])
+    med = [np.median(v[max(0, i - 20): i + 21]) for i in range(len(v))]
+    return next((series[i][0] for i, m in enumerate(med) if m > 0.5), None)
+
+
+def main() -> None:
+    labels = json.loads((TRACES / "labels.json").read_text())
+    healthy = [n for n, lab in sorted(labels.items()) if not lab]
+    runs = {n: load_metrics_file(TRACES / f"{n}.jsonl.gz") for n in healthy}
+    print("step where the smoothed log odds ratio passes 0.5:",
+          {n: learn_step(s["log_odds_ratio"]) for n, s in runs.items()})
+    print(f"{'healthy trace':24s} {'minLORmed':>9s} {'LORfall/med':>11s} {'lossRise40':>10s} {'lossRise60':>10s} "
+          f"{'chosenFall60':>12s} {'maxNLLfrac':>10s} {'evalRise':>8s}")
+    for n, s in runs.items():
+        lor = [trend(*w) for w in windows(s["log_odds_ratio"], W, MIN_STEP)]
+        sig_fall = [-t.change / abs(t.median) for t in lor if t.z < -TH["trend_z"]]
+        rise = {w: max((t.change / abs(t.median) for t in (trend(*x) for x in windows(s["loss"], w))
+                        if t.z > TH["trend_z"]), default=0.0) for w in (W, LW)}
+        chosen = s.get("logps_chosen")
+        fall = max((-t.change for t in (trend(*x) for x in windows(chosen, LW)) if t.z < -TH["trend_z"]),
+                   default=0.0) if chosen else 0.0
+        nll = s["nll_loss"]
+        base = np.median([p[1] for p in nll[:10]])
+        fnl = max(np.median(w[1]) / base for w in windows(nll, W, MIN_STEP))
+        ev = [p[1] for p in s.get("eval/nll_loss", [])]
+        evs = [np.median(ev[max(0, i - 2): i + 1]) for i in range(2, len(ev))]
+        best = np.minimum.accumulate(evs) if evs else np.array([1.0])
+        ev_rise = float(max((np.array(evs) - best) / best)) if evs else 0.0
+        print(f"{n:24s} {min(t.median for t in lor):9.2f} {max(sig_fall, default=0):11.2f} {rise[W]:10.3f} "
+              f"{rise[LW]:10.3f} {fall:12.3f} {fnl:10.2f} {ev_rise:8.3f}")
+
+
+if __name__ == "__main__":
+    main()
