@@ -6,6 +6,7 @@ busy run sends hundreds of thousands of them and per-point objects would dominat
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 PROTOCOL_VERSION = 1
@@ -69,3 +70,24 @@ def parse_point(raw: Any) -> Point:
     if not isinstance(when, (int, float)) or isinstance(when, bool):
         raise ProtocolError(f"point time must be a unix timestamp, got {when!r}")
     return step, name, float(value), float(when)
+
+
+def parse_points(raw_points: list[Any]) -> list[Point]:
+    """parse_point over a batch's points, with a fast path for the well-formed common case.
+
+    Ingestion runs this for every point a worker sends; exact type checks (`type(x) is int` also
+    refuses bools) accept the usual [int, str, float | null, float] without calling out, and anything
+    else goes through parse_point, which converts it or says what is wrong.
+    """
+    points: list[Point] = []
+    append = points.append
+    nan = math.nan
+    for raw in raw_points:
+        if type(raw) is list and len(raw) == 4:
+            step, name, value, when = raw
+            if (type(step) is int and step >= 0 and type(name) is str and 0 < len(name) <= 200
+                    and type(when) is float and (type(value) is float or value is None)):
+                append((step, name, nan if value is None else value, when))
+                continue
+        append(parse_point(raw))
+    return points

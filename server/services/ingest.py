@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from orpo_dash.diagnostics import Alert as AlertChange
 from orpo_dash.diagnostics import AlertEngine
-from orpo_dash.protocol import RUN_STATUSES, TERMINAL_STATUSES, Point, ProtocolError, parse_point
+from orpo_dash.protocol import RUN_STATUSES, TERMINAL_STATUSES, Point, ProtocolError, parse_points
 from server.models import Alert, LogLine, MetricPoint, Run, Sample, utcnow
 from server.services.metrics import insert_points
 from server.services.rollups import RollupTracker
@@ -76,7 +76,7 @@ def parse_batch(message: dict[str, Any]) -> tuple[int, list[Point]]:
     raw_points = message.get("points") or []
     if not isinstance(raw_points, list):
         raise ProtocolError("batch points must be a list of [step, name, value, time]")
-    return seq, [parse_point(raw) for raw in raw_points]
+    return seq, parse_points(raw_points)
 
 
 def apply_batch(
@@ -134,10 +134,9 @@ def apply_batch(
 def _update_progress(run: Run, points: list[Point]) -> None:
     latest = dict(run.latest_metrics or {})
     last_step = run.last_step if run.last_step is not None else -1
-    for step, name, value, _ in points:
-        if step >= last_step and not name.startswith("eval/"):
-            last_step = step
-        latest[name] = value if math.isfinite(value) else None
+    newest = {name: value for _, name, value, _ in points}  # per metric, the last in the batch wins
+    latest.update((name, value if math.isfinite(value) else None) for name, value in newest.items())
+    last_step = max(last_step, max((step for step, name, _, _ in points if not name.startswith("eval/")), default=-1))
     run.latest_metrics = latest  # reassign: JSON columns are not mutation-tracked
     run.last_step = last_step if last_step >= 0 else run.last_step
     if run.status == "queued":

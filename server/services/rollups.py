@@ -44,10 +44,15 @@ class RollupTracker:
     def update(self, *, session: Session, run_id: int, points: Sequence[Point]) -> None:
         """Call after inserting `points` in the same transaction."""
         low: dict[str, int] = {}
-        high: dict[str, int] = defaultdict(int)
-        for step, name, _value, _time in points:
-            low[name] = min(low.get(name, step), step)
-            high[name] = max(high[name], step)
+        high: dict[str, int] = {}
+        for step, name, _value, _time in points:  # per point: keep it to comparisons
+            lowest = low.get(name)
+            if lowest is None:
+                low[name] = high[name] = step
+            elif step < lowest:
+                low[name] = step
+            elif step > high[name]:
+                high[name] = step
         for name, max_step in high.items():
             key = (run_id, name)
             sealed_below = self._sealed_below.get(key)
@@ -82,19 +87,17 @@ def _summarise(session: Session, run_id: int, name: str, level: int, first_bucke
             f"AND step >= {mark} AND step < {mark} ORDER BY step",
             (run_id, name, first_bucket * BUCKET_WIDTH, end_bucket * BUCKET_WIDTH),
         ).fetchall()
-        children = [(step, step, value, when, step, value, when, step if value is None else None, when) for step, value, when in rows]
-        bucket_of: Callable[[int], int] = lambda child: child // BUCKET_WIDTH  # noqa: E731 - keyed on the step
+        values = [(run_id, name, 0, *summary) for summary in _summarise_points(rows)]
     else:
         children = _read_level(session, run_id, name, level - 1, first_bucket * FANOUT, end_bucket * FANOUT)
-        bucket_of = lambda child: child // FANOUT  # noqa: E731 - keyed on the child bucket
-    groups: dict[int, list[tuple]] = defaultdict(list)
-    for child in children:
-        groups[bucket_of(child[0])].append(child)
-    values = []
-    for bucket, members in groups.items():
-        low, high, nan = _extremes(members)
-        values.append((run_id, name, level, bucket, *(low or (None, None, None)), *(high or (None, None, None)),
-                       *(nan[0::2] if nan else (None, None))))
+        groups: dict[int, list[tuple]] = defaultdict(list)
+        for child in children:
+            groups[child[0] // FANOUT].append(child)
+        values = []
+        for bucket, members in groups.items():
+            low, high, nan = _extremes(members)
+            values.append((run_id, name, level, bucket, *(low or (None, None, None)), *(high or (None, None, None)),
+                           *(nan[0::2] if nan else (None, None))))
     if not values:
         return
     names = ("min_step", "min_value", "min_time", "max_step", "max_value", "max_time", "nan_step", "nan_time")
@@ -106,6 +109,32 @@ def _summarise(session: Session, run_id: int, name: str, level: int, first_bucke
     else:
         sql = f"INSERT OR REPLACE INTO metric_rollups ({columns}) VALUES ({placeholders})"
     connection.exec_driver_sql(sql, values)
+
+
+def _summarise_points(rows: Sequence[tuple]) -> list[tuple]:
+    """Level-0 summaries (bucket, min step/value/time, max step/value/time, nan step/time) of raw
+    (step, value, time) rows in step order; the same choices as _extremes (first minimum, first
+    maximum, first NaN), in one pass without building a summary-shaped row per point (ingestion's hot loop)."""
+    out: list[tuple] = []
+    bucket = -1
+    low = high = nan = None
+    for step, value, when in rows:
+        if step // BUCKET_WIDTH != bucket:
+            if bucket >= 0:
+                out.append((bucket, *(low or (None, None, None)), *(high or (None, None, None)), *(nan or (None, None))))
+            bucket = step // BUCKET_WIDTH
+            low = high = nan = None
+        if value is None:
+            if nan is None:
+                nan = (step, when)
+            continue
+        if low is None or value < low[1]:
+            low = (step, value, when)
+        if high is None or value > high[1]:
+            high = (step, value, when)
+    if bucket >= 0:
+        out.append((bucket, *(low or (None, None, None)), *(high or (None, None, None)), *(nan or (None, None))))
+    return out
 
 
 def _extremes(rows: Sequence[tuple]) -> tuple[PointRow | None, PointRow | None, PointRow | None]:

@@ -1,0 +1,45 @@
+"""Ingestion's fast paths give exactly what the general code gives (they exist only for speed)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from orpo_dash.protocol import ProtocolError, parse_point, parse_points
+from server.services.rollups import BUCKET_WIDTH, _extremes, _summarise_points
+
+
+def test_parse_points_matches_parse_point_and_refuses_the_same() -> None:
+    raw = [[3, "loss", 0.5, 1.5], [4, "loss", None, 2.0], [5, "loss", 1, 3], [6, "acc", 2.5, 7],
+           (7, "loss", 0.25, 4.0), [0, "x" * 200, -1e300, 0.0]]
+    parsed = parse_points(raw)
+    expected = [parse_point(point) for point in raw]
+    assert len(parsed) == len(expected)
+    for got, want in zip(parsed, expected, strict=True):
+        assert got[:2] == want[:2] and got[3] == want[3] and type(got[3]) is float
+        assert got[2] == want[2] or (math.isnan(got[2]) and math.isnan(want[2]))
+    for bad in ([True, "loss", 0.5, 1.0], [-1, "loss", 0.5, 1.0], [1, "", 0.5, 1.0], [1, "x" * 201, 0.5, 1.0],
+                [1, "loss", "0.5", 1.0], [1, "loss", False, 1.0], [1, "loss", 0.5, None], [1, "loss", 0.5], {"step": 1}):
+        with pytest.raises(ProtocolError):
+            parse_points([[1, "ok", 0.5, 1.0], bad])
+
+
+def test_level0_summaries_match_the_general_extremes() -> None:
+    rng = random.Random(0)
+    rows, step = [], 5
+    while step < 20 * BUCKET_WIDTH:
+        value = None if rng.random() < 0.05 else float(rng.choice([rng.gauss(0, 1), 1.0, -1.0]))  # ties too
+        rows.append((step, value, step + 0.5))
+        step += rng.choice([1, 1, 2, 70])  # gaps, empty buckets
+    fast = _summarise_points(rows)
+    buckets: dict[int, list[tuple]] = {}
+    for step, value, when in rows:
+        child = (step, step, value, when, step, value, when, step if value is None else None, when)
+        buckets.setdefault(step // BUCKET_WIDTH, []).append(child)
+    general = []
+    for bucket, members in buckets.items():
+        low, high, nan = _extremes(members)
+        general.append((bucket, *(low or (None, None, None)), *(high or (None, None, None)), *(nan[0::2] if nan else (None, None))))
+    assert fast == general
