@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def on_committed(announcements: list[Announcement]) -> None:
         hub = app.state.hub
         for item in announcements:
-            if item.points:
+            if item.points and hub.has_subscribers(item.run_id):  # nobody watching: skip building the frame
                 points = [[s, n, v if math.isfinite(v) else None, t] for s, n, v, t in item.points]
                 hub.publish_threadsafe(item.run_id, {"type": "points", "points": points})
             for alert in item.alerts:

@@ -36,6 +36,11 @@ class LiveHub:
         self._subscribers[run_id].add(subscription)
         return subscription
 
+    def has_subscribers(self, run_id: int) -> bool:
+        """Safe from the writer thread: a browser that subscribes after this check reads the
+        already-committed points from the database (it subscribes before reading history)."""
+        return bool(self._subscribers.get(run_id))
+
     def publish(self, run_id: int, message: dict[str, Any]) -> None:
         for subscription in list(self._subscribers.get(run_id, ())):
             try:
