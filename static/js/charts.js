@@ -223,7 +223,21 @@
         layout.yaxis2 = { title: { text: this.y2Title }, type, overlaying: "y", side: "right",
           showgrid: false, zeroline: false, automargin: true, tickmode: "auto", exponentformat: "e", tickformat: ".4~g" };
       }
+      // Tiny values (learning rates) read better as 8e-6 than as 0.000008.
+      for (const [axis, key] of [["y", "yaxis"], ["y2", "yaxis2"]]) {
+        const largest = layout[key] ? this.largest(axis) : 0;
+        if (largest > 0 && largest < 1e-3) layout[key].tickformat = "~e";
+      }
       return layout;
+    }
+    /** The largest |value| drawn on one y axis. */
+    largest(axis) {
+      let max = 0;
+      for (const line of this.lines) {
+        if (line.axis !== axis) continue;
+        for (const v of line.series.value) if (Number.isFinite(v) && Math.abs(v) > max) max = Math.abs(v);
+      }
+      return max;
     }
     render() {
       this.needsFull = false;

@@ -141,6 +141,8 @@
     renderCheckpoints(run.checkpoints || []);
     if (socket) alertsArrived(run.alerts || []);   // the first load renders its alerts itself
     if (socket && isTerminal(run.status)) { socket.finished = true; setLiveState("finished"); }
+    const emptyText = isTerminal(run.status) ? "Not logged by this run" : "Waiting for data…";
+    panels.forEach((g) => { if (g.panel.emptyText !== emptyText) { g.panel.emptyText = emptyText; g.panel.scheduleFull(); } });
     renderProgress();
   }
 
@@ -323,7 +325,7 @@
     for (const line of lines) {
       const span = document.createElement("span");
       span.className = `log-line log-${line.stream}`;
-      const when = new Date(line.time * 1000).toLocaleTimeString();
+      const when = new Date(line.time * 1000).toLocaleTimeString(undefined, { hour12: false });
       span.textContent = `${when}  ${line.text}\n`;
       frag.appendChild(span);
     }

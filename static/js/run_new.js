@@ -28,7 +28,9 @@
     if (kind === "checkbox") el.checked = Boolean(value);
     else if (kind === "lines") el.value = (value || []).join("\n");
     else if (kind === "json") el.value = value && Object.keys(value).length ? JSON.stringify(value) : "";
-    else el.value = value === null || value === undefined ? "" : String(value);
+    else if (kind === "number" && typeof value === "number" && value !== 0 && Math.abs(value) < 1e-3) {
+      el.value = value.toExponential();   // 8e-6, not 0.000008
+    } else el.value = value === null || value === undefined ? "" : String(value);
   }
 
   /** The request body, or throws {field: message} for input that cannot even be encoded. */
@@ -188,6 +190,12 @@
       const run = await api("GET", `/api/runs/${id}`);
       for (const [name, value] of Object.entries(run.config || {})) setValue(name, value);
       setValue("output_dir", null);        // the source run's folder: the new run gets its own
+      // Open the collapsed sections that hold a value the source run changed from the default.
+      for (const [name, value] of Object.entries(run.config || {})) {
+        if (name === "output_dir" || !input(name) || JSON.stringify(value) === JSON.stringify(defaults[name])) continue;
+        const section = input(name).closest("details.section");
+        if (section) section.open = true;
+      }
       input("name").value = `${run.name} (clone)`;
       banner.innerHTML = `Cloned from <a href="/runs/${run.id}">${escapeHtml(run.name)}</a> (#${run.id}). Change what you want to try, then start.`;
       banner.hidden = false;
@@ -199,6 +207,8 @@
     }
   }
 
-  if (form.dataset.clone) cloneFrom(form.dataset.clone);
+  // Not form.dataset: a <form> exposes its controls by name, and the "dataset" field shadows it.
+  const cloneId = form.getAttribute("data-clone");
+  if (cloneId) cloneFrom(cloneId);
   else validate({ quiet: true });           // the default dataset's preview, without nagging yet
 })();

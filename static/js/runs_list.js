@@ -55,8 +55,8 @@
     const checked = selected.has(r.id) ? " checked" : "";
     return `<tr data-run-id="${r.id}">
       <td><input type="checkbox" class="select-run" data-fk="${r.id}:select" value="${r.id}" aria-label="Select ${escapeHtml(r.name)}"${checked}></td>
-      <td class="run-name-cell"><a href="/runs/${r.id}" data-fk="${r.id}:open">${escapeHtml(r.name)}</a> <span class="muted small">#${r.id}</span>${tags}</td>
-      <td>${statusBadge(r.status)}</td>
+      <td class="run-name-cell"><a href="/runs/${r.id}" data-fk="${r.id}:open" title="${escapeHtml(r.name)}">${escapeHtml(r.name)}</a> <span class="muted small">#${r.id}</span>${tags}</td>
+      <td${r.error ? ` title="${escapeHtml(r.error.split("\n").filter(Boolean).pop())}"` : ""}>${statusBadge(r.status)}</td>
       <td><div class="cell-progress"><div class="progress" data-status="${escapeHtml(r.status)}"><div class="progress-fill" style="width:${pct}%"></div></div>
         <span>${r.last_step ?? 0}/${r.total_steps ?? "?"}</span></div></td>
       <td class="stacked"><span class="ellipsis" title="${escapeHtml(r.config.model)}">${escapeHtml(basename(r.config.model))}</span>
