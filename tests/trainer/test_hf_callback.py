@@ -16,7 +16,6 @@ from transformers import TrainerCallback
 from tests.conftest import REPO_ROOT
 from trainer.hf_callback import IN_MEMORY_DATASET, DashboardCallback, config_from_trainer, dashboard_metrics
 
-pytestmark = pytest.mark.slow
 SEQ_LEN = 16
 
 
@@ -57,6 +56,7 @@ def make_trainer(tmp_path: Path, callbacks: list[Any], *, max_steps: int, eval_s
     )
 
 
+@pytest.mark.slow
 def test_trainer_run_metrics_and_completion_reach_the_dashboard(live_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     metrics_file = tmp_path / "metrics.jsonl"
     callback = DashboardCallback(live_server.url, name="hf-plain", config={"dataset": "tiny-token-corpus"},
@@ -107,6 +107,7 @@ class StopFromDashboardAt(TrainerCallback):
             time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_dashboard_stop_ends_training_after_the_step_with_a_checkpoint(live_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     dashboard = DashboardCallback(live_server.url)
     trainer = make_trainer(tmp_path, [], max_steps=500)
@@ -139,6 +140,7 @@ make_trainer(Path({tmp!r}), [dashboard, Boom()], max_steps=50).train()
 """
 
 
+@pytest.mark.slow
 def test_an_exception_out_of_train_marks_the_run_failed(live_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     script = tmp_path / "crash.py"
     script.write_text(textwrap.dedent(FAILING_SCRIPT.format(repo=str(REPO_ROOT), url=live_server.url, tmp=str(tmp_path))))
@@ -184,6 +186,7 @@ def test_config_maps_trainer_arguments_and_orpo_fields(tmp_path) -> None:  # typ
     assert config_from_trainer(TrainingArguments(output_dir=str(tmp_path), report_to=[]))["dataset"] == IN_MEMORY_DATASET
 
 
+@pytest.mark.slow
 def test_unreachable_dashboard_never_fails_training(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from tests.conftest import free_port
 
