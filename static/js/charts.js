@@ -124,6 +124,11 @@
       this.schedule();
     }
     scheduleFull() { this.needsFull = true; this.schedule(); }
+    /** Redraw everything now; resolves once Plotly has drawn it. */
+    renderNow() {
+      if (this.frame) { cancelAnimationFrame(this.frame); this.frame = null; }
+      return Promise.resolve(this.render());
+    }
     schedule() {
       if (this.frame) return;
       this.frame = requestAnimationFrame(() => { this.frame = null; this.flush(); });
@@ -251,6 +256,7 @@
         this.div.on("plotly_relayout", (event) => this.relayout(event));
       }
       this.updateCount();
+      return done;
     }
     relayout(event) {
       if (this.ignoreRelayout || !this.onZoom) return;
@@ -260,23 +266,28 @@
       if (x0 === undefined || x1 === undefined) return;
       this.onZoom(this, this.stepRange(x0, x1));
     }
-    /** The steps whose x lies in [x0, x1], across this panel's lines. */
+    /** The steps to fetch for the view [x0, x1]: every step in it, from the drawn point just left
+     *  of the view to the one just right of it (downsampled data may have no point at the edges). */
     stepRange(x0, x1) {
       const mode = this.options.xMode;
       const num = (x) => (mode === "time" ? new Date(x).getTime() : Number(x));
       const lo = num(x0), hi = num(x1);
-      let min = Infinity, max = -Infinity;
+      let min = Infinity, max = -Infinity, left = -Infinity, right = Infinity;
       for (const line of this.lines) {
         const s = line.series;
         for (let i = 0; i < s.length; i++) {
           const x = line.timeline.x(mode, s.step[i], s.time[i]);
           const v = mode === "time" ? x.getTime() : x;
-          if (v >= lo && v <= hi) { min = Math.min(min, s.step[i]); max = Math.max(max, s.step[i]); }
+          if (v < lo) left = Math.max(left, s.step[i]);
+          else if (v > hi) right = Math.min(right, s.step[i]);
+          else { min = Math.min(min, s.step[i]); max = Math.max(max, s.step[i]); }
         }
       }
-      if (!Number.isFinite(min)) return null;
-      // Widen by one drawn point on each side so the curve reaches the edges of the view.
-      return { min: Math.max(0, Math.floor(min) - 1), max: Math.ceil(max) + 1 };
+      if (!Number.isFinite(min) && !(Number.isFinite(left) && Number.isFinite(right))) return null;
+      return {
+        min: Math.max(0, Number.isFinite(left) ? left : Math.floor(min)),
+        max: Number.isFinite(right) ? right : Math.ceil(max),
+      };
     }
     trainPointCount() {
       return this.lines.filter((l) => l.train).reduce((n, l) => n + l.drawnCount, 0);
