@@ -42,19 +42,19 @@ def main() -> None:
         )
         first_point = time.perf_counter() - clicked
         print(f"click Start -> first point on the chart: {first_point:.1f} s", flush=True)
-        page.wait_for_function(
-            f"() => Number(document.querySelector('[data-metric-group=\"loss\"]')?.dataset.pointCount || 0) >= {args.steps}",
-            timeout=3_600_000,
-        )
         run_id = int(page.url.rstrip("/").rsplit("/", 1)[-1])
+        while (httpx.get(f"{dash.url}/api/runs/{run_id}", timeout=30).json()["last_step"] or 0) < args.steps:
+            time.sleep(1)
         series = httpx.get(f"{dash.url}/api/runs/{run_id}/metrics",
                            params={"names": "step_time,log_odds_ratio,accuracy,loss"}, timeout=30).json()["series"]
         step_times = series["step_time"]["value"][2:]
         print(f"steady seconds per step (median of steps 3..{args.steps}): {sorted(step_times)[len(step_times) // 2]:.2f} s")
+        steps = series["loss"]["step"]
+        shown = [i for i, step in enumerate(steps) if step <= 3 or step % 5 == 0]
+        print("step  " + "  ".join(f"{steps[i]:>6d}" for i in shown))
         for name in ("loss", "log_odds_ratio", "accuracy"):
             values = series[name]["value"]
-            head, tail = values[:5], values[-5:]
-            print(f"{name:15s} mean of first 5 steps {sum(head) / len(head):+.3f}  last 5 steps {sum(tail) / len(tail):+.3f}")
+            print(f"{name[:14]:14s}" + "  ".join(f"{values[i]:+6.2f}" for i in shown))
         httpx.post(f"{dash.url}/api/runs/{run_id}/stop", timeout=30)
         browser.close()
 
