@@ -8,7 +8,9 @@ that copy in under a second.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -57,13 +59,19 @@ def bundled_model_dir(cache_dir: str | Path | None = None) -> Path:
     root = Path(cache_dir).expanduser() if cache_dir else DEFAULT_CACHE_DIR
     target = root / "SmolLM2-135M-Instruct"
     if (target / "config.json").is_file():
+        _drop_quantization_config(target / "config.json")
         return target
     gguf = bundled_gguf_path()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    model = AutoModelForCausalLM.from_config(quantised.config, dtype=torch.float32)
+    config = copy.deepcopy(quantised.config)
+    # The weights are dequantized floats now; a copied `quantization_config` would make every later
+    # load flag the model as GGUF-quantized and refuse save_pretrained (so checkpoints would fail).
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(quantised.state_dict())
     del quantised
     # Write next to the target and rename: a crash mid-save never leaves a half cache that a
@@ -81,6 +89,16 @@ def bundled_model_dir(cache_dir: str | Path | None = None) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _drop_quantization_config(config_path: Path) -> None:
+    """Repair caches written before the fix above: their config still claimed GGUF quantization."""
+    config = json.loads(config_path.read_text())
+    if "quantization_config" in config:
+        del config["quantization_config"]
+        tmp = config_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(config, indent=2))
+        os.replace(tmp, config_path)
 
 
 def model_source(name: str, cache_dir: str | Path | None = None) -> str:
