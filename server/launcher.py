@@ -77,6 +77,7 @@ class LocalProcessLauncher:
         self._lock = threading.Lock()
         self._processes: dict[int, subprocess.Popen[bytes]] = {}
         self._stopping: set[int] = set()
+        self._watchers: dict[int, threading.Thread] = {}
         self._closed = False
 
     def wake(self) -> None:
@@ -122,12 +123,15 @@ class LocalProcessLauncher:
             )
         self._processes[run_id] = process
         log.info("run %s: worker pid %s started", run_id, process.pid)
-        threading.Thread(target=self._watch, args=(run_id, process, log_path), name=f"watch-{run_id}", daemon=True).start()
+        watcher = threading.Thread(target=self._watch, args=(run_id, process, log_path), name=f"watch-{run_id}", daemon=True)
+        self._watchers[run_id] = watcher
+        watcher.start()
 
     def _watch(self, run_id: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
         code = process.wait()
         with self._lock:
             self._processes.pop(run_id, None)
+            self._watchers.pop(run_id, None)
             stopping = run_id in self._stopping
             self._stopping.discard(run_id)
         error_tail = _tail(log_path, ERROR_TAIL_LINES)
@@ -138,7 +142,7 @@ class LocalProcessLauncher:
                 return
             # The worker normally reports its own end; this covers crashes before or instead of that.
             if code == 0:
-                run.status = "stopped" if run.stop_requested else "completed"
+                run.status = "stopped" if run.stop_requested or stopping else "completed"
             elif stopping or run.stop_requested:
                 run.status = "stopped"
             else:
@@ -170,6 +174,8 @@ class LocalProcessLauncher:
         with self._lock:
             self._closed = True
             processes = list(self._processes.values())
+            # Interrupted by the dashboard going down: their clean exit means "stopped", not "completed".
+            self._stopping.update(self._processes)
         for process in processes:
             _signal(process, signal.SIGTERM)
         for process in processes:
@@ -177,6 +183,9 @@ class LocalProcessLauncher:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 _signal(process, signal.SIGKILL)
+        # Let each watcher record its run's end before the database writer stops.
+        for watcher in list(self._watchers.values()):
+            watcher.join(timeout=15)
 
 
 def _signal(process: subprocess.Popen[bytes], sig: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,17 @@ def test_validation_reports_file_and_schema_problems_in_one_round_trip(live_serv
     errors = response.json()["errors"]
     assert set(errors) == {"dataset", "model", "beta", "batch_size"}
     assert "not found" in errors["dataset"] and "greater than 0" in errors["beta"]
+
+
+@pytest.mark.slow
+def test_dashboard_shutdown_stops_its_runs_instead_of_calling_them_completed(live_server, tiny_model_dir, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+    run_id = live_server.api("POST", "/api/runs", json=_tiny_run(tiny_model_dir, tiny_dataset_file, max_steps=5000)).json()["id"]
+    deadline = time.monotonic() + 120
+    while (live_server.api("GET", f"/api/runs/{run_id}").json()["last_step"] or 0) < 2:
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.2)
+    live_server.stop()  # SIGTERM: a normal shutdown
+    live_server.start()
+    run = live_server.api("GET", f"/api/runs/{run_id}").json()
+    assert run["status"] == "stopped"
+    assert run["last_step"] < 5000

@@ -99,7 +99,11 @@ async def worker_socket(ws: WebSocket, run_id: int) -> None:
             if kind == "batch":
                 # Acks are sent from tasks so reading continues while earlier batches commit;
                 # the writer commits in arrival order, so acks leave in order too.
-                task = asyncio.create_task(ack_when_committed(int(message.get("seq", 0) or 0), message))
+                seq = message.get("seq")
+                if not isinstance(seq, int) or isinstance(seq, bool):
+                    await send({"type": "error", "code": "bad_batch", "seq": seq, "message": "batch seq must be an integer"})
+                    continue
+                task = asyncio.create_task(ack_when_committed(seq, message))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
             elif kind == "heartbeat":
