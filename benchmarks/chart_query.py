@@ -21,6 +21,7 @@ from benchmarks._live import Dashboard, tiny_dataset
 from orpo_dash.metric_names import TRAIN_METRICS
 from server.db import make_engine, make_session_factory
 from server.services.metrics import _raw, insert_points
+from server.models import Run
 from server.services.rollups import RollupTracker
 
 
@@ -34,6 +35,9 @@ def populate(database_url: str, run_id: int, steps: int, metrics: list[str]) -> 
         with factory() as session, session.begin():
             insert_points(session=session, run_id=run_id, points=points)
             tracker.update(session=session, run_id=run_id, points=points)
+    with factory() as session, session.begin():
+        # Ingestion keeps each metric's latest value on the run; the page's request lists metrics from it.
+        session.get(Run, run_id).latest_metrics = {m: 0.0 for m in metrics}
 
 
 def timed(fn, repeats: int = 7) -> float:  # type: ignore[no-untyped-def]
@@ -60,8 +64,9 @@ def main() -> None:
         url = f"/api/runs/{run_id}/metrics"
 
         one = timed(lambda: client.get(url, params={"names": "loss", "max_points": 2000}).raise_for_status())
-        every = ",".join(metrics)
-        page = timed(lambda: client.get(url, params={"names": every, "max_points": 2000}).raise_for_status(), repeats=3)
+        # Exactly what static/js/run_detail.js sends first: every metric, 2,000 points each.
+        page = timed(lambda: client.get(url, params={"max_points": 2000}).raise_for_status(), repeats=5)
+        assert len(client.get(url, params={"max_points": 2000}).json()["series"]) == len(metrics)
         zoom = timed(lambda: client.get(url, params={"names": "loss", "max_points": 2000, "min_step": 500_000, "max_step": 502_000}).raise_for_status())
         body = client.get(url, params={"names": "loss", "max_points": 2000}).json()
         assert 777_777 in body["series"]["loss"]["step"], "the spike must survive downsampling"

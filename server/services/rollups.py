@@ -150,15 +150,6 @@ def _extremes(rows: Sequence[tuple]) -> tuple[PointRow | None, PointRow | None, 
     return low, high, nan
 
 
-def merged_points(rows: Sequence[tuple]) -> list[PointRow]:
-    """The minimum, maximum and first NaN over neighbouring summary rows, as points in step order."""
-    low, high, nan = _extremes(rows)
-    kept = [point for point in (low, high, nan) if point is not None]
-    if low is not None and high is not None and low[0] == high[0]:
-        kept.remove(high)
-    return sorted(kept, key=lambda point: point[0])
-
-
 def _read_level(session: Session, run_id: int, name: str, level: int, first_bucket: int, end_bucket: int) -> list[tuple]:
     mark = _mark(session)
     # Straight to the driver: these reads are the whole cost of drawing a long run's chart.
@@ -186,8 +177,21 @@ def summary_points(
         return summary_points(session=session, run_id=run_id, name=name, low=low, high=high, level=level - 1, raw=raw)
     first_covered, end_covered = rows[0][0] * size, (rows[-1][0] + 1) * size
     points = summary_points(session=session, run_id=run_id, name=name, low=low, high=first_covered - 1, level=level - 1, raw=raw)
-    for row in rows:
-        points.extend(merged_points([row]))
+    append = points.append
+    # Each bucket stands for its minimum, maximum and first NaN, in step order. This loop runs for
+    # every bucket of every chart of a long run, so it stays a plain loop.
+    for _bucket, lo_step, lo, lo_time, hi_step, hi, hi_time, nan_step, nan_time in rows:
+        kept = []
+        if lo_step is not None:
+            kept.append((lo_step, lo, lo_time))
+        if hi_step is not None and hi_step != lo_step:
+            kept.append((hi_step, hi, hi_time))
+        if nan_step is not None:
+            kept.append((nan_step, None, nan_time))
+        if len(kept) > 1:
+            kept.sort()
+        for point in kept:
+            append(point)
     points.extend(summary_points(session=session, run_id=run_id, name=name, low=end_covered, high=high, level=level - 1, raw=raw))
     return points
 
