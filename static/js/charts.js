@@ -301,5 +301,30 @@
       : { base: name, isEval: false };
   }
 
-  window.Charts = { PALETTE, EVAL_PREFIX, Series, Timeline, ChartPanel, Ema, splitMetric, lowerBound };
+  /** Chart options (smoothing, x axis, log scale) kept in localStorage under `key`, wired to the
+   *  page's toolbar (#smoothing, #smoothing-value, #x-mode, #log-y); `redraw` runs on every change. */
+  function chartOptions(key, redraw) {
+    const options = Object.assign({ smoothing: 0.6, xMode: "step", logY: false },
+      JSON.parse(localStorage.getItem(key) || "{}"));
+    const smoothing = document.getElementById("smoothing");
+    const smoothingValue = document.getElementById("smoothing-value");
+    const xMode = document.getElementById("x-mode");
+    const logY = document.getElementById("log-y");
+    smoothing.value = options.smoothing;
+    smoothingValue.textContent = Number(options.smoothing).toFixed(2);
+    xMode.value = options.xMode;
+    if (!xMode.value) xMode.value = options.xMode = "step";
+    logY.checked = options.logY;
+    function changed() { localStorage.setItem(key, JSON.stringify(options)); redraw(); }
+    smoothing.addEventListener("input", () => {
+      options.smoothing = Number(smoothing.value);
+      smoothingValue.textContent = options.smoothing.toFixed(2);
+      changed();
+    });
+    xMode.addEventListener("change", () => { options.xMode = xMode.value; changed(); });
+    logY.addEventListener("change", () => { options.logY = logY.checked; changed(); });
+    return options;
+  }
+
+  window.Charts = { PALETTE, EVAL_PREFIX, Series, Timeline, ChartPanel, Ema, splitMetric, lowerBound, chartOptions };
 })();

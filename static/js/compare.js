@@ -4,15 +4,13 @@
 
 (function () {
   const { api, escapeHtml, fmtNum, fmtDuration, runDuration, isTerminal, statusBadge, toast, RunSocket } = Dash;
-  const { PALETTE, Series, Timeline, ChartPanel, splitMetric } = Charts;
+  const { PALETTE, Series, Timeline, ChartPanel, splitMetric, chartOptions } = Charts;
 
   const root = document.getElementById("compare-page");
   const runIds = root.dataset.runIds.split(",").filter(Boolean).map(Number);
   const metrics = root.dataset.metrics.split(",");
   const configGroups = JSON.parse(document.getElementById("config-groups").textContent);
-  const OPTIONS_KEY = "orpo-dash:compare-options";
-  const options = Object.assign({ smoothing: 0.6, xMode: "step", logY: false },
-    JSON.parse(localStorage.getItem(OPTIONS_KEY) || "{}"));
+  const options = chartOptions("orpo-dash:compare-options", () => panels.forEach((p) => p.scheduleFull()));
   const LOWER_IS_BETTER = new Set(["loss", "nll_loss", "or_loss"]);
   const HIGHER_IS_BETTER = new Set(["log_odds_ratio", "accuracy", "margin"]);
 
@@ -74,25 +72,6 @@
     }
     summarySoon();
   }
-
-  // --- toolbar --------------------------------------------------------------------------------
-  const smoothing = document.getElementById("smoothing");
-  const smoothingValue = document.getElementById("smoothing-value");
-  const xMode = document.getElementById("x-mode");
-  const logY = document.getElementById("log-y");
-  smoothing.value = options.smoothing;
-  smoothingValue.textContent = Number(options.smoothing).toFixed(2);
-  xMode.value = options.xMode;
-  if (!xMode.value) xMode.value = options.xMode = "step";
-  logY.checked = options.logY;
-  function changed() { localStorage.setItem(OPTIONS_KEY, JSON.stringify(options)); panels.forEach((p) => p.scheduleFull()); }
-  smoothing.addEventListener("input", () => {
-    options.smoothing = Number(smoothing.value);
-    smoothingValue.textContent = options.smoothing.toFixed(2);
-    changed();
-  });
-  xMode.addEventListener("change", () => { options.xMode = xMode.value; changed(); });
-  logY.addEventListener("change", () => { options.logY = logY.checked; changed(); });
 
   // --- legend, summary, diff ------------------------------------------------------------------
   function renderLegend() {

@@ -4,17 +4,15 @@
 
 (function () {
   const { api, escapeHtml, fmtNum, fmtDuration, fmtDate, isTerminal, statusBadge, confirmAction, toast, RunSocket } = Dash;
-  const { PALETTE, Series, Timeline, ChartPanel, splitMetric } = Charts;
+  const { PALETTE, Series, Timeline, ChartPanel, splitMetric, chartOptions } = Charts;
 
   const root = document.getElementById("run-page");
   const runId = Number(root.dataset.runId);
   const configGroups = JSON.parse(document.getElementById("config-groups").textContent);
-  const OPTIONS_KEY = "orpo-dash:chart-options";
   const MAX_POINTS = 2000;          // per series on first draw; zooming fetches full resolution
   const MAX_LOG_LINES = 500;
 
-  const options = Object.assign({ smoothing: 0.6, xMode: "step", logY: false },
-    JSON.parse(localStorage.getItem(OPTIONS_KEY) || "{}"));
+  const options = chartOptions("orpo-dash:chart-options", () => redrawAll());
   const store = new Map();           // metric name -> Series
   const timeline = new Timeline((name) => store.get(name));
   const panels = new Map();          // group id -> {panel, left, right}
@@ -101,25 +99,6 @@
   }
 
   function redrawAll() { panels.forEach((g) => g.panel.scheduleFull()); }
-
-  // --- toolbar --------------------------------------------------------------------------------
-  const smoothing = document.getElementById("smoothing");
-  const smoothingValue = document.getElementById("smoothing-value");
-  const xMode = document.getElementById("x-mode");
-  const logY = document.getElementById("log-y");
-  smoothing.value = options.smoothing;
-  smoothingValue.textContent = Number(options.smoothing).toFixed(2);
-  xMode.value = options.xMode;
-  if (!xMode.value) xMode.value = options.xMode = "step";
-  logY.checked = options.logY;
-  function saveOptions() { localStorage.setItem(OPTIONS_KEY, JSON.stringify(options)); redrawAll(); }
-  smoothing.addEventListener("input", () => {
-    options.smoothing = Number(smoothing.value);
-    smoothingValue.textContent = options.smoothing.toFixed(2);
-    saveOptions();
-  });
-  xMode.addEventListener("change", () => { options.xMode = xMode.value; saveOptions(); });
-  logY.addEventListener("change", () => { options.logY = logY.checked; saveOptions(); });
 
   // --- header, progress, error ----------------------------------------------------------------
   function renderRun(next) {
