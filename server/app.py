@@ -13,11 +13,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.orm import Session
 
 from server.db import make_engine, make_session_factory
 from server.launcher import LocalProcessLauncher, NoLauncher
 from server.live import LiveHub
-from server.models import Run
+from server.models import Run, utcnow
 from server.notify import WebhookNotifier
 from server.routes import api_files, api_runs, pages, ws_browser, ws_worker
 from server.services import runs as run_service
@@ -42,9 +43,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.writer.start()
         app.state.launcher = _make_launcher(app, settings)
         app.state.launcher.wake()  # runs queued while the dashboard was down
+        reaper = asyncio.create_task(_fail_orphaned_runs(app, settings.orphan_grace_seconds))
         try:
             yield
         finally:
+            reaper.cancel()
             app.state.launcher.shutdown()
             app.state.writer.stop()
             if notifier is not None:
@@ -131,6 +134,40 @@ def _make_launcher(app: FastAPI, settings: Settings) -> Any:
         issue_token=lambda _session, run: run_service.rotate_worker_token(run),
         on_run_changed=app.state.announce_run,
     )
+
+
+async def _fail_orphaned_runs(app: FastAPI, grace_seconds: float) -> None:
+    """Runs left `running` by an earlier dashboard whose worker never comes back would spin forever.
+
+    Their workers reconnect on their own (they retry with backoff), so wait a grace period first;
+    whatever has not reconnected by then is marked failed. A worker that returns later reports
+    `running` again and reopens the run.
+    """
+    def running_ids() -> list[int]:
+        with app.state.session_factory() as session:
+            return [run.id for run in run_service.list_runs(session=session, status="running")]
+
+    suspects = await asyncio.to_thread(running_ids)
+    if not suspects:
+        return
+    await asyncio.sleep(grace_seconds)
+    orphans = [run_id for run_id in suspects if not app.state.hub.worker_connected(run_id)
+               and not app.state.launcher.is_running(run_id)]
+
+    def fail(session: Session) -> list[int]:
+        failed = []
+        for run_id in orphans:
+            run = session.get(Run, run_id)
+            if run is not None and run.status == "running":
+                run.status, run.finished_at = "failed", utcnow()
+                run.error = (f"worker lost: the dashboard restarted and this run's worker did not reconnect within "
+                             f"{grace_seconds:g} s. Resume from its last checkpoint with a new run (resume_from).")
+                failed.append(run_id)
+        return failed
+
+    for run_id in await asyncio.wrap_future(app.state.writer.submit(fail)):
+        log.warning("run %s: marked failed, its worker never reconnected", run_id)
+        await asyncio.to_thread(app.state.announce_run, run_id)
 
 
 def _public_url(settings: Settings) -> str:

@@ -36,6 +36,9 @@ class Launcher(Protocol):
     def stop(self, run_id: int) -> None:
         """Ask a run's worker to stop gracefully, escalating if it does not."""
 
+    def is_running(self, run_id: int) -> bool:
+        """Whether this launcher has a live worker for the run."""
+
     def shutdown(self) -> None:
         """Stop every worker this launcher started (server shutdown)."""
 
@@ -48,6 +51,9 @@ class NoLauncher:
 
     def stop(self, run_id: int) -> None:
         pass
+
+    def is_running(self, run_id: int) -> bool:
+        return False
 
     def shutdown(self) -> None:
         pass
@@ -156,6 +162,10 @@ class LocalProcessLauncher:
             log.exception("run %s: recording worker exit failed", run_id)
         self._on_run_changed(run_id)
         self._launch_queued()
+
+    def is_running(self, run_id: int) -> bool:
+        with self._lock:
+            return run_id in self._processes
 
     def stop(self, run_id: int) -> None:
         with self._lock:

@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     worker_python: str = Field("", description="Python executable for workers; empty means this interpreter.")
     model_cache_dir: Path | None = Field(None, description="Where workers cache converted models (default ~/.cache/orpo-dash).")
     launch_workers: bool = Field(True, description="Start a local worker process for each new run.")
+    orphan_grace_seconds: float = Field(
+        90.0, ge=0.0,
+        description="After a restart, a run still marked running whose worker has not reconnected within this "
+                    "many seconds is marked failed (a worker that comes back later reopens it).",
+    )
     alert_webhook_url: str = Field(
         "", description="POST a Slack-compatible JSON message here when an alert opens or escalates; empty: off."
     )
