@@ -73,5 +73,6 @@ def load_adapter(model: Any, path: str | Path) -> None:
     if not file.is_file():
         raise FileNotFoundError(f"{path} holds no LoRA adapter (adapter_model.safetensors); was the run trained without lora?")
     result = set_peft_model_state_dict(model, load_file(str(file)))
-    if getattr(result, "unexpected_keys", None):
-        raise RuntimeError(f"adapter in {path} does not match this LoRA config: unexpected {result.unexpected_keys[:5]}")
+    unexpected = getattr(result, "unexpected_keys", None)
+    if unexpected:
+        raise RuntimeError(f"adapter in {path} does not match this LoRA config: unexpected {unexpected[:5]}")

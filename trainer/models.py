@@ -144,7 +144,7 @@ def load_model(
         model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
     except OSError as exc:
         raise ModelLoadError(_not_found(name, exc)) from exc
-    model.to(device)
+    model.to(device)  # type: ignore[arg-type]  # transformers types .to() as a PreTrainedModel-wrapping decorator
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False  # the KV cache is useless (and warned about) under checkpointing

@@ -169,6 +169,7 @@ class ORPORecipe:
                 step_sums = detached if step_sums is None else step_sums + detached
                 window_tokens += batch["n_tokens"]
                 del logits, loss, sums  # free this micro-batch's activations before the next forward
+            assert step_sums is not None  # gradient_accumulation_steps > 0 (validated), so batches is never empty
 
             # Unscale before clipping so max_grad_norm applies to the true gradient; the norm is
             # measured before clipping (what we report), and inf/nan under float16 makes the

@@ -294,7 +294,7 @@ class StreamingReporter:
         if not due or not (self._points or self._extras):
             return None
         self._last_memory_flush = now
-        points = []
+        points: list[tuple[int, str, float, float]] = []
         while self._points and len(points) < MAX_BATCH_POINTS:
             points.append(self._points.popleft())
         content: dict[str, Any] = {}

@@ -97,6 +97,13 @@ def _first(get: Lookup, names: tuple[str, ...]) -> tuple[str, Series] | None:
     return None
 
 
+def _trend(s: Series, n: int) -> Trend:
+    """Series.trend for callers that have already checked s.window(n) is not None (so the trend is not)."""
+    t = s.trend(n)
+    assert t is not None
+    return t
+
+
 def _fmt(t: Trend) -> str:
     return f"Theil-Sen change {t.change:+.3g}, Mann-Kendall z={t.z:+.1f}"
 
@@ -106,7 +113,7 @@ def log_odds_flat(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | 
     w = int(th["window"])
     if s is None or step < th["min_step"] or (win := s.window(w)) is None:
         return None
-    t = s.trend(w)
+    t = _trend(s, w)
     level, rise, drop, zc = th["lor_flat_level"], th["lor_min_rise"], th["lor_drop"], th["trend_z"]
     onset = int(win[0][0])
     if t.median > 1.5 * level and t.z >= -zc / 2:  # well above zero and not falling: clear, no slope needed
@@ -150,7 +157,7 @@ def loss_rising(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | No
     def judge(w: int) -> Verdict | None:
         if (win := s.window(w)) is None:
             return None
-        t = s.trend(w)
+        t = _trend(s, w)
         if t.z < -1.0:  # falling: clear, and the slope is not needed
             return Verdict(False, True, a.WARNING, int(win[0][0]),
                            f"total loss is falling over steps {int(win[0][0])}-{step} (Mann-Kendall z={t.z:+.1f})")
@@ -164,7 +171,7 @@ def loss_rising(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | No
         clear = t.change < 0.25 * need and t.z < 1.0
         return Verdict(firing, clear, severity, onset, msg)
 
-    return _two_scales(th, judge, lambda: s.trend(int(th["window"])).z > 0.5)
+    return _two_scales(th, judge, lambda: _trend(s, int(th["window"])).z > 0.5)
 
 
 def over_penalization(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | None:
@@ -179,11 +186,11 @@ def over_penalization(get: Lookup, th: Mapping[str, float], step: int) -> Verdic
         lw, cw = lor.window(w), cs.window(w)
         if lw is None or cw is None:
             return None
-        tc = cs.trend(w) if sign > 0 else trend(cw[0], sign * cw[1])
+        tc = _trend(cs, w) if sign > 0 else trend(cw[0], sign * cw[1])
         zc, drop = th["trend_z"], th["op_logp_drop"]
         if tc.z > -1.0 or tc.change > -0.25 * drop:  # chosen log-prob not falling: clear, no second trend
             return Verdict(False, True)
-        tl = lor.trend(w)
+        tl = _trend(lor, w)
         firing = tc.z < -zc and tc.change < -drop and tl.z > zc and tl.change > 0
         onset = int(cw[0][np.argmax(_running_mean(sign * cw[1]))]) if firing else int(cw[0][0])
         severity = a.CRITICAL if tc.change < -4 * drop else a.WARNING
@@ -192,7 +199,7 @@ def over_penalization(get: Lookup, th: Mapping[str, float], step: int) -> Verdic
         clear = tc.change > -0.25 * drop or tl.z < 1.0
         return Verdict(firing, clear, severity, onset, msg)
 
-    return _two_scales(th, judge, lambda: sign * cs.trend(int(th["window"])).z < -0.5)
+    return _two_scales(th, judge, lambda: sign * _trend(cs, int(th["window"])).z < -0.5)
 
 
 class ForgettingState:
@@ -226,7 +233,7 @@ def catastrophic_forgetting(get: Lookup, th: Mapping[str, float], step: int, st:
     if not firing and train is not None and (tw := train[1].window(int(th["window"]))) is not None:
         train_nll = median(tw[1])
         gap = (smooth - train_nll) / max(smooth, 1e-12)
-        if gap > th["forget_gap_frac"] and train[1].trend(int(th["window"])).z < -th["trend_z"]:
+        if gap > th["forget_gap_frac"] and _trend(train[1], int(th["window"])).z < -th["trend_z"]:
             firing = True
             msg = (f"eval NLL {smooth:.3f} departs from train NLL {train_nll:.3f} ({gap:.0%} of eval) "
                    f"while train NLL keeps falling, step {at}")
@@ -252,7 +259,7 @@ def format_not_learned(get: Lookup, th: Mapping[str, float], step: int) -> Verdi
     if level < th["fnl_level"] - 0.1:  # far below its start: clear, and the trend is not needed
         return Verdict(False, True, a.WARNING, int(win[0][0]),
                        f"chosen NLL is down to {level:.0%} of its starting {base:.3f} at step {step}")
-    t = s.trend(int(th["window"])) if name == m.NLL_LOSS else trend(win[0], values)
+    t = _trend(s, int(th["window"])) if name == m.NLL_LOSS else trend(win[0], values)
     level, fall = t.median / base, -t.change / base
     firing = level > th["fnl_level"] and fall < th["fnl_min_drop"]
     severity = a.CRITICAL if level > 0.95 and step >= 2 * th["min_step"] else a.WARNING

@@ -73,7 +73,7 @@ def trend(steps: np.ndarray, values: np.ndarray) -> Trend:
     dv = values[j] - values[i]
     s = float(np.sign(dv).sum())
     ordered = np.sort(values)
-    var = n * (n - 1) * (2 * n + 5)
+    var: float = n * (n - 1) * (2 * n + 5)
     if (ordered[1:] == ordered[:-1]).any():
         # Variance of S with a tie correction (flat stretches are common in accuracy-like metrics).
         _, counts = np.unique(ordered, return_counts=True)

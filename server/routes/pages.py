@@ -47,7 +47,7 @@ LABELS = {
     "max_steps": "Max steps",
 }
 # Run-page chart groups: (id, title, left-axis metrics, right-axis metrics). eval/<name> joins <name>'s chart.
-CHART_GROUPS = (
+CHART_GROUPS: tuple[tuple[str, str, list[str], list[str]], ...] = (
     ("loss", "Loss", ["loss", "nll_loss", "or_loss"], []),
     ("preference", "Preference", ["log_odds_ratio", "margin"], ["accuracy"]),
     ("logps", "Log-probs", ["logps_chosen", "logps_rejected"], []),

@@ -132,7 +132,7 @@ def min_max_downsample(rows: Sequence[Row], max_points: int) -> list[Row]:
                 high, high_value = row, value
         chosen = [point for point in (low, high, missing) if point is not None]
         if low is high and low is not None:
-            chosen.remove(high)
+            chosen.remove(low)  # the same object as high
         chosen.sort(key=_step_of)
         kept.extend(chosen)
     kept.append(rows[-1])

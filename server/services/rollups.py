@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from typing import Any, Unpack
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
 from orpo_dash.protocol import Point
@@ -150,7 +151,9 @@ def _extremes(rows: Sequence[tuple]) -> tuple[PointRow | None, PointRow | None, 
     return low, high, nan
 
 
-def _read_level(session: Session, run_id: int, name: str, level: int, first_bucket: int, end_bucket: int) -> list[tuple]:
+def _read_level(
+    session: Session, run_id: int, name: str, level: int, first_bucket: int, end_bucket: int
+) -> Sequence[Row[Unpack[tuple[Any, ...]]]]:
     mark = _mark(session)
     # Straight to the driver: these reads are the whole cost of drawing a long run's chart.
     return session.connection().exec_driver_sql(
