@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 BUNDLED_MODEL = "bundled:SmolLM2-135M-Instruct"
 BUNDLED_DATASET = "bundled:orpo-demo-prefs"
@@ -53,7 +53,7 @@ class RunConfig(BaseModel):
     )
     max_length: int = Field(256, gt=0, description="Maximum tokens of prompt + response; longer pairs are truncated.")
     max_prompt_length: int = Field(
-        128, gt=0, description="Maximum prompt tokens; the prompt is cut from the left so the response survives."
+        128, gt=0, validate_default=True, description="Maximum prompt tokens; the prompt is cut from the left so the response survives."
     )
 
     # --- ORPO objective ---
@@ -122,14 +122,17 @@ class RunConfig(BaseModel):
         description="Per-run overrides of pitfall-detector thresholds (see docs/alerts.md).",
     )
 
-    @model_validator(mode="after")
-    def _check_lengths(self) -> RunConfig:
-        if self.max_prompt_length >= self.max_length:
+    @field_validator("max_prompt_length")
+    @classmethod
+    def _prompt_leaves_room_for_the_response(cls, max_prompt_length: int, info: ValidationInfo) -> int:
+        # A field validator (not a model one) so the error points at max_prompt_length in the form.
+        max_length = info.data.get("max_length")
+        if isinstance(max_length, int) and max_prompt_length >= max_length:
             raise ValueError(
                 "max_prompt_length must be smaller than max_length so the response keeps at least one token; "
-                f"got max_prompt_length={self.max_prompt_length}, max_length={self.max_length}"
+                f"got max_prompt_length={max_prompt_length}, max_length={max_length}. Lower max_prompt_length or raise max_length"
             )
-        return self
+        return max_prompt_length
 
 
 def field_groups() -> dict[str, list[str]]:

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session
 
@@ -26,6 +27,7 @@ from server.schemas import AlertPublic
 from server.services.ingest import Announcement
 from server.settings import Settings, get_settings
 from server.templating import STATIC_DIR
+from server.validation_errors import explain_validation_error
 from server.writer import DatabaseWriter
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.add_exception_handler(RequestValidationError, explain_validation_error)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     app.state.settings = settings

@@ -86,6 +86,21 @@ def test_bad_input_gets_a_per_field_422_and_creates_no_run(live_server, tiny_mod
     assert live_server.api("GET", "/api/runs").json() == []
 
 
+def test_one_422_lists_schema_and_file_problems_with_their_fixes(live_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    response = live_server.api("POST", "/api/runs", json={
+        "dataset": str(tmp_path / "missing.jsonl"), "model": "/nowhere/model", "learning_rate": -1, "learnig_rate": 1e-5,
+    })
+    assert response.status_code == 422
+    problems = {tuple(d["loc"])[-1]: d["msg"] for d in response.json()["detail"]}
+    assert set(problems) == {"dataset", "model", "learning_rate", "learnig_rate"}
+    assert problems["learning_rate"] == "learning_rate must be greater than 0 (got -1); the default is 2e-05"
+    assert problems["learnig_rate"] == "unknown field 'learnig_rate': did you mean 'learning_rate'?"
+    assert "bundled:orpo-demo-prefs" in problems["dataset"]
+    not_json = live_server.api("POST", "/api/runs", content=b"{oops", headers={"content-type": "application/json"})
+    assert not_json.status_code == 422 and "not valid JSON" in not_json.json()["detail"][0]["msg"]
+    assert live_server.api("GET", "/api/runs").json() == []
+
+
 def test_dataset_with_wrong_columns_names_what_it_found(live_server, tiny_model_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"question": "q", "good": "a", "bad": "b"}) + "\n")

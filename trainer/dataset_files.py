@@ -38,7 +38,11 @@ def resolve_local(name: str) -> Path | None:
     if path.is_dir():
         raise DatasetError(f"dataset {name!r} is a directory; point at a {'/'.join(SUFFIXES)} file")
     if path.suffix.lower() in SUFFIXES or name.startswith((".", "/", "~")):
-        raise DatasetError(f"dataset file not found: {name}")
+        where = "" if path.is_absolute() or name.startswith("~") else f" (relative paths start at {Path.cwd()})"
+        raise DatasetError(
+            f"dataset file not found: {name}{where}. Give an existing {'/'.join(SUFFIXES)} file of "
+            f"prompt/chosen/rejected pairs, or {BUNDLED_DATASET}"
+        )
     return None
 
 

@@ -98,8 +98,9 @@ def _drop_invalid(config: dict[str, Any], *, keep: set[str]) -> dict[str, Any]:
         except ValidationError as error:
             bad: set[str] = set()
             for problem in error.errors():
-                # A whole-model check (max_prompt_length < max_length) has no field location.
-                bad |= {str(problem["loc"][0])} if problem["loc"] else {"max_length", "max_prompt_length"}
+                field = str(problem["loc"][0]) if problem["loc"] else ""
+                # max_prompt_length is checked against max_length: the pair stands or falls together.
+                bad |= {"max_length", "max_prompt_length"} if field == "max_prompt_length" else {field}
             bad = (bad & set(config)) - keep
             if not bad:
                 raise ValueError(f"DashboardCallback config is not a valid run config: {error}") from None

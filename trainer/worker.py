@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from orpo_dash.config_errors import explain
 from orpo_dash.run_config import RunConfig
 from trainer.reporting import ConsoleReporter, MetricsFileReporter, MultiReporter, NullReporter, Reporter
 
@@ -56,7 +57,7 @@ def load_config(path: str) -> RunConfig:
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in err['loc']) or '(config)'}: {err['msg']}" for err in exc.errors()]
+        lines = [f"  {sentence}" for sentence in explain(exc.errors()).values()]
         raise ValueError(f"{path}: invalid run config:\n" + "\n".join(lines)) from exc
 
 

@@ -25,6 +25,7 @@ from server.services import metrics as metric_service
 from server.services import runs as run_service
 from orpo_dash.run_config import BUNDLED_DATASET, BUNDLED_MODEL
 from server.services.config_checks import check_config, check_files
+from orpo_dash.config_errors import explain
 
 router = APIRouter(prefix="/api", tags=["runs"])
 
@@ -55,7 +56,7 @@ def validate_run(payload: Annotated[dict[str, Any], Body()]) -> ValidationResult
             model=payload.get("model", BUNDLED_MODEL), dataset=payload.get("dataset", BUNDLED_DATASET),
             eval_dataset=payload.get("eval_dataset"), resume_from=payload.get("resume_from"),
         )
-        schema_errors = {str(e["loc"][0]) if e["loc"] else "__root__": e["msg"] for e in error.errors()}
+        schema_errors = explain(error.errors())
         return ValidationResult(ok=False, errors={**file_errors, **schema_errors}, preview=preview)
     errors, preview = check_config(run_in.run_config())
     return ValidationResult(ok=not errors, errors=errors, preview=preview)

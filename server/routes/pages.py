@@ -188,11 +188,15 @@ def run_detail(request: Request, run_id: str, session: SessionDep) -> HTMLRespon
 @router.get("/compare", response_class=HTMLResponse, name="compare")
 def compare(request: Request, session: SessionDep, runs: str = "") -> HTMLResponse:
     ids: list[int] = []
+    not_ids: list[str] = []
     for part in runs.split(","):
         part = part.strip()
-        if part.isdigit() and int(part) not in ids:
-            ids.append(int(part))
+        if part.isdigit():
+            if int(part) not in ids:
+                ids.append(int(part))
+        elif part:
+            not_ids.append(part)
     found = [run_id for run_id in ids if get_run(session=session, run_id=run_id) is not None]
-    missing = [run_id for run_id in ids if run_id not in found]
+    missing = [str(run_id) for run_id in ids if run_id not in found] + [repr(part) for part in not_ids]
     context = {"run_ids": found, "missing": missing, "metrics": COMPARE_METRICS, "config_groups": list(field_groups().items())}
     return templates.TemplateResponse(request, "compare.html", context)

@@ -74,7 +74,7 @@
     let first = null;
     for (const [field, message] of Object.entries(errors)) {
       const slot = document.getElementById(`error-${field}`);
-      if (!slot) { general.push(field === "__root__" || field === "body" ? message : `${field}: ${message}`); continue; }
+      if (!slot) { general.push(field === "config" || field === "body" ? message : `${field}: ${message}`); continue; }
       slot.textContent = message;
       slot.hidden = false;
       const wrapper = slot.closest(".field");

@@ -30,7 +30,8 @@ def test_main_names_the_bad_field(tmp_path: Path, capsys: pytest.CaptureFixture[
     config_file.write_text(json.dumps({"learning_rate": -1, "batch_sise": 4}))
     assert main([str(config_file), "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "learning_rate: Input should be greater than 0" in err and "batch_sise: Extra inputs are not permitted" in err
+    assert "learning_rate must be greater than 0 (got -1)" in err
+    assert "unknown field 'batch_sise': did you mean 'batch_size'?" in err
 
 
 def test_main_exits_1_when_the_run_fails(make_config, tmp_path: Path) -> None:
