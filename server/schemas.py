@@ -103,4 +103,7 @@ class DatasetPreview(BaseModel):
 class ValidationResult(BaseModel):
     ok: bool
     errors: dict[str, str]
+    advice: dict[str, str] = Field(
+        default_factory=dict, description="Settings that make an ORPO pitfall likely; they do not block the launch."
+    )
     preview: DatasetPreview | None = None

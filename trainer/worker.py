@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from orpo_dash.config_advice import advise
 from orpo_dash.config_errors import explain
 from orpo_dash.run_config import RunConfig
 from trainer.reporting import ConsoleReporter, MetricsFileReporter, MultiReporter, NullReporter, Reporter
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         reporter.close()
         return 1
     reporter = build_reporter(args, config)
+    for field, advice in advise(config).items():
+        print(f"advice ({field}): {advice}", file=sys.stderr)  # into the run's log tail too
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # per-tensor progress bars would flood the run log

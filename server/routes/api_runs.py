@@ -25,6 +25,7 @@ from server.services import metrics as metric_service
 from server.services import runs as run_service
 from orpo_dash.run_config import BUNDLED_DATASET, BUNDLED_MODEL
 from server.services.config_checks import check_config, check_files
+from orpo_dash.config_advice import advise
 from orpo_dash.config_errors import explain
 
 router = APIRouter(prefix="/api", tags=["runs"])
@@ -58,8 +59,9 @@ def validate_run(payload: Annotated[dict[str, Any], Body()]) -> ValidationResult
         )
         schema_errors = explain(error.errors())
         return ValidationResult(ok=False, errors={**file_errors, **schema_errors}, preview=preview)
-    errors, preview = check_config(run_in.run_config())
-    return ValidationResult(ok=not errors, errors=errors, preview=preview)
+    config = run_in.run_config()
+    errors, preview = check_config(config)
+    return ValidationResult(ok=not errors, errors=errors, preview=preview, advice=advise(config))
 
 
 @router.post("/runs", response_model=RunPublic | RunRegistered, status_code=status.HTTP_201_CREATED)

@@ -120,9 +120,28 @@
     if (!result.ok) { showErrors(result.errors || {}, focusFirst); return false; }
     clearErrors();
     for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
-    validateStatus.textContent = "Configuration looks good.";
-    validateStatus.className = "small ok-text";
+    const advised = showAdvice(result.advice || {});
+    validateStatus.textContent = advised
+      ? `Configuration is valid; ${advised} setting${advised === 1 ? "" : "s"} risk${advised === 1 ? "s" : ""} an ORPO pitfall (see the notes beside ${advised === 1 ? "it" : "them"}).`
+      : "Configuration looks good.";
+    validateStatus.className = advised ? "small advice-text" : "small ok-text";
     return true;
+  }
+
+  /** Advice does not block the launch: a deliberate setting stays the user's call. */
+  function showAdvice(advice) {
+    for (const el of form.querySelectorAll(".field .advice")) { el.hidden = true; el.textContent = ""; }
+    let shown = 0;
+    for (const [field, message] of Object.entries(advice)) {
+      const slot = document.getElementById(`advice-${field}`);
+      if (!slot) continue;
+      slot.textContent = message;
+      slot.hidden = false;
+      const section = slot.closest("details");
+      if (section) section.open = true;
+      shown += 1;
+    }
+    return shown;
   }
 
   const previewBody = document.getElementById("preview-body");

@@ -50,6 +50,18 @@ def test_validation_errors_sit_next_to_their_fields_and_preview_shows_pairs(
     assert page.locator("#error-dataset").is_hidden()
     shot("new-run-preview")
 
+    # A valid but risky λ gets advice beside the field, not an error: the launch stays the user's call.
+    page.fill("#f-beta", "10")
+    page.click("#validate-btn")
+    page.locator("#advice-beta").wait_for(state="visible")
+    assert "over-penalization" in page.inner_text("#advice-beta")
+    assert page.locator("#error-beta").is_hidden()
+    assert "risks an ORPO pitfall" in page.inner_text("#validate-status")
+    shot("new-run-advice")
+    page.fill("#f-beta", "0.2")
+    page.click("#validate-btn")
+    page.locator("#advice-beta").wait_for(state="hidden")
+
     # Submitting with an error keeps the user on the form with the message beside the field.
     page.fill("#f-max_steps", "ten")
     page.click("#submit-btn")
