@@ -12,7 +12,9 @@ shows the pitfall; the scenario that was meant to induce it is not used. Rules (
   reach 5-11, where a smoothed curve wanders by 0.5 without anything collapsing (real_lr_too_high_2:
   4.95 -> 4.37 while its eval log odds kept rising), so the fall is now relative above a peak of 2.
 - format_not_learned: smoothed chosen NLL at T_LEARN is still > 0.7 x its start and over the last
-  50 steps still > 0.6 x its start (onset T_LEARN).
+  50 steps still > 0.6 x its start (onset T_LEARN), in a run that did not start with the format
+  already learned: a model whose smoothed chosen NLL starts below 1 nat/token (the sft_* runs, SFT'd
+  first, like a pretrained model on data in its own format) has nothing left to learn there.
 - loss_rising: smoothed loss rises > 15 % above its minimum and the last 50 steps sit > 10 % above
   it, and the held-out eval loss agrees (last 5 evals > 10 % above its minimum): the train curve
   alone is too noisy at batch size 4 to be ground truth (onset: the train minimum).
@@ -82,7 +84,7 @@ def oracle(rows: list[dict], t_learn: int) -> dict[str, int]:
     if after.any():
         if lor[after].max() <= 0.5:
             labels["log_odds_flat"] = t_learn
-        if nll[np.argmax(after)] > 0.7 * nll[0] and np.median(nll[-50:]) > 0.6 * nll[0]:
+        if nll[0] >= 1.0 and nll[np.argmax(after)] > 0.7 * nll[0] and np.median(nll[-50:]) > 0.6 * nll[0]:
             labels["format_not_learned"] = t_learn
     peak = int(np.argmax(lor))
     if ("log_odds_flat" not in labels and np.median(lor[-50:]) < lor[peak] - max(0.5, 0.25 * lor[peak])

@@ -58,6 +58,8 @@ class Scenario:
     noisy_chosen: float = 0.0  # fraction of chosen responses replaced by random words
     train_pairs: int = 0  # 0: TRAIN_PAIRS fresh pairs; >0: a tiny set seen for many epochs
     dtype: str = "float32"
+    near_miss: int = 0  # >0: rejected = chosen with this many words mapped wrong (no "bad" words to spot)
+    sft_steps: int = 0  # >0: start from the model after this many steps of plain SFT on the chosen responses
     notes: str = ""
 
 
@@ -83,20 +85,33 @@ def scenarios() -> list[Scenario]:
         s.append(Scenario(f"noisy_chosen_{i}", seed=600 + i, noisy_chosen=frac, notes=f"{frac:.0%} chosen are noise"))
     for i, n in enumerate([16, 24, 32]):
         s.append(Scenario(f"tiny_set_epochs_{i}", seed=700 + i, train_pairs=n, lr=3e-3, notes=f"{n} pairs, many epochs"))
+    # Fine-tuning a model that already writes the answers (SFT first), on near-miss pairs: the case of
+    # a pretrained model where a strong odds-ratio penalty drags the chosen responses down with the rejected.
+    for i, beta in enumerate([0.1, 0.2, 0.5]):
+        s.append(Scenario(f"sft_healthy_{i}", seed=900 + i, beta=beta, near_miss=1, sft_steps=300, steps=300,
+                          schedule="constant", notes="SFT first, then ORPO at a moderate beta"))
+    for i, beta in enumerate([30.0, 60.0, 100.0]):
+        s.append(Scenario(f"sft_beta_too_high_{i}", seed=910 + i, beta=beta, near_miss=1, sft_steps=300, steps=300,
+                          schedule="constant", notes="SFT first, then ORPO with beta far too high"))
     for i, lr in enumerate([3e-2, 1e-1]):
         s.append(Scenario(f"fp16_overflow_{i}", seed=800 + i, train_pairs=24, lr=lr, dtype="float16",
                           schedule="constant", notes="float16 autocast + loss scaling, lr high on a memorisable set"))
     return s
 
 
-def make_pairs(rng: random.Random, n: int, perm: list[int], *, swap: float = 0.0, noisy: float = 0.0) -> list[dict]:
+def make_pairs(rng: random.Random, n: int, perm: list[int], *, swap: float = 0.0, noisy: float = 0.0,
+               near_miss: int = 0) -> list[dict]:
     rows = []
     for _ in range(n):
         prompt = [rng.randrange(GOOD) for _ in range(K)]
         answer = [perm[w] if rng.random() >= WORD_NOISE else rng.randrange(GOOD) for w in prompt]
         rejected = list(answer)
-        for pos in rng.sample(range(K), 3):
-            rejected[pos] = GOOD + rng.randrange(BAD)
+        if near_miss:
+            for pos in rng.sample(range(K), near_miss):
+                rejected[pos] = (rejected[pos] + 1 + rng.randrange(GOOD - 1)) % GOOD  # another good word
+        else:
+            for pos in rng.sample(range(K), 3):
+                rejected[pos] = GOOD + rng.randrange(BAD)
         if noisy and rng.random() < noisy:
             answer = [rng.randrange(len(WORDS)) for _ in range(K)]
         if swap and rng.random() < swap:
@@ -154,10 +169,13 @@ def run(sc: Scenario, tokenizer, work: Path) -> list[dict]:
     d.mkdir()
     save_model(d / "model", tokenizer, sc.hidden, sc.seed)
     write_jsonl(d / "train.jsonl", make_pairs(rng, sc.train_pairs or TRAIN_PAIRS, perm, swap=sc.swap_frac,
-                                              noisy=sc.noisy_chosen))
-    write_jsonl(d / "eval.jsonl", make_pairs(random.Random(1), EVAL_PAIRS, perm))
+                                              noisy=sc.noisy_chosen, near_miss=sc.near_miss))
+    write_jsonl(d / "eval.jsonl", make_pairs(random.Random(1), EVAL_PAIRS, perm, near_miss=sc.near_miss))
+    model = d / "model"
+    if sc.sft_steps:
+        model = sft_first(sc, d)
     config = {
-        "model": str(d / "model"), "dataset": str(d / "train.jsonl"), "eval_dataset": str(d / "eval.jsonl"),
+        "model": str(model), "dataset": str(d / "train.jsonl"), "eval_dataset": str(d / "eval.jsonl"),
         "device": "cpu", "dtype": sc.dtype, "max_length": 48, "max_prompt_length": 24, "beta": sc.beta,
         "learning_rate": sc.lr, "batch_size": sc.batch, "max_steps": sc.steps, "seed": sc.seed,
         "lr_scheduler": sc.schedule, "warmup_steps": sc.warmup, "eval_every": 10, "logging_every": 1,
@@ -169,6 +187,24 @@ def run(sc: Scenario, tokenizer, work: Path) -> list[dict]:
     if rc != 0:
         raise SystemExit(f"{sc.name}: the trainer failed (exit {rc})")
     return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+
+
+def sft_first(sc: Scenario, d: Path) -> Path:
+    """Train the fresh model on the chosen responses alone (beta ~ 0) and return its checkpoint folder."""
+    import yaml
+
+    from trainer.worker import main as trainer_main
+
+    config = {
+        "model": str(d / "model"), "dataset": str(d / "train.jsonl"), "device": "cpu", "max_length": 48,
+        "max_prompt_length": 24, "beta": 1e-4, "learning_rate": 3e-3, "batch_size": 8, "max_steps": sc.sft_steps,
+        "seed": sc.seed, "lr_scheduler": "constant", "warmup_steps": 20, "eval_fraction": 0.0,
+        "output_dir": str(d / "sft"),
+    }
+    (d / "sft.yaml").write_text(yaml.safe_dump(config))
+    if trainer_main([str(d / "sft.yaml"), "--quiet"]) != 0:
+        raise SystemExit(f"{sc.name}: the SFT phase failed")
+    return d / "sft" / f"checkpoint-{sc.sft_steps}"
 
 
 def main() -> None:

@@ -69,10 +69,13 @@ THRESHOLDS: dict[str, tuple[float, str]] = {
     "lor_drop_frac": (0.3, "log_odds_flat: ...and of at least this fraction of its window median"),
     "loss_rise_frac": (0.1, "loss_rising: significant rise over the window, as a fraction of the median loss"),
     "op_logp_drop": (0.05, "over_penalization: fall of mean chosen log-prob (nats/token) over the window"),
+    "op_lor_z": (1.0, "over_penalization: ...while the log odds ratio rises with at least this Mann-Kendall z"),
     "forget_rise_frac": (0.03, "catastrophic_forgetting: eval NLL above its best by this fraction"),
+    "forget_noise_k": (0.75, "catastrophic_forgetting: ...and by this many times the eval series' point-to-point noise"),
     "forget_gap_frac": (0.5, "catastrophic_forgetting: eval NLL above train NLL by this fraction of eval NLL"),
     "fnl_level": (0.8, "format_not_learned: NLL still above this fraction of its starting value..."),
     "fnl_min_drop": (0.05, "format_not_learned: ...and falling by less than this fraction of it per window"),
+    "fnl_nll_floor": (1.0, "format_not_learned: chosen NLL below this (nats/token, perplexity < e) is learned, whatever its trend"),
     "nonfinite_clear_steps": (10, "non_finite: steps with only finite values before the alert closes"),
 }
 DEFAULT_THRESHOLDS: dict[str, float] = {k: float(v[0]) for k, v in THRESHOLDS.items()}

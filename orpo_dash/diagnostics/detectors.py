@@ -191,7 +191,7 @@ def over_penalization(get: Lookup, th: Mapping[str, float], step: int) -> Verdic
         if tc.z > -1.0 or tc.change > -0.25 * drop:  # chosen log-prob not falling: clear, no second trend
             return Verdict(False, True)
         tl = _trend(lor, w)
-        firing = tc.z < -zc and tc.change < -drop and tl.z > zc and tl.change > 0
+        firing = tc.z < -zc and tc.change < -drop and tl.z > th["op_lor_z"] and tl.change > 0
         onset = int(cw[0][np.argmax(_running_mean(sign * cw[1]))]) if firing else int(cw[0][0])
         severity = a.CRITICAL if tc.change < -4 * drop else a.WARNING
         msg = (f"chosen log-prob falls while the log odds ratio grows, steps {int(cw[0][0])}-{step}: "
@@ -226,7 +226,7 @@ def catastrophic_forgetting(get: Lookup, th: Mapping[str, float], step: int, st:
         if smooth < st.best:
             st.best, st.best_step = smooth, at
     rise = (smooth - st.best) / max(st.best, 1e-12)
-    firing = rise > th["forget_rise_frac"]
+    firing = rise > th["forget_rise_frac"] and smooth - st.best > th["forget_noise_k"] * _eval_noise(es, name)
     msg = (f"eval NLL {smooth:.3f} at step {at} is {rise:+.0%} above its best {st.best:.3f} "
            f"(step {st.best_step})")
     train = _first(get, (m.NLL_LOSS,))
@@ -242,6 +242,18 @@ def catastrophic_forgetting(get: Lookup, th: Mapping[str, float], step: int, st:
     return Verdict(firing, clear and not firing, severity, st.best_step, msg)
 
 
+def _eval_noise(es: Series, name: str) -> float:
+    """Point-to-point noise of the eval series (robust sd from successive differences, last 10 evals).
+
+    The best eval so far is a minimum over noisy values, so a small held-out set makes any later value
+    look like a rise; a rise must also stand clear of this noise."""
+    win = es.window(min(10, len(es.values)))
+    if win is None or len(win[1]) < 4:
+        return 0.0
+    values = np.log(np.maximum(win[1], 1e-12)) if name.endswith(m.PPL_CHOSEN) else win[1]
+    return float(1.4826 * np.median(np.abs(np.diff(values))) / math.sqrt(2))
+
+
 def format_not_learned(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | None:
     src = _first(get, (m.NLL_LOSS, m.LOGPS_CHOSEN, m.PPL_CHOSEN))
     if src is None or step < th["min_step"]:
@@ -255,13 +267,19 @@ def format_not_learned(get: Lookup, th: Mapping[str, float], step: int) -> Verdi
     values, base = conv(win[1]), float(conv(np.array([base]))[0])
     if base <= 0:
         return None
+    if median(values) < th["fnl_nll_floor"]:
+        # A model that already predicts its chosen responses this well (a pretrained or SFT'd model on
+        # data in its own format) has the format, even when the NLL barely moves from its start.
+        return Verdict(False, True, a.WARNING, int(win[0][0]),
+                       f"chosen NLL {median(values):.3f} at step {step} is below {th['fnl_nll_floor']:g} nats/token")
     level = median(values) / base
     if level < th["fnl_level"] - 0.1:  # far below its start: clear, and the trend is not needed
         return Verdict(False, True, a.WARNING, int(win[0][0]),
                        f"chosen NLL is down to {level:.0%} of its starting {base:.3f} at step {step}")
     t = _trend(s, int(th["window"])) if name == m.NLL_LOSS else trend(win[0], values)
     level, fall = t.median / base, -t.change / base
-    firing = level > th["fnl_level"] and fall < th["fnl_min_drop"]
+    # A significantly rising NLL is another pitfall (over-penalization, forgetting), not an unlearned format.
+    firing = level > th["fnl_level"] and fall < th["fnl_min_drop"] and t.z <= th["trend_z"]
     severity = a.CRITICAL if level > 0.95 and step >= 2 * th["min_step"] else a.WARNING
     msg = (f"chosen NLL is still {t.median:.3f} ({level:.0%} of its starting {base:.3f}) at step {step} "
            f"and falling only {fall:.1%} of that per {int(th['window'])} points ({_fmt(t)})")
