@@ -69,6 +69,10 @@ def test_server_flag_builds_the_streaming_reporter_lazily(make_config, recorder,
             super().__init__()
             made.append(self)
             self.args = (server_url, run_id, token)
+            self.output: list[tuple[str, str]] = []
+
+        def output_line(self, stream: str, text: str) -> None:  # what OutputTee forwards
+            self.output.append((stream, text))
 
     monkeypatch.setattr(trainer.streaming, "StreamingReporter", FakeStreaming)
     config_file = tmp_path / "run.json"
@@ -77,3 +81,5 @@ def test_server_flag_builds_the_streaming_reporter_lazily(make_config, recorder,
     (streamer,) = made
     assert streamer.args == ("http://x", 7, "t") and streamer.closed
     assert [s[0] for s in streamer.statuses] == ["running", "completed"] and 1 in streamer.train()
+    # The config's lr (1e-2) is far above fine-tuning rates: the advice reaches the dashboard's log tail.
+    assert any(stream == "stderr" and text.startswith("advice (learning_rate)") for stream, text in streamer.output)
