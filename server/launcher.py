@@ -153,7 +153,7 @@ class LocalProcessLauncher:
                 run.status = "stopped"
             else:
                 run.status = "failed"
-                run.error = f"worker exited with code {code}:\n{error_tail}"
+                run.error = f"{describe_exit(code)}:\n{error_tail}"
             run.finished_at = utcnow()
 
         try:
@@ -196,6 +196,18 @@ class LocalProcessLauncher:
         # Let each watcher record its run's end before the database writer stops.
         for watcher in list(self._watchers.values()):
             watcher.join(timeout=15)
+
+
+def describe_exit(code: int) -> str:
+    """A worker's exit status in words; a negative code is the signal that killed it."""
+    if code >= 0:
+        return f"worker exited with code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    hint = " (often the kernel's out-of-memory killer: try a smaller batch_size or max_length)" if -code == signal.SIGKILL else ""
+    return f"worker was killed by {name}{hint}"
 
 
 def _signal(process: subprocess.Popen[bytes], sig: int) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import time
 from pathlib import Path
@@ -144,3 +146,31 @@ def test_dashboard_shutdown_stops_its_runs_instead_of_calling_them_completed(liv
     run = live_server.api("GET", f"/api/runs/{run_id}").json()
     assert run["status"] == "stopped"
     assert run["last_step"] < 5000
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_leaves_the_run_failed_with_the_signal_named(live_server, tiny_model_dir, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+    run_id = live_server.api("POST", "/api/runs", json=_tiny_run(tiny_model_dir, tiny_dataset_file, max_steps=5000)).json()["id"]
+    deadline = time.monotonic() + 120
+    while (live_server.api("GET", f"/api/runs/{run_id}").json()["last_step"] or 0) < 2:
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.2)
+    pids = _worker_pids(run_id)
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGKILL)  # what the kernel's OOM killer does
+    run = live_server.wait_for_run(run_id, ("completed", "failed", "stopped"), timeout=60)
+    assert run["status"] == "failed"
+    assert run["error"].startswith("worker was killed by SIGKILL") and "batch_size" in run["error"]
+
+
+def _worker_pids(run_id: int) -> list[int]:
+    """Processes running `python -m trainer ... --run-id RUN_ID` (read from /proc: no pgrep needed)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue  # the process ended while we looked
+        if argv[1:3] == ["-m", "trainer"] and "--run-id" in argv and argv[argv.index("--run-id") + 1] == str(run_id):
+            pids.append(int(cmdline.parent.name))
+    return pids

@@ -143,7 +143,11 @@
     bar.setAttribute("aria-valuenow", pct.toFixed(0));
     bar.dataset.status = run.status;
     let text = `step ${step} / ${total || "?"}`;
-    if (run.status === "running") {
+    if (run.status === "queued") {
+      text = "queued: starts when a worker slot is free (runs ahead of it are still training)";
+    } else if (run.status === "running" && !step) {
+      text = "starting: loading the model and the dataset (the first step follows)";
+    } else if (run.status === "running") {
       const sps = secondsPerStep();
       if (sps && total) text += ` · ETA ${fmtDuration(sps * (total - step))}`;
     } else if (run.started_at) {

@@ -136,3 +136,14 @@ def test_plotly_is_served_locally_with_long_caching(live_server) -> None:  # typ
     for path in ("/", "/runs/new", "/compare?runs="):
         html = httpx.get(live_server.url + path).text
         assert "cdn" not in html.lower() and "https://" not in html, path
+
+
+def test_progress_says_what_a_run_is_waiting_for(live_server, page, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+    run_id, token = register_run(live_server, tiny_dataset_file, name="starting")
+    page.goto(f"{live_server.url}/runs/{run_id}")
+    # Running, no step yet: the model is loading. Then the first step turns it into a step count.
+    page.wait_for_function("() => document.getElementById('progress-text').textContent.startsWith('starting:')")
+    reporter = _stream(live_server, run_id, token, range(1, 3), seed=9, finish=False)
+    page.wait_for_function("() => document.getElementById('progress-text').textContent.startsWith('step 2 / ')")
+    reporter.status("completed")
+    reporter.close(timeout=30)
