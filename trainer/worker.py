@@ -48,7 +48,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def load_config(path: str) -> RunConfig:
     """Read and validate a config file; ValueError with one line per bad field."""
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"config file not found: {path} (a YAML or JSON file of run-config fields)") from None
     try:
         raw: Any = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
@@ -110,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        reporter = build_reporter(args)  # so the dashboard learns why its run never started
+        # So the dashboard learns why its run never started; the console has just been told.
+        reporter = build_reporter(argparse.Namespace(**{**vars(args), "quiet": True}))
         reporter.status("failed", error=str(exc))
         reporter.close()
         return 1
