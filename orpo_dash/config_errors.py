@@ -73,7 +73,7 @@ def _sentence(field: str, error: Mapping[str, Any], fields: Mapping[str, FieldIn
 
 def _unknown_field(field: str, fields: Mapping[str, FieldInfo]) -> str:
     names = set(fields)
-    for name, info in fields.items():
+    for info in fields.values():  # accepted aliases too (beta's "lambda")
         alias = info.validation_alias
         names.update(choice for choice in getattr(alias, "choices", []) if isinstance(choice, str))
     close = difflib.get_close_matches(field, sorted(names), n=1, cutoff=0.75)
