@@ -23,8 +23,7 @@ from server.schemas import (
 )
 from server.services import metrics as metric_service
 from server.services import runs as run_service
-from orpo_dash.run_config import BUNDLED_DATASET, BUNDLED_MODEL
-from server.services.config_checks import check_config, check_files
+from server.services.config_checks import check_config, check_payload_files
 from orpo_dash.config_advice import advise
 from orpo_dash.config_errors import explain
 
@@ -53,10 +52,7 @@ def validate_run(payload: Annotated[dict[str, Any], Body()]) -> ValidationResult
         run_in = RunCreate.model_validate(payload)
     except ValidationError as error:
         # Report the file checks too, so one round trip shows every problem on the form.
-        file_errors, preview = check_files(
-            model=payload.get("model", BUNDLED_MODEL), dataset=payload.get("dataset", BUNDLED_DATASET),
-            eval_dataset=payload.get("eval_dataset"), resume_from=payload.get("resume_from"),
-        )
+        file_errors, preview = check_payload_files(payload)
         schema_errors = explain(error.errors())
         return ValidationResult(ok=False, errors={**file_errors, **schema_errors}, preview=preview)
     config = run_in.run_config()

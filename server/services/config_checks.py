@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from orpo_dash.run_config import BUNDLED_MODEL, RunConfig
+from orpo_dash.run_config import BUNDLED_DATASET, BUNDLED_MODEL, RunConfig
 from server.schemas import DatasetPreview
 from trainer.dataset_files import DatasetError, inspect_dataset, resolve_local
 
@@ -22,6 +24,15 @@ def check_config(config: RunConfig) -> tuple[dict[str, str], DatasetPreview | No
     """Field name -> message for each problem found, and a preview of the training dataset."""
     return check_files(
         model=config.model, dataset=config.dataset, eval_dataset=config.eval_dataset, resume_from=config.resume_from
+    )
+
+
+def check_payload_files(payload: Mapping[str, Any]) -> tuple[dict[str, str], DatasetPreview | None]:
+    """check_files on a raw request body that failed the schema: its fields as given, the defaults
+    for the ones left out."""
+    return check_files(
+        model=payload.get("model", BUNDLED_MODEL), dataset=payload.get("dataset", BUNDLED_DATASET),
+        eval_dataset=payload.get("eval_dataset"), resume_from=payload.get("resume_from"),
     )
 
 
