@@ -12,6 +12,9 @@ from typing import Any
 PROTOCOL_VERSION = 1
 
 WORKER_PATH = "/ws/worker/{run_id}"
+# A launched worker finds its run's token in this environment variable, never on its command line
+# (where `ps` shows it to every user of the machine).
+WORKER_TOKEN_ENV = "ORPO_DASH_WORKER_TOKEN"
 BROWSER_PATH = "/ws/runs/{run_id}"
 
 # Close codes (4000-4999 are application codes in RFC 6455).

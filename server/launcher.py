@@ -17,7 +17,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from orpo_dash.protocol import TERMINAL_STATUSES
+from orpo_dash.protocol import TERMINAL_STATUSES, WORKER_TOKEN_ENV
 from server.models import Run, utcnow
 from server.services import runs as run_service
 from server.writer import DatabaseWriter
@@ -116,15 +116,16 @@ class LocalProcessLauncher:
         run_dir.mkdir(parents=True, exist_ok=True)
         config_path = run_dir / "config.json"
         config_path.write_text(json.dumps(config, indent=2))
-        command = [self._python, "-m", "trainer", str(config_path),
-                   "--server", self._server_url, "--run-id", str(run_id), "--token", token]
+        command = [self._python, "-m", "trainer", str(config_path), "--server", self._server_url, "--run-id", str(run_id)]
         if self._model_cache_dir:
             command += ["--cache-dir", str(self._model_cache_dir)]
         log_path = run_dir / "worker.log"
         with open(log_path, "ab") as log_file:
             process = subprocess.Popen(
                 command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                # The token goes in the environment: on the command line `ps` would show it to every
+                # user of the machine, and one starting with "-" (1 in 64) read as a missing argument.
+                env={**os.environ, "PYTHONUNBUFFERED": "1", WORKER_TOKEN_ENV: token},
                 start_new_session=True,  # a Ctrl-C in the server terminal must not kill runs mid-step
             )
         self._processes[run_id] = process

@@ -157,6 +157,8 @@ def test_a_worker_killed_mid_run_leaves_the_run_failed_with_the_signal_named(liv
         time.sleep(0.2)
     pids = _worker_pids(run_id)
     assert len(pids) == 1, pids
+    # The run's token reaches the worker through its environment: never on a command line `ps` shows.
+    assert "--token" not in Path(f"/proc/{pids[0]}/cmdline").read_bytes().decode().split("\0")
     os.kill(pids[0], signal.SIGKILL)  # what the kernel's OOM killer does
     run = live_server.wait_for_run(run_id, ("completed", "failed", "stopped"), timeout=60)
     assert run["status"] == "failed"

@@ -1,7 +1,7 @@
 """Command-line entry point: `python -m trainer CONFIG_FILE [options]` runs one ORPO job.
 
     python -m trainer run.yaml --metrics-out metrics.jsonl
-    python -m trainer run.json --server http://127.0.0.1:8000 --run-id 7 --token T
+    ORPO_DASH_WORKER_TOKEN=T python -m trainer run.json --server http://127.0.0.1:8000 --run-id 7
     python -m trainer run.yaml --server http://127.0.0.1:8000 --name try-1   # registers a new run
 
 The config file (YAML or JSON) holds RunConfig fields. Exit status: 0 when the run completed or
@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from orpo_dash.config_advice import advise
 from orpo_dash.config_errors import explain
+from orpo_dash.protocol import WORKER_TOKEN_ENV
 from orpo_dash.run_config import RunConfig
 from trainer.reporting import ConsoleReporter, MetricsFileReporter, MultiReporter, NullReporter, Reporter
 
@@ -34,11 +35,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--metrics-out", help="append one JSON object per metrics report to this file")
     parser.add_argument("--server", help="dashboard URL to stream metrics, logs and status to")
     parser.add_argument("--run-id", type=int, help="the dashboard's run id (with --server; omit to register a new run)")
-    parser.add_argument("--token", help="the run's worker token (with --server and --run-id)")
+    parser.add_argument(
+        "--token",
+        help=f"the run's worker token (with --server and --run-id); default with --server: ${WORKER_TOKEN_ENV}, "
+             "which keeps it off the command line (visible to other users in `ps`). Write --token=VALUE: a "
+             "token may start with '-'",
+    )
     parser.add_argument("--name", help="run name shown on the dashboard when --server registers a new run")
     parser.add_argument("--cache-dir", help="where the converted bundled model is cached (default ~/.cache/orpo-dash/models)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
+    if args.server and args.token is None:
+        args.token = os.environ.get(WORKER_TOKEN_ENV) or None
     if (args.run_id is not None or args.token) and not args.server:
         parser.error("--run-id and --token need --server")
     if args.server and args.run_id is not None and not args.token:

@@ -83,3 +83,32 @@ def test_server_flag_builds_the_streaming_reporter_lazily(make_config, recorder,
     assert [s[0] for s in streamer.statuses] == ["running", "completed"] and 1 in streamer.train()
     # The config's lr (1e-2) is far above fine-tuning rates: the advice reaches the dashboard's log tail.
     assert any(stream == "stderr" and text.startswith("advice (learning_rate)") for stream, text in streamer.output)
+
+
+@pytest.mark.parametrize("how", ["environment", "flag"])
+def test_the_worker_token_comes_from_the_environment_or_the_flag_even_when_it_starts_with_a_dash(
+    how: str, make_config, recorder, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import trainer.streaming
+    from orpo_dash.protocol import WORKER_TOKEN_ENV
+
+    made: list = []
+
+    class FakeStreaming(recorder):
+        def __init__(self, server_url, run_id, token, **kwargs):
+            super().__init__()
+            made.append(token)
+
+        def output_line(self, stream: str, text: str) -> None:
+            pass
+
+    monkeypatch.setattr(trainer.streaming, "StreamingReporter", FakeStreaming)
+    config_file = tmp_path / "run.json"
+    config_file.write_text(make_config(max_steps=1, output_dir=None).model_dump_json())
+    argv = [str(config_file), "--server", "http://x", "--run-id", "7", "--quiet"]
+    if how == "environment":
+        monkeypatch.setenv(WORKER_TOKEN_ENV, "-starts-with-a-dash")  # what the launcher does
+    else:
+        argv.append("--token=-starts-with-a-dash")
+    assert main(argv) == 0
+    assert made == ["-starts-with-a-dash"]
