@@ -17,6 +17,9 @@ from server.schemas import AlertPublic, RunPublic
 LIST_LATEST = ("loss", "log_odds_ratio", "accuracy")
 
 
+WORKER_TOKEN_PREFIX = "odw_"
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -27,7 +30,9 @@ def token_matches(run: Run, token: str) -> bool:
 
 def rotate_worker_token(run: Run) -> str:
     """A fresh per-run worker token; only its hash is stored, so the caller hands the token over once."""
-    token = secrets.token_urlsafe(32)
+    # The prefix says what the secret is when it turns up in a log or a paste, and keeps it from
+    # starting with "-", which command-line parsers would read as an option.
+    token = WORKER_TOKEN_PREFIX + secrets.token_urlsafe(32)
     run.worker_token_hash = hash_token(token)
     return token
 

@@ -66,6 +66,7 @@ def test_wrong_protocol_version_gets_a_clear_error(live_server, tiny_dataset_fil
 def test_a_worker_can_write_only_its_own_run(live_server, tiny_dataset_file, tmp_path) -> None:  # type: ignore[no-untyped-def]
     run_a, token_a = _register(live_server, tiny_dataset_file)
     run_b, _ = _register(live_server, tiny_dataset_file)
+    assert token_a.startswith("odw_")  # never "-...", which a command line would read as an option
     spill = tmp_path / "spill.jsonl"
     reporter = StreamingReporter(live_server.url, run_b, token_a, spill_path=spill)
     reporter.metrics(1, {"loss": 1.0})
