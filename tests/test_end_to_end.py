@@ -136,11 +136,7 @@ def test_validation_reports_file_and_schema_problems_in_one_round_trip(live_serv
 
 @pytest.mark.slow
 def test_dashboard_shutdown_stops_its_runs_instead_of_calling_them_completed(live_server, tiny_model_dir, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
-    run_id = live_server.api("POST", "/api/runs", json=_tiny_run(tiny_model_dir, tiny_dataset_file, max_steps=5000)).json()["id"]
-    deadline = time.monotonic() + 120
-    while (live_server.api("GET", f"/api/runs/{run_id}").json()["last_step"] or 0) < 2:
-        assert time.monotonic() < deadline, "the run never started"
-        time.sleep(0.2)
+    run_id = _start_long_run(live_server, tiny_model_dir, tiny_dataset_file)
     live_server.stop()  # SIGTERM: a normal shutdown
     live_server.start()
     run = live_server.api("GET", f"/api/runs/{run_id}").json()
@@ -150,11 +146,7 @@ def test_dashboard_shutdown_stops_its_runs_instead_of_calling_them_completed(liv
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_run_leaves_the_run_failed_with_the_signal_named(live_server, tiny_model_dir, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
-    run_id = live_server.api("POST", "/api/runs", json=_tiny_run(tiny_model_dir, tiny_dataset_file, max_steps=5000)).json()["id"]
-    deadline = time.monotonic() + 120
-    while (live_server.api("GET", f"/api/runs/{run_id}").json()["last_step"] or 0) < 2:
-        assert time.monotonic() < deadline, "the run never started"
-        time.sleep(0.2)
+    run_id = _start_long_run(live_server, tiny_model_dir, tiny_dataset_file)
     pids = _worker_pids(run_id)
     assert len(pids) == 1, pids
     # The run's token reaches the worker through its environment: never on a command line `ps` shows.
@@ -163,6 +155,16 @@ def test_a_worker_killed_mid_run_leaves_the_run_failed_with_the_signal_named(liv
     run = live_server.wait_for_run(run_id, ("completed", "failed", "stopped"), timeout=60)
     assert run["status"] == "failed"
     assert run["error"].startswith("worker was killed by SIGKILL") and "batch_size" in run["error"]
+
+
+def _start_long_run(server, model_dir: Path, dataset: Path) -> int:  # type: ignore[no-untyped-def]
+    """Launch a run far longer than any test and return its id once it has trained two steps."""
+    run_id = server.api("POST", "/api/runs", json=_tiny_run(model_dir, dataset, max_steps=5000)).json()["id"]
+    deadline = time.monotonic() + 120
+    while (server.api("GET", f"/api/runs/{run_id}").json()["last_step"] or 0) < 2:
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.2)
+    return int(run_id)
 
 
 def _worker_pids(run_id: int) -> list[int]:
