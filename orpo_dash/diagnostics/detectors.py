@@ -267,12 +267,13 @@ def format_not_learned(get: Lookup, th: Mapping[str, float], step: int) -> Verdi
     values, base = conv(win[1]), float(conv(np.array([base]))[0])
     if base <= 0:
         return None
-    if median(values) < th["fnl_nll_floor"]:
+    typical = median(values)
+    if typical < th["fnl_nll_floor"]:
         # A model that already predicts its chosen responses this well (a pretrained or SFT'd model on
         # data in its own format) has the format, even when the NLL barely moves from its start.
         return Verdict(False, True, a.WARNING, int(win[0][0]),
-                       f"chosen NLL {median(values):.3f} at step {step} is below {th['fnl_nll_floor']:g} nats/token")
-    level = median(values) / base
+                       f"chosen NLL {typical:.3f} at step {step} is below {th['fnl_nll_floor']:g} nats/token")
+    level = typical / base
     if level < th["fnl_level"] - 0.1:  # far below its start: clear, and the trend is not needed
         return Verdict(False, True, a.WARNING, int(win[0][0]),
                        f"chosen NLL is down to {level:.0%} of its starting {base:.3f} at step {step}")
