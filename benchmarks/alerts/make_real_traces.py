@@ -73,6 +73,10 @@ def scenarios() -> list[Scenario]:
     ]
     for i, (h, lr, beta, bs, sched) in enumerate(grid):
         s.append(Scenario(f"healthy_{i:02d}", seed=100 + i, hidden=h, lr=lr, beta=beta, batch=bs, schedule=sched))
+    # Long healthy runs: 1000 steps, ~100 evaluations on a long plateau, where the best eval NLL so far is
+    # a minimum over many noisy values (what catastrophic_forgetting must not mistake for a rise).
+    for i, sched in enumerate(["linear", "cosine", "constant"]):
+        s.append(Scenario(f"long_healthy_{i}", seed=150 + i, lr=[2e-3, 1.5e-3, 1e-3][i], steps=1000, schedule=sched))
     for i, lr in enumerate([1e-6, 3e-6, 1e-5]):
         s.append(Scenario(f"lr_too_low_{i}", seed=200 + i, lr=lr, notes="lr far too low"))
     for i, lr in enumerate([3e-2, 6e-2, 1e-1]):
@@ -93,6 +97,15 @@ def scenarios() -> list[Scenario]:
     for i, beta in enumerate([30.0, 60.0, 100.0]):
         s.append(Scenario(f"sft_beta_too_high_{i}", seed=910 + i, beta=beta, near_miss=1, sft_steps=300, steps=300,
                           schedule="constant", notes="SFT first, then ORPO with beta far too high"))
+    # More seeds of the slow learner's setting (sft_healthy_0, beta 0.1: its log odds ratio starts near 0.2
+    # and creeps up for ~100 steps, which log_odds_flat must not call flat)...
+    for i, lr in enumerate([1e-3, 2e-3, 1e-3]):
+        s.append(Scenario(f"sft_beta01_{i}", seed=920 + i, beta=0.1, lr=lr, near_miss=1, sft_steps=300, steps=300,
+                          schedule="constant", notes="SFT first, then ORPO at beta 0.1 (the slow learner's setting)"))
+    # ...and the same start at a learning rate far too low, which never gets there (what it must call flat).
+    for i, lr in enumerate([1e-6, 1e-5, 3e-5]):
+        s.append(Scenario(f"sft_lr_too_low_{i}", seed=930 + i, beta=0.1, lr=lr, near_miss=1, sft_steps=300, steps=300,
+                          schedule="constant", notes="SFT first, then ORPO with lr far too low"))
     for i, lr in enumerate([3e-2, 1e-1]):
         s.append(Scenario(f"fp16_overflow_{i}", seed=800 + i, train_pairs=24, lr=lr, dtype="float16",
                           schedule="constant", notes="float16 autocast + loss scaling, lr high on a memorisable set"))
