@@ -39,7 +39,7 @@ def main() -> None:
     print("step where the smoothed log odds ratio passes 0.5:",
           {n: learn_step(s["log_odds_ratio"]) for n, s in runs.items()})
     print(f"{'healthy trace':24s} {'minLORmed':>9s} {'LORfall/med':>11s} {'lossRise40':>10s} {'lossRise60':>10s} "
-          f"{'chosenFall60':>12s} {'maxNLLfrac':>10s} {'evalRise':>8s}")
+          f"{'chosenFall60':>12s} {'maxNLLfrac':>10s} {'evalRise':>8s}  log odds still low after min_step")
     for n, s in runs.items():
         lor = [trend(*w) for w in windows(s["log_odds_ratio"], W, MIN_STEP)]
         sig_fall = [-t.change / abs(t.median) for t in lor if t.z < -TH["trend_z"]]
@@ -51,12 +51,32 @@ def main() -> None:
         nll = s["nll_loss"]
         base = np.median([p[1] for p in nll[:10]])
         fnl = max(np.median(w[1]) / base for w in windows(nll, W, MIN_STEP))
-        ev = [p[1] for p in s.get("eval/nll_loss", [])]
-        evs = [np.median(ev[max(0, i - 2): i + 1]) for i in range(2, len(ev))]
-        best = np.minimum.accumulate(evs) if evs else np.array([1.0])
-        ev_rise = float(max((np.array(evs) - best) / best)) if evs else 0.0
         print(f"{n:24s} {min(t.median for t in lor):9.2f} {max(sig_fall, default=0):11.2f} {rise[W]:10.3f} "
-              f"{rise[LW]:10.3f} {fall:12.3f} {fnl:10.2f} {ev_rise:8.3f}")
+              f"{rise[LW]:10.3f} {fall:12.3f} {fnl:10.2f} {eval_rise(s):8.3f}  {slow_start(s)}")
+
+
+def eval_rise(s) -> float:
+    """Largest eval-NLL rise above its best that held for forget_open_after evaluations, counted as the
+    detector does: the 3-eval median and the newest eval both above the best (3-eval median) so far."""
+    ev = np.array([p[1] for p in s.get("eval/nll_loss", [])])
+    if len(ev) < 3:
+        return 0.0
+    smooth = np.array([np.median(ev[i - 2: i + 1]) for i in range(2, len(ev))])
+    best = np.minimum.accumulate(smooth)
+    rise = np.minimum(smooth - best, ev[2:] - best) / best
+    k = int(TH["forget_open_after"])
+    return float(max(rise[i - k + 1: i + 1].min() for i in range(k - 1, len(rise))))
+
+
+def slow_start(s) -> str:
+    """Checks after min_step where the log odds ratio's window median is still under lor_flat_level: the
+    long window's Mann-Kendall z and rise there (what lets a slow learner off until lor_grace_step)."""
+    out = []
+    for st, v in windows(s["log_odds_ratio"], LW, MIN_STEP, every=10):
+        if np.median(v[-W:]) < TH["lor_flat_level"]:
+            t = trend(st, v)
+            out.append(f"{st[-1]:.0f}: z={t.z:+.1f} rise={t.change:+.2f}")
+    return "; ".join(out)
 
 
 if __name__ == "__main__":

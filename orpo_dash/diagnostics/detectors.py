@@ -119,7 +119,7 @@ def log_odds_flat(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | 
     if t.median > 1.5 * level and t.z >= -zc / 2:  # well above zero and not falling: clear, no slope needed
         return Verdict(False, True, a.WARNING, onset,
                        f"log odds ratio median {t.median:.2f} over steps {onset}-{step} (z={t.z:+.1f})")
-    flat = t.median < level and t.change < rise
+    flat = t.median < level and t.change < rise and not _still_rising(s, th, step)
     falling = t.z < -zc and t.change < -max(drop, th["lor_drop_frac"] * abs(t.median))
     if falling and not flat:
         msg = f"log odds ratio is falling: {_fmt(t)} over steps {onset}-{step} (median {t.median:.2f})"
@@ -129,6 +129,17 @@ def log_odds_flat(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | 
     severity = a.CRITICAL if t.median < -level else a.WARNING
     clear = (t.median > 1.5 * level or t.change > 1.5 * rise) and not t.z < -zc / 2
     return Verdict(flat or falling, clear, severity, onset, msg)
+
+
+def _still_rising(s: Series, th: Mapping[str, float], step: int) -> bool:
+    """A low log odds ratio that is still rising clearly (significant over `long_window`, by at least
+    `lor_slow_rise`) is a slow learner, not a flat one: a model that already writes the answers
+    starts ORPO near zero and can take ~100 steps to climb. It gets until `lor_grace_step`; a run still
+    below the level after that is flagged however it creeps, so a learning rate far too low is not
+    excused by a tiny but steady drift."""
+    if step >= th["lor_grace_step"] or (lt := s.trend(int(th["long_window"]))) is None:
+        return False
+    return lt.z >= th["lor_rising_z"] and lt.change >= th["lor_slow_rise"]
 
 
 def _two_scales(th: Mapping[str, float], judge: Callable[[int], Verdict | None], leans: Callable[[], bool]
@@ -226,7 +237,11 @@ def catastrophic_forgetting(get: Lookup, th: Mapping[str, float], step: int, st:
         if smooth < st.best:
             st.best, st.best_step = smooth, at
     rise = (smooth - st.best) / max(st.best, 1e-12)
-    firing = rise > th["forget_rise_frac"] and smooth - st.best > th["forget_noise_k"] * _eval_noise(es, name)
+    # The newest eval must stand above the best too: after a short bump the 3-eval median stays up one
+    # eval longer than the evals themselves, and that echo must not be the vote that opens the alert.
+    newest_rise = (values[-1] - st.best) / max(st.best, 1e-12)
+    firing = (rise > th["forget_rise_frac"] and newest_rise > th["forget_rise_frac"]
+              and smooth - st.best > th["forget_noise_k"] * _eval_noise(es, name))
     msg = (f"eval NLL {smooth:.3f} at step {at} is {rise:+.0%} above its best {st.best:.3f} "
            f"(step {st.best_step})")
     train = _first(get, (m.NLL_LOSS,))

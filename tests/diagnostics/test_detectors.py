@@ -12,6 +12,7 @@ import pytest
 from orpo_dash.diagnostics import DEFAULT_THRESHOLDS, AlertEngine, diagnose, load_metrics_file
 
 N = 320
+TRACES = Path(__file__).parents[2] / "benchmarks" / "alerts" / "traces"
 
 
 def healthy(seed: int = 0, n: int = N, sigma: float = 0.1) -> dict[str, list[tuple[int, float]]]:
@@ -52,6 +53,38 @@ def test_log_odds_flat_fires_after_min_step_and_not_before():
     min_step = DEFAULT_THRESHOLDS["min_step"]
     assert flat and flat[0].state == "open" and min_step <= flat[0].step <= min_step + DEFAULT_THRESHOLDS["check_every"]
     assert "near zero" in flat[0].message and flat[0].advice
+
+
+def _flat_alerts(lor: np.ndarray, seed: int, thresholds=None, sigma: float = 0.1):
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, N + 1)
+    nll = 0.8 + rng.normal(0, 0.05, N)  # a model that already writes the answers, as after SFT
+    noisy = lor + rng.normal(0, sigma, N)
+    return [a for a in diagnose(_series(t, nll, noisy), thresholds) if a.kind == "log_odds_flat"]
+
+
+def test_log_odds_flat_gives_a_slow_learner_time_but_not_forever():
+    t = np.arange(1, N + 1)
+    # Starts near 0 and climbs 0.24 per 60 steps: under the level at min_step, but clearly learning.
+    slow = 0.05 + 0.004 * t
+    assert _flat_alerts(slow, 21) == []
+    assert _flat_alerts(slow, 21, {"lor_grace_step": 0})  # without the grace it was called flat
+    # A steady creep of 0.03 per 60 steps is significant but far too slow to count: flagged at min_step.
+    creep = 0.05 + 0.0005 * t
+    opened = _flat_alerts(creep, 22)
+    assert opened and opened[0].step <= DEFAULT_THRESHOLDS["min_step"] + DEFAULT_THRESHOLDS["check_every"]
+    # Rising by 0.12 per 60 steps but still under the level when the grace ends: flagged then, not before.
+    late = 0.002 * t
+    opened = _flat_alerts(late, 23, sigma=0.03)
+    grace = DEFAULT_THRESHOLDS["lor_grace_step"]
+    assert opened and grace <= opened[0].step <= grace + DEFAULT_THRESHOLDS["check_every"]
+
+
+def test_log_odds_flat_spares_the_real_slow_learner():
+    # real_sft_healthy_0: beta 0.1 after SFT, log odds 0.21 at step 60 and creeping up; past 0.5 by ~175.
+    series = load_metrics_file(TRACES / "real_sft_healthy_0.jsonl.gz")
+    assert "log_odds_flat" not in kinds(diagnose(series), None)
+    assert "log_odds_flat" in kinds(diagnose(series, {"lor_grace_step": 0}))
 
 
 def test_swapped_preferences_are_critical():
@@ -118,12 +151,29 @@ def test_over_penalization_when_the_log_odds_ratio_only_creeps_up():
     assert "over_penalization" not in kinds(diagnose(_series(t, nll, lor), {"op_lor_z": 3.0}), None)
 
 
-def test_forgetting_ignores_an_uptick_within_the_eval_noise():
-    # real_sft_healthy_2: a healthy run whose 128-pair eval NLL ends 4 % above its luckiest evaluation.
-    trace = Path(__file__).parents[2] / "benchmarks" / "alerts" / "traces" / "real_sft_healthy_2.jsonl.gz"
-    series = load_metrics_file(trace)
+def test_forgetting_needs_the_newest_eval_to_confirm_the_rise():
+    # A two-eval bump 7 % above the best that falls back: the 3-eval median stays up one eval longer
+    # than the evals themselves, which must not be the second vote that opens the alert.
+    t = np.arange(1, N + 1)
+    plateau = np.where(t < 150, 0.9 + 2.8 * np.exp(-t / 50), 0.9 + 2.8 * np.exp(-150 / 50))
+    rng = np.random.default_rng(24)
+    series = _series(t, 0.9 + 2.8 * np.exp(-t / 50) + rng.normal(0, 0.1, N), 3 * (1 - np.exp(-t / 60)), plateau)
+
+    def with_bump(evals: int):
+        bumped = plateau * np.where((t >= 200) & (t < 200 + 10 * evals), 1.07, 1.0)
+        series["eval/nll_loss"] = [(int(s), float(v)) for s, v in zip(t, bumped) if s % 10 == 0]
+        return kinds(diagnose(series), None)
+
+    assert "catastrophic_forgetting" not in with_bump(2)
+    assert "catastrophic_forgetting" in with_bump(3)  # one eval longer: a rise that held
+
+
+@pytest.mark.parametrize("trace", ["real_sft_healthy_2", "real_sft_beta01_1"])
+def test_forgetting_spares_real_healthy_wobbles(trace):
+    # Healthy runs whose 128-pair eval NLL sits 3.5-4 % above its luckiest evaluation for a while:
+    # real_sft_beta01_1 for three evaluations (230-250) before a new best, real_sft_healthy_2 near its end.
+    series = load_metrics_file(TRACES / f"{trace}.jsonl.gz")
     assert "catastrophic_forgetting" not in kinds(diagnose(series), None)
-    assert "catastrophic_forgetting" in kinds(diagnose(series, {"forget_noise_k": 0.0}), None)
 
 
 def test_catastrophic_forgetting_positive_and_onset_at_best_eval():
