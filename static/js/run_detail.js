@@ -102,6 +102,10 @@
 
   // --- header, progress, error ----------------------------------------------------------------
   function renderRun(next) {
+    // A finished run never runs again (the server refuses to leave a terminal status), so an update
+    // that would leave one is a stale snapshot: the stop request's reply, taken before the worker
+    // stopped, can arrive after the websocket has already pushed "stopped".
+    if (run && isTerminal(run.status) && !isTerminal(next.status)) return;
     run = next;
     document.getElementById("run-name").textContent = run.name;
     document.title = `${run.name} · ORPO Dashboard`;

@@ -4,6 +4,7 @@ path: submit -> run page -> the chart grows live, survives a reload, and the run
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -116,11 +117,24 @@ def test_submit_opens_live_run_page_that_grows_survives_reload_and_stops(
     )
     assert duplicates and all(d == 0 for d in duplicates), duplicates
 
-    # Stop from the page, through the confirmation dialog.
+    # Stop from the page, through the confirmation dialog. The stop request's reply is a snapshot from
+    # before the worker stopped ("running"); here it is held until the page has been pushed "stopped",
+    # the order a fast worker produces by itself now and then, and must not bring the run back to life.
+    def reply_late(route) -> None:  # type: ignore[no-untyped-def]
+        reply = route.fetch()
+        deadline = time.monotonic() + 60
+        while live_server.api("GET", f"/api/runs/{run_id}").json()["status"] != "stopped" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # and the push has reached the page
+        route.fulfill(response=reply)
+
+    page.route(f"**/api/runs/{run_id}/stop", reply_late)
     page.click("#stop-btn")
     page.locator("#confirm-dialog").wait_for(state="visible")
     page.click("#confirm-ok")
     page.wait_for_selector('#run-status [data-status="stopped"]', timeout=60_000)
+    page.locator(".toast", has_text="Stop requested").wait_for(timeout=60_000)  # the late reply was handled
+    assert page.locator('#run-status [data-status="stopped"]').count() == 1
     assert page.locator("#stop-btn").is_hidden()
     assert live_server.api("GET", f"/api/runs/{run_id}").json()["status"] == "stopped"
     shot("run-stopped")
