@@ -38,6 +38,7 @@ class ORPORecipe:
         self.step = 0  # optimizer steps done; metrics are reported at this step number
         self.pairs_seen = 0  # data position in the PairStream
         self._signalled = False
+        self._finished = False  # train() returned normally: every rank reaches cleanup() together
         self._old_handlers: dict[int, Any] = {}
 
     # ------------------------------------------------------------------ setup
@@ -220,6 +221,7 @@ class ORPORecipe:
                 if last_saved != self.step:
                     self.save_checkpoint()
                 self._report_status("stopped")
+                self._finished = True
                 return "stopped"
 
         if last_eval != self.step:
@@ -227,6 +229,7 @@ class ORPORecipe:
         if last_saved != self.step:
             self.save_checkpoint()
         self._report_status("completed")
+        self._finished = True
         return "completed"
 
     def _next_micro_batches(self) -> list[dict[str, Any]]:
@@ -341,7 +344,7 @@ class ORPORecipe:
         for signum, handler in self._old_handlers.items():
             signal.signal(signum, handler)
         self._old_handlers.clear()
-        distributed.shutdown(getattr(self, "world", distributed.World()))
+        distributed.shutdown(getattr(self, "world", distributed.World()), together=self._finished)
 
     def _install_signal_handlers(self) -> None:
         def handle(signum: int, frame: Any) -> None:
