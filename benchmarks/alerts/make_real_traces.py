@@ -102,6 +102,10 @@ def scenarios() -> list[Scenario]:
     for i, lr in enumerate([1e-3, 2e-3, 1e-3]):
         s.append(Scenario(f"sft_beta01_{i}", seed=920 + i, beta=0.1, lr=lr, near_miss=1, sft_steps=300, steps=300,
                           schedule="constant", notes="SFT first, then ORPO at beta 0.1 (the slow learner's setting)"))
+    # ...and after a shorter SFT (the near-miss words less well known: a lower start, a slower climb)...
+    for i, (sft, lr) in enumerate([(100, 1e-3), (100, 2e-3), (150, 1e-3), (150, 2e-3)]):
+        s.append(Scenario(f"sft_short_{i}", seed=940 + i, beta=0.1, lr=lr, near_miss=1, sft_steps=sft, steps=300,
+                          schedule="constant", notes=f"{sft} SFT steps first, then ORPO at beta 0.1"))
     # ...and the same start at a learning rate far too low, which never gets there (what it must call flat).
     for i, lr in enumerate([1e-6, 1e-5, 3e-5]):
         s.append(Scenario(f"sft_lr_too_low_{i}", seed=930 + i, beta=0.1, lr=lr, near_miss=1, sft_steps=300, steps=300,
