@@ -78,7 +78,7 @@ THRESHOLDS: dict[str, tuple[float, str]] = {
     "forget_gap_frac": (0.5, "catastrophic_forgetting: eval NLL above train NLL by this fraction of eval NLL"),
     "fnl_level": (0.8, "format_not_learned: NLL still above this fraction of its starting value..."),
     "fnl_min_drop": (0.05, "format_not_learned: ...and falling by less than this fraction of it per window"),
-    "fnl_nll_floor": (1.0, "format_not_learned: chosen NLL below this (nats/token, perplexity < e) is learned, whatever its trend"),
+    "fnl_nll_floor": (1.5, "format_not_learned: chosen NLL below this (nats/token, perplexity < 4.5) is learned, whatever its trend"),
     "nonfinite_clear_steps": (10, "non_finite: steps with only finite values before the alert closes"),
 }
 DEFAULT_THRESHOLDS: dict[str, float] = {k: float(v[0]) for k, v in THRESHOLDS.items()}
