@@ -13,34 +13,29 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from make_synthetic_traces import base, rows_from  # noqa: E402
+from traces import write_trace  # noqa: E402
 
-from orpo_dash.diagnostics import CATASTROPHIC_FORGETTING, diagnose  # noqa: E402
+from orpo_dash.diagnostics import CATASTROPHIC_FORGETTING, diagnose, load_metrics_file  # noqa: E402
 
 JITTERS = (0.011, 0.017, 0.022, 0.033)
 LENGTHS = (320, 1000)
 SEEDS = 8
 
 
-def as_series(rows: list[dict]) -> dict[str, list[tuple[int, float]]]:
-    out: dict[str, list[tuple[int, float]]] = {}
-    for r in rows:
-        for k, v in r.items():
-            if k != "step":
-                out.setdefault(k, []).append((r["step"], v))
-    return out
-
-
-def opened(n: int, jitter: float, seed: int, th: dict[str, float]) -> bool:
+def opened(n: int, jitter: float, seed: int, th: dict[str, float], folder: Path) -> bool:
+    """Written and read back as a trace file, exactly as the scored collection is."""
     rng = np.random.default_rng(5000 + seed)
     t, nll, lor = base(rng, n)
-    rows = rows_from(t, nll, lor, rng, eval_nll=nll * (1 + rng.normal(0, jitter, n)))
-    return any(a.kind == CATASTROPHIC_FORGETTING and a.state == "open" for a in diagnose(as_series(rows), th))
+    path = folder / f"plateau_{n}_{jitter}_{seed}.jsonl.gz"
+    write_trace(path, rows_from(t, nll, lor, rng, eval_nll=nll * (1 + rng.normal(0, jitter, n))))
+    return any(a.kind == CATASTROPHIC_FORGETTING and a.state == "open" for a in diagnose(load_metrics_file(path), th))
 
 
 def main() -> None:
@@ -49,9 +44,10 @@ def main() -> None:
     args = ap.parse_args()
     th = {k: float(v) for k, v in (s.split("=") for s in args.threshold)}
     print(f"{'steps':>6s} " + " ".join(f"jitter {j:.1%}".rjust(13) for j in JITTERS))
-    for n in LENGTHS:
-        cells = [f"{sum(opened(n, j, s, th) for s in range(SEEDS))}/{SEEDS}".rjust(13) for j in JITTERS]
-        print(f"{n:6d} " + " ".join(cells))
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in LENGTHS:
+            cells = [f"{sum(opened(n, j, s, th, Path(tmp)) for s in range(SEEDS))}/{SEEDS}".rjust(13) for j in JITTERS]
+            print(f"{n:6d} " + " ".join(cells))
 
 
 if __name__ == "__main__":
