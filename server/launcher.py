@@ -124,7 +124,7 @@ class LocalProcessLauncher:
             process = subprocess.Popen(
                 command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 # The token goes in the environment: on the command line `ps` would show it to every
-                # user of the machine, and one starting with "-" (1 in 64) read as a missing argument.
+                # user of the machine.
                 env={**os.environ, "PYTHONUNBUFFERED": "1", WORKER_TOKEN_ENV: token},
                 start_new_session=True,  # a Ctrl-C in the server terminal must not kill runs mid-step
             )

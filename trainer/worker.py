@@ -38,8 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--token",
         help=f"the run's worker token (with --server and --run-id); default with --server: ${WORKER_TOKEN_ENV}, "
-             "which keeps it off the command line (visible to other users in `ps`). Write --token=VALUE: a "
-             "token may start with '-'",
+             "which keeps it off the command line (visible to other users in `ps`)",
     )
     parser.add_argument("--name", help="run name shown on the dashboard when --server registers a new run")
     parser.add_argument("--cache-dir", help="where the converted bundled model is cached (default ~/.cache/orpo-dash/models)")
