@@ -43,3 +43,7 @@ def test_a_prompt_longer_than_the_sequence_is_reported_on_max_prompt_length() ->
     # The default max_prompt_length (128) is checked too, not only a value the user typed.
     assert "got max_prompt_length=128, max_length=64" in _explained({"max_length": 64})["max_prompt_length"]
 
+
+
+def test_settings_that_are_not_an_object_say_so() -> None:
+    assert _explained([1, 2]) == {"config": "the run settings must be one JSON object of field: value pairs (got list)"}

@@ -77,6 +77,7 @@ def test_same_loop_on_postgres(live_server_postgres, tiny_model_dir, tiny_datase
         ("learning_rate", -1e-4, "greater than 0"),
         ("batch_size", -2, "greater than 0"),
         ("batch_size", 0, "greater than 0"),
+        ("batch_size", 100_000, "pairs per step, but dataset"),
     ],
 )
 def test_bad_input_gets_a_per_field_422_and_creates_no_run(live_server, tiny_model_dir, tiny_dataset_file, field, value, expected) -> None:  # type: ignore[no-untyped-def]

@@ -108,10 +108,26 @@ def run(config: RunConfig, reporter: Reporter, *, cache_dir: str | None = None) 
         return recipe.train()
     except Exception as exc:
         reporter.log(traceback.format_exc())
-        reporter.status("failed", error=f"{type(exc).__name__}: {exc}")
+        reporter.status("failed", error=describe_failure(exc, config))
         return "failed"
     finally:
         recipe.cleanup()
+
+
+# How torch words an allocation failure: CUDA's OutOfMemoryError, the CPU allocator's RuntimeError.
+OUT_OF_MEMORY_WORDS = ("out of memory", "can't allocate memory")
+
+
+def describe_failure(exc: BaseException, config: RunConfig) -> str:
+    """The run's error line: the exception, led by the settings to change when memory ran out."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError) or any(words in str(exc) for words in OUT_OF_MEMORY_WORDS):
+        return (
+            f"out of memory at batch_size {config.batch_size} and max_length {config.max_length}: lower either "
+            "(raise gradient_accumulation_steps to keep the pairs per step) or set gradient_checkpointing: true. "
+            + text
+        )
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

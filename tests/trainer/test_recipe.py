@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from orpo_dash.metric_names import EVAL_METRICS, TRAIN_METRICS
 from trainer.recipe import ORPORecipe
-from trainer.worker import run
+from trainer.worker import describe_failure, run
 
 
 def _train(config, reporter) -> ORPORecipe:
@@ -144,3 +144,21 @@ def test_failure_reports_failed_with_the_reason(make_config, recorder, tmp_path:
     status, _, error = rep.statuses[-1]
     assert status == "failed" and "dataset file not found" in error
     assert any("Traceback" in line for line in rep.logs)
+
+
+def test_a_step_bigger_than_the_training_split_fails_naming_batch_size(make_config, recorder) -> None:
+    rep = recorder()
+    assert run(make_config(batch_size=1000, gradient_accumulation_steps=2), rep) == "failed"
+    error = rep.statuses[-1][2]
+    assert "batch_size 1000 x gradient_accumulation_steps 2 = 2000 pairs per step" in error
+    assert "set batch_size to at most" in error and rep.points == []
+
+
+def test_running_out_of_memory_names_the_settings_to_lower(make_config) -> None:
+    config = make_config(batch_size=8, max_length=512)
+    with pytest.raises(RuntimeError) as real:  # the CPU allocator's own error, 4 TiB asked for
+        torch.empty(2**40)
+    error = describe_failure(real.value, config)
+    assert error.startswith("out of memory at batch_size 8 and max_length 512: lower either")
+    assert error.endswith(str(real.value))
+    assert describe_failure(ValueError("bad pair"), config) == "ValueError: bad pair"
