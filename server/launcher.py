@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from orpo_dash.protocol import TERMINAL_STATUSES, WORKER_TOKEN_ENV
 from server.models import Run, utcnow
 from server.services import runs as run_service
+from server.services.spill_delivery import deliver_spill_file, spill_file_of
 from server.writer import DatabaseWriter
 
 log = logging.getLogger(__name__)
@@ -130,11 +131,14 @@ class LocalProcessLauncher:
             )
         self._processes[run_id] = process
         log.info("run %s: worker pid %s started", run_id, process.pid)
-        watcher = threading.Thread(target=self._watch, args=(run_id, process, log_path), name=f"watch-{run_id}", daemon=True)
+        spill_path = spill_file_of(config=config, run_id=run_id, pid=process.pid, cwd=Path.cwd())
+        watcher = threading.Thread(
+            target=self._watch, args=(run_id, process, log_path, spill_path, token), name=f"watch-{run_id}", daemon=True
+        )
         self._watchers[run_id] = watcher
         watcher.start()
 
-    def _watch(self, run_id: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    def _watch(self, run_id: int, process: subprocess.Popen[bytes], log_path: Path, spill_path: Path, token: str) -> None:
         code = process.wait()
         with self._lock:
             self._processes.pop(run_id, None)
@@ -142,6 +146,9 @@ class LocalProcessLauncher:
             stopping = run_id in self._stopping
             self._stopping.discard(run_id)
         error_tail = _tail(log_path, ERROR_TAIL_LINES)
+        if spill_path.exists():
+            # Before recording the exit: the spilled batches may hold the worker's own final status.
+            self._deliver_spill(run_id, spill_path, token)
 
         def record_exit(session: Session) -> None:
             run = session.get(Run, run_id)
@@ -163,6 +170,14 @@ class LocalProcessLauncher:
             log.exception("run %s: recording worker exit failed", run_id)
         self._on_run_changed(run_id)
         self._launch_queued()
+
+    def _deliver_spill(self, run_id: int, spill_path: Path, token: str) -> None:
+        try:
+            batches = deliver_spill_file(spill_path, run_id=run_id, token=token, writer=self._writer)
+        except Exception:  # noqa: BLE001 - the file stays for `orpo-dash upload`; the exit is still recorded
+            log.exception("run %s: could not deliver the worker's spill file %s", run_id, spill_path)
+            return
+        log.info("run %s: delivered %s batch(es) the worker had spilled to %s", run_id, batches, spill_path)
 
     def is_running(self, run_id: int) -> bool:
         with self._lock:

@@ -143,6 +143,12 @@ def test_dashboard_shutdown_stops_its_runs_instead_of_calling_them_completed(liv
     run = live_server.api("GET", f"/api/runs/{run_id}").json()
     assert run["status"] == "stopped"
     assert run["last_step"] < 5000
+    # The worker's last step and lines came after the dashboard's sockets closed: it spilled them,
+    # and the dashboard delivered the file itself once the worker exited.
+    assert list(live_server.data_dir.rglob("orpo-dash-spill-*")) == []
+    logs = [line["text"] for line in live_server.api("GET", f"/api/runs/{run_id}/logs").json()]
+    assert f"stop requested: stopping after step {run['last_step']}" in logs, logs
+    assert any(line.startswith("saved checkpoint") for line in logs), logs
 
 
 @pytest.mark.slow
