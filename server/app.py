@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -25,6 +26,7 @@ from server.routes import api_files, api_runs, pages, ws_browser, ws_worker
 from server.services import runs as run_service
 from server.schemas import AlertPublic
 from server.services.ingest import Announcement
+from server.services.spill_delivery import deliver_spill_files_left_by
 from server.settings import Settings, get_settings
 from server.templating import STATIC_DIR
 from server.validation_errors import explain_validation_error
@@ -146,16 +148,22 @@ async def _fail_orphaned_runs(app: FastAPI, grace_seconds: float) -> None:
     whatever has not reconnected by then is marked failed. A worker that returns later reports
     `running` again and reopens the run.
     """
-    def running_ids() -> list[int]:
+    def running_runs() -> dict[int, dict]:
         with app.state.session_factory() as session:
-            return [run.id for run in run_service.list_runs(session=session, status="running")]
+            return {run.id: dict(run.config) for run in run_service.list_runs(session=session, status="running")}
 
-    suspects = await asyncio.to_thread(running_ids)
+    suspects = await asyncio.to_thread(running_runs)
     if not suspects:
         return
     await asyncio.sleep(grace_seconds)
     orphans = [run_id for run_id in suspects if not app.state.hub.worker_connected(run_id)
                and not app.state.launcher.is_running(run_id)]
+    for run_id in orphans:
+        # A worker that finished while the dashboard was down left its end (points, final status) in a
+        # spill file next to its checkpoints: deliver it before calling the run lost.
+        if await asyncio.to_thread(deliver_spill_files_left_by, config=suspects[run_id], run_id=run_id,
+                                   writer=app.state.writer, cwd=Path.cwd()):
+            await asyncio.to_thread(app.state.announce_run, run_id)
 
     def fail(session: Session) -> list[int]:
         failed = []

@@ -133,12 +133,12 @@ class LocalProcessLauncher:
         log.info("run %s: worker pid %s started", run_id, process.pid)
         spill_path = spill_file_of(config=config, run_id=run_id, pid=process.pid, cwd=Path.cwd())
         watcher = threading.Thread(
-            target=self._watch, args=(run_id, process, log_path, spill_path, token), name=f"watch-{run_id}", daemon=True
+            target=self._watch, args=(run_id, process, log_path, spill_path), name=f"watch-{run_id}", daemon=True
         )
         self._watchers[run_id] = watcher
         watcher.start()
 
-    def _watch(self, run_id: int, process: subprocess.Popen[bytes], log_path: Path, spill_path: Path, token: str) -> None:
+    def _watch(self, run_id: int, process: subprocess.Popen[bytes], log_path: Path, spill_path: Path) -> None:
         code = process.wait()
         with self._lock:
             self._processes.pop(run_id, None)
@@ -148,7 +148,7 @@ class LocalProcessLauncher:
         error_tail = _tail(log_path, ERROR_TAIL_LINES)
         if spill_path.exists():
             # Before recording the exit: the spilled batches may hold the worker's own final status.
-            self._deliver_spill(run_id, spill_path, token)
+            self._deliver_spill(run_id, spill_path)
 
         def record_exit(session: Session) -> None:
             run = session.get(Run, run_id)
@@ -171,9 +171,9 @@ class LocalProcessLauncher:
         self._on_run_changed(run_id)
         self._launch_queued()
 
-    def _deliver_spill(self, run_id: int, spill_path: Path, token: str) -> None:
+    def _deliver_spill(self, run_id: int, spill_path: Path) -> None:
         try:
-            batches = deliver_spill_file(spill_path, run_id=run_id, token=token, writer=self._writer)
+            batches = deliver_spill_file(spill_path, run_id=run_id, writer=self._writer)
         except Exception:  # noqa: BLE001 - the file stays for `orpo-dash upload`; the exit is still recorded
             log.exception("run %s: could not deliver the worker's spill file %s", run_id, spill_path)
             return

@@ -359,6 +359,7 @@ class StreamingReporter:
                 handle.seek(self._spill_read_offset)
                 remaining = [line for line in handle if line.strip()]
         temporary = self.spill_path.with_name(self.spill_path.name + ".tmp")
+        temporary.parent.mkdir(parents=True, exist_ok=True)  # e.g. a run that failed before making its output_dir
         header = {"type": "spill", "protocol": PROTOCOL_VERSION, "server": self.server_url,
                   "run_id": self.run_id, "token": self.token, "config": self._config, "name": self._name}
         with open(temporary, "w", encoding="utf-8") as handle:

@@ -9,15 +9,21 @@ once the worker has exited, instead of leaving the user an `orpo-dash upload` to
 
 from __future__ import annotations
 
-import hmac
 import json
+import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from orpo_dash.protocol import ProtocolError
 from server.models import Run
+from server.services.runs import token_matches
 from server.writer import DatabaseWriter
+
+log = logging.getLogger(__name__)
 
 SPILL_HEADER_TYPE = "spill"
 
@@ -28,27 +34,39 @@ def spill_file_of(*, config: Mapping[str, Any], run_id: int, pid: int, cwd: Path
     return (cwd / folder) / f"orpo-dash-spill-run{run_id}-{pid}.jsonl"
 
 
-def read_spill_file(path: Path, *, run_id: int, token: str) -> list[dict[str, Any]]:
-    """The batches in a spill file, checked to be this run's: same run id and the token it was issued."""
+def spill_files_left_by(*, config: Mapping[str, Any], run_id: int, cwd: Path) -> list[Path]:
+    """Spill files any of the run's workers left in its output folder (one per worker process)."""
+    if not config.get("output_dir"):
+        return []
+    name = re.compile(rf"orpo-dash-spill-run{run_id}-\d+\.jsonl")  # not an upload's ".uploading" copy
+    return sorted(path for path in (cwd / Path(config["output_dir"])).glob(f"orpo-dash-spill-run{run_id}-*")
+                  if name.fullmatch(path.name))
+
+
+def read_spill_file(path: Path, *, run_id: int) -> tuple[str, list[dict[str, Any]]]:
+    """(the worker's token, its batches) from a spill file written for this run."""
     with open(path, encoding="utf-8") as handle:
         header = json.loads(handle.readline())
         contents = [json.loads(line) for line in handle if line.strip()]
     if not isinstance(header, dict) or header.get("type") != SPILL_HEADER_TYPE:
         raise ProtocolError(f"{path} has no spill header")
-    if header.get("run_id") != run_id or not hmac.compare_digest(str(header.get("token", "")), token):
-        raise ProtocolError(f"{path} was not written by run {run_id}'s worker")
-    return [content for content in contents if isinstance(content, dict)]
+    if header.get("run_id") != run_id:
+        raise ProtocolError(f"{path} was written for run {header.get('run_id')!r}, not run {run_id}")
+    return str(header.get("token", "")), [content for content in contents if isinstance(content, dict)]
 
 
-def deliver_spill_file(path: Path, *, run_id: int, token: str, writer: DatabaseWriter) -> int:
+def deliver_spill_file(path: Path, *, run_id: int, writer: DatabaseWriter) -> int:
     """Apply a finished worker's spilled batches in order through the normal ingestion path (points
-    already stored are ignored), then remove the file. Returns how many batches were applied."""
-    contents = read_spill_file(path, run_id=run_id, token=token)
+    already stored are ignored), then remove the file. Returns how many batches were applied.
+    The file's token must be the run's current one, as for a worker connecting."""
+    token, contents = read_spill_file(path, run_id=run_id)
 
-    def last_seq(session) -> int:  # type: ignore[no-untyped-def]
+    def last_seq(session: Session) -> int:
         run = session.get(Run, run_id)
         if run is None:
             raise ProtocolError(f"run {run_id} no longer exists")
+        if not token_matches(run, token):
+            raise ProtocolError(f"{path} holds a token that is not valid for run {run_id}")
         return run.last_seq
 
     # The worker has exited, so nothing else writes this run's batches: numbering on from the last
@@ -59,3 +77,15 @@ def deliver_spill_file(path: Path, *, run_id: int, token: str, writer: DatabaseW
         writer.submit_batch(run_id, {**content, "type": "batch", "seq": seq}).result(timeout=60)
     path.unlink()
     return len(contents)
+
+
+def deliver_spill_files_left_by(*, config: Mapping[str, Any], run_id: int, writer: DatabaseWriter, cwd: Path) -> int:
+    """Deliver every spill file the run's workers left (e.g. ones that finished while the dashboard
+    was down); a file that cannot be delivered stays for `orpo-dash upload`. Returns batches applied."""
+    applied = 0
+    for path in spill_files_left_by(config=config, run_id=run_id, cwd=cwd):
+        try:
+            applied += deliver_spill_file(path, run_id=run_id, writer=writer)
+        except (OSError, ValueError, ProtocolError):
+            log.exception("run %s: could not deliver the spill file %s", run_id, path)
+    return applied

@@ -34,3 +34,33 @@ def test_orphaned_run_fails_after_the_grace_period_and_a_returning_worker_reopen
         reporter.close(timeout=20)
         run = _status(server, run_id)
         assert run["status"] == "running" and run["error"] is None and run["last_step"] == 1
+
+
+def test_a_worker_that_finished_while_the_dashboard_was_down_is_delivered_not_failed(tmp_path: Path, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+    output_dir = tmp_path / "out"
+    for server in _serve(tmp_path, None, {"ORPO_DASH_ORPHAN_GRACE_SECONDS": "1"}):
+        created = server.api("POST", "/api/runs", params={"launch": "false"},
+                             json={"dataset": str(tiny_dataset_file), "output_dir": str(output_dir)}).json()
+        run_id, token = created["id"], created["worker_token"]
+        server.kill()
+        # The worker trains on with the dashboard down, finishes, and leaves everything in its spill
+        # file, named and placed as trainer.worker does it.
+        spill = output_dir / f"orpo-dash-spill-run{run_id}-12345.jsonl"
+        reporter = StreamingReporter(server.url, run_id, token, spill_path=spill)
+        reporter.status("running", total_steps=3)
+        for step in (1, 2, 3):
+            reporter.metrics(step, {"loss": 1.0 / step})
+        reporter.log("saved checkpoint out/checkpoint-3")
+        reporter.status("completed")
+        reporter.close(timeout=2)
+        assert spill.exists()
+        server.start()
+        deadline = time.monotonic() + 15
+        while _status(server, run_id)["status"] == "running":
+            assert time.monotonic() < deadline, "the run was never settled"
+            time.sleep(0.2)
+        run = _status(server, run_id)
+        assert run["status"] == "completed" and run["last_step"] == 3 and run["error"] is None
+        assert not spill.exists()
+        logs = [line["text"] for line in server.api("GET", f"/api/runs/{run_id}/logs").json()]
+        assert logs == ["saved checkpoint out/checkpoint-3"]

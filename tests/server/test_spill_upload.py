@@ -78,16 +78,18 @@ def test_run_with_dashboard_down_is_delivered_complete_by_upload(
     assert [line["text"] for line in logs if line["stream"] == "log"] == logged
 
 
-def test_the_launcher_delivers_only_its_own_workers_spill_file(tmp_path: Path) -> None:
+def test_a_spill_file_names_its_run_and_sits_where_the_worker_puts_it(tmp_path: Path) -> None:
     from orpo_dash.protocol import ProtocolError
-    from server.services.spill_delivery import read_spill_file, spill_file_of
+    from server.services.spill_delivery import read_spill_file, spill_file_of, spill_files_left_by
 
-    path = spill_file_of(config={"output_dir": str(tmp_path)}, run_id=7, pid=4242, cwd=Path("/elsewhere"))
+    config = {"output_dir": str(tmp_path)}
+    path = spill_file_of(config=config, run_id=7, pid=4242, cwd=Path("/elsewhere"))
     assert path == tmp_path / "orpo-dash-spill-run7-4242.jsonl"
     batch = {"points": [[3, "loss", 1.5, 0.0]], "status": {"status": "stopped"}}
-    path.write_text(json.dumps({"type": "spill", "run_id": 7, "token": "odw_right"}) + "\n" + json.dumps(batch) + "\n")
-    assert read_spill_file(path, run_id=7, token="odw_right") == [batch]
-    with pytest.raises(ProtocolError, match="not written by run 7"):
-        read_spill_file(path, run_id=7, token="odw_wrong")
-    with pytest.raises(ProtocolError, match="not written by run 8"):
-        read_spill_file(path, run_id=8, token="odw_right")
+    path.write_text(json.dumps({"type": "spill", "run_id": 7, "token": "odw_x"}) + "\n" + json.dumps(batch) + "\n")
+    (tmp_path / "orpo-dash-spill-run7-4242.uploading.jsonl").write_text("")  # an upload in progress: not ours
+    (tmp_path / "orpo-dash-spill-run70-1.jsonl").write_text("")
+    assert spill_files_left_by(config=config, run_id=7, cwd=Path("/elsewhere")) == [path]
+    assert read_spill_file(path, run_id=7) == ("odw_x", [batch])
+    with pytest.raises(ProtocolError, match="written for run 7, not run 8"):
+        read_spill_file(path, run_id=8)
