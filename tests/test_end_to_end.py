@@ -104,6 +104,19 @@ def test_one_422_lists_schema_and_file_problems_with_their_fixes(live_server, tm
     assert live_server.api("GET", "/api/runs").json() == []
 
 
+def test_a_step_bigger_than_the_dataset_is_reported_with_other_problems(live_server, tiny_model_dir, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+    rows = len(tiny_dataset_file.read_text().splitlines())
+    body = {**_tiny_run(tiny_model_dir, tiny_dataset_file), "batch_size": rows, "gradient_accumulation_steps": 2, "beta": -1}
+    errors = live_server.api("POST", "/api/runs/validate", json=body).json()["errors"]
+    assert set(errors) == {"batch_size", "beta"}
+    assert errors["batch_size"] == (
+        f"batch_size {rows} x gradient_accumulation_steps 2 = {2 * rows} pairs per step, but dataset {tiny_dataset_file} "
+        f"has only {rows} rows: set batch_size to at most {rows // 2} or lower gradient_accumulation_steps"
+    )
+    fits = {**body, "batch_size": rows // 2, "beta": 0.1}
+    assert live_server.api("POST", "/api/runs/validate", json=fits).json()["errors"] == {}
+
+
 def test_dataset_with_wrong_columns_names_what_it_found(live_server, tiny_model_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"question": "q", "good": "a", "bad": "b"}) + "\n")

@@ -25,34 +25,47 @@ def check_config(config: RunConfig) -> tuple[dict[str, str], DatasetPreview | No
     errors, preview = check_files(
         model=config.model, dataset=config.dataset, eval_dataset=config.eval_dataset, resume_from=config.resume_from
     )
-    if preview is not None and "batch_size" not in errors and (batch_error := check_batch_fits(config, preview.count)):
+    if preview is not None and (batch_error := check_batch_fits(
+            batch_size=config.batch_size, accumulation=config.gradient_accumulation_steps,
+            dataset=config.dataset, rows=preview.count)):
         errors["batch_size"] = batch_error
     return errors, preview
 
 
-def check_batch_fits(config: RunConfig, rows: int) -> str | None:
+def check_batch_fits(*, batch_size: object, accumulation: object, dataset: str, rows: int) -> str | None:
     """A step that needs more pairs than the dataset has would repeat pairs inside one batch (and
     usually run out of memory first). Rows bound the training split from above; the worker checks
-    the exact split, after held-out pairs and over-long pairs are set aside."""
-    per_step = config.batch_size * config.gradient_accumulation_steps
+    the exact split, after held-out pairs and over-long pairs are set aside. Values the schema
+    refuses are left to it."""
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (batch_size, accumulation)):
+        return None
+    per_step = batch_size * accumulation  # type: ignore[operator]
     if rows == 0 or per_step <= rows:
         return None
-    fix = f"set batch_size to at most {max(1, rows // config.gradient_accumulation_steps)}"
-    if config.gradient_accumulation_steps > 1:
+    fix = f"set batch_size to at most {max(1, rows // accumulation)}"  # type: ignore[operator]
+    if accumulation != 1:
         fix += " or lower gradient_accumulation_steps"
     return (
-        f"batch_size {config.batch_size} x gradient_accumulation_steps {config.gradient_accumulation_steps} "
-        f"= {per_step} pairs per step, but dataset {config.dataset} has only {rows} rows: {fix}"
+        f"batch_size {batch_size} x gradient_accumulation_steps {accumulation} "
+        f"= {per_step} pairs per step, but dataset {dataset} has only {rows} rows: {fix}"
     )
 
 
 def check_payload_files(payload: Mapping[str, Any]) -> tuple[dict[str, str], DatasetPreview | None]:
-    """check_files on a raw request body that failed the schema: its fields as given, the defaults
-    for the ones left out."""
-    return check_files(
-        model=payload.get("model", BUNDLED_MODEL), dataset=payload.get("dataset", BUNDLED_DATASET),
+    """check_files (and whether a step fits in the dataset) on a raw request body that failed the
+    schema: its fields as given, the defaults for the ones left out."""
+    dataset = payload.get("dataset", BUNDLED_DATASET)
+    errors, preview = check_files(
+        model=payload.get("model", BUNDLED_MODEL), dataset=dataset,
         eval_dataset=payload.get("eval_dataset"), resume_from=payload.get("resume_from"),
     )
+    defaults = RunConfig.model_fields
+    if preview is not None and (batch_error := check_batch_fits(
+            batch_size=payload.get("batch_size", defaults["batch_size"].default),
+            accumulation=payload.get("gradient_accumulation_steps", defaults["gradient_accumulation_steps"].default),
+            dataset=str(dataset), rows=preview.count)):
+        errors["batch_size"] = batch_error
+    return errors, preview
 
 
 def check_files(
