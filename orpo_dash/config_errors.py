@@ -66,6 +66,8 @@ def _sentence(field: str, error: Mapping[str, Any], fields: Mapping[str, FieldIn
         return f"{field} must be true or false (got {given!r})"
     if kind in ("model_attributes_type", "model_type", "dict_type") and field == "config":
         return f"the run settings must be one JSON object of field: value pairs (got {type(given).__name__})"
+    if kind == "string_type":
+        return f"{field} must be text (got {given!r})"
     if kind == "literal_error":
         return f"{field} must be one of {context.get('expected', '')} (got {given!r})"
     message = str(error.get("msg", "invalid value"))

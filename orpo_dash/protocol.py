@@ -7,7 +7,7 @@ busy run sends hundreds of thousands of them and per-point objects would dominat
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal, get_args
 
 PROTOCOL_VERSION = 1
 
@@ -22,7 +22,8 @@ CLOSE_BAD_PROTOCOL = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 
-RUN_STATUSES = ("queued", "running", "completed", "failed", "stopped")
+RunStatus = Literal["queued", "running", "completed", "failed", "stopped"]
+RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 TERMINAL_STATUSES = ("completed", "failed", "stopped")
 
 Point = tuple[int, str, float, float]  # step, metric name, value, unix time

@@ -29,11 +29,12 @@ def test_misspelt_fields_get_a_suggestion_and_unknown_ones_are_named() -> None:
 
 
 def test_wrong_types_say_what_type_is_expected() -> None:
-    errors = _explained({"beta": "abc", "max_steps": 1.5, "lora": "maybe", "dtype": "int8"})
+    errors = _explained({"beta": "abc", "max_steps": 1.5, "lora": "maybe", "dtype": "int8", "model": 7})
     assert errors["beta"].startswith("beta must be a number (got 'abc')")
     assert errors["max_steps"].startswith("max_steps must be a whole number (got 1.5)")
     assert errors["lora"] == "lora must be true or false (got 'maybe')"
     assert errors["dtype"] == "dtype must be one of 'float32', 'bfloat16' or 'float16' (got 'int8')"
+    assert errors["model"] == "model must be text (got 7)"
 
 
 def test_a_prompt_longer_than_the_sequence_is_reported_on_max_prompt_length() -> None:

@@ -57,6 +57,12 @@ def test_run_created_through_the_api_trains_and_streams_every_step(live_server, 
     assert all(sample["prompt"] for sample in samples)
     eval_loss = live_server.api("GET", f"/api/runs/{run_id}/metrics", params={"names": "eval/loss"}).json()
     assert eval_loss["series"]["eval/loss"]["step"][:2] == [3, 6]
+    # Names may be repeated as well as comma-separated.
+    both = live_server.api("GET", f"/api/runs/{run_id}/metrics", params=[("names", "loss"), ("names", "eval/loss,nll_loss")])
+    assert sorted(both.json()["series"]) == ["eval/loss", "loss", "nll_loss"]
+    assert [r["id"] for r in live_server.api("GET", "/api/runs", params={"status": "completed"}).json()] == [run_id]
+    bogus = live_server.api("GET", "/api/runs", params={"status": "done"})
+    assert bogus.status_code == 422 and "status must be one of 'queued', 'running'" in bogus.json()["detail"][0]["msg"]
 
 
 @pytest.mark.slow

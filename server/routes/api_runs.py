@@ -26,6 +26,7 @@ from server.services import runs as run_service
 from server.services.config_checks import check_config, check_payload_files
 from orpo_dash.config_advice import advise
 from orpo_dash.config_errors import explain
+from orpo_dash.protocol import RunStatus
 
 router = APIRouter(prefix="/api", tags=["runs"])
 
@@ -96,7 +97,7 @@ def create_run(
 @router.get("/runs", response_model=list[RunPublic])
 def list_runs(
     session: SessionDep,
-    status_filter: Annotated[str | None, Query(alias="status", description="Only runs with this status.")] = None,
+    status_filter: Annotated[RunStatus | None, Query(alias="status", description="Only runs with this status.")] = None,
     q: Annotated[str | None, Query(description="Text search over name, status, model, dataset and tags.")] = None,
 ) -> list[RunPublic]:
     runs = run_service.list_runs(session=session, status=status_filter, query=q)
@@ -158,13 +159,14 @@ def stop_run(run_id: int, request: Request, session: SessionDep) -> RunPublic:
 def read_metrics(
     run_id: int,
     session: SessionDep,
-    names: Annotated[str | None, Query(description="Comma-separated metric names; empty means all.")] = None,
+    names: Annotated[list[str] | None, Query(description="Metric names, comma-separated and/or repeated; none means all.")] = None,
     max_points: Annotated[int, Query(ge=4, le=MAX_POINTS_LIMIT, description="Downsample each series to about this many points (min/max per bucket kept).")] = 2000,
     min_step: Annotated[int | None, Query(ge=0, description="First step of the range (for zoom).")] = None,
     max_step: Annotated[int | None, Query(ge=0, description="Last step of the range (for zoom).")] = None,
 ) -> MetricsResponse:
     _get_run_or_404(session, run_id)
-    wanted = [n for n in (names or "").split(",") if n] or metric_service.metric_names(session=session, run_id=run_id)
+    wanted = [n for given in names or [] for n in given.split(",") if n]
+    wanted = wanted or metric_service.metric_names(session=session, run_id=run_id)
     series, downsampled = metric_service.read_series(
         session=session, run_id=run_id, names=wanted, max_points=max_points, min_step=min_step, max_step=max_step
     )
