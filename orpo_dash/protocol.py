@@ -27,6 +27,9 @@ RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 TERMINAL_STATUSES = ("completed", "failed", "stopped")
 
 Point = tuple[int, str, float, float]  # step, metric name, value, unix time
+# Steps are stored as INTEGER, 32-bit on PostgreSQL; names in a VARCHAR(200); neither holds a NUL.
+MAX_STEP = 2**31 - 1
+MAX_NAME = 200
 
 
 def hello(token: str) -> dict[str, Any]:
@@ -61,19 +64,27 @@ class ProtocolError(ValueError):
 
 def parse_point(raw: Any) -> Point:
     if not isinstance(raw, (list, tuple)) or len(raw) != 4:
-        raise ProtocolError(f"a point must be [step, name, value, time], got {raw!r}")
+        raise ProtocolError(f"a point must be [step, name, value, time], got {_shown(raw)}")
     step, name, value, when = raw
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-        raise ProtocolError(f"point step must be a non-negative integer, got {step!r}")
-    if not isinstance(name, str) or not name or len(name) > 200:
-        raise ProtocolError(f"point name must be a non-empty string of at most 200 characters, got {name!r}")
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_STEP:
+        raise ProtocolError(f"point step must be an integer from 0 to {MAX_STEP}, got {_shown(step)}")
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or "\x00" in name:
+        raise ProtocolError(
+            f"point name must be a non-empty string of at most {MAX_NAME} characters without NUL, got {_shown(name)}"
+        )
     if value is None:
         value = float("nan")  # JSON has no NaN literal in strict mode; senders may send null for it
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise ProtocolError(f"point value must be a number, got {value!r}")
+        raise ProtocolError(f"point value must be a number, got {_shown(value)}")
     if not isinstance(when, (int, float)) or isinstance(when, bool):
-        raise ProtocolError(f"point time must be a unix timestamp, got {when!r}")
+        raise ProtocolError(f"point time must be a unix timestamp, got {_shown(when)}")
     return step, name, float(value), float(when)
+
+
+def _shown(value: Any) -> str:
+    """A bad value as an error message quotes it: short, so a 1 MB name does not come back 1 MB."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def parse_points(raw_points: list[Any]) -> list[Point]:
@@ -89,8 +100,8 @@ def parse_points(raw_points: list[Any]) -> list[Point]:
     for raw in raw_points:
         if type(raw) is list and len(raw) == 4:
             step, name, value, when = raw
-            if (type(step) is int and step >= 0 and type(name) is str and 0 < len(name) <= 200
-                    and type(when) is float and (type(value) is float or value is None)):
+            if (type(step) is int and 0 <= step <= MAX_STEP and type(name) is str and 0 < len(name) <= MAX_NAME
+                    and "\x00" not in name and type(when) is float and (type(value) is float or value is None)):
                 append((step, name, nan if value is None else value, when))
                 continue
         append(parse_point(raw))

@@ -10,17 +10,20 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from sqlalchemy.exc import OperationalError
 from starlette.websockets import WebSocketState
 
 from orpo_dash.protocol import (
     CLOSE_BAD_PROTOCOL, CLOSE_NOT_FOUND, CLOSE_UNAUTHORIZED, PROTOCOL_VERSION, ProtocolError,
 )
 from server.services import runs as run_service
+from server.services.ingest import BatchOutOfOrder, skip_rejected_batch
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
 HELLO_TIMEOUT_SECONDS = 15.0
+CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455: a temporary server condition
 # Normal ends of a connection: the peer went away or closed.
 DISCONNECTS = (WebSocketDisconnect, ConnectionError, asyncio.CancelledError)
 
@@ -86,9 +89,27 @@ async def worker_socket(ws: WebSocket, run_id: int) -> None:
         try:
             await asyncio.wrap_future(state.writer.submit_batch(run_id, message))
         except ProtocolError as error:
-            await send({"type": "error", "code": "bad_batch", "seq": seq, "message": str(error)})
+            await refuse_batch(seq, str(error))
+            return
+        except (BatchOutOfOrder, OperationalError) as error:
+            # Not committed, and not the batch's fault: drop the connection; the worker reconnects,
+            # learns what was committed (welcome.acked_seq) and resends the rest in order.
+            log.warning("run %s: batch %s not stored (%s); asking the worker to reconnect", run_id, seq, error)
+            with contextlib.suppress(Exception):
+                await ws.close(code=CLOSE_TRY_AGAIN_LATER, reason="batch not stored, reconnect and resend")
+            return
+        except Exception as error:  # noqa: BLE001 - a batch the database cannot hold: say so, do not go silent
+            log.exception("run %s: batch %s could not be stored", run_id, seq)
+            await refuse_batch(seq, f"the dashboard could not store this batch ({type(error).__name__}: {str(error)[:200]})")
             return
         await send({"type": "ack", "seq": seq})
+
+    async def refuse_batch(seq: int, reason: str) -> None:
+        """A batch that can never be stored: the worker drops it; its seq counts as used."""
+        with contextlib.suppress(Exception):
+            await asyncio.wrap_future(state.writer.submit(
+                lambda session: skip_rejected_batch(session=session, run_id=run_id, seq=seq)))
+        await send({"type": "error", "code": "bad_batch", "seq": seq, "message": reason})
 
     forwarder = asyncio.create_task(forward_commands())
     try:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from orpo_dash.diagnostics import Alert as AlertChange
 from orpo_dash.diagnostics import AlertEngine
-from orpo_dash.protocol import RUN_STATUSES, TERMINAL_STATUSES, Point, ProtocolError, parse_points
+from orpo_dash.protocol import MAX_STEP, RUN_STATUSES, TERMINAL_STATUSES, Point, ProtocolError, parse_points
 from server.models import Alert, LogLine, MetricPoint, Run, Sample, utcnow
 from server.services.metrics import insert_points
 from server.services.rollups import RollupTracker
@@ -69,6 +69,18 @@ class IngestState:
         self.rollups.forget(run_id)
 
 
+class BatchOutOfOrder(Exception):
+    """Not the batch's fault: the worker must reconnect and resend from what was committed."""
+
+
+def skip_rejected_batch(*, session: Session, run_id: int, seq: int) -> None:
+    """Count a batch that was refused as malformed as consumed, so the batches after it still follow
+    on without a gap (the worker drops a refused batch and never resends it)."""
+    run = session.get(Run, run_id, with_for_update=True)
+    if run is not None and run.last_seq == seq - 1:
+        run.last_seq = seq
+
+
 def parse_batch(message: dict[str, Any]) -> tuple[int, list[Point]]:
     seq = message.get("seq")
     if not isinstance(seq, int) or isinstance(seq, bool) or seq <= 0:
@@ -89,6 +101,10 @@ def apply_batch(
         raise ProtocolError(f"run {run_id} no longer exists")
     if seq <= run.last_seq:
         return None
+    if seq > run.last_seq + 1:
+        # An earlier batch of this worker failed to commit (e.g. the database dropped its connection)
+        # after later ones were already queued: applying this one would skip that one for good.
+        raise BatchOutOfOrder(f"batch {seq} of run {run_id} arrived before batch {run.last_seq + 1}")
     announcement = Announcement(run_id=run_id)
 
     if points:
@@ -117,13 +133,8 @@ def apply_batch(
         session.add(LogLine(run_id=run_id, time=when, stream=stream, text=text))
         announcement.logs.append({"time": when, "stream": stream, "text": text})
     for sample in message.get("samples") or []:
-        row = Sample(
-            run_id=run_id,
-            step=int(sample["step"]),
-            prompt=str(sample.get("prompt", "")),
-            completion=str(sample.get("completion", "")),
-            time=float(sample.get("time", time.time())),
-        )
+        step, prompt, completion, when = _parse_sample(sample)
+        row = Sample(run_id=run_id, step=step, prompt=prompt, completion=completion, time=when)
         session.add(row)
         announcement.samples.append({"step": row.step, "prompt": row.prompt, "completion": row.completion, "time": row.time})
 
@@ -144,30 +155,55 @@ def _update_progress(run: Run, points: list[Point]) -> None:
         run.started_at = run.started_at or utcnow()
 
 
-def _apply_status(run: Run, status: dict[str, Any]) -> None:
+def _apply_status(run: Run, status: Any) -> None:
+    if not isinstance(status, dict):
+        raise ProtocolError(f"a batch's status must be an object like {{\"status\": \"running\"}}, got {str(status)[:80]}")
     new_status = status.get("status")
     if new_status not in RUN_STATUSES:
-        raise ProtocolError(f"status must be one of {', '.join(RUN_STATUSES)}, got {new_status!r}")
+        raise ProtocolError(f"status must be one of {', '.join(RUN_STATUSES)}, got {str(new_status)[:80]!r}")
+    total = status.get("total_steps")
+    if total is not None and (not isinstance(total, int) or isinstance(total, bool) or not 0 <= total <= MAX_STEP):
+        raise ProtocolError(f"total_steps must be an integer from 0 to {MAX_STEP}, got {str(total)[:80]}")
     if run.status in TERMINAL_STATUSES and new_status == "running":
         # A resumed run reopens; otherwise terminal states are final.
         run.finished_at = None
         run.error = None
-    if status.get("total_steps") is not None:
-        run.total_steps = int(status["total_steps"])
+    if total is not None:
+        run.total_steps = total
     run.status = new_status
     if new_status == "running":
         run.started_at = run.started_at or utcnow()
     if new_status in TERMINAL_STATUSES:
         run.finished_at = utcnow()
         if status.get("error"):
-            run.error = str(status["error"])[:20000]
+            run.error = _text(status["error"])[:20000]
 
 
 def _parse_log(entry: Any) -> tuple[float, str, str]:
-    if not isinstance(entry, (list, tuple)) or len(entry) != 3:
-        raise ProtocolError(f"a log entry must be [time, stream, text], got {entry!r}")
+    if not isinstance(entry, (list, tuple)) or len(entry) != 3 or not _is_number(entry[0]):
+        raise ProtocolError(f"a log entry must be [time, stream, text], got {str(entry)[:80]}")
     when, stream, text = entry
-    return float(when), str(stream)[:20], str(text)[:MAX_LOG_LINE]
+    return float(when), _text(stream)[:20], _text(text)[:MAX_LOG_LINE]
+
+
+def _parse_sample(sample: Any) -> tuple[int, str, str, float]:
+    if not isinstance(sample, dict):
+        raise ProtocolError(f"a sample must be an object with step, prompt and completion, got {str(sample)[:80]}")
+    step, when = sample.get("step"), sample.get("time", time.time())
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_STEP:
+        raise ProtocolError(f"a sample's step must be an integer from 0 to {MAX_STEP}, got {str(step)[:80]}")
+    if not _is_number(when):
+        raise ProtocolError(f"a sample's time must be a unix timestamp, got {str(when)[:80]}")
+    return step, _text(sample.get("prompt", "")), _text(sample.get("completion", "")), float(when)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _text(value: Any) -> str:
+    # PostgreSQL text cannot hold NUL; a model can still generate one, so it is shown as U+FFFD.
+    return str(value).replace("\x00", "\ufffd")
 
 
 def _record_alert(*, session: Session, run_id: int, change: AlertChange) -> Alert:
