@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from orpo_dash.protocol import TERMINAL_STATUSES, WORKER_TOKEN_ENV
 from server.models import Run, utcnow
 from server.services import runs as run_service
-from server.services.spill_delivery import deliver_spill_file, spill_file_of
+from server.services.spill_delivery import RunDeleted, deliver_spill_file, spill_file_of
 from server.writer import DatabaseWriter
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,10 @@ class LocalProcessLauncher:
     def _deliver_spill(self, run_id: int, spill_path: Path) -> None:
         try:
             batches = deliver_spill_file(spill_path, run_id=run_id, writer=self._writer)
+        except RunDeleted:
+            spill_path.unlink(missing_ok=True)  # its metrics were deleted with it; this is their tail
+            log.info("run %s: deleted while its worker stopped; dropped its spill file", run_id)
+            return
         except Exception:  # noqa: BLE001 - the file stays for `orpo-dash upload`; the exit is still recorded
             log.exception("run %s: could not deliver the worker's spill file %s", run_id, spill_path)
             return

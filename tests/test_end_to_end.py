@@ -183,6 +183,21 @@ def test_a_worker_killed_mid_run_leaves_the_run_failed_with_the_signal_named(liv
     assert run["error"].startswith("worker was killed by SIGKILL") and "batch_size" in run["error"]
 
 
+@pytest.mark.slow
+def test_deleting_a_running_run_stops_its_worker_and_leaves_nothing_behind_but_checkpoints(live_server, tiny_model_dir, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+    run_id = _start_long_run(live_server, tiny_model_dir, tiny_dataset_file)
+    assert live_server.api("DELETE", f"/api/runs/{run_id}").status_code == 204
+    deadline = time.monotonic() + 60
+    while _worker_pids(run_id):
+        assert time.monotonic() < deadline, "the deleted run's worker kept training"
+        time.sleep(0.2)
+    time.sleep(1.0)  # the launcher's watcher handles the exit
+    assert live_server.api("GET", f"/api/runs/{run_id}").status_code == 404
+    # The worker's last batches had nowhere to go: its spill file is dropped with the run, quietly.
+    assert list(live_server.data_dir.rglob("orpo-dash-spill-*")) == []
+    assert "Traceback" not in live_server.log_path.read_text()
+
+
 def _start_long_run(server, model_dir: Path, dataset: Path) -> int:  # type: ignore[no-untyped-def]
     """Launch a run far longer than any test and return its id once it has trained two steps."""
     run_id = server.api("POST", "/api/runs", json=_tiny_run(model_dir, dataset, max_steps=5000)).json()["id"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from pathlib import Path
 
 from sqlalchemy import delete, select
@@ -45,12 +46,21 @@ def create_run(*, session: Session, config: RunConfig, name: str | None, runs_di
     session.flush()  # assigns run.id
     if not run.name:
         run.name = f"run-{run.id}"
+    _move_aside_leftover_folder(runs_dir / str(run.id))
     if not config.output_dir:
         run.output_dir = str(runs_dir / str(run.id) / "checkpoints")
         run.config = {**run.config, "output_dir": run.output_dir}
     else:
         run.output_dir = config.output_dir
     return run, token
+
+
+def _move_aside_leftover_folder(folder: Path) -> None:
+    """A folder already named after a brand-new run belonged to a deleted run that had its id
+    (SQLite reused ids before migration 5f1c2d3e4a6b). Its checkpoints and logs are kept, renamed,
+    so the new run does not list them as its own or append to its worker log."""
+    if folder.exists():
+        folder.rename(folder.with_name(f"{folder.name}.deleted-run-{int(time.time())}"))
 
 
 def get_run(*, session: Session, run_id: int) -> Run | None:

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 SPILL_HEADER_TYPE = "spill"
 
 
+class RunDeleted(ProtocolError):
+    """The run was deleted while its worker wound down: nothing is left to deliver to."""
+
+
 def spill_file_of(*, config: Mapping[str, Any], run_id: int, pid: int, cwd: Path) -> Path:
     """Where the worker (trainer.worker.build_reporter) puts its spill file: its output_dir, else its cwd."""
     folder = Path(config["output_dir"]) if config.get("output_dir") else Path(".")
@@ -64,7 +68,7 @@ def deliver_spill_file(path: Path, *, run_id: int, writer: DatabaseWriter) -> in
     def last_seq(session: Session) -> int:
         run = session.get(Run, run_id)
         if run is None:
-            raise ProtocolError(f"run {run_id} no longer exists")
+            raise RunDeleted(f"run {run_id} no longer exists")
         if not token_matches(run, token):
             raise ProtocolError(f"{path} holds a token that is not valid for run {run_id}")
         return run.last_seq

@@ -181,7 +181,7 @@
     if (!list.length) return;
     const what = list.length === 1 ? `“${list[0].name}”` : `${list.length} runs`;
     const ok = await confirmAction(`Delete ${what}?`,
-      "Its metrics, logs, samples and alerts are removed from the dashboard. This cannot be undone.", "Delete");
+      "Its metrics, logs, samples and alerts are removed from the dashboard (a running run is stopped first); its checkpoint files stay on disk. This cannot be undone.", "Delete");
     if (!ok) return;
     for (const r of list) {
       try { await api("DELETE", `/api/runs/${r.id}`); selected.delete(r.id); }
