@@ -142,9 +142,17 @@ class LocalProcessLauncher:
         code = process.wait()
         with self._lock:
             self._processes.pop(run_id, None)
-            self._watchers.pop(run_id, None)
             stopping = run_id in self._stopping
             self._stopping.discard(run_id)
+        try:
+            self._record_end(run_id, code, stopping, log_path, spill_path)
+        finally:
+            # Only now: shutdown() joins the watchers still listed, so the writer outlives this one's writes.
+            with self._lock:
+                self._watchers.pop(run_id, None)
+        self._launch_queued()
+
+    def _record_end(self, run_id: int, code: int, stopping: bool, log_path: Path, spill_path: Path) -> None:
         error_tail = _tail(log_path, ERROR_TAIL_LINES)
         if spill_path.exists():
             # Before recording the exit: the spilled batches may hold the worker's own final status.
@@ -169,7 +177,6 @@ class LocalProcessLauncher:
         except Exception:  # noqa: BLE001
             log.exception("run %s: recording worker exit failed", run_id)
         self._on_run_changed(run_id)
-        self._launch_queued()
 
     def _deliver_spill(self, run_id: int, spill_path: Path) -> None:
         try:
@@ -214,7 +221,9 @@ class LocalProcessLauncher:
             except subprocess.TimeoutExpired:
                 _signal(process, signal.SIGKILL)
         # Let each watcher record its run's end before the database writer stops.
-        for watcher in list(self._watchers.values()):
+        with self._lock:
+            watchers = list(self._watchers.values())
+        for watcher in watchers:
             watcher.join(timeout=15)
 
 

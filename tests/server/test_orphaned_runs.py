@@ -14,6 +14,15 @@ def _status(server, run_id: int) -> dict:  # type: ignore[no-untyped-def]
     return server.api("GET", f"/api/runs/{run_id}").json()
 
 
+def _settled(server, run_id: int) -> dict:  # type: ignore[no-untyped-def]
+    """The run once the restarted dashboard has dealt with it (it stays `running` until then)."""
+    deadline = time.monotonic() + 15
+    while (run := _status(server, run_id))["status"] == "running":
+        assert time.monotonic() < deadline, "the restarted dashboard never settled the orphaned run"
+        time.sleep(0.2)
+    return run
+
+
 def test_orphaned_run_fails_after_the_grace_period_and_a_returning_worker_reopens_it(tmp_path: Path, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
     for server in _serve(tmp_path, None, {"ORPO_DASH_ORPHAN_GRACE_SECONDS": "1"}):
         created = server.api("POST", "/api/runs", params={"launch": "false"}, json={"dataset": str(tiny_dataset_file)}).json()
@@ -21,11 +30,7 @@ def test_orphaned_run_fails_after_the_grace_period_and_a_returning_worker_reopen
         assert created["status"] == "running"
         server.kill()  # the dashboard dies; this run's worker is gone too
         server.start()
-        deadline = time.monotonic() + 15
-        while _status(server, run_id)["status"] == "running":
-            assert time.monotonic() < deadline, "the orphaned run was never marked failed"
-            time.sleep(0.2)
-        run = _status(server, run_id)
+        run = _settled(server, run_id)
         assert run["status"] == "failed" and "did not reconnect" in run["error"]
 
         reporter = StreamingReporter(server.url, run_id, token, spill_path=tmp_path / "spill.jsonl")
@@ -55,11 +60,7 @@ def test_a_worker_that_finished_while_the_dashboard_was_down_is_delivered_not_fa
         reporter.close(timeout=2)
         assert spill.exists()
         server.start()
-        deadline = time.monotonic() + 15
-        while _status(server, run_id)["status"] == "running":
-            assert time.monotonic() < deadline, "the run was never settled"
-            time.sleep(0.2)
-        run = _status(server, run_id)
+        run = _settled(server, run_id)
         assert run["status"] == "completed" and run["last_step"] == 3 and run["error"] is None
         assert not spill.exists()
         logs = [line["text"] for line in server.api("GET", f"/api/runs/{run_id}/logs").json()]
