@@ -12,6 +12,7 @@ when reporting, as the run's "failed" status.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -116,16 +117,23 @@ def run(config: RunConfig, reporter: Reporter, *, cache_dir: str | None = None) 
 
 # How torch words an allocation failure: CUDA's OutOfMemoryError, the CPU allocator's RuntimeError.
 OUT_OF_MEMORY_WORDS = ("out of memory", "can't allocate memory")
+# A full disk reaches us as OSError(ENOSPC) or, from torch.save and safetensors, as text in other errors.
+DISK_FULL_WORDS = "No space left on device"
 
 
 def describe_failure(exc: BaseException, config: RunConfig) -> str:
-    """The run's error line: the exception, led by the settings to change when memory ran out."""
+    """The run's error line: the exception, led by the settings to change when memory or disk ran out."""
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, MemoryError) or any(words in str(exc) for words in OUT_OF_MEMORY_WORDS):
         return (
             f"out of memory at batch_size {config.batch_size} and max_length {config.max_length}: lower either "
             "(raise gradient_accumulation_steps to keep the pairs per step) or set gradient_checkpointing: true. "
             + text
+        )
+    if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or DISK_FULL_WORDS in str(exc):
+        return (
+            f"disk full while writing checkpoints to {config.output_dir}: free space there, point output_dir at "
+            "a bigger disk, or save less often (save_every; 0 keeps only the final checkpoint). " + text
         )
     return text
 

@@ -162,3 +162,13 @@ def test_running_out_of_memory_names_the_settings_to_lower(make_config) -> None:
     assert error.startswith("out of memory at batch_size 8 and max_length 512: lower either")
     assert error.endswith(str(real.value))
     assert describe_failure(ValueError("bad pair"), config) == "ValueError: bad pair"
+
+
+def test_a_full_disk_names_where_checkpoints_go_and_what_to_change(make_config, tmp_path: Path) -> None:
+    config = make_config(output_dir=str(tmp_path / "ckpt"))
+    with pytest.raises(OSError) as real, open("/dev/full", "w") as full:  # the kernel's own ENOSPC
+        full.write("x")
+        full.flush()
+    error = describe_failure(real.value, config)
+    assert error.startswith(f"disk full while writing checkpoints to {tmp_path / 'ckpt'}: free space there")
+    assert "save_every" in error and error.endswith(str(real.value))
