@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.status import HTTP_422_UNPROCESSABLE_CONTENT
 
 from orpo_dash.config_errors import describe
-from server.services.config_checks import check_payload_files
+from server.services.config_checks import check_payload
 
 # Routes whose body is a run config: unknown fields get "did you mean" from RunConfig's names.
 RUN_CONFIG_PATHS = ("/api/runs", "/api/runs/validate")
@@ -33,7 +33,7 @@ async def explain_validation_error(request: Request, exc: Exception) -> JSONResp
     body = exc.body
     if is_run_config and isinstance(body, dict) and request.query_params.get("launch", "true").lower() != "false":
         already = {str(part) for error in exc.errors() for part in error.get("loc", ())[1:2]}
-        file_errors, _ = check_payload_files(body)
+        file_errors, _ = check_payload(body)
         detail += [
             {"type": "value_error", "loc": ["body", field], "msg": message, "input": body.get(field)}
             for field, message in file_errors.items() if field not in already

