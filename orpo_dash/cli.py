@@ -104,8 +104,11 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     try:
         return Settings(**overrides)
     except ValidationError as error:
-        for problem in error.errors():
-            print(f"orpo-dash: {problem['msg']}", file=sys.stderr)
+        from orpo_dash.config_errors import explain
+
+        for field, sentence in explain(error.errors(), Settings.model_fields).items():
+            where = f"--{field.replace('_', '-')} or " if field in overrides else ""
+            print(f"orpo-dash: {sentence} (set by {where}ORPO_DASH_{field.upper()})", file=sys.stderr)
         raise SystemExit(2) from None
 
 

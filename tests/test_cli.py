@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -61,3 +62,13 @@ def test_train_names_the_bad_field(tmp_path: Path) -> None:
     result = run("train", str(config))
     assert result.returncode == 1
     assert "learning_rate" in result.stderr and "greater than 0" in result.stderr
+
+
+def test_serve_names_the_bad_setting_and_where_it_came_from(tmp_path: Path) -> None:
+    flag = run("serve", "--port", "99999", "--data-dir", str(tmp_path))
+    assert flag.returncode == 2
+    assert "port must be at most 65535 (got 99999); the default is 8000 (set by --port or ORPO_DASH_PORT)" in flag.stderr
+    env = subprocess.run([ORPO_DASH, "serve", "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "ORPO_DASH_MAX_CONCURRENT_RUNS": "0"})
+    assert env.returncode == 2
+    assert "max_concurrent_runs must be at least 1 (got '0')" in env.stderr and "ORPO_DASH_MAX_CONCURRENT_RUNS" in env.stderr
