@@ -107,8 +107,10 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         from orpo_dash.config_errors import explain
 
         for field, sentence in explain(error.errors(), Settings.model_fields).items():
-            where = f"--{field.replace('_', '-')} or " if field in overrides else ""
-            print(f"orpo-dash: {sentence} (set by {where}ORPO_DASH_{field.upper()})", file=sys.stderr)
+            if field in Settings.model_fields:  # not a check across settings, which names its own
+                flag = f"--{field.replace('_', '-')} or " if field in overrides else ""
+                sentence += f" (set by {flag}ORPO_DASH_{field.upper()})"
+            print(f"orpo-dash: {sentence}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
