@@ -95,3 +95,21 @@ def _default_hint(field: str, fields: Mapping[str, FieldInfo]) -> str:
 
 def _number(bound: object) -> object:
     return int(bound) if isinstance(bound, float) and bound.is_integer() else bound
+
+
+def oversized_step(
+    *, batch_size: int, accumulation: int, processes: int = 1, available: int, where: str, unit: str
+) -> str | None:
+    """Why a step that needs more pairs than there are is refused, and the largest batch_size that fits;
+    None when it fits. The form checks the dataset's rows, the worker its exact training split: the
+    same words either way ("... but {where} has only {available} {unit}")."""
+    per_step = batch_size * accumulation * processes
+    if available <= 0 or per_step <= available:
+        return None
+    factors = f"batch_size {batch_size} x gradient_accumulation_steps {accumulation}"
+    if processes > 1:
+        factors += f" x {processes} processes"
+    fix = f"set batch_size to at most {max(1, available // (accumulation * processes))}"
+    if accumulation != 1:
+        fix += " or lower gradient_accumulation_steps"
+    return f"{factors} = {per_step} pairs per step, but {where} has only {available} {unit}: {fix}"

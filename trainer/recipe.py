@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from orpo_dash import metric_names as M
+from orpo_dash.config_errors import oversized_step
 from orpo_dash.run_config import RunConfig
 from trainer import checkpoint, distributed
 from trainer.data import PairStream, collate, encode_prompt, load_preference_data
@@ -98,16 +99,11 @@ class ORPORecipe:
         self._log(f"{len(self.data.train)} training pairs, {len(self.data.eval)} held-out pairs")
         self.stream = PairStream(len(self.data.train), cfg.seed)
         self.global_batch = cfg.batch_size * cfg.gradient_accumulation_steps * self.world.size
-        if self.global_batch > len(self.data.train):
-            # One step would hold the same pair several times: not the batch anyone asked for.
-            per_step = f"batch_size {cfg.batch_size} x gradient_accumulation_steps {cfg.gradient_accumulation_steps}"
-            if self.world.size > 1:
-                per_step += f" x {self.world.size} processes"
-            most = max(1, len(self.data.train) // (cfg.gradient_accumulation_steps * self.world.size))
-            raise ValueError(
-                f"{per_step} = {self.global_batch} pairs per step, but the training split has only "
-                f"{len(self.data.train)} pairs: set batch_size to at most {most}"
-            )
+        # A step bigger than the data would hold the same pair several times: not the batch anyone asked for.
+        if too_big := oversized_step(batch_size=cfg.batch_size, accumulation=cfg.gradient_accumulation_steps,
+                                     processes=self.world.size, available=len(self.data.train),
+                                     where="the training split", unit="pairs"):
+            raise ValueError(too_big)
         if cfg.max_steps:
             self.total_steps = cfg.max_steps
             if cfg.num_epochs != RunConfig.model_fields["num_epochs"].default:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from orpo_dash.config_errors import oversized_step
 from orpo_dash.run_config import BUNDLED_DATASET, BUNDLED_MODEL, RunConfig
 from server.schemas import DatasetPreview
 from trainer.dataset_files import DatasetError, inspect_dataset, resolve_local
@@ -38,26 +39,12 @@ def check_payload(payload: Mapping[str, Any]) -> tuple[dict[str, str], DatasetPr
     batch_size = payload.get("batch_size", defaults["batch_size"].default)
     accumulation = payload.get("gradient_accumulation_steps", defaults["gradient_accumulation_steps"].default)
     if preview is not None and _positive_int(batch_size) and _positive_int(accumulation):
-        if batch_error := check_batch_fits(batch_size=batch_size, accumulation=accumulation, dataset=str(dataset),
-                                           rows=preview.count):
+        # Rows bound the training split from above; the worker checks the exact split, after held-out
+        # and over-long pairs are set aside.
+        if batch_error := oversized_step(batch_size=batch_size, accumulation=accumulation, available=preview.count,
+                                         where=f"dataset {dataset}", unit="rows"):
             errors["batch_size"] = batch_error
     return errors, preview
-
-
-def check_batch_fits(*, batch_size: int, accumulation: int, dataset: str, rows: int) -> str | None:
-    """A step that needs more pairs than the dataset has would repeat pairs inside one batch (and
-    usually run out of memory first). Rows bound the training split from above; the worker checks
-    the exact split, after held-out pairs and over-long pairs are set aside."""
-    per_step = batch_size * accumulation
-    if rows == 0 or per_step <= rows:
-        return None
-    fix = f"set batch_size to at most {max(1, rows // accumulation)}"
-    if accumulation != 1:
-        fix += " or lower gradient_accumulation_steps"
-    return (
-        f"batch_size {batch_size} x gradient_accumulation_steps {accumulation} "
-        f"= {per_step} pairs per step, but dataset {dataset} has only {rows} rows: {fix}"
-    )
 
 
 def _positive_int(value: object) -> TypeGuard[int]:
