@@ -64,24 +64,24 @@ class ProtocolError(ValueError):
 
 def parse_point(raw: Any) -> Point:
     if not isinstance(raw, (list, tuple)) or len(raw) != 4:
-        raise ProtocolError(f"a point must be [step, name, value, time], got {_shown(raw)}")
+        raise ProtocolError(f"a point must be [step, name, value, time], got {shown(raw)}")
     step, name, value, when = raw
     if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_STEP:
-        raise ProtocolError(f"point step must be an integer from 0 to {MAX_STEP}, got {_shown(step)}")
+        raise ProtocolError(f"point step must be an integer from 0 to {MAX_STEP}, got {shown(step)}")
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or "\x00" in name:
         raise ProtocolError(
-            f"point name must be a non-empty string of at most {MAX_NAME} characters without NUL, got {_shown(name)}"
+            f"point name must be a non-empty string of at most {MAX_NAME} characters without NUL, got {shown(name)}"
         )
     if value is None:
         value = float("nan")  # JSON has no NaN literal in strict mode; senders may send null for it
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise ProtocolError(f"point value must be a number, got {_shown(value)}")
+        raise ProtocolError(f"point value must be a number, got {shown(value)}")
     if not isinstance(when, (int, float)) or isinstance(when, bool):
-        raise ProtocolError(f"point time must be a unix timestamp, got {_shown(when)}")
+        raise ProtocolError(f"point time must be a unix timestamp, got {shown(when)}")
     return step, name, float(value), float(when)
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """A bad value as an error message quotes it: short, so a 1 MB name does not come back 1 MB."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from orpo_dash.diagnostics import Alert as AlertChange
 from orpo_dash.diagnostics import AlertEngine
-from orpo_dash.protocol import MAX_STEP, RUN_STATUSES, TERMINAL_STATUSES, Point, ProtocolError, parse_points
+from orpo_dash.protocol import MAX_STEP, RUN_STATUSES, TERMINAL_STATUSES, Point, ProtocolError, parse_points, shown
 from server.models import Alert, LogLine, MetricPoint, Run, Sample, utcnow
 from server.services.metrics import insert_points
 from server.services.rollups import RollupTracker
@@ -157,13 +157,13 @@ def _update_progress(run: Run, points: list[Point]) -> None:
 
 def _apply_status(run: Run, status: Any) -> None:
     if not isinstance(status, dict):
-        raise ProtocolError(f"a batch's status must be an object like {{\"status\": \"running\"}}, got {str(status)[:80]}")
+        raise ProtocolError(f"a batch's status must be an object like {{\"status\": \"running\"}}, got {shown(status)}")
     new_status = status.get("status")
     if new_status not in RUN_STATUSES:
-        raise ProtocolError(f"status must be one of {', '.join(RUN_STATUSES)}, got {str(new_status)[:80]!r}")
+        raise ProtocolError(f"status must be one of {', '.join(RUN_STATUSES)}, got {shown(new_status)}")
     total = status.get("total_steps")
     if total is not None and (not isinstance(total, int) or isinstance(total, bool) or not 0 <= total <= MAX_STEP):
-        raise ProtocolError(f"total_steps must be an integer from 0 to {MAX_STEP}, got {str(total)[:80]}")
+        raise ProtocolError(f"total_steps must be an integer from 0 to {MAX_STEP}, got {shown(total)}")
     if run.status in TERMINAL_STATUSES and new_status == "running":
         # A resumed run reopens; otherwise terminal states are final.
         run.finished_at = None
@@ -181,19 +181,19 @@ def _apply_status(run: Run, status: Any) -> None:
 
 def _parse_log(entry: Any) -> tuple[float, str, str]:
     if not isinstance(entry, (list, tuple)) or len(entry) != 3 or not _is_number(entry[0]):
-        raise ProtocolError(f"a log entry must be [time, stream, text], got {str(entry)[:80]}")
+        raise ProtocolError(f"a log entry must be [time, stream, text], got {shown(entry)}")
     when, stream, text = entry
     return float(when), _text(stream)[:20], _text(text)[:MAX_LOG_LINE]
 
 
 def _parse_sample(sample: Any) -> tuple[int, str, str, float]:
     if not isinstance(sample, dict):
-        raise ProtocolError(f"a sample must be an object with step, prompt and completion, got {str(sample)[:80]}")
+        raise ProtocolError(f"a sample must be an object with step, prompt and completion, got {shown(sample)}")
     step, when = sample.get("step"), sample.get("time", time.time())
     if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_STEP:
-        raise ProtocolError(f"a sample's step must be an integer from 0 to {MAX_STEP}, got {str(step)[:80]}")
+        raise ProtocolError(f"a sample's step must be an integer from 0 to {MAX_STEP}, got {shown(step)}")
     if not _is_number(when):
-        raise ProtocolError(f"a sample's time must be a unix timestamp, got {str(when)[:80]}")
+        raise ProtocolError(f"a sample's time must be a unix timestamp, got {shown(when)}")
     return step, _text(sample.get("prompt", "")), _text(sample.get("completion", "")), float(when)
 
 
