@@ -102,10 +102,6 @@
 
   // --- header, progress, error ----------------------------------------------------------------
   function renderRun(next) {
-    // A finished run never runs again (the server refuses to leave a terminal status), so an update
-    // that would leave one is a stale snapshot: the stop request's reply, taken before the worker
-    // stopped, can arrive after the websocket has already pushed "stopped".
-    if (run && isTerminal(run.status) && !isTerminal(next.status)) return;
     run = next;
     document.getElementById("run-name").textContent = run.name;
     document.title = `${run.name} · ORPO Dashboard`;
@@ -123,7 +119,11 @@
     document.getElementById("output-dir").textContent = run.output_dir || "—";
     renderCheckpoints(run.checkpoints || []);
     if (socket) alertsArrived(run.alerts || []);   // the first load renders its alerts itself
-    if (socket && isTerminal(run.status)) { socket.finished = true; setLiveState("finished"); }
+    if (socket) {
+      // A run can reopen (resumed, or a worker back after the dashboard had given it up): keep listening then.
+      socket.finished = isTerminal(run.status);
+      if (socket.finished) setLiveState("finished");
+    }
     const emptyText = isTerminal(run.status) ? "Not logged by this run" : "Waiting for data…";
     panels.forEach((g) => { if (g.panel.emptyText !== emptyText) { g.panel.emptyText = emptyText; g.panel.scheduleFull(); } });
     renderProgress();
@@ -166,7 +166,9 @@
     if (!ok) return;
     try {
       const updated = await api("POST", `/api/runs/${runId}/stop`);
-      if (updated && updated.status) renderRun(updated);
+      // The reply is a snapshot from before the worker stopped; the websocket may already have pushed
+      // "stopped", and the older snapshot must not turn the page back to "running".
+      if (updated && updated.status && !isTerminal(run.status)) renderRun(updated);
       toast("Stop requested.");
     } catch (err) { toast(`Could not stop the run: ${err.message}`, "error"); }
   });

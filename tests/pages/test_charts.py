@@ -147,3 +147,21 @@ def test_progress_says_what_a_run_is_waiting_for(live_server, page, tiny_dataset
     page.wait_for_function("() => document.getElementById('progress-text').textContent.startsWith('step 2 / ')")
     reporter.status("completed")
     reporter.close(timeout=30)
+
+
+def test_a_finished_run_that_reopens_is_followed_again(live_server, page, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+    run_id, token = register_run(live_server, tiny_dataset_file, name="reopens")
+    first = _stream(live_server, run_id, token, range(1, 3), seed=3, finish=False)
+    first.status("failed", error="worker lost")
+    first.close(timeout=30)
+    page.goto(f"{live_server.url}/runs/{run_id}")
+    page.wait_for_function("() => document.querySelector('#run-status [data-status]').dataset.status === 'failed'")
+    # A worker that comes back (resumed, or reconnecting after the dashboard had given up on it) reopens
+    # the run: the open page must show it running and draw its new steps without a reload.
+    again = _stream(live_server, run_id, token, range(3, 6), seed=4, finish=False)
+    page.wait_for_function("() => document.querySelector('#run-status [data-status]').dataset.status === 'running'")
+    page.wait_for_function("() => document.getElementById('progress-text').textContent.startsWith('step 5')")
+    assert page.is_visible("#stop-btn")
+    again.status("completed")
+    again.close(timeout=30)
+    page.wait_for_function("() => document.querySelector('#run-status [data-status]').dataset.status === 'completed'")
