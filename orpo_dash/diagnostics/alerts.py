@@ -75,6 +75,9 @@ THRESHOLDS: dict[str, tuple[float, str]] = {
     "op_lor_z": (1.0, "over_penalization: ...while the log odds ratio rises with at least this Mann-Kendall z"),
     "forget_rise_frac": (0.05, "catastrophic_forgetting: eval NLL above its best by this fraction"),
     "forget_noise_k": (0.75, "catastrophic_forgetting: ...and by this many times the eval series' point-to-point noise"),
+    "forget_sure_frac": (0.08, "catastrophic_forgetting: a rise above this fraction needs no trend; a smaller one..."),
+    "forget_trend_evals": (8, "catastrophic_forgetting: ...must trend up over the evals since the best (at most this many)..."),
+    "forget_trend_z": (1.5, "catastrophic_forgetting: ...with at least this Mann-Kendall z"),
     "forget_gap_frac": (0.5, "catastrophic_forgetting: eval NLL above train NLL by this fraction of eval NLL"),
     "fnl_level": (0.8, "format_not_learned: NLL still above this fraction of its starting value..."),
     "fnl_min_drop": (0.05, "format_not_learned: ...and falling by less than this fraction of it per window"),
@@ -96,6 +99,9 @@ def resolve_thresholds(overrides: Mapping[str, float] | None) -> dict[str, float
             raise ValueError(f"alert threshold {key!r} must be a positive whole number, got {merged[key]}")
     if merged["long_window"] != int(merged["long_window"]) or merged["long_window"] < merged["window"]:
         raise ValueError(f"alert threshold 'long_window' must be a whole number >= window, got {merged['long_window']:g}")
+    if merged["forget_trend_evals"] < 4 or merged["forget_trend_evals"] != int(merged["forget_trend_evals"]):
+        raise ValueError("alert threshold 'forget_trend_evals' must be a whole number of at least 4 evaluations, "
+                         f"got {merged['forget_trend_evals']:g}")
     if merged["window"] < 8:
         raise ValueError(f"alert threshold 'window' must be at least 8 points, got {merged['window']:g}")
     return merged

@@ -242,6 +242,8 @@ def catastrophic_forgetting(get: Lookup, th: Mapping[str, float], step: int, st:
     newest_rise = (values[-1] - st.best) / max(st.best, 1e-12)
     firing = (rise > th["forget_rise_frac"] and newest_rise > th["forget_rise_frac"]
               and smooth - st.best > th["forget_noise_k"] * _eval_noise(es, name))
+    if firing and rise <= th["forget_sure_frac"]:
+        firing = _rising_since_best(es, name, st, th)
     msg = (f"eval NLL {smooth:.3f} at step {at} is {rise:+.0%} above its best {st.best:.3f} "
            f"(step {st.best_step})")
     train = _first(get, (m.NLL_LOSS,))
@@ -255,6 +257,21 @@ def catastrophic_forgetting(get: Lookup, th: Mapping[str, float], step: int, st:
     severity = a.CRITICAL if rise > 4 * th["forget_rise_frac"] else a.WARNING
     clear = rise < 0.5 * th["forget_rise_frac"]
     return Verdict(firing, clear and not firing, severity, st.best_step, msg)
+
+
+def _rising_since_best(es: Series, name: str, st: ForgettingState, th: Mapping[str, float]) -> bool:
+    """A moderate rise must also be a trend over the evals since the best (Mann-Kendall).
+
+    On a long noisy plateau the best so far is an extreme value set by chance, and the evals after it
+    wander around their mean without a trend; eval NLL that is really climbing again does trend."""
+    n = min(int(th["forget_trend_evals"]), sum(1 for s in es.steps if s >= st.best_step) + 1)
+    if n < 4:  # the best is only a few evals old: not the chance minimum of a long plateau
+        return True
+    win = es.window(n)
+    if win is None:
+        return False
+    values = np.log(np.maximum(win[1], 1e-12)) if name.endswith(m.PPL_CHOSEN) else win[1]
+    return trend(win[0], values).z >= th["forget_trend_z"]
 
 
 def _eval_noise(es: Series, name: str) -> float:

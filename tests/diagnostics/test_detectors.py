@@ -176,6 +176,35 @@ def test_forgetting_needs_the_newest_eval_to_confirm_the_rise():
     assert "catastrophic_forgetting" in with_bump(3)  # one eval longer: a rise that held
 
 
+def _plateau_after(dip_at: int, after) -> list[tuple[int, float]]:
+    """Eval NLL every 10 steps: a fall to a plateau at 1.0, one chance low pair of evals (0.93) at
+    `dip_at`, then `after(i)` for the i-th eval after it."""
+    evals, i = [], 0
+    for s in range(10, N + 1, 10):
+        if s < dip_at:
+            v = 1.0 + 2.7 * math.exp(-s / 50) + (0.01 if (s // 10) % 2 else -0.01)
+        elif s < dip_at + 20:
+            v = 0.93
+        else:
+            v, i = after(i), i + 1
+        evals.append((s, v))
+    return evals
+
+
+def test_forgetting_ignores_a_plateau_above_its_one_lucky_evaluation():
+    # After a chance low (7 % under the plateau), the evals sit 5-9 % above that best for 100 steps
+    # without climbing: the level rule alone opens here; it takes a trend since the best to be forgetting.
+    t = np.arange(1, N + 1)
+    series = _series(t, 0.9 + 2.8 * np.exp(-t / 50) + np.random.default_rng(3).normal(0, 0.1, N), 3 * (1 - np.exp(-t / 60)))
+    wobble = [1.0, 1.02, 0.98, 1.01, 0.99]
+    series["eval/nll_loss"] = _plateau_after(200, lambda i: wobble[i % len(wobble)])
+    assert "catastrophic_forgetting" not in kinds(diagnose(series), None)
+    # The same best, then a slow climb that stays under forget_sure_frac's 8 % for a while: opens.
+    series["eval/nll_loss"] = _plateau_after(200, lambda i: 0.96 + 0.012 * i)
+    alerts = [a for a in diagnose(series) if a.kind == "catastrophic_forgetting"]
+    assert alerts and alerts[0].onset_step == 210
+
+
 @pytest.mark.parametrize("trace", ["real_sft_healthy_2", "real_sft_beta01_1"])
 def test_forgetting_spares_real_healthy_wobbles(trace):
     # Healthy runs whose 128-pair eval NLL sits 3.5-4 % above its luckiest evaluation for a while:
@@ -246,6 +275,12 @@ def test_incremental_equals_batch_in_random_batch_sizes(seed):
 def test_unknown_threshold_is_rejected():
     with pytest.raises(ValueError, match="unknown alert threshold"):
         AlertEngine({"no_such_knob": 1.0})
+
+
+@pytest.mark.parametrize("value", [3, 4.5])
+def test_forget_trend_evals_must_be_a_whole_number_of_at_least_four(value):
+    with pytest.raises(ValueError, match="'forget_trend_evals' must be a whole number of at least 4"):
+        AlertEngine({"forget_trend_evals": value})
 
 
 def test_threshold_override_changes_behaviour():
