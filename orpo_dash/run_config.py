@@ -122,6 +122,17 @@ class RunConfig(BaseModel):
         description="Per-run overrides of pitfall-detector thresholds (see docs/alerts.md).",
     )
 
+    @field_validator("alert_thresholds")
+    @classmethod
+    def _known_alert_thresholds(cls, thresholds: dict[str, float]) -> dict[str, float]:
+        # Checked at launch, not only when the server builds the run's alert engine: there a bad key
+        # would surface only once metrics arrive, far from the form that could fix it.
+        from orpo_dash.diagnostics.alerts import resolve_thresholds  # numpy, only when thresholds are given
+
+        if thresholds:
+            resolve_thresholds(thresholds)
+        return thresholds
+
     @field_validator("max_prompt_length")
     @classmethod
     def _prompt_leaves_room_for_the_response(cls, max_prompt_length: int, info: ValidationInfo) -> int:

@@ -48,3 +48,13 @@ def test_a_prompt_longer_than_the_sequence_is_reported_on_max_prompt_length() ->
 
 def test_settings_that_are_not_an_object_say_so() -> None:
     assert _explained([1, 2]) == {"config": "the run settings must be one JSON object of field: value pairs (got list)"}
+
+
+def test_alert_thresholds_are_checked_at_launch() -> None:
+    # The server used to accept any key here and then refuse every metrics batch of the run.
+    misspelt = _explained({"alert_thresholds": {"min_stp": 80}})
+    assert misspelt == {"alert_thresholds": "alert_thresholds: unknown alert threshold 'min_stp': "
+                                             "did you mean 'min_step'? (docs/alerts.md lists them)"}
+    assert "must be a positive whole number" in _explained({"alert_thresholds": {"window": 2.5}})["alert_thresholds"]
+    assert "must be a finite number" in _explained({"alert_thresholds": {"trend_z": float("inf")}})["alert_thresholds"]
+    assert RunConfig.model_validate({"alert_thresholds": {"min_step": 80}}).alert_thresholds == {"min_step": 80.0}

@@ -7,6 +7,8 @@ RunConfig.alert_thresholds or `orpo-dash diagnose --threshold KEY=VALUE`.
 
 from __future__ import annotations
 
+import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
@@ -92,8 +94,12 @@ def resolve_thresholds(overrides: Mapping[str, float] | None) -> dict[str, float
     merged = dict(DEFAULT_THRESHOLDS)
     for key, value in (overrides or {}).items():
         if key not in merged:
-            raise ValueError(f"unknown alert threshold {key!r}; known: {', '.join(sorted(merged))}")
+            close = difflib.get_close_matches(key, sorted(merged), n=1, cutoff=0.75)
+            fix = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(merged))}"
+            raise ValueError(f"unknown alert threshold {key!r}: {fix} (docs/alerts.md lists them)")
         merged[key] = float(value)
+        if not math.isfinite(merged[key]):
+            raise ValueError(f"alert threshold {key!r} must be a finite number, got {value!r}")
     for key in ("window", "check_every", "open_after", "forget_open_after", "close_after", "nonfinite_clear_steps"):
         if merged[key] < 1 or merged[key] != int(merged[key]):
             raise ValueError(f"alert threshold {key!r} must be a positive whole number, got {merged[key]}")

@@ -42,7 +42,14 @@ class AlertEngines:
     def for_run(self, *, session: Session, run: Run) -> AlertEngine:
         engine = self._engines.get(run.id)
         if engine is None:
-            engine = AlertEngine(run.config.get("alert_thresholds") or None)
+            try:
+                engine = AlertEngine(run.config.get("alert_thresholds") or None)
+            except ValueError as exc:
+                # A config stored before its thresholds were checked at launch: refusing every batch over
+                # it would lose the run's metrics, so judge with the defaults and say so in the run's log.
+                engine = AlertEngine(None)
+                session.add(LogLine(run_id=run.id, time=time.time(), stream="dashboard",
+                                    text=f"alert_thresholds ignored, alerts use the defaults: {exc}"))
             history = session.execute(
                 select(MetricPoint.step, MetricPoint.name, MetricPoint.value)
                 .where(MetricPoint.run_id == run.id)

@@ -7,6 +7,7 @@ real `orpo-dash serve`; the alerts it stored must be what diagnose() computes on
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -69,3 +70,37 @@ def test_streamed_run_gets_the_same_alerts_as_diagnose(live_server, tmp_path: Pa
             break
         time.sleep(0.2)
     assert got == expected
+
+
+def test_bad_alert_thresholds_are_refused_at_launch_and_never_cost_a_stored_run_its_metrics(
+        live_server, tmp_path: Path) -> None:
+    dataset = tmp_path / "pairs.jsonl"
+    dataset.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    refused = live_server.api("POST", "/api/runs", params={"launch": "false"},
+                              json={"dataset": str(dataset), "alert_thresholds": {"min_stp": 80}})
+    assert refused.status_code == 422
+    assert "did you mean 'min_step'?" in refused.text and "alert_thresholds" in refused.text
+
+    # A run stored by an earlier version, which accepted any key: its metrics must still be kept.
+    created = live_server.api("POST", "/api/runs", params={"launch": "false"}, json={"dataset": str(dataset)})
+    run_id, token = created.json()["id"], created.json()["worker_token"]
+    db = sqlite3.connect(live_server.database_url.removeprefix("sqlite:///"))
+    with db:
+        (config,) = db.execute("SELECT config FROM runs WHERE id = ?", (run_id,)).fetchone()
+        db.execute("UPDATE runs SET config = ? WHERE id = ?",
+                   (config.replace('"alert_thresholds": {}', '"alert_thresholds": {"min_stp": 80}'), run_id))
+        assert "min_stp" in db.execute("SELECT config FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+    db.close()
+
+    reporter = StreamingReporter(live_server.url, run_id, token, spill_path=tmp_path / "spill.jsonl")
+    reporter.status("running", total_steps=5)
+    for step in range(1, 6):
+        reporter.metrics(step, {"loss": 1.0 / step, "log_odds_ratio": 0.1 * step})
+    reporter.status("completed")
+    reporter.close()
+
+    live_server.wait_for_run(run_id, ("completed",), timeout=30)
+    loss = live_server.api("GET", f"/api/runs/{run_id}/metrics", params={"names": "loss"}).json()
+    assert loss["series"]["loss"]["step"] == [1, 2, 3, 4, 5]
+    logs = [line["text"] for line in live_server.api("GET", f"/api/runs/{run_id}/logs").json()]
+    assert any("alert_thresholds ignored" in text and "min_stp" in text for text in logs)
