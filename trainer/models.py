@@ -159,11 +159,25 @@ def add_lora(model: Any, *, r: int, alpha: int, dropout: float, target_modules: 
     config = LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules or None, task_type="CAUSAL_LM"
     )
+    _check_lora_targets(model, target_modules or [])
     if gradient_checkpointing:
         # With frozen embeddings nothing upstream requires grad, and checkpointed blocks would
         # then produce no gradient for the adapters inside them.
         model.enable_input_require_grads()
     return get_peft_model(model, config)
+
+
+def _check_lora_targets(model: Any, targets: list[str]) -> None:
+    """Name the setting and the model's own layer names when a LoRA target matches nothing (peft's
+    error names neither). Matching is peft's: a module's full name, or its last dotted parts."""
+    names = [name for name, _ in model.named_modules() if name]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)})
+        raise ValueError(
+            f"lora_target_modules: {', '.join(map(repr, missing))} matches no module of this model; its linear "
+            f"layers are named {', '.join(linear)}. Pick from those, or leave lora_target_modules empty to let peft choose"
+        )
 
 
 def _not_found(name: str, exc: Exception) -> str:

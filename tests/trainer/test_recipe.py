@@ -132,6 +132,15 @@ def test_lora_trains_only_the_adapters(make_config, recorder, tiny_model_dir: Pa
     assert (saved / "adapter_model.safetensors").is_file() and not (saved / "model.safetensors").exists()
 
 
+def test_a_lora_target_the_model_lacks_is_named_with_the_layers_it_has(make_config, recorder) -> None:
+    config = make_config(max_steps=2, lora=True, lora_target_modules=["q_proj", "query_key_value"])
+    with pytest.raises(ValueError) as caught:
+        _train(config, recorder())
+    message = str(caught.value)
+    assert message.startswith("lora_target_modules: 'query_key_value' matches no module of this model")
+    assert "q_proj" in message.split("named", 1)[1] and "leave lora_target_modules empty" in message
+
+
 def test_float16_mixed_precision_step_is_finite(make_config, recorder) -> None:
     rep = recorder()
     assert run(make_config(max_steps=1, dtype="float16", output_dir=None), rep) == "completed"
