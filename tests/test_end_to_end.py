@@ -84,6 +84,10 @@ def test_same_loop_on_postgres(live_server_postgres, tiny_model_dir, tiny_datase
         ("batch_size", -2, "greater than 0"),
         ("batch_size", 0, "greater than 0"),
         ("batch_size", 100_000, "pairs per step, but dataset"),
+        # Checkpoints are written after training: a folder that cannot be made would throw the run away.
+        ("output_dir", "/proc/orpo-dash-run", "is not writable"),
+        ("output_dir", "/etc/passwd/run", "cannot be created: /etc/passwd is a file"),
+        ("alert_thresholds", {"min_stp": 80}, "did you mean 'min_step'?"),
     ],
 )
 def test_bad_input_gets_a_per_field_422_and_creates_no_run(live_server, tiny_model_dir, tiny_dataset_file, field, value, expected) -> None:  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ import torch
 
 from orpo_dash import metric_names as M
 from orpo_dash.config_errors import oversized_step
+from orpo_dash.output_dir import output_dir_problem
 from orpo_dash.run_config import RunConfig
 from trainer import checkpoint, distributed
 from trainer.data import PairStream, collate, encode_prompt, load_preference_data
@@ -46,6 +47,8 @@ class ORPORecipe:
 
     def setup(self) -> None:
         cfg = self.cfg
+        if cfg.output_dir and (problem := output_dir_problem(cfg.output_dir)):
+            raise ValueError(problem)  # before the model loads: the first checkpoint comes after training
         self.device = resolve_device(cfg.device)
         self.world = distributed.init_world(self.device.type)
         if self.world.parallel and self.device.type == "cuda":

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from orpo_dash.config_errors import oversized_step
+from orpo_dash.output_dir import output_dir_problem
 from orpo_dash.run_config import BUNDLED_DATASET, BUNDLED_MODEL, RunConfig
 from server.schemas import DatasetPreview
 from trainer.dataset_files import DatasetError, inspect_dataset, resolve_local
@@ -36,6 +37,9 @@ def check_payload(payload: Mapping[str, Any]) -> tuple[dict[str, str], DatasetPr
         model=payload.get("model", BUNDLED_MODEL), dataset=dataset,
         eval_dataset=payload.get("eval_dataset"), resume_from=payload.get("resume_from"),
     )
+    output_dir = payload.get("output_dir")
+    if isinstance(output_dir, str) and output_dir and (output_error := output_dir_problem(output_dir)):
+        errors["output_dir"] = output_error
     batch_size = payload.get("batch_size", defaults["batch_size"].default)
     accumulation = payload.get("gradient_accumulation_steps", defaults["gradient_accumulation_steps"].default)
     if preview is not None and _positive_int(batch_size) and _positive_int(accumulation):

@@ -141,6 +141,13 @@ def test_a_lora_target_the_model_lacks_is_named_with_the_layers_it_has(make_conf
     assert "q_proj" in message.split("named", 1)[1] and "leave lora_target_modules empty" in message
 
 
+def test_an_output_dir_that_cannot_be_written_stops_the_run_before_training(make_config, recorder) -> None:
+    rep = recorder()
+    with pytest.raises(ValueError, match=r"output_dir /proc/orpo-run is not writable: .*leave output_dir empty"):
+        _train(make_config(max_steps=2, output_dir="/proc/orpo-run"), rep)
+    assert rep.train() == {}  # no step was spent before the run found out
+
+
 def test_float16_mixed_precision_step_is_finite(make_config, recorder) -> None:
     rep = recorder()
     assert run(make_config(max_steps=1, dtype="float16", output_dir=None), rep) == "completed"
