@@ -73,6 +73,10 @@ def _json_rows(p: Path, text: str) -> list[dict]:
         except json.JSONDecodeError as exc:
             raise MetricsFileError(f"{p}: not valid JSON: {exc}") from None
         rows = data
+    elif (whole := _whole_json(stripped)) is not None:
+        # One JSON document: the Hugging Face Trainer's trainer_state.json (pretty-printed, its
+        # history under log_history), or a JSONL file of a single record.
+        rows = whole.get("log_history", [whole])
     else:
         rows = []
         for lineno, line in enumerate(text.splitlines(), start=1):
@@ -82,11 +86,18 @@ def _json_rows(p: Path, text: str) -> list[dict]:
                 rows.append(json.loads(line))  # NaN/Infinity literals are accepted, on purpose
             except json.JSONDecodeError as exc:
                 raise MetricsFileError(f"{p}: line {lineno} is not valid JSON: {exc.msg}") from None
-    if isinstance(rows, dict) and "log_history" in rows:
-        rows = rows["log_history"]
-    if not all(isinstance(r, dict) for r in rows):
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise MetricsFileError(f"{p}: expected one JSON object per line (or a list of objects)")
     return rows
+
+
+def _whole_json(text: str) -> dict | None:
+    """The text parsed as one JSON object, or None when it is not one (e.g. JSONL of several lines)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _csv_rows(p: Path, text: str) -> list[dict]:

@@ -100,3 +100,20 @@ def test_trainer_nulls_are_non_finite_and_gzip_is_read(tmp_path, capsys):
     assert main([str(packed), "--json"]) == 1  # NaN loss: a critical non_finite alert
     out = json.loads(capsys.readouterr().out)
     assert [(a["kind"], a["severity"], a["step"]) for a in out] == [("non_finite", "critical", 2)]
+
+
+def test_a_trainer_state_json_as_the_hf_trainer_writes_it(tmp_path, capsys):
+    """trainer_state.json is pretty-printed (one object over many lines, history under log_history),
+    and Python's json writes a NaN loss as the NaN literal."""
+    history = [{"step": s, "epoch": s / 10, "loss": math.nan if s == 7 else 1.0, "log_odds_chosen": 0.1 * s,
+                "rewards/accuracies": 0.7} for s in range(1, 11)]
+    state = tmp_path / "trainer_state.json"
+    state.write_text(json.dumps({"global_step": 10, "log_history": history, "best_metric": None}, indent=2))
+    assert load_metrics_file(state)["log_odds_ratio"][-1] == (10, 1.0)
+    assert main([str(state), "--json"]) == 1
+    (alert,) = json.loads(capsys.readouterr().out)
+    assert (alert["kind"], alert["step"]) == ("non_finite", 7)
+    # A JSONL file of one record is still one record, not a document to look inside.
+    single = tmp_path / "one.jsonl"
+    single.write_text(json.dumps({"step": 1, "loss": 1.0}) + "\n")
+    assert load_metrics_file(single) == {"loss": [(1, 1.0)]}
