@@ -11,6 +11,7 @@ from pathlib import Path
 from orpo_dash import metric_names as m
 
 _STEP_KEYS = ("step", "global_step")
+_LONG_COLUMNS = {"step", "name", "value"}  # the dashboard's own exports, one point per row
 _TRL_ONLY = {"log_odds_chosen", "rewards/accuracies", "logps/chosen", "logps/rejected"}
 
 
@@ -73,10 +74,14 @@ def _json_rows(p: Path, text: str) -> list[dict]:
         except json.JSONDecodeError as exc:
             raise MetricsFileError(f"{p}: not valid JSON: {exc}") from None
         rows = data
+        if rows and all(isinstance(r, dict) and isinstance(r.get("points"), list) for r in rows):
+            # The runs list's export of several selected runs: one per-run export each.
+            _one_run(p, [r.get("run", {}).get("id") for r in rows])
+            rows = _pivot(p, rows[0]["points"])
     elif (whole := _whole_json(stripped)) is not None:
-        # One JSON document: the Hugging Face Trainer's trainer_state.json (pretty-printed, its
-        # history under log_history), or a JSONL file of a single record.
-        rows = whole.get("log_history", [whole])
+        # One JSON document: the dashboard's JSON export (points), the Hugging Face Trainer's
+        # trainer_state.json (pretty-printed, its history under log_history), or a one-record JSONL file.
+        rows = _pivot(p, whole["points"]) if isinstance(whole.get("points"), list) else whole.get("log_history", [whole])
     else:
         rows = []
         for lineno, line in enumerate(text.splitlines(), start=1):
@@ -89,6 +94,29 @@ def _json_rows(p: Path, text: str) -> list[dict]:
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise MetricsFileError(f"{p}: expected one JSON object per line (or a list of objects)")
     return rows
+
+
+def _one_run(p: Path, run_ids: list) -> None:
+    if len(run_ids) > 1:
+        raise MetricsFileError(
+            f"{p} holds {len(run_ids)} runs ({', '.join(map(str, run_ids))}); diagnose one run at a time: "
+            "export it from its row in the runs list or from its run page"
+        )
+
+
+def _pivot(p: Path, points: list) -> list[dict]:
+    """The dashboard's exports list one point per row (step, name, value): one row per step instead.
+    A missing value is what the dashboard stores for NaN/Inf, so it stays None (read as NaN)."""
+    by_step: dict[int, dict] = {}
+    for i, point in enumerate(points, start=1):
+        if not isinstance(point, dict) or not _LONG_COLUMNS <= point.keys():
+            raise MetricsFileError(f"{p}: point {i} is not an object with step, name and value")
+        try:
+            step, value = int(float(point["step"])), None if point["value"] is None else float(point["value"])
+        except (TypeError, ValueError):
+            raise MetricsFileError(f"{p}: point {i} has a non-numeric step or value") from None
+        by_step.setdefault(step, {"step": step})[str(point["name"])] = value
+    return [by_step[s] for s in sorted(by_step)]
 
 
 def _whole_json(text: str) -> dict | None:
@@ -104,6 +132,11 @@ def _csv_rows(p: Path, text: str) -> list[dict]:
     reader = csv.DictReader(text.splitlines())
     if not reader.fieldnames or not any(k in reader.fieldnames for k in _STEP_KEYS):
         raise MetricsFileError(f"{p}: not JSONL, and not a CSV with a 'step' or 'global_step' column")
+    if _LONG_COLUMNS <= set(reader.fieldnames):  # the dashboard's CSV export: an empty value was non-finite
+        points = [{**row, "value": None if not row["value"] else row["value"]} for row in reader]
+        if "run_id" in reader.fieldnames:  # the runs list's export of several selected runs
+            _one_run(p, list(dict.fromkeys(row["run_id"] for row in points)))
+        return _pivot(p, points)
     rows = []
     for row in reader:
         parsed: dict[str, object] = {}

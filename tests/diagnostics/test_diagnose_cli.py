@@ -117,3 +117,26 @@ def test_a_trainer_state_json_as_the_hf_trainer_writes_it(tmp_path, capsys):
     single = tmp_path / "one.jsonl"
     single.write_text(json.dumps({"step": 1, "loss": 1.0}) + "\n")
     assert load_metrics_file(single) == {"loss": [(1, 1.0)]}
+
+
+def test_a_broken_dashboard_export_is_named_not_misread(tmp_path, capsys):
+    export = tmp_path / "run-metrics.json"
+    export.write_text(json.dumps({"run": {"id": 1}, "points": [{"step": 1, "name": "loss", "value": "high"}]}))
+    assert main([str(export)]) == 2
+    assert "point 1 has a non-numeric step or value" in capsys.readouterr().err
+
+
+def test_an_export_of_several_runs_is_refused_by_name(tmp_path, capsys):
+    """The runs list exports a selection as one file (CSV with run_id, JSON as a list of run exports)."""
+    csv_export = tmp_path / "orpo-runs-3-7.csv"
+    csv_export.write_text("run_id,step,name,value,time\n3,1,loss,1.0,0\n7,1,loss,2.0,0\n")
+    json_export = tmp_path / "orpo-runs-3-7.json"
+    json_export.write_text(json.dumps([{"run": {"id": i}, "points": [{"step": 1, "name": "loss", "value": 1.0}]}
+                                       for i in (3, 7)]))
+    for export in (csv_export, json_export):
+        assert main([str(export)]) == 2
+        assert "holds 2 runs (3, 7); diagnose one run at a time" in capsys.readouterr().err
+    one = tmp_path / "orpo-runs-3.csv"
+    one.write_text("run_id,step,name,value,time\n3,1,loss,1.0,0\n3,2,loss,,0\n")
+    series = load_metrics_file(one)
+    assert series["loss"][0] == (1, 1.0) and math.isnan(series["loss"][1][1]) and "run_id" not in series

@@ -71,6 +71,12 @@ def test_streamed_run_gets_the_same_alerts_as_diagnose(live_server, tmp_path: Pa
         time.sleep(0.2)
     assert got == expected
 
+    # The dashboard's own exports, fed back to `orpo-dash diagnose`, give the same alerts again.
+    for fmt in ("csv", "json"):
+        export = tmp_path / f"export.{fmt}"
+        export.write_bytes(live_server.api("GET", f"/api/runs/{run_id}/export", params={"format": fmt}).content)
+        assert _stored_form(diagnose(load_metrics_file(export))) == expected, fmt
+
 
 def test_bad_alert_thresholds_are_refused_at_launch_and_never_cost_a_stored_run_its_metrics(
         live_server, tmp_path: Path) -> None:
