@@ -43,4 +43,10 @@ def advise(config: RunConfig) -> dict[str, str]:
             f"{config.num_epochs:g} epochs over the same pairs invites catastrophic forgetting without a reference "
             "model; set eval_every so the held-out NLL is watched, and keep a checkpoint (save_every)."
         )
+    held_out = config.eval_dataset or config.eval_fraction > 0
+    if config.eval_every == 0 and held_out and config.max_steps is None and config.num_epochs > 1:
+        advice["eval_every"] = (
+            f"eval_every 0 measures the held-out NLL only at the end, so catastrophic_forgetting cannot warn while "
+            f"{config.num_epochs:g} epochs revisit the same pairs: set eval_every (e.g. 20) to be told during the run."
+        )
     return advice
