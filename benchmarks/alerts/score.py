@@ -21,25 +21,24 @@ from orpo_dash.diagnostics import KINDS, diagnose, load_metrics_file
 TRACES = Path(__file__).parent / "traces"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--threshold", action="append", default=[])
-    ap.add_argument("--verbose", action="store_true")
-    args = ap.parse_args()
-    th = {k: float(v) for k, v in (s.split("=") for s in args.threshold)}
-    labels = json.loads((TRACES / "labels.json").read_text())
+def first_openings(path: Path, th: dict[str, float]) -> dict[str, int]:
+    """Kind -> step at which an alert of that kind first opened on the trace at `path`."""
+    opened: dict[str, int] = {}
+    for a in diagnose(load_metrics_file(path), th):
+        if a.state == "open":
+            opened.setdefault(a.kind, a.step)
+    return opened
+
+
+def print_table(results: dict[str, tuple[dict[str, int], dict[str, int]]], *, verbose: bool = False) -> None:
+    """The score table for trace name -> (expected kind -> onset, opened kind -> step)."""
     hits = {k: 0 for k in KINDS}
     wanted = {k: 0 for k in KINDS}
     false = {k: 0 for k in KINDS}
     spurious = {k: 0 for k in KINDS}
     delays: dict[str, list[int]] = {k: [] for k in KINDS}
-    healthy = sum(1 for v in labels.values() if not v)
-    for name, lab in sorted(labels.items()):
-        opened: dict[str, int] = {}
-        for a in diagnose(load_metrics_file(TRACES / f"{name}.jsonl.gz"), th):
-            if a.state == "open":
-                opened.setdefault(a.kind, a.step)
-        expect = {x["kind"]: x["onset_step"] for x in lab}
+    healthy = sum(1 for expect, _ in results.values() if not expect)
+    for name, (expect, opened) in sorted(results.items()):
         for kind, onset in expect.items():
             wanted[kind] += 1
             if kind in opened:
@@ -50,14 +49,28 @@ def main() -> None:
                 false[kind] += 1
             elif kind not in expect:
                 spurious[kind] += 1
-        if args.verbose or (not expect and opened) or any(k not in opened for k in expect):
+        if verbose or (not expect and opened) or any(k not in opened for k in expect):
             print(f"  {name:32s} expected {expect} opened {opened}")
-    print(f"{len(labels)} traces ({healthy} healthy)")
+    print(f"{len(results)} traces ({healthy} healthy)")
     print(f"{'kind':24s} {'recall':>12s} {'false alarms':>14s} {'spurious':>9s} {'median delay':>13s}")
     for k in KINDS:
         rec = f"{hits[k]}/{wanted[k]} {hits[k] / wanted[k]:.2f}" if wanted[k] else "-"
         med = f"{np.median(delays[k]):.0f}" if delays[k] else "-"
         print(f"{k:24s} {rec:>12s} {false[k]:>9d}/{healthy:<4d} {spurious[k]:>9d} {med:>13s}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threshold", action="append", default=[])
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args()
+    th = {k: float(v) for k, v in (s.split("=") for s in args.threshold)}
+    labels = json.loads((TRACES / "labels.json").read_text())
+    results = {
+        name: ({x["kind"]: x["onset_step"] for x in lab}, first_openings(TRACES / f"{name}.jsonl.gz", th))
+        for name, lab in labels.items()
+    }
+    print_table(results, verbose=args.verbose)
 
 
 if __name__ == "__main__":
