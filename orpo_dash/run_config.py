@@ -127,9 +127,9 @@ class RunConfig(BaseModel):
     def _known_alert_thresholds(cls, thresholds: dict[str, float]) -> dict[str, float]:
         # Checked at launch, not only when the server builds the run's alert engine: there a bad key
         # would surface only once metrics arrive, far from the form that could fix it.
-        from orpo_dash.diagnostics.alerts import resolve_thresholds  # numpy, only when thresholds are given
-
         if thresholds:
+            from orpo_dash.diagnostics.alerts import resolve_thresholds  # pulls in numpy: only when needed
+
             resolve_thresholds(thresholds)
         return thresholds
 
