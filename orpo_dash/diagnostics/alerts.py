@@ -75,6 +75,7 @@ THRESHOLDS: dict[str, tuple[float, str]] = {
     "loss_rise_frac": (0.1, "loss_rising: significant rise over the window, as a fraction of the median loss"),
     "op_logp_drop": (0.05, "over_penalization: fall of mean chosen log-prob (nats/token) over the window"),
     "op_lor_z": (1.0, "over_penalization: ...while the log odds ratio rises with at least this Mann-Kendall z"),
+    "op_level_drop": (0.15, "over_penalization: window median of the chosen log-prob this far below its best (nats/token), log odds ratio above its level then"),
     "forget_rise_frac": (0.05, "catastrophic_forgetting: eval NLL above its best by this fraction"),
     "forget_noise_k": (0.75, "catastrophic_forgetting: ...and by this many times the eval series' point-to-point noise"),
     "forget_sure_frac": (0.08, "catastrophic_forgetting: a rise above this fraction needs no trend; a smaller one..."),

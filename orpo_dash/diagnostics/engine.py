@@ -42,6 +42,7 @@ class AlertEngine:
         self._state = {kind: _Hysteresis() for kind in a.KINDS}
         self._seen_versions: dict[str, tuple[int, ...]] = {}
         self._forgetting = d.ForgettingState()
+        self._penalization = d.PenalizationState()
         self._bad_now: list[str] = []  # non-finite metric names at the current step
         self._finite_steps = 0
         self._check_every = int(self.th["check_every"])
@@ -52,7 +53,8 @@ class AlertEngine:
         self._detectors: list[tuple[str, tuple[str, ...], Callable[..., d.Verdict | None]]] = [
             (a.LOG_ODDS_FLAT, ("log_odds_ratio",), d.log_odds_flat),
             (a.LOSS_RISING, ("loss",), d.loss_rising),
-            (a.OVER_PENALIZATION, ("log_odds_ratio", "logps_chosen", "nll_loss"), d.over_penalization),
+            (a.OVER_PENALIZATION, ("log_odds_ratio", "logps_chosen", "nll_loss"),
+             lambda get, th, step: d.over_penalization(get, th, step, self._penalization)),
             (a.CATASTROPHIC_FORGETTING, ("eval/nll_loss", "eval/ppl_chosen"),
              lambda get, th, step: d.catastrophic_forgetting(get, th, step, self._forgetting)),
             (a.FORMAT_NOT_LEARNED, ("nll_loss", "logps_chosen", "ppl_chosen"), d.format_not_learned),

@@ -156,7 +156,22 @@ def test_over_penalization_when_the_log_odds_ratio_only_creeps_up():
     lor = 0.4 + 0.0012 * t + rng.normal(0, 0.3, N)
     alerts = [a for a in diagnose(_series(t, nll, lor)) if a.kind == "over_penalization"]
     assert alerts and alerts[0].step <= 80
-    assert "over_penalization" not in kinds(diagnose(_series(t, nll, lor), {"op_lor_z": 3.0}), None)
+    # The trend rule needs op_lor_z below 3 here (the level rule, switched off, would catch it later).
+    assert "over_penalization" not in kinds(diagnose(_series(t, nll, lor), {"op_lor_z": 3.0, "op_level_drop": 0}), None)
+
+
+def test_over_penalization_catches_a_drift_too_slow_for_a_trend_window():
+    # What fresh seeds of the beta-30/100 runs after SFT did: chosen log-prob down ~0.3 nats/token
+    # over 300 steps under batch noise that no 40-60 point window calls significant, log odds up.
+    rng = np.random.default_rng(21)
+    t = np.arange(1, N + 1)
+    nll = 0.65 + 0.001 * t + rng.normal(0, 0.12, N)
+    lor = 0.5 + 0.7 * (1 - np.exp(-t / 60)) + rng.normal(0, 0.3, N)
+    alerts = [a for a in diagnose(_series(t, nll, lor)) if a.kind == "over_penalization"]
+    assert alerts and alerts[0].onset_step <= 60 and "below its best" in alerts[0].message
+    assert "over_penalization" not in kinds(diagnose(_series(t, nll, lor), {"op_level_drop": 0}), None)
+    # The same fall with the log odds ratio falling too is not the penalty winning (that is loss_rising's).
+    assert "over_penalization" not in kinds(diagnose(_series(t, nll, 1.2 - 0.002 * t + rng.normal(0, 0.3, N))), None)
 
 
 def test_forgetting_needs_the_newest_eval_to_confirm_the_rise():
