@@ -31,6 +31,22 @@ class _Write:
     fn: Callable[[Session], Any]
     future: Future[Any]
     is_batch: bool
+    awaited: bool = True  # False once its waiter cancelled the future: the write still happens, unanswered
+
+    def claim(self) -> None:
+        """Mark the future running, so no waiter can cancel it any more (asyncio.wrap_future cancels it
+        when the awaiting task is cancelled, e.g. a worker socket at shutdown). A write whose waiter
+        already gave up is still made: the data matters more than who stopped listening, and a
+        batch's seq makes its resend harmless."""
+        self.awaited = self.future.set_running_or_notify_cancel()
+
+    def settle(self, result: Any = None, error: BaseException | None = None) -> None:
+        if not self.awaited:
+            return
+        if error is not None:
+            self.future.set_exception(error)
+        else:
+            self.future.set_result(result)
 
 
 class DatabaseWriter:
@@ -71,32 +87,38 @@ class DatabaseWriter:
 
     def _loop(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if not item.is_batch:
-                self._run_alone(item)
-                continue
-            group = [item]
-            stop_after = False
-            while len(group) < MAX_COALESCED:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop_after = True
-                    break
-                if not nxt.is_batch:
-                    self._run_group(group)
-                    group = []
-                    self._run_alone(nxt)
-                    break
-                group.append(nxt)
-            if group:
+            try:
+                if not self._serve_next():
+                    return
+            except Exception:  # noqa: BLE001 - a dead writer thread would silently stop every write
+                log.exception("the database writer hit an unexpected error; it keeps serving")
+
+    def _serve_next(self) -> bool:
+        """Run the next write, or the next batches coalesced into one transaction. False: stop."""
+        item = self._queue.get()
+        if item is None:
+            return False
+        item.claim()
+        if not item.is_batch:
+            self._run_alone(item)
+            return True
+        group = [item]
+        while len(group) < MAX_COALESCED:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
                 self._run_group(group)
-            if stop_after:
-                return
+                return False
+            nxt.claim()
+            if not nxt.is_batch:
+                self._run_group(group)
+                self._run_alone(nxt)
+                return True
+            group.append(nxt)
+        self._run_group(group)
+        return True
 
     def _run_alone(self, item: _Write) -> None:
         try:
@@ -105,10 +127,10 @@ class DatabaseWriter:
         except BaseException as error:  # noqa: BLE001 - the caller's future carries it
             if item.is_batch:
                 self.state = IngestState()  # derived state may have seen rows that were rolled back
-            item.future.set_exception(error)
+            item.settle(error=error)
             return
         self._announce([result] if isinstance(result, Announcement) else [])
-        item.future.set_result(result)
+        item.settle(result)
 
     def _run_group(self, group: list[_Write]) -> None:
         try:
@@ -122,7 +144,7 @@ class DatabaseWriter:
             return
         self._announce([result for result in results if result is not None])
         for item, result in zip(group, results, strict=True):
-            item.future.set_result(result)
+            item.settle(result)
 
     def _announce(self, announcements: list[Announcement]) -> None:
         if not announcements:
