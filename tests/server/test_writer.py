@@ -32,7 +32,10 @@ def test_a_write_whose_waiter_was_cancelled_is_still_made_and_the_writer_lives_o
             waiting.cancel()
             await asyncio.gather(waiting, return_exceptions=True)
 
-        asyncio.run(give_up())
+        # In a thread of its own: the page tests' Playwright leaves an event loop running on this one.
+        waiter = threading.Thread(target=asyncio.run, args=(give_up(),))
+        waiter.start()
+        waiter.join(timeout=10)
         gate.set()
         assert busy.result(timeout=10) is True
         count = writer.submit(lambda session: session.execute(text("SELECT count(*) FROM t")).scalar_one())
