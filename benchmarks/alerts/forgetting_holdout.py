@@ -19,10 +19,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from make_synthetic_traces import base, rows_from  # noqa: E402
-from plateau_jitter import JITTERS, LENGTHS  # noqa: E402
+from plateau_jitter import JITTERS, LENGTHS, opened  # noqa: E402
+from score import first_openings  # noqa: E402
 from traces import write_trace  # noqa: E402
 
-from orpo_dash.diagnostics import CATASTROPHIC_FORGETTING, diagnose, load_metrics_file  # noqa: E402
+from orpo_dash.diagnostics import CATASTROPHIC_FORGETTING  # noqa: E402
 
 RULES = {"level rule only": {"forget_sure_frac": 0.0}, "defaults (trend since best)": {}}
 FORGETTING_SEEDS = range(7200, 7230)
@@ -32,9 +33,7 @@ PLATEAU_SEEDS = range(9000, 9016)
 def first_open(rows: list[dict], th: dict[str, float], folder: Path) -> int | None:
     path = folder / "trace.jsonl.gz"
     write_trace(path, rows)
-    opened = [a.step for a in diagnose(load_metrics_file(path), th)
-              if a.kind == CATASTROPHIC_FORGETTING and a.state == "open"]
-    return opened[0] if opened else None
+    return first_openings(path, th).get(CATASTROPHIC_FORGETTING)
 
 
 def forgetting(th: dict[str, float], folder: Path) -> tuple[int, list[int]]:
@@ -52,13 +51,7 @@ def forgetting(th: dict[str, float], folder: Path) -> tuple[int, list[int]]:
 
 
 def plateau_alarms(th: dict[str, float], n: int, jitter: float, folder: Path) -> int:
-    count = 0
-    for seed in PLATEAU_SEEDS:
-        rng = np.random.default_rng(seed)
-        t, nll, lor = base(rng, n)
-        rows = rows_from(t, nll, lor, rng, eval_nll=nll * (1 + rng.normal(0, jitter, n)))
-        count += first_open(rows, th, folder) is not None
-    return count
+    return sum(opened(n, jitter, seed, th, folder) for seed in PLATEAU_SEEDS)
 
 
 def main() -> None:
