@@ -110,6 +110,16 @@ def scenarios() -> list[Scenario]:
     for i, lr in enumerate([1e-6, 1e-5, 3e-5]):
         s.append(Scenario(f"sft_lr_too_low_{i}", seed=930 + i, beta=0.1, lr=lr, near_miss=1, sft_steps=300, steps=300,
                           schedule="constant", notes="SFT first, then ORPO with lr far too low"))
+    # An SFT'd model in the slow learner's setting whose preferences cannot be learned: labels swapped or
+    # chosen replaced by noise (log_odds_flat must not excuse these as slow learners because the NLL falls).
+    for i, frac in enumerate([0.5, 0.7, 1.0]):
+        s.append(Scenario(f"sft_swapped_labels_{i}", seed=960 + i, beta=0.1, lr=1e-3, near_miss=1, sft_steps=300,
+                          steps=300, schedule="constant", swap_frac=frac,
+                          notes=f"SFT first, then ORPO at beta 0.1 with {frac:.0%} of pairs swapped"))
+    for i, frac in enumerate([1.0, 0.9, 0.8]):
+        s.append(Scenario(f"sft_noisy_chosen_{i}", seed=970 + i, beta=0.1, lr=1e-3, near_miss=1, sft_steps=300,
+                          steps=300, schedule="constant", noisy_chosen=frac,
+                          notes=f"SFT first, then ORPO at beta 0.1 with {frac:.0%} of chosen replaced by noise"))
     for i, lr in enumerate([3e-2, 1e-1]):
         s.append(Scenario(f"fp16_overflow_{i}", seed=800 + i, train_pairs=24, lr=lr, dtype="float16",
                           schedule="constant", notes="float16 autocast + loss scaling, lr high on a memorisable set"))
