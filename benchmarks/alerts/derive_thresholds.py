@@ -39,7 +39,7 @@ def main() -> None:
     print("step where the smoothed log odds ratio passes 0.5:",
           {n: learn_step(s["log_odds_ratio"]) for n, s in runs.items()})
     print(f"{'healthy trace':24s} {'minLORmed':>9s} {'LORfall/med':>11s} {'lossRise40':>10s} {'lossRise60':>10s} "
-          f"{'chosenFall60':>12s} {'maxNLLfrac':>10s} {'evalRise':>8s}  log odds still low after min_step")
+          f"{'chosenFall60':>12s} {'maxNLLfrac':>10s} {'evalRise':>8s} {'NLLstart':>8s}  log odds still low after min_step")
     for n, s in runs.items():
         lor = [trend(*w) for w in windows(s["log_odds_ratio"], W, MIN_STEP)]
         sig_fall = [-t.change / abs(t.median) for t in lor if t.z < -TH["trend_z"]]
@@ -52,7 +52,7 @@ def main() -> None:
         base = np.median([p[1] for p in nll[:10]])
         fnl = max(np.median(w[1]) / base for w in windows(nll, W, MIN_STEP))
         print(f"{n:24s} {min(t.median for t in lor):9.2f} {max(sig_fall, default=0):11.2f} {rise[W]:10.3f} "
-              f"{rise[LW]:10.3f} {fall:12.3f} {fnl:10.2f} {eval_rise(s):8.3f}  {slow_start(s)}")
+              f"{rise[LW]:10.3f} {fall:12.3f} {fnl:10.2f} {eval_rise(s):8.3f} {base:8.2f}  {slow_start(s)}")
 
 
 def eval_rise(s) -> float:
@@ -70,12 +70,15 @@ def eval_rise(s) -> float:
 
 def slow_start(s) -> str:
     """Checks after min_step where the log odds ratio's window median is still under lor_flat_level: the
-    long window's Mann-Kendall z and rise there (what lets a slow learner off until lor_grace_step)."""
+    long window's Mann-Kendall z and rise there (what lets a slow learner off until lor_grace_step),
+    and the chosen NLL's long-window z (what keeps a model that writes the answers waiting after
+    answers_grace_step)."""
+    nll = {int(st[-1]): trend(st, v).z for st, v in windows(s["nll_loss"], LW, MIN_STEP, every=1)}
     out = []
     for st, v in windows(s["log_odds_ratio"], LW, MIN_STEP, every=10):
         if np.median(v[-W:]) < TH["lor_flat_level"]:
             t = trend(st, v)
-            out.append(f"{st[-1]:.0f}: z={t.z:+.1f} rise={t.change:+.2f}")
+            out.append(f"{st[-1]:.0f}: z={t.z:+.1f} rise={t.change:+.2f} nll_z={nll.get(int(st[-1]), float('nan')):+.1f}")
     return "; ".join(out)
 
 

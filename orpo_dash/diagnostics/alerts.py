@@ -84,7 +84,10 @@ THRESHOLDS: dict[str, tuple[float, str]] = {
     "forget_gap_frac": (0.5, "catastrophic_forgetting: eval NLL above train NLL by this fraction of eval NLL"),
     "fnl_level": (0.8, "format_not_learned: NLL still above this fraction of its starting value..."),
     "fnl_min_drop": (0.05, "format_not_learned: ...and falling by less than this fraction of it per window"),
-    "fnl_nll_floor": (1.5, "format_not_learned: chosen NLL below this (nats/token, perplexity < 4.5) is learned, whatever its trend"),
+    "fnl_nll_floor": (1.0, "format_not_learned: chosen NLL below this (nats/token, perplexity < 2.7) is learned, whatever its trend"),
+    "answers_nll": (1.5, "log_odds_flat, format_not_learned: a chosen NLL starting below this (nats/token) means the model already writes the answers (SFT'd, or pretrained on data in its format)..."),
+    "answers_grace_step": (120, "...so, while its log odds ratio median is above 0, neither kind judges it before this step..."),
+    "answers_nll_z": (2.0, "...nor while its chosen NLL still falls with this Mann-Kendall z over long_window"),
     "nonfinite_clear_steps": (10, "non_finite: steps with only finite values before the alert closes"),
 }
 DEFAULT_THRESHOLDS: dict[str, float] = {k: float(v[0]) for k, v in THRESHOLDS.items()}

@@ -120,6 +120,9 @@ def log_odds_flat(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | 
         return Verdict(False, True, a.WARNING, onset,
                        f"log odds ratio median {t.median:.2f} over steps {onset}-{step} (z={t.z:+.1f})")
     flat = t.median < level and t.change < rise and not _still_rising(s, th, step)
+    if flat and not t.z < -zc and (waiting := _writes_the_answers_and_still_learns(get, th, step)):
+        return Verdict(False, False, a.WARNING, onset, f"log odds ratio median {t.median:.2f} over steps "
+                       f"{onset}-{step}, not judged yet: {waiting}")
     falling = t.z < -zc and t.change < -max(drop, th["lor_drop_frac"] * abs(t.median))
     if falling and not flat:
         msg = f"log odds ratio is falling: {_fmt(t)} over steps {onset}-{step} (median {t.median:.2f})"
@@ -129,6 +132,39 @@ def log_odds_flat(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | 
     severity = a.CRITICAL if t.median < -level else a.WARNING
     clear = (t.median > 1.5 * level or t.change > 1.5 * rise) and not t.z < -zc / 2
     return Verdict(flat or falling, clear, severity, onset, msg)
+
+
+def _writes_the_answers_and_still_learns(get: Lookup, th: Mapping[str, float], step: int) -> str | None:
+    """Why a 'not learning' verdict (log_odds_flat, format_not_learned) waits, in a model that already
+    writes the chosen answers; None when it does not wait.
+
+    Such a model (chosen NLL starting below `answers_nll`: SFT'd, or pretrained on data in its own
+    format) starts ORPO with its log odds ratio near zero and its NLL near where it will stay, and at
+    a small beta both move slowly at first: real_sft_short_1..3 sat below a log odds ratio of 0.1 for
+    ~100 steps and passed 0.5 at steps 217-242, their NLL 96-99 % of its start at step 60. At step 60
+    one of them looked exactly like a learning rate far too low. So the verdict waits until
+    `answers_grace_step`, and after that while the chosen NLL still falls significantly over
+    `long_window` (Mann-Kendall z <= -`answers_nll_z`): training is still moving the model. A learning
+    rate far too low, or chosen responses that are noise, move nothing (z around 0) and are judged.
+
+    Only while the model prefers the chosen responses, if slightly (log odds ratio median above zero):
+    where the labels fight what it learned (pairs swapped, chosen replaced by noise) the median sits at
+    or below zero from the start (real_sft_swapped_labels_*, real_sft_noisy_chosen_*) while its NLL
+    falls just the same; those are judged at min_step like any other run."""
+    nll, lor = get(m.NLL_LOSS), get(m.LOG_ODDS_RATIO)
+    base = None if nll is None else nll.baseline
+    if base is None or base >= th["answers_nll"] or lor is None:
+        return None
+    lw = lor.window(int(th["window"]))
+    if lw is None or median(lw[1]) <= 0:
+        return None
+    if step < th["answers_grace_step"]:
+        return (f"the model already writes the answers (chosen NLL started at {base:.2f}) and may start "
+                f"slowly; judged from step {th['answers_grace_step']:g}")
+    t = nll.trend(int(th["long_window"]))
+    if t is None or t.z > -th["answers_nll_z"]:
+        return None
+    return f"the chosen NLL is still falling ({_fmt(t)}): training is still moving the model"
 
 
 def _still_rising(s: Series, th: Mapping[str, float], step: int) -> bool:
@@ -361,6 +397,9 @@ def format_not_learned(get: Lookup, th: Mapping[str, float], step: int) -> Verdi
     level, fall = t.median / base, -t.change / base
     # A significantly rising NLL is another pitfall (over-penalization, forgetting), not an unlearned format.
     firing = level > th["fnl_level"] and fall < th["fnl_min_drop"] and t.z <= th["trend_z"]
+    if firing and (waiting := _writes_the_answers_and_still_learns(get, th, step)):
+        return Verdict(False, False, a.WARNING, int(win[0][0]),
+                       f"chosen NLL {t.median:.3f} ({level:.0%} of its start) at step {step}, not judged yet: {waiting}")
     severity = a.CRITICAL if level > 0.95 and step >= 2 * th["min_step"] else a.WARNING
     msg = (f"chosen NLL is still {t.median:.3f} ({level:.0%} of its starting {base:.3f}) at step {step} "
            f"and falling only {fall:.1%} of that per {int(th['window'])} points ({_fmt(t)})")

@@ -51,13 +51,13 @@ class AlertEngine:
         self._last_block: int | None = None  # step // check_every of the last evaluation
         self._maxlen = int(self.th["long_window"])  # no detector looks back further
         self._detectors: list[tuple[str, tuple[str, ...], Callable[..., d.Verdict | None]]] = [
-            (a.LOG_ODDS_FLAT, ("log_odds_ratio",), d.log_odds_flat),
+            (a.LOG_ODDS_FLAT, ("log_odds_ratio", "nll_loss"), d.log_odds_flat),
             (a.LOSS_RISING, ("loss",), d.loss_rising),
             (a.OVER_PENALIZATION, ("log_odds_ratio", "logps_chosen", "nll_loss"),
              lambda get, th, step: d.over_penalization(get, th, step, self._penalization)),
             (a.CATASTROPHIC_FORGETTING, ("eval/nll_loss", "eval/ppl_chosen"),
              lambda get, th, step: d.catastrophic_forgetting(get, th, step, self._forgetting)),
-            (a.FORMAT_NOT_LEARNED, ("nll_loss", "logps_chosen", "ppl_chosen"), d.format_not_learned),
+            (a.FORMAT_NOT_LEARNED, ("nll_loss", "logps_chosen", "ppl_chosen", "log_odds_ratio"), d.format_not_learned),
         ]
         # Only these metrics are kept; the others are checked for NaN/Inf and dropped.
         for _, inputs, _ in self._detectors:

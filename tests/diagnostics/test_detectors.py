@@ -55,10 +55,12 @@ def test_log_odds_flat_fires_after_min_step_and_not_before():
     assert "near zero" in flat[0].message and flat[0].advice
 
 
-def _flat_alerts(lor: np.ndarray, seed: int, thresholds=None, sigma: float = 0.1):
+def _flat_alerts(lor: np.ndarray, seed: int, thresholds=None, sigma: float = 0.1, nll_start: float = 0.8,
+                 nll_fall: float = 0.0):
     rng = np.random.default_rng(seed)
     t = np.arange(1, N + 1)
-    nll = 0.8 + rng.normal(0, 0.05, N)  # a model that already writes the answers, as after SFT
+    # nll_start 0.8: a model that already writes the answers, as after SFT; 3.7: one still learning them.
+    nll = np.where(t < 20, nll_start, nll_start - nll_fall * (t - 20) / N) + rng.normal(0, 0.05, N)
     noisy = lor + rng.normal(0, sigma, N)
     return [a for a in diagnose(_series(t, nll, noisy), thresholds) if a.kind == "log_odds_flat"]
 
@@ -68,11 +70,16 @@ def test_log_odds_flat_gives_a_slow_learner_time_but_not_forever():
     # Starts near 0 and climbs 0.24 per 60 steps: under the level at min_step, but clearly learning.
     slow = 0.05 + 0.004 * t
     assert _flat_alerts(slow, 21) == []
-    assert _flat_alerts(slow, 21, {"lor_grace_step": 0})  # without the grace it was called flat
-    # A steady creep of 0.03 per 60 steps is significant but far too slow to count: flagged at min_step.
+    # Without the graces (the slow learner's and the one for a model that writes the answers) it is flat.
+    assert _flat_alerts(slow, 21, {"lor_grace_step": 0, "answers_grace_step": 0})
+    # A steady creep of 0.03 per 60 steps is significant but far too slow to count: flagged at min_step
+    # in a model that still has the format to learn, at the end of the grace in one that writes the answers.
     creep = 0.05 + 0.0005 * t
-    opened = _flat_alerts(creep, 22)
+    opened = _flat_alerts(creep, 22, nll_start=3.7)
     assert opened and opened[0].step <= DEFAULT_THRESHOLDS["min_step"] + DEFAULT_THRESHOLDS["check_every"]
+    opened = _flat_alerts(creep, 22)
+    grace = DEFAULT_THRESHOLDS["lor_grace_step"]
+    assert opened and grace <= opened[0].step <= grace + DEFAULT_THRESHOLDS["check_every"]
     # Rising by 0.12 per 60 steps but still under the level when the grace ends: flagged then, not before.
     late = 0.002 * t
     opened = _flat_alerts(late, 23, sigma=0.03)
@@ -84,7 +91,44 @@ def test_log_odds_flat_spares_the_real_slow_learner():
     # real_sft_healthy_0: beta 0.1 after SFT, log odds 0.21 at step 60 and creeping up; past 0.5 by ~175.
     series = load_metrics_file(TRACES / "real_sft_healthy_0.jsonl.gz")
     assert "log_odds_flat" not in kinds(diagnose(series), None)
-    assert "log_odds_flat" in kinds(diagnose(series, {"lor_grace_step": 0}))
+    assert "log_odds_flat" in kinds(diagnose(series, {"lor_grace_step": 0, "answers_grace_step": 0, "answers_nll_z": 99}))
+
+
+def test_log_odds_flat_waits_while_a_model_that_writes_the_answers_still_improves():
+    t = np.arange(1, N + 1)
+    # At 0.06 for 150 steps, then climbing (a slow start after a short SFT), while the chosen NLL falls
+    # steadily from 0.8 to 0.2: training is moving the model, so this is not called flat. (Spared on
+    # 30 of 30 seeds; at 0.03 the median dips to zero or below on some checks, which ends the wait.)
+    late_start = np.where(t < 150, 0.06, 0.06 + 0.006 * (t - 150))
+    assert _flat_alerts(late_start, 31, nll_fall=0.6) == []
+    # The same log odds ratio with the NLL standing still (a learning rate far too low) is flagged when
+    # the grace ends, and so is the improving run when the NLL rule is switched off.
+    grace = DEFAULT_THRESHOLDS["answers_grace_step"]
+    opened = _flat_alerts(late_start, 31)
+    assert opened and grace <= opened[0].step <= grace + DEFAULT_THRESHOLDS["check_every"]
+    assert "not judged yet" not in opened[0].message
+    assert _flat_alerts(late_start, 31, {"answers_nll_z": 99}, nll_fall=0.6)
+    # A model still learning the format gets no such wait: flagged at min_step, NLL falling or not.
+    opened = _flat_alerts(late_start, 31, nll_start=3.7, nll_fall=2.5)
+    assert opened and opened[0].step <= DEFAULT_THRESHOLDS["min_step"] + DEFAULT_THRESHOLDS["check_every"]
+
+
+@pytest.mark.parametrize("trace", ["real_sft_short_1", "real_sft_short_2", "real_sft_short_3"])
+def test_log_odds_flat_spares_real_slow_starts_after_a_short_sft(trace):
+    # After 100-150 SFT steps at beta 0.1 the log odds ratio sits below 0.1 for ~100 steps and passes 0.5
+    # at steps 217-242, while the chosen NLL keeps falling (Mann-Kendall z -3 to -6 over 60 points).
+    series = load_metrics_file(TRACES / f"{trace}.jsonl.gz")
+    assert "log_odds_flat" not in kinds(diagnose(series), None)
+    assert "log_odds_flat" in kinds(diagnose(series, {"answers_nll_z": 99}), None)
+
+
+@pytest.mark.parametrize("trace, by_step", [("real_sft_short_0", 240), ("real_sft_lr_too_low_1", 130)])
+def test_log_odds_flat_still_catches_real_models_that_write_the_answers_and_stall(trace, by_step):
+    # real_sft_short_0: the same setting, never past 0.39, its NLL stops falling near step 200;
+    # real_sft_lr_too_low_1: lr 1e-5, log odds ~0.2 and NLL flat for the whole run.
+    series = load_metrics_file(TRACES / f"{trace}.jsonl.gz")
+    opened = [a for a in diagnose(series) if a.kind == "log_odds_flat" and a.state == "open"]
+    assert opened and opened[0].step <= by_step
 
 
 def test_swapped_preferences_are_critical():
@@ -119,7 +163,35 @@ def test_format_not_learned_spares_a_slow_start_from_a_low_nll():
     # per window at first, then to 0.56 of its start by the end: slow, but the format is there.
     series = load_metrics_file(TRACES / "real_sft_short_1.jsonl.gz")
     assert "format_not_learned" not in kinds(diagnose(series), None)
-    assert "format_not_learned" in kinds(diagnose(series, {"fnl_nll_floor": 1.0}))  # the old floor flagged it
+    # Judged at min_step like a model that has the format to learn, it is flagged.
+    assert "format_not_learned" in kinds(diagnose(series, {"answers_grace_step": 0}))
+
+
+def test_format_not_learned_catches_noise_for_chosen_after_sft():
+    # real_sft_noisy_chosen_0: SFT'd and then trained on chosen responses that are random words; the
+    # chosen NLL sits at 1.45 nats/token (98-99 % of its start) for the whole run.
+    series = load_metrics_file(TRACES / "real_sft_noisy_chosen_0.jsonl.gz")
+    assert "format_not_learned" in kinds(diagnose(series))
+    # Under the old floor of 1.5 nats/token it counted as learned.
+    assert "format_not_learned" not in kinds(diagnose(series, {"fnl_nll_floor": 1.5}), None)
+
+
+@pytest.mark.parametrize("trace, expected", [
+    ("real_sft_swapped_labels_0", {"log_odds_flat"}),
+    ("real_sft_swapped_labels_1", {"log_odds_flat", "format_not_learned"}),
+    ("real_sft_swapped_labels_2", {"log_odds_flat"}),
+    ("real_sft_noisy_chosen_0", {"log_odds_flat", "format_not_learned"}),
+    ("real_sft_noisy_chosen_1", {"log_odds_flat", "format_not_learned"}),
+    ("real_sft_noisy_chosen_2", {"log_odds_flat", "format_not_learned"}),
+])
+def test_no_wait_for_a_model_whose_labels_fight_what_it_learned(trace, expected):
+    # SFT'd on data whose pairs are swapped (or whose chosen are noise): the log odds ratio median is at
+    # or below zero from the start, so the wait for a model that writes the chosen answers does not
+    # apply and both "not learning" kinds are judged at min_step, though the chosen NLL starts low.
+    series = load_metrics_file(TRACES / f"{trace}.jsonl.gz")
+    by = DEFAULT_THRESHOLDS["min_step"] + DEFAULT_THRESHOLDS["check_every"]
+    early = {a.kind for a in diagnose(series) if a.state == "open" and a.step <= by}
+    assert expected <= early
 
 
 def test_a_rising_chosen_nll_is_not_called_an_unlearned_format():
