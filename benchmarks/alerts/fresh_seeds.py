@@ -7,7 +7,8 @@ thresholds were derived on the stored collection, so this is the check that they
 its particular runs. Traces go to a temporary folder (--keep DIR to keep them); the collection is
 not touched.
 
-    python benchmarks/alerts/fresh_seeds.py [--offset 10000] [--only PREFIX] [--keep DIR]   # ~10 min
+    python benchmarks/alerts/fresh_seeds.py [--offset 10000] [--only PREFIX] [--keep DIR]   # ~20 min
+    python benchmarks/alerts/fresh_seeds.py --rescore DIR   # label and score traces kept earlier
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ def main() -> None:
     ap.add_argument("--offset", type=int, default=10_000, help="Added to every scenario's seed.")
     ap.add_argument("--only", default="", help="Run only scenarios whose name starts with this.")
     ap.add_argument("--keep", type=Path, help="Keep the fresh traces in this folder.")
+    ap.add_argument("--rescore", type=Path, help="Run nothing: label and score the traces --keep left in this folder.")
     args = ap.parse_args()
+    if args.rescore:
+        rescore(args.rescore)
+        return
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -55,6 +60,15 @@ def main() -> None:
             print(f"{sc.name:22s} {time.perf_counter() - t0:5.1f}s  labels {expect}  opened {results[path.name.removesuffix('.jsonl.gz')][1]}",
                   flush=True)
     print_table(results)
+
+
+def rescore(folder: Path) -> None:
+    """Score kept traces again, e.g. after a detector change, without re-running the training."""
+    t_learn = max(learn_step(load(p)) for p in sorted(TRACES.glob("real_healthy_*.jsonl.gz")))
+    paths = sorted(folder.glob("fresh_*.jsonl.gz"))
+    if not paths:
+        raise SystemExit(f"no fresh_*.jsonl.gz traces in {folder} (make them with --keep {folder})")
+    print_table({p.name.removesuffix(".jsonl.gz"): (oracle(load(p), t_learn), first_openings(p, {})) for p in paths})
 
 
 if __name__ == "__main__":
