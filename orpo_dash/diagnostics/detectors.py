@@ -152,8 +152,7 @@ def _writes_the_answers_and_still_learns(get: Lookup, th: Mapping[str, float], s
     or below zero from the start (real_sft_swapped_labels_*, real_sft_noisy_chosen_*) while its NLL
     falls just the same; those are judged at min_step like any other run."""
     nll, lor = get(m.NLL_LOSS), get(m.LOG_ODDS_RATIO)
-    base = None if nll is None else nll.baseline
-    if base is None or base >= th["answers_nll"] or lor is None:
+    if nll is None or lor is None or (base := nll.baseline) is None or base >= th["answers_nll"]:
         return None
     lw = lor.window(int(th["window"]))
     if lw is None or median(lw[1]) <= 0:
