@@ -17,8 +17,9 @@ from orpo_dash.diagnostics import diagnose, load_metrics_file
 from trainer.streaming import StreamingReporter
 
 TRACES = Path(__file__).resolve().parents[2] / "benchmarks" / "alerts" / "traces"
-# Three kinds open and one escalates from warning to critical; NaN values (sent as null) mid-run, then a close.
-TRACES_STREAMED = ("syn_over_penalization_3", "syn_non_finite_3")
+# Three kinds open and one escalates from warning to critical; NaN values (sent as null) mid-run, then a
+# close; an SFT'd slow start, where log_odds_flat waits on the chosen NLL's trend and opens at step 210.
+TRACES_STREAMED = ("syn_over_penalization_3", "syn_non_finite_3", "real_sft_short_0")
 
 
 def _stored_form(changes) -> list[tuple[str, str, int, int, str, int | None]]:
