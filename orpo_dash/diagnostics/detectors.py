@@ -120,9 +120,8 @@ def log_odds_flat(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | 
         return Verdict(False, True, a.WARNING, onset,
                        f"log odds ratio median {t.median:.2f} over steps {onset}-{step} (z={t.z:+.1f})")
     flat = t.median < level and t.change < rise and not _still_rising(s, th, step)
-    if flat and not t.z < -zc and (waiting := _writes_the_answers_and_still_learns(get, th, step)):
-        return Verdict(False, False, a.WARNING, onset, f"log odds ratio median {t.median:.2f} over steps "
-                       f"{onset}-{step}, not judged yet: {waiting}")
+    if flat and not t.z < -zc and _writes_the_answers_and_still_learns(get, th, step):
+        return Verdict(False, False, a.WARNING, onset)  # not judged yet: neither firing nor clear
     falling = t.z < -zc and t.change < -max(drop, th["lor_drop_frac"] * abs(t.median))
     if falling and not flat:
         msg = f"log odds ratio is falling: {_fmt(t)} over steps {onset}-{step} (median {t.median:.2f})"
@@ -134,9 +133,9 @@ def log_odds_flat(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | 
     return Verdict(flat or falling, clear, severity, onset, msg)
 
 
-def _writes_the_answers_and_still_learns(get: Lookup, th: Mapping[str, float], step: int) -> str | None:
-    """Why a 'not learning' verdict (log_odds_flat, format_not_learned) waits, in a model that already
-    writes the chosen answers; None when it does not wait.
+def _writes_the_answers_and_still_learns(get: Lookup, th: Mapping[str, float], step: int) -> bool:
+    """Whether a 'not learning' verdict (log_odds_flat, format_not_learned) waits, in a model that
+    already writes the chosen answers.
 
     Such a model (chosen NLL starting below `answers_nll`: SFT'd, or pretrained on data in its own
     format) starts ORPO with its log odds ratio near zero and its NLL near where it will stay, and at
@@ -153,17 +152,14 @@ def _writes_the_answers_and_still_learns(get: Lookup, th: Mapping[str, float], s
     falls just the same; those are judged at min_step like any other run."""
     nll, lor = get(m.NLL_LOSS), get(m.LOG_ODDS_RATIO)
     if nll is None or lor is None or (base := nll.baseline) is None or base >= th["answers_nll"]:
-        return None
+        return False
     lw = lor.window(int(th["window"]))
     if lw is None or median(lw[1]) <= 0:
-        return None
+        return False
     if step < th["answers_grace_step"]:
-        return (f"the model already writes the answers (chosen NLL started at {base:.2f}) and may start "
-                f"slowly; judged from step {th['answers_grace_step']:g}")
+        return True
     t = nll.trend(int(th["long_window"]))
-    if t is None or t.z > -th["answers_nll_z"]:
-        return None
-    return f"the chosen NLL is still falling ({_fmt(t)}): training is still moving the model"
+    return t is not None and t.z <= -th["answers_nll_z"]
 
 
 def _still_rising(s: Series, th: Mapping[str, float], step: int) -> bool:
@@ -396,9 +392,8 @@ def format_not_learned(get: Lookup, th: Mapping[str, float], step: int) -> Verdi
     level, fall = t.median / base, -t.change / base
     # A significantly rising NLL is another pitfall (over-penalization, forgetting), not an unlearned format.
     firing = level > th["fnl_level"] and fall < th["fnl_min_drop"] and t.z <= th["trend_z"]
-    if firing and (waiting := _writes_the_answers_and_still_learns(get, th, step)):
-        return Verdict(False, False, a.WARNING, int(win[0][0]),
-                       f"chosen NLL {t.median:.3f} ({level:.0%} of its start) at step {step}, not judged yet: {waiting}")
+    if firing and _writes_the_answers_and_still_learns(get, th, step):
+        return Verdict(False, False, a.WARNING, int(win[0][0]))  # not judged yet: neither firing nor clear
     severity = a.CRITICAL if level > 0.95 and step >= 2 * th["min_step"] else a.WARNING
     msg = (f"chosen NLL is still {t.median:.3f} ({level:.0%} of its starting {base:.3f}) at step {step} "
            f"and falling only {fall:.1%} of that per {int(th['window'])} points ({_fmt(t)})")
