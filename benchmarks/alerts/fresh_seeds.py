@@ -7,7 +7,7 @@ thresholds were derived on the stored collection, so this is the check that they
 its particular runs. Traces go to a temporary folder (--keep DIR to keep them); the collection is
 not touched.
 
-    python benchmarks/alerts/fresh_seeds.py [--offset 10000] [--only PREFIX] [--keep DIR]   # ~20 min
+    python benchmarks/alerts/fresh_seeds.py [--offset 10000] [--only PREFIX] [--keep DIR]   # ~25 min
     python benchmarks/alerts/fresh_seeds.py --rescore DIR   # label and score traces kept earlier
 """
 
@@ -41,7 +41,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     hf_logging.set_verbosity_error()
-    t_learn = max(learn_step(load(p)) for p in sorted(TRACES.glob("real_healthy_*.jsonl.gz")))
+    t_learn = stored_t_learn()
     print(f"T_LEARN = {t_learn} (from the stored collection); seeds + {args.offset}", flush=True)
     tokenizer = build_tokenizer()
     results: dict[str, tuple[dict[str, int], dict[str, int]]] = {}
@@ -62,9 +62,14 @@ def main() -> None:
     print_table(results)
 
 
+def stored_t_learn() -> int:
+    """T_LEARN as the stored labels have it: the latest healthy run to pass a log odds ratio of 0.5."""
+    return max(learn_step(load(p)) for p in sorted(TRACES.glob("real_healthy_*.jsonl.gz")))
+
+
 def rescore(folder: Path) -> None:
     """Score kept traces again, e.g. after a detector change, without re-running the training."""
-    t_learn = max(learn_step(load(p)) for p in sorted(TRACES.glob("real_healthy_*.jsonl.gz")))
+    t_learn = stored_t_learn()
     paths = sorted(folder.glob("fresh_*.jsonl.gz"))
     if not paths:
         raise SystemExit(f"no fresh_*.jsonl.gz traces in {folder} (make them with --keep {folder})")
