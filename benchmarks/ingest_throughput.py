@@ -1,10 +1,15 @@
-"""Sustained ingestion into SQLite through the real worker client and the real server.
+"""Sustained ingestion through the real worker client and the real server, read back afterwards.
 
-Baseline, measured in the same run: the naive pattern other trackers use (one synchronous
-request per step, like MLflow's per-step log_batch), i.e. our HTTP-free floor is compared
-against one websocket round-trip per step. Prints points/s and the ratio to the baseline.
+Baselines, measured in the same run:
+- the naive pattern other trackers use (one synchronous request per step, like MLflow's per-step
+  log_batch): one websocket round-trip per step;
+- the raw limit of the storage: plain `sqlite3` executemany of the same rows into the same migrated
+  WAL table, with a commit per batch of the size the client sends;
+- with `--database-url`, the same streaming run against SQLite and that database, in alternating rounds.
+Every run reads back the points it sent from the database (all of them, or the benchmark fails).
 
-    python benchmarks/ingest_throughput.py [--points 1000000] [--workers 10]
+    python -m benchmarks.ingest_throughput [--points 600000] [--workers 10] [--rounds 3]
+        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/DB]
 """
 
 from __future__ import annotations
@@ -12,11 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
+from sqlalchemy import create_engine, text
 from websockets.sync.client import connect
 
-from benchmarks._live import Dashboard, tiny_dataset
+from benchmarks._live import REPO_ROOT, Dashboard, tiny_dataset
 from trainer.streaming import StreamingReporter, websocket_url
 
 METRICS = [f"metric_{i}" for i in range(15)]
@@ -46,11 +58,22 @@ def naive_per_step(url: str, run_id: int, token: str, steps: int) -> float:
         return steps * len(METRICS) / (time.perf_counter() - start)
 
 
-def run_workers(dash: Dashboard, dataset, workers: int, points_each: int) -> float:  # type: ignore[no-untyped-def]
+def stored_points(database_url: str, run_ids: list[int]) -> int:
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        count = connection.execute(
+            text("SELECT count(*) FROM metric_points WHERE run_id IN (" + ",".join(map(str, run_ids)) + ")")
+        ).scalar_one()
+    engine.dispose()
+    return int(count)
+
+
+def run_workers(dash: Dashboard, dataset: Path, workers: int, points_each: int) -> float:
     out: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
-    procs = []
+    procs, run_ids = [], []
     for _ in range(workers):
         run_id, token = dash.register(dataset)
+        run_ids.append(run_id)
         procs.append(multiprocessing.Process(target=stream, args=(dash.url, run_id, token, points_each, out)))
     start = time.perf_counter()
     for proc in procs:
@@ -60,7 +83,41 @@ def run_workers(dash: Dashboard, dataset, workers: int, points_each: int) -> flo
     for proc in procs:
         proc.join()
     assert all(spilled == 0 for _, _, spilled in results), "some points were not delivered"
-    return sum(n for n, _, _ in results) / elapsed
+    sent = sum(n for n, _, _ in results)
+    stored = stored_points(dash.database_url, run_ids)
+    assert stored == sent, f"sent {sent:,} points but {stored:,} are stored"
+    return sent / elapsed
+
+
+def raw_sqlite_limit(points: int, batch_points: int) -> float:
+    """Plain sqlite3 executemany of the same rows into the same migrated table (WAL, as the server sets it)."""
+    folder = Path(tempfile.mkdtemp(prefix="orpo-bench-raw-"))
+    path = folder / "raw.sqlite3"
+    subprocess.run([sys.executable, "-m", "orpo_dash.cli", "migrate", "--database-url", f"sqlite:///{path}"],
+                   cwd=REPO_ROOT, check=True, capture_output=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("INSERT INTO runs (name, status, config, tags, worker_token_hash, created_at, last_seq, stop_requested,"
+               " latest_metrics) VALUES ('raw', 'running', '{}', '[]', '', '2026-01-01', 0, 0, '{}')")
+    steps = points // len(METRICS)
+    per_batch = max(1, batch_points // len(METRICS))
+    start = time.perf_counter()
+    for first in range(0, steps, per_batch):
+        now = time.time()
+        rows = [(1, name, step, step * 0.001, now) for step in range(first, min(steps, first + per_batch)) for name in METRICS]
+        db.execute("BEGIN")
+        db.executemany("INSERT OR IGNORE INTO metric_points (run_id, name, step, value, time) VALUES (?, ?, ?, ?, ?)", rows)
+        db.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    stored = db.execute("SELECT count(*) FROM metric_points").fetchone()[0]
+    assert stored == steps * len(METRICS), stored
+    db.close()
+    return stored / elapsed
+
+
+def spread(values: list[float]) -> str:
+    return f"median {statistics.median(values):10,.0f}  (min {min(values):,.0f}, max {max(values):,.0f}, n={len(values)})"
 
 
 def main() -> None:
@@ -68,19 +125,40 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=600_000, help="points for the single-worker run")
     parser.add_argument("--workers", type=int, default=10)
     parser.add_argument("--baseline-steps", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of every measurement")
+    parser.add_argument("--database-url", help="also measure this database (e.g. PostgreSQL) beside SQLite")
+    parser.add_argument("--batch-points", type=int, default=5000, help="rows per commit for the raw sqlite3 limit")
     args = parser.parse_args()
-    import tempfile
-    from pathlib import Path
 
     dataset = tiny_dataset(Path(tempfile.mkdtemp()))
-    with Dashboard() as dash:
-        run_id, token = dash.register(dataset)
-        baseline = naive_per_step(dash.url, run_id, token, args.baseline_steps)
-        one = run_workers(dash, dataset, 1, args.points)
-        many = run_workers(dash, dataset, args.workers, args.points // args.workers)
-    print(f"baseline (synchronous batch per step of 15): {baseline:12,.0f} points/s")
-    print(f"1 worker, streaming client:                  {one:12,.0f} points/s  ratio {one / baseline:6.1f}x  target >= 100,000")
-    print(f"{args.workers} workers, streaming client:                 {many:12,.0f} points/s  ratio {many / baseline:6.1f}x  target >= 100,000")
+    backends = {"sqlite": None} | ({"other": args.database_url} if args.database_url else {})
+    results: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        results.setdefault("raw sqlite3 executemany", []).append(raw_sqlite_limit(args.points, args.batch_points))
+        for label, url in backends.items():
+            with Dashboard(url) as dash:
+                run_id, token = dash.register(dataset)
+                results.setdefault(f"{label}: baseline", []).append(naive_per_step(dash.url, run_id, token, args.baseline_steps))
+                results.setdefault(f"{label}: 1 worker", []).append(run_workers(dash, dataset, 1, args.points))
+                results.setdefault(f"{label}: {args.workers} workers", []).append(
+                    run_workers(dash, dataset, args.workers, args.points // args.workers))
+
+    print(f"points/s over {args.rounds} interleaved rounds ({args.points:,} points per run, every one read back)")
+    for label, values in results.items():
+        print(f"  {label:32} {spread(values)}")
+    raw = statistics.median(results["raw sqlite3 executemany"])
+    for label in backends:
+        base = statistics.median(results[f"{label}: baseline"])
+        for workers in (1, args.workers):
+            got = statistics.median(results[f"{label}: {workers} worker{'s' if workers > 1 else ''}"])
+            print(f"  {label}, {workers:2} worker(s): {got / base:5.1f}x the synchronous baseline, "
+                  f"{got / raw:4.2f}x raw sqlite3 (target >= 0.5 for SQLite)")
+    if args.database_url:
+        for workers in (1, args.workers):
+            key = f"{workers} worker{'s' if workers > 1 else ''}"
+            ratios = [o / s for o, s in zip(results[f"other: {key}"], results[f"sqlite: {key}"], strict=True)]
+            print(f"  other / sqlite, {workers:2} worker(s): per-round ratios "
+                  + ", ".join(f"{r:.2f}" for r in ratios) + f"  median {statistics.median(ratios):.2f} (target >= 0.8)")
 
 
 if __name__ == "__main__":

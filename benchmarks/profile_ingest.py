@@ -6,7 +6,7 @@ the writer do with them: orjson.loads of the frame (as ws_worker does), apply_ba
 rollups, latest metrics, alert engine), commit, then the points fan-out message. Also times the client
 side's encoding of a batch. --no-alerts stubs the alert engine out to see the rest.
 
-    python -m benchmarks.profile_ingest [--batches 60] [--no-alerts] [--top 25]
+    python -m benchmarks.profile_ingest [--batches 60] [--no-alerts] [--top 25] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -60,11 +60,12 @@ def main() -> None:
     parser.add_argument("--no-alerts", action="store_true")
     parser.add_argument("--coalesce", type=int, default=4, help="batches per transaction (the writer coalesces queued ones)")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--database-url", help="an empty database to profile instead of a new SQLite file")
     args = parser.parse_args()
     if args.no_alerts:
         ingest.AlertEngine = lambda *a, **k: NoAlerts()  # type: ignore[assignment,misc]
 
-    url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'profile.sqlite3'}"
+    url = args.database_url or f"sqlite:///{Path(tempfile.mkdtemp()) / 'profile.sqlite3'}"
     upgrade_to_head(url)
     factory = make_session_factory(make_engine(url))
     with factory() as session, session.begin():

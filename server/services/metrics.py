@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from orpo_dash.protocol import Point
@@ -17,20 +17,39 @@ from server.services.rollups import LEVELS, summary_points, width
 def insert_points(*, session: Session, run_id: int, points: Sequence[Point]) -> None:
     """Insert points, ignoring any (run, name, step) already stored: a resend never duplicates.
 
-    Goes straight to the driver's executemany with plain tuples: the ORM's per-row bookkeeping
-    cost more than SQLite itself at the ingestion rates a busy run produces.
+    Goes straight to the driver with plain values: the ORM's per-row bookkeeping cost more than the
+    database itself at the ingestion rates a busy run produces. On PostgreSQL the whole batch is one
+    statement over arrays (a round trip per row made it 4x slower than SQLite); within a batch the
+    first of two points with the same (name, step) wins, as with row-by-row inserts.
     """
     if not points:
         return
-    # Non-finite values are stored as NULL: SQLite turns NaN into NULL anyway, and JSON has no NaN/Inf.
-    rows = [(run_id, name, step, value if math.isfinite(value) else None, when) for step, name, value, when in points]
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        sql = ("INSERT INTO metric_points (run_id, name, step, value, time) VALUES (%s, %s, %s, %s, %s) "
-               "ON CONFLICT (run_id, name, step) DO NOTHING")
-    else:
-        sql = "INSERT OR IGNORE INTO metric_points (run_id, name, step, value, time) VALUES (?, ?, ?, ?, ?)"
-    connection.exec_driver_sql(sql, rows)
+        _insert_points_postgres(connection, run_id, points)
+        return
+    # Non-finite values are stored as NULL: SQLite turns NaN into NULL anyway, and JSON has no NaN/Inf.
+    rows = [(run_id, name, step, value if math.isfinite(value) else None, when) for step, name, value, when in points]
+    connection.exec_driver_sql(
+        "INSERT OR IGNORE INTO metric_points (run_id, name, step, value, time) VALUES (?, ?, ?, ?, ?)", rows
+    )
+
+
+def _insert_points_postgres(connection: Connection, run_id: int, points: Sequence[Point]) -> None:
+    steps, names, values, times = [], [], [], []
+    for step, name, value, when in points:
+        steps.append(step)
+        names.append(name)
+        values.append(value if math.isfinite(value) else None)
+        times.append(when)
+    # WITH ORDINALITY + ORDER BY keeps the batch's order, so "first wins" on a duplicate holds.
+    connection.exec_driver_sql(
+        "INSERT INTO metric_points (run_id, name, step, value, time) "
+        "SELECT %s, name, step, value, time FROM unnest(%b::text[], %b::int4[], %b::float8[], %b::float8[]) "
+        "WITH ORDINALITY AS batch(name, step, value, time, position) ORDER BY position "
+        "ON CONFLICT (run_id, name, step) DO NOTHING",
+        (run_id, names, steps, values, times),
+    )
 
 
 def metric_names(*, session: Session, run_id: int) -> list[str]:

@@ -1,0 +1,69 @@
+"""Storing points gives the same rows on PostgreSQL (one statement over arrays) as on SQLite (executemany):
+duplicates within a batch keep the first, a resend changes nothing, non-finite values become NULL."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from server.models import MetricPoint, Run
+from server.services.metrics import insert_points
+
+pytestmark = pytest.mark.postgres
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _migrated(url: str) -> Session:
+    subprocess.run([sys.executable, "-m", "orpo_dash.cli", "migrate", "--database-url", url],
+                   cwd=REPO_ROOT, check=True, capture_output=True)
+    return Session(create_engine(url))
+
+
+def _stored_after_batches(session: Session) -> list[tuple]:
+    run = Run(name="bulk", status="running", config={}, tags=[], worker_token_hash="x" * 64)
+    session.add(run)
+    session.commit()
+    batch = [(step, f"m{i}", step * 0.5 + i, 1000.0 + step) for step in range(200) for i in range(3)]
+    batch[7] = (2, "m1", math.nan, 1002.0)
+    batch.append((0, "m0", 99.0, 5.0))  # the same (name, step) again in one batch: the first stays
+    batch.append((1, "m2", math.inf, 6.0))
+    insert_points(session=session, run_id=run.id, points=batch)
+    session.commit()
+    insert_points(session=session, run_id=run.id, points=[(0, "m0", -1.0, 7.0), (200, "m0", 3.0, 8.0)])
+    session.commit()
+    rows = session.execute(
+        select(MetricPoint.name, MetricPoint.step, MetricPoint.value, MetricPoint.time)
+        .where(MetricPoint.run_id == run.id).order_by(MetricPoint.name, MetricPoint.step)
+    )
+    return [tuple(row) for row in rows]
+
+
+def test_postgres_bulk_insert_stores_what_sqlite_stores(tmp_path: Path, postgres_url: str) -> None:
+    with _migrated(f"sqlite:///{tmp_path / 'points.sqlite3'}") as sqlite_session:
+        expected = _stored_after_batches(sqlite_session)
+    with _migrated(postgres_url) as postgres_session:
+        got = _stored_after_batches(postgres_session)
+        postgres_session.get_bind().dispose()
+    assert len(expected) == 601
+    assert ("m0", 0, 0.0, 1000.0) in expected and ("m1", 2, None, 1002.0) in expected
+    assert ("m2", 1, 2.5, 1001.0) in expected  # the inf after the first (m2, 1) was a duplicate
+    assert got == expected
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_postgres_stores_a_lone_non_finite_value_as_null(value: float, postgres_url: str) -> None:
+    with _migrated(postgres_url) as session:
+        run = Run(name="bulk", status="running", config={}, tags=[], worker_token_hash="x" * 64)
+        session.add(run)
+        session.commit()
+        insert_points(session=session, run_id=run.id, points=[(0, "loss", value, 1.0)])
+        session.commit()
+        assert session.scalar(select(MetricPoint.value)) is None
+        session.get_bind().dispose()
