@@ -21,7 +21,16 @@ from orpo_dash import metric_names as m
 from orpo_dash.diagnostics import alerts as a
 from orpo_dash.diagnostics.stats import Trend, median, trend
 
+# Fixed counts and constants, not thresholds: they shape how a series is read, not when a detector fires.
+# The thresholds (what to tune) are alerts.THRESHOLDS.
 BASELINE_POINTS = 10  # points that define a metric's starting level
+EVAL_MEDIAN_POINTS = 3  # catastrophic_forgetting smooths eval NLL as the median of this many evals
+EVAL_NOISE_POINTS = 10  # ...and estimates its point-to-point noise from the last this many
+MIN_NOISE_EVALS = 4  # fewer evals than this: no noise estimate (taken as 0)
+MIN_TREND_EVALS = 4  # a best fewer evals old than this needs no trend (alerts' forget_trend_evals >= this)
+ONSET_SMOOTH_POINTS = 5  # running-mean width when locating a trend's turning point (its onset)
+MAD_TO_SD = 1.4826  # median absolute deviation -> standard deviation, for normally distributed noise
+TINY = 1e-12  # keeps a division or a log finite when its argument is zero
 
 
 class Series:
@@ -116,7 +125,8 @@ def log_odds_flat(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | 
     t = _trend(s, w)
     level, rise, drop, zc = th["lor_flat_level"], th["lor_min_rise"], th["lor_drop"], th["trend_z"]
     onset = int(win[0][0])
-    if t.median > 1.5 * level and t.z >= -zc / 2:  # well above zero and not falling: clear, no slope needed
+    clear_level, not_falling_z = th["lor_clear_level"] * level, -th["lor_clear_z_frac"] * zc
+    if t.median > clear_level and t.z >= not_falling_z:  # well above zero and not falling: clear, no slope needed
         return Verdict(False, True, a.WARNING, onset,
                        f"log odds ratio median {t.median:.2f} over steps {onset}-{step} (z={t.z:+.1f})")
     flat = t.median < level and t.change < rise and not _still_rising(s, th, step)
@@ -129,7 +139,7 @@ def log_odds_flat(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | 
         msg = (f"log odds ratio stays near zero: median {t.median:.2f} over steps {onset}-{step} "
                f"({_fmt(t)}; healthy runs are above {level:g} and rising by step {th['min_step']:g})")
     severity = a.CRITICAL if t.median < -level else a.WARNING
-    clear = (t.median > 1.5 * level or t.change > 1.5 * rise) and not t.z < -zc / 2
+    clear = (t.median > clear_level or t.change > th["lor_clear_rise"] * rise) and not t.z < not_falling_z
     return Verdict(flat or falling, clear, severity, onset, msg)
 
 
@@ -200,7 +210,7 @@ def loss_rising(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | No
         if (win := s.window(w)) is None:
             return None
         t = _trend(s, w)
-        if t.z < -1.0:  # falling: clear, and the slope is not needed
+        if t.z < -th["loss_falling_z"]:  # falling: clear, and the slope is not needed
             return Verdict(False, True, a.WARNING, int(win[0][0]),
                            f"total loss is falling over steps {int(win[0][0])}-{step} (Mann-Kendall z={t.z:+.1f})")
         need = th["loss_rise_frac"] * abs(t.median)
@@ -209,11 +219,11 @@ def loss_rising(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | No
         base = s.baseline
         severity = a.CRITICAL if base is not None and t.median > base else a.WARNING
         msg = (f"total loss is rising: {_fmt(t)} over steps {int(win[0][0])}-{step}, "
-               f"{t.change / max(abs(t.median), 1e-12):+.0%} of its median {t.median:.3g}")
-        clear = t.change < 0.25 * need and t.z < 1.0
+               f"{t.change / max(abs(t.median), TINY):+.0%} of its median {t.median:.3g}")
+        clear = t.change < th["loss_clear_frac"] * need and t.z < th["loss_clear_z"]
         return Verdict(firing, clear, severity, onset, msg)
 
-    return _two_scales(th, judge, lambda: _trend(s, int(th["window"])).z > 0.5)
+    return _two_scales(th, judge, lambda: _trend(s, int(th["window"])).z > th["loss_leans_z"])
 
 
 class PenalizationState:
@@ -263,10 +273,11 @@ def _chosen_below_its_best(lor: Series, cs: Series, sign: float, th: Mapping[str
         st.best, st.best_step, st.lor_at_best = level, step, lor_level
     fall, lor_gain = st.best - level, lor_level - st.lor_at_best
     firing = fall > th["op_level_drop"] and lor_gain > 0
-    severity = a.CRITICAL if fall > 4 * th["op_logp_drop"] + th["op_level_drop"] else a.WARNING
+    severity = a.CRITICAL if fall > th["op_critical_factor"] * th["op_logp_drop"] + th["op_level_drop"] else a.WARNING
     msg = (f"chosen log-prob is {fall:.3f} nats/token below its best ({st.best:.3f}, step {st.best_step}) at "
            f"step {step} while the log odds ratio rose {lor_gain:+.2f} (window medians)")
-    return Verdict(firing, fall < 0.5 * th["op_level_drop"] or lor_gain <= 0, severity, st.best_step, msg)
+    clear = fall < th["op_level_clear_frac"] * th["op_level_drop"] or lor_gain <= 0
+    return Verdict(firing, clear, severity, st.best_step, msg)
 
 
 def _over_penalization_trend(lor: Series, cs: Series, sign: float, th: Mapping[str, float], step: int
@@ -278,18 +289,19 @@ def _over_penalization_trend(lor: Series, cs: Series, sign: float, th: Mapping[s
             return None
         tc = _trend(cs, w) if sign > 0 else trend(cw[0], sign * cw[1])
         zc, drop = th["trend_z"], th["op_logp_drop"]
-        if tc.z > -1.0 or tc.change > -0.25 * drop:  # chosen log-prob not falling: clear, no second trend
+        small_fall = -th["op_clear_frac"] * drop
+        if tc.z > -th["op_steady_z"] or tc.change > small_fall:  # chosen log-prob not falling: clear, no second trend
             return Verdict(False, True)
         tl = _trend(lor, w)
         firing = tc.z < -zc and tc.change < -drop and tl.z > th["op_lor_z"] and tl.change > 0
         onset = int(cw[0][np.argmax(_running_mean(sign * cw[1]))]) if firing else int(cw[0][0])
-        severity = a.CRITICAL if tc.change < -4 * drop else a.WARNING
+        severity = a.CRITICAL if tc.change < -th["op_critical_factor"] * drop else a.WARNING
         msg = (f"chosen log-prob falls while the log odds ratio grows, steps {int(cw[0][0])}-{step}: "
                f"chosen {tc.change:+.3f} nats/token (z={tc.z:+.1f}), log odds ratio {tl.change:+.2f} (z={tl.z:+.1f})")
-        clear = tc.change > -0.25 * drop or tl.z < 1.0
+        clear = tc.change > small_fall or tl.z < th["op_clear_lor_z"]
         return Verdict(firing, clear, severity, onset, msg)
 
-    return _two_scales(th, judge, lambda: sign * _trend(cs, int(th["window"])).z < -0.5)
+    return _two_scales(th, judge, lambda: sign * _trend(cs, int(th["window"])).z < -th["op_leans_z"])
 
 
 class ForgettingState:
@@ -306,19 +318,19 @@ def catastrophic_forgetting(get: Lookup, th: Mapping[str, float], step: int, st:
     if src is None:
         return None
     name, es = src
-    win = es.window(3)
+    win = es.window(EVAL_MEDIAN_POINTS)
     if win is None:
         return None
-    values = np.log(np.maximum(win[1], 1e-12)) if name.endswith(m.PPL_CHOSEN) else win[1]
+    values = np.log(np.maximum(win[1], TINY)) if name.endswith(m.PPL_CHOSEN) else win[1]
     smooth, at = median(values), int(win[0][-1])
     if es.version != st.seen:
         st.seen = es.version
         if smooth < st.best:
             st.best, st.best_step = smooth, at
-    rise = (smooth - st.best) / max(st.best, 1e-12)
+    rise = (smooth - st.best) / max(st.best, TINY)
     # The newest eval must stand above the best too: after a short bump the 3-eval median stays up one
     # eval longer than the evals themselves, and that echo must not be the vote that opens the alert.
-    newest_rise = (values[-1] - st.best) / max(st.best, 1e-12)
+    newest_rise = (values[-1] - st.best) / max(st.best, TINY)
     firing = (rise > th["forget_rise_frac"] and newest_rise > th["forget_rise_frac"]
               and smooth - st.best > th["forget_noise_k"] * _eval_noise(es, name))
     if firing and rise <= th["forget_sure_frac"]:
@@ -328,13 +340,13 @@ def catastrophic_forgetting(get: Lookup, th: Mapping[str, float], step: int, st:
     train = _first(get, (m.NLL_LOSS,))
     if not firing and train is not None and (tw := train[1].window(int(th["window"]))) is not None:
         train_nll = median(tw[1])
-        gap = (smooth - train_nll) / max(smooth, 1e-12)
+        gap = (smooth - train_nll) / max(smooth, TINY)
         if gap > th["forget_gap_frac"] and _trend(train[1], int(th["window"])).z < -th["trend_z"]:
             firing = True
             msg = (f"eval NLL {smooth:.3f} departs from train NLL {train_nll:.3f} ({gap:.0%} of eval) "
                    f"while train NLL keeps falling, step {at}")
-    severity = a.CRITICAL if rise > 4 * th["forget_rise_frac"] else a.WARNING
-    clear = rise < 0.5 * th["forget_rise_frac"]
+    severity = a.CRITICAL if rise > th["forget_critical_factor"] * th["forget_rise_frac"] else a.WARNING
+    clear = rise < th["forget_clear_frac"] * th["forget_rise_frac"]
     return Verdict(firing, clear and not firing, severity, st.best_step, msg)
 
 
@@ -344,12 +356,12 @@ def _rising_since_best(es: Series, name: str, st: ForgettingState, th: Mapping[s
     On a long noisy plateau the best so far is an extreme value set by chance, and the evals after it
     wander around their mean without a trend; eval NLL that is really climbing again does trend."""
     n = min(int(th["forget_trend_evals"]), sum(1 for s in es.steps if s >= st.best_step) + 1)
-    if n < 4:  # the best is only a few evals old: not the chance minimum of a long plateau
+    if n < MIN_TREND_EVALS:  # the best is only a few evals old: not the chance minimum of a long plateau
         return True
     win = es.window(n)
     if win is None:
         return False
-    values = np.log(np.maximum(win[1], 1e-12)) if name.endswith(m.PPL_CHOSEN) else win[1]
+    values = np.log(np.maximum(win[1], TINY)) if name.endswith(m.PPL_CHOSEN) else win[1]
     return trend(win[0], values).z >= th["forget_trend_z"]
 
 
@@ -358,11 +370,11 @@ def _eval_noise(es: Series, name: str) -> float:
 
     The best eval so far is a minimum over noisy values, so a small held-out set makes any later value
     look like a rise; a rise must also stand clear of this noise."""
-    win = es.window(min(10, len(es.values)))
-    if win is None or len(win[1]) < 4:
+    win = es.window(min(EVAL_NOISE_POINTS, len(es.values)))
+    if win is None or len(win[1]) < MIN_NOISE_EVALS:
         return 0.0
-    values = np.log(np.maximum(win[1], 1e-12)) if name.endswith(m.PPL_CHOSEN) else win[1]
-    return float(1.4826 * np.median(np.abs(np.diff(values))) / math.sqrt(2))
+    values = np.log(np.maximum(win[1], TINY)) if name.endswith(m.PPL_CHOSEN) else win[1]
+    return float(MAD_TO_SD * np.median(np.abs(np.diff(values))) / math.sqrt(2))
 
 
 def format_not_learned(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | None:
@@ -374,7 +386,7 @@ def format_not_learned(get: Lookup, th: Mapping[str, float], step: int) -> Verdi
     if win is None or base is None:
         return None
     conv = {m.NLL_LOSS: lambda v: v, m.LOGPS_CHOSEN: lambda v: -v,
-            m.PPL_CHOSEN: lambda v: np.log(np.maximum(v, 1e-12))}[name]
+            m.PPL_CHOSEN: lambda v: np.log(np.maximum(v, TINY))}[name]
     values, base = conv(win[1]), float(conv(np.array([base]))[0])
     if base <= 0:
         return None
@@ -385,7 +397,8 @@ def format_not_learned(get: Lookup, th: Mapping[str, float], step: int) -> Verdi
         return Verdict(False, True, a.WARNING, int(win[0][0]),
                        f"chosen NLL {typical:.3f} at step {step} is below {th['fnl_nll_floor']:g} nats/token")
     level = typical / base
-    if level < th["fnl_level"] - 0.1:  # far below its start: clear, and the trend is not needed
+    cleared_level = th["fnl_level"] - th["fnl_clear_margin"]
+    if level < cleared_level:  # far below its start: clear, and the trend is not needed
         return Verdict(False, True, a.WARNING, int(win[0][0]),
                        f"chosen NLL is down to {level:.0%} of its starting {base:.3f} at step {step}")
     t = _trend(s, int(th["window"])) if name == m.NLL_LOSS else trend(win[0], values)
@@ -394,14 +407,15 @@ def format_not_learned(get: Lookup, th: Mapping[str, float], step: int) -> Verdi
     firing = level > th["fnl_level"] and fall < th["fnl_min_drop"] and t.z <= th["trend_z"]
     if firing and _writes_the_answers_and_still_learns(get, th, step):
         return Verdict(False, False, a.WARNING, int(win[0][0]))  # not judged yet: neither firing nor clear
-    severity = a.CRITICAL if level > 0.95 and step >= 2 * th["min_step"] else a.WARNING
+    late = step >= th["fnl_critical_after"] * th["min_step"]
+    severity = a.CRITICAL if level > th["fnl_critical_level"] and late else a.WARNING
     msg = (f"chosen NLL is still {t.median:.3f} ({level:.0%} of its starting {base:.3f}) at step {step} "
            f"and falling only {fall:.1%} of that per {int(th['window'])} points ({_fmt(t)})")
-    clear = level < th["fnl_level"] - 0.1 or fall > 2 * th["fnl_min_drop"]
+    clear = level < cleared_level or fall > th["fnl_clear_factor"] * th["fnl_min_drop"]
     return Verdict(firing, clear, severity, int(win[0][0]), msg)
 
 
-def _running_mean(values: np.ndarray, k: int = 5) -> np.ndarray:
+def _running_mean(values: np.ndarray, k: int = ONSET_SMOOTH_POINTS) -> np.ndarray:
     """Centred k-point running mean (edges padded): where a trend's turning point is, cheaply."""
     padded = np.pad(values, k // 2, mode="edge")
     return np.convolve(padded, np.ones(k) / k, mode="valid")
