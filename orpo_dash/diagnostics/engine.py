@@ -7,9 +7,10 @@ the same state changes; only the last step waits for the next one (or for flush(
 non_finite is decided on the point itself, so it fires on the first bad step without waiting.
 
 Cost: the detectors run on the first finalized step of each block of `check_every` steps (step //
-check_every changed), a schedule fixed by the step numbers alone, so incremental == batch still holds.
-Only the metrics a detector reads are kept (bounded windows); every other point costs a dict lookup
-and a finiteness test. benchmarks/alerts/engine_speed.py measures it.
+check_every changed), a schedule fixed by the step numbers alone, so incremental == batch still holds;
+a detector none of whose metrics got a new point since its last run is skipped (no hysteresis tick).
+Only the metrics a detector reads are kept (bounded windows); every other point costs a few dict
+lookups and a finiteness test. benchmarks/alerts/engine_speed.py measures it.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from orpo_dash import metric_names as m
 from orpo_dash.diagnostics import alerts as a
 from orpo_dash.diagnostics import detectors as d
 
 # Metrics whose NaN/Inf means the run itself is broken; NaN only elsewhere (say an inf grad norm
 # on a step the fp16 loss scaler skips) opens a warning that escalates if the loss follows.
-_CORE = ("loss", "nll_loss", "or_loss", "log_odds_ratio", "logps_chosen", "logps_rejected")
+_CORE = (m.LOSS, m.NLL_LOSS, m.OR_LOSS, m.LOG_ODDS_RATIO, m.LOGPS_CHOSEN, m.LOGPS_REJECTED)
 
 
 @dataclass
@@ -51,13 +53,13 @@ class AlertEngine:
         self._last_block: int | None = None  # step // check_every of the last evaluation
         self._maxlen = int(self.th["long_window"])  # no detector looks back further
         self._detectors: list[tuple[str, tuple[str, ...], Callable[..., d.Verdict | None]]] = [
-            (a.LOG_ODDS_FLAT, ("log_odds_ratio", "nll_loss"), d.log_odds_flat),
-            (a.LOSS_RISING, ("loss",), d.loss_rising),
-            (a.OVER_PENALIZATION, ("log_odds_ratio", "logps_chosen", "nll_loss"),
+            (a.LOG_ODDS_FLAT, (m.LOG_ODDS_RATIO, m.NLL_LOSS), d.log_odds_flat),
+            (a.LOSS_RISING, (m.LOSS,), d.loss_rising),
+            (a.OVER_PENALIZATION, (m.LOG_ODDS_RATIO, m.LOGPS_CHOSEN, m.NLL_LOSS),
              lambda get, th, step: d.over_penalization(get, th, step, self._penalization)),
-            (a.CATASTROPHIC_FORGETTING, ("eval/nll_loss", "eval/ppl_chosen"),
+            (a.CATASTROPHIC_FORGETTING, (m.EVAL_PREFIX + m.NLL_LOSS, m.EVAL_PREFIX + m.PPL_CHOSEN),
              lambda get, th, step: d.catastrophic_forgetting(get, th, step, self._forgetting)),
-            (a.FORMAT_NOT_LEARNED, ("nll_loss", "logps_chosen", "ppl_chosen", "log_odds_ratio"), d.format_not_learned),
+            (a.FORMAT_NOT_LEARNED, (m.NLL_LOSS, m.LOGPS_CHOSEN, m.PPL_CHOSEN, m.LOG_ODDS_RATIO), d.format_not_learned),
         ]
         # Only these metrics are kept; the others are checked for NaN/Inf and dropped.
         for _, inputs, _ in self._detectors:
