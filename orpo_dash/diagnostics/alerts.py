@@ -1,8 +1,9 @@
 """Alert records, the fixed alert kinds, their advice, and the default thresholds.
 
 Defaults were derived from the labelled trace collection in benchmarks/alerts/ (see
-docs/alerts.md, "Where the defaults come from"); every one can be overridden per run through
-RunConfig.alert_thresholds or `orpo-dash diagnose --threshold KEY=VALUE`.
+docs/alerts.md, "Where the defaults come from"), except the clear/critical/lean factors, which are
+set by hand; every one can be overridden per run through RunConfig.alert_thresholds or
+`orpo-dash diagnose --threshold KEY=VALUE`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ CRITICAL = "critical"
 OPEN = "open"
 CLOSED = "closed"
 
-# Advice follows the ORPO product brief's pitfalls (/work/shared/orpo-seed.md).
+# Advice draws on the ORPO paper (Hong, Lee & Thorne 2024, arXiv 2403.07691).
 ADVICE = {
     LOG_ODDS_FLAT: (
         "The model is not learning preferences: check data quality (are chosen and rejected swapped, "

@@ -1,10 +1,14 @@
-"""The pitfall detectors: plain functions of bounded recent metric windows.
+"""The pitfall detectors: functions of bounded recent metric windows.
 
-Each detector looks at the latest `window` points of one or two metrics and returns a Verdict:
-whether its condition holds now (`firing`), whether it has clearly cleared (`clear`, stricter
-than "not firing", which is what keeps a borderline series from flapping), the severity and a
-message with the numbers behind it. None means "not enough evidence yet". The open/close
-bookkeeping (hysteresis) lives in engine.py; non_finite is point-wise and also lives there.
+Each detector looks at the latest `window` points (loss_rising and over_penalization also at
+`long_window`, catastrophic_forgetting at the last few evals) of the few metrics it reads and returns
+a Verdict: whether its condition holds now (`firing`), whether it has clearly cleared (`clear`,
+stricter than "not firing", which is what keeps a borderline series from flapping; a verdict that
+waits is neither), the severity and a message with the numbers behind it. None means "not enough
+evidence yet". Two carry a little state between calls (over_penalization's best chosen log-prob,
+catastrophic_forgetting's best eval NLL), passed in by the engine. Every factor they compare against
+is a threshold in alerts.THRESHOLDS. The open/close bookkeeping (hysteresis) lives in engine.py;
+non_finite is point-wise and also lives there.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Robust trend statistics over short, noisy metric windows (numpy only).
 
 Theil-Sen gives the slope (median of pairwise slopes: a few outlier batches cannot move it);
-Mann-Kendall gives a rank test that a monotonic trend is there at all. Both cost O(n^2) in the
-window length n, which is bounded, so the cost per evaluation does not grow with the run. The pair
-indices are cached per n and medians use np.partition (what np.median does, without its overhead):
-one call on a 40-point window takes ~25 us.
+Mann-Kendall gives a rank test that a monotonic trend is there at all (z with the tie correction of
+S's variance and a continuity correction of 1). Both cost O(n^2) in the window length n, which is
+bounded, so the cost per evaluation does not grow with the run. The pair indices are cached per n; the
+slope's median uses np.partition (what np.median does, without its overhead) and is computed only when
+asked for. One call on a 40-point window takes ~25 us, about twice that with the slope.
 """
 
 from __future__ import annotations
