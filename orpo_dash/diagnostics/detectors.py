@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from itertools import islice
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class Series:
     window arrays and trend of the current version, cached: two detectors reading the same metric
     at the same step share one computation."""
 
-    __slots__ = ("steps", "values", "head", "version", "_cached", "_baseline")
+    __slots__ = ("_baseline", "_cached", "head", "steps", "values", "version")
 
     def __init__(self, maxlen: int) -> None:
         self.steps: deque[int] = deque(maxlen=maxlen)

@@ -20,7 +20,7 @@ class Trend:
     """Mann-Kendall z and the window median, computed at once; the Theil-Sen slope (the costly
     median of all pairwise slopes) only when a detector first asks for `slope` or `change`."""
 
-    __slots__ = ("n", "z", "median", "_dv", "_ds", "_span", "_slope")
+    __slots__ = ("_ds", "_dv", "_slope", "_span", "median", "n", "z")
 
     def __init__(self, n: int, z: float, median: float, dv: np.ndarray, ds: np.ndarray, span: float) -> None:
         self.n, self.z, self.median = n, z, median
