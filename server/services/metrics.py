@@ -90,14 +90,14 @@ def _read_one(session: Session, run_id: int, name: str, low: int, high: int, max
     if last is None or last < low:
         return [], False
     high = last
-    # The coarsest summary level that still gives about max_points points (each bucket gives a min and a max).
-    level = next((lv for lv in reversed(range(LEVELS)) if (high - low + 1) / width(lv) >= max_points / 4), -1)
-    if level < 0:
-        # A short range (or a zoom): full resolution unless it is still too long.
-        rows = _raw(session, run_id, name, low, high)
-        if len(rows) > max_points:
-            return min_max_downsample(rows, max_points), True
-        return rows, False
+    if high - low + 1 <= max_points:
+        return _raw(session, run_id, name, low, high), False  # every point fits: full resolution
+    # One path for every run size: the finest summary level whose buckets fit in max_points (each bucket
+    # stands for its minimum, maximum and first NaN), ragged edges from finer levels and raw points, then
+    # a trim to max_points that keeps every extreme. Reading raw rows here instead cost ~0.4 s for a 10k-step
+    # run's 14 metrics (every row through Python), more than a million-step run's summaries.
+    span = high - low + 1
+    level = next((lv for lv in range(LEVELS) if span / width(lv) <= max_points), LEVELS - 1)
     rows = summary_points(session=session, run_id=run_id, name=name, low=low, high=high, level=level,
                           raw=lambda a, b: _raw(session, run_id, name, a, b))
     first = _raw(session, run_id, name, low, high, limit=1)  # the true start of the curve
@@ -112,13 +112,14 @@ Row = tuple[int, float | None, float]
 def _raw(session: Session, run_id: int, name: str, low: int, high: int, limit: int | None = None) -> list[Row]:
     if high < low:
         return []
-    statement = (
-        select(MetricPoint.step, MetricPoint.value, MetricPoint.time)
-        .where(MetricPoint.run_id == run_id, MetricPoint.name == name, MetricPoint.step >= low, MetricPoint.step <= high)
-        .order_by(MetricPoint.step)
-        .limit(limit)
-    )
-    return [tuple(row) for row in session.execute(statement)]  # type: ignore[misc]
+    connection = session.connection()
+    mark = "%s" if connection.dialect.name == "postgresql" else "?"
+    # Straight to the driver: the ORM's per-row work was most of a chart read's cost.
+    sql = (f"SELECT step, value, time FROM metric_points WHERE run_id = {mark} AND name = {mark} "
+           f"AND step >= {mark} AND step <= {mark} ORDER BY step")
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return connection.exec_driver_sql(sql, (run_id, name, low, high)).fetchall()  # type: ignore[return-value]
 
 
 def min_max_downsample(rows: Sequence[Row], max_points: int) -> list[Row]:

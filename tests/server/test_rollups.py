@@ -84,7 +84,7 @@ def test_coarse_levels_keep_extremes_across_level_edges(session_factory) -> None
             for s in range(start, min(steps, start + 25_000))
         ])
     with session_factory() as session:
-        for max_points in (20, 60, 400, 3000):  # selects levels 2, 1, 0 and the raw path in turn
+        for max_points in (20, 60, 400, 3000):  # selects levels 2, 1, 0 and 0 with a trim in turn
             series, downsampled = read_series(session=session, run_id=session_factory.run_id, names=["loss"], max_points=max_points)
             loss = series["loss"]
             assert downsampled and len(loss.step) <= max_points

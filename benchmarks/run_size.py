@@ -1,0 +1,137 @@
+"""Does the dashboard stay fast as a run grows? For runs of 1k, 10k, 30k, 100k and 1M steps x 14 metrics,
+through the real server:
+
+- the run page's first data request (`GET /api/runs/{id}/metrics?max_points=2000`, every metric), against
+  a baseline measured in the same run: reading every raw point of the same metrics from the database;
+- a browser subscribe (`/ws/runs/{id}` with the `after_step` the page sends after its first request) to its
+  first frame and to the first points frame;
+- with --restart: the dashboard restarted on the same database, then a worker of the largest run reconnects
+  and sends one batch: time from the restarted dashboard answering to that batch's ack, and the server's
+  peak RSS (VmHWM).
+
+Each timing is repeated (--repeats), sizes are measured in turn, and medians print with min-max.
+
+    python -m benchmarks.run_size [--sizes 1000,10000,30000,100000,1000000] [--repeats 5] [--restart]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from websockets.sync.client import connect
+
+from benchmarks._live import Dashboard, tiny_dataset
+from benchmarks.chart_query import populate
+from orpo_dash.metric_names import TRAIN_METRICS
+from orpo_dash.protocol import hello
+from server.db import make_engine, make_session_factory
+from server.services.metrics import _raw
+from trainer.streaming import websocket_url
+
+
+def timed(fn, repeats: int) -> list[float]:  # type: ignore[no-untyped-def]
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def shown(samples: list[float]) -> str:
+    return f"{statistics.median(samples):8.1f} ms ({min(samples):.1f}-{max(samples):.1f})"
+
+
+def subscribe_times(dash: Dashboard, run_id: int, after_step: int) -> tuple[float, float]:
+    url = dash.url.replace("http://", "ws://") + f"/ws/runs/{run_id}"
+    with connect(url) as ws:
+        start = time.perf_counter()
+        ws.send(json.dumps({"type": "subscribe", "after_step": after_step}))
+        first = None
+        while True:
+            message = json.loads(ws.recv(timeout=60))
+            first = first if first is not None else (time.perf_counter() - start) * 1000
+            if message["type"] == "points":
+                return first, (time.perf_counter() - start) * 1000
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reconnect_ack_ms(dash: Dashboard, run_id: int, token: str, step: int) -> float:
+    start = time.perf_counter()
+    with connect(websocket_url(dash.url, run_id)) as ws:
+        ws.send(json.dumps(hello(token)))
+        welcome = json.loads(ws.recv(timeout=600))
+        seq = welcome["acked_seq"] + 1
+        ws.send(json.dumps({"type": "batch", "seq": seq, "points": [[step, name, 0.5, time.time()] for name in TRAIN_METRICS]}))
+        while True:
+            message = json.loads(ws.recv(timeout=600))
+            if message.get("type") == "ack" and message.get("seq") == seq:
+                return (time.perf_counter() - start) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000,30000,100000,1000000")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--restart", action="store_true", help="also time a reconnect after a dashboard restart")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    metrics = list(TRAIN_METRICS)
+    dataset = tiny_dataset(Path(tempfile.mkdtemp()))
+    rows = []
+    with Dashboard() as dash:
+        client = httpx.Client(base_url=dash.url, timeout=300)
+        runs = {}
+        for size in sizes:
+            run_id, token = dash.register(dataset)
+            started = time.perf_counter()
+            populate(dash.database_url, run_id, size, metrics)
+            print(f"populated {size:>9,} steps x {len(metrics)} metrics in {time.perf_counter() - started:5.0f} s", flush=True)
+            runs[size] = (run_id, token)
+        factory = make_session_factory(make_engine(dash.database_url))
+        for size, (run_id, _token) in runs.items():
+            url = f"/api/runs/{run_id}/metrics"
+            body = client.get(url, params={"max_points": 2000}).json()
+            assert len(body["series"]) == len(metrics) and body["series"]["loss"]["step"][-1] == size - 1
+            page = timed(lambda: client.get(url, params={"max_points": 2000}).raise_for_status(), args.repeats)  # noqa: B023
+
+            def raw_read() -> None:
+                with factory() as session:
+                    for name in metrics:
+                        _raw(session, run_id, name, 0, size)  # noqa: B023
+
+            baseline = timed(raw_read, max(1, args.repeats // 2))
+            firsts, catch_ups = zip(*(subscribe_times(dash, run_id, size - 2) for _ in range(args.repeats)), strict=True)
+            rows.append((size, page, baseline, list(firsts), list(catch_ups)))
+        if args.restart:
+            largest = max(runs)
+            run_id, token = runs[largest]
+            dash.__exit__(None, None, None)
+            dash.__enter__()  # same data dir and database: a dashboard restart
+            ack = reconnect_ack_ms(dash, run_id, token, largest)
+            rss = peak_rss_mb(dash.process.pid)
+    print(f"\n{'steps':>9}  {'first data request':>26}  {'raw read (baseline)':>26}  ratio  {'subscribe -> first frame':>26}  "
+          f"{'-> first points':>26}")
+    for size, page, baseline, firsts, catch_ups in rows:
+        ratio = statistics.median(baseline) / statistics.median(page)
+        print(f"{size:>9,}  {shown(page):>26}  {shown(baseline):>26}  {ratio:5.1f}x  {shown(firsts):>26}  {shown(catch_ups):>26}")
+    print("targets: first data request <= 100 ms at every size; subscribe -> first frame <= 50 ms")
+    if args.restart:
+        print(f"restart -> first ack of the reconnecting {largest:,}-step run: {ack:.0f} ms (target <= 1,000 ms); "
+              f"server peak RSS {rss:.0f} MB (target <= 500 MB)")
+
+
+if __name__ == "__main__":
+    main()
