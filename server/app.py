@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session
 from server.db import make_engine, make_session_factory
 from server.launcher import LocalProcessLauncher, NoLauncher
 from server.live import LiveHub
-from server.models import Run, utcnow
+from server.models import Run
 from server.notify import WebhookNotifier
 from server.routes import api_files, api_runs, pages, ws_browser, ws_worker
+from server.services import run_status
 from server.services import runs as run_service
 from server.schemas import AlertPublic
 from server.services.ingest import Announcement
@@ -166,15 +167,7 @@ async def _fail_orphaned_runs(app: FastAPI, grace_seconds: float) -> None:
             await asyncio.to_thread(app.state.announce_run, run_id)
 
     def fail(session: Session) -> list[int]:
-        failed = []
-        for run_id in orphans:
-            run = session.get(Run, run_id)
-            if run is not None and run.status == "running":
-                run.status, run.finished_at = "failed", utcnow()
-                run.error = (f"worker lost: the dashboard restarted and this run's worker did not reconnect within "
-                             f"{grace_seconds:g} s. Resume from its last checkpoint with a new run (resume_from).")
-                failed.append(run_id)
-        return failed
+        return run_status.fail_orphans(session=session, run_ids=orphans, grace_seconds=grace_seconds)
 
     for run_id in await asyncio.wrap_future(app.state.writer.submit(fail)):
         log.warning("run %s: marked failed, its worker never reconnected", run_id)

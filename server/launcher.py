@@ -17,8 +17,9 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from orpo_dash.protocol import TERMINAL_STATUSES, WORKER_TOKEN_ENV
-from server.models import Run, utcnow
+from orpo_dash.protocol import WORKER_TOKEN_ENV
+from server.models import Run
+from server.services import run_status
 from server.services import runs as run_service
 from server.services.spill_delivery import RunDeleted, deliver_spill_file, spill_file_of
 from server.writer import DatabaseWriter
@@ -103,8 +104,7 @@ class LocalProcessLauncher:
                 for run in run_service.claim_queued_runs(session=session, limit=capacity):
                     # A fresh token per launch: the worker gets it on its command line, only the hash is kept.
                     token = self._issue_token(session, run)
-                    run.status = "running"
-                    run.started_at = run.started_at or utcnow()
+                    run_status.mark_running(run)
                     claimed.append((run.id, dict(run.config), token))
                 return claimed
 
@@ -159,18 +159,8 @@ class LocalProcessLauncher:
             self._deliver_spill(run_id, spill_path)
 
         def record_exit(session: Session) -> None:
-            run = session.get(Run, run_id)
-            if run is None or run.status in TERMINAL_STATUSES:
-                return
-            # The worker normally reports its own end; this covers crashes before or instead of that.
-            if code == 0:
-                run.status = "stopped" if run.stop_requested or stopping else "completed"
-            elif stopping or run.stop_requested:
-                run.status = "stopped"
-            else:
-                run.status = "failed"
-                run.error = f"{describe_exit(code)}:\n{error_tail}"
-            run.finished_at = utcnow()
+            run_status.record_exit(session=session, run_id=run_id, exit_code=code, stopping=stopping,
+                                   failure=f"{describe_exit(code)}:\n{error_tail}")
 
         try:
             self._writer.submit(record_exit).result(timeout=30)

@@ -46,3 +46,39 @@ def test_shared_core_imports_neither_side() -> None:
         and not path.endswith("cli.py")  # the CLI dispatches to both, lazily inside functions
     ]
     assert offenders == []
+
+
+STATUS_SERVICE = ROOT / "server" / "services" / "run_status.py"
+
+
+def _status_writes(path: Path) -> list[str]:
+    """Places in a module that set a status: `x.status = ...` (also in tuple targets and augmented or
+    annotated assignments), `Run(status=...)`, and `.values(status=...)` of an UPDATE."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        while targets:
+            target = targets.pop()
+            if isinstance(target, (ast.Tuple, ast.List)):
+                targets.extend(target.elts)
+            elif isinstance(target, ast.Attribute) and target.attr == "status":
+                found.append(f"{path}:{node.lineno}")
+        if isinstance(node, ast.Call):
+            callee = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if callee in ("Run", "values") and any(keyword.arg == "status" for keyword in node.keywords):
+                found.append(f"{path}:{node.lineno}")
+    return found
+
+
+def test_only_the_status_service_changes_a_run_status() -> None:
+    # One place for status transitions (server/services/run_status.py lists them): a route, the launcher
+    # or a background loop that set it directly would slip past the rules kept there.
+    offenders = [
+        place for path in (ROOT / "server").rglob("*.py") if path != STATUS_SERVICE for place in _status_writes(path)
+    ]
+    assert offenders == []
+    assert _status_writes(STATUS_SERVICE), "the check no longer sees the service's own status writes"

@@ -22,6 +22,7 @@ from server.schemas import (
     ValidationResult,
 )
 from server.services import metrics as metric_service
+from server.services import run_status
 from server.services import runs as run_service
 from server.services.config_checks import check_config, check_payload
 from orpo_dash.config_advice import advise
@@ -82,8 +83,7 @@ def create_run(
             session=session, config=config, name=run_in.name, runs_dir=state.settings.runs_dir
         )
         if not launch:
-            run.status = "running"  # its worker is the caller, already running
-            run.started_at = run.created_at
+            run_status.mark_running(run, started_at=run.created_at)  # its worker is the caller, already running
         session.flush()
         return run_service.to_public(run, []), token
 

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from orpo_dash.diagnostics import Alert as AlertChange
 from orpo_dash.diagnostics import AlertEngine
 from orpo_dash.protocol import MAX_STEP, RUN_STATUSES, TERMINAL_STATUSES, Point, ProtocolError, parse_points, shown
-from server.models import Alert, LogLine, MetricPoint, Run, Sample, utcnow
+from server.models import Alert, LogLine, MetricPoint, Run, Sample
+from server.services import run_status
 from server.services.metrics import insert_points
 from server.services.rollups import RollupTracker
 
@@ -158,8 +159,7 @@ def _update_progress(run: Run, points: list[Point]) -> None:
     run.latest_metrics = latest  # reassign: JSON columns are not mutation-tracked
     run.last_step = last_step if last_step >= 0 else run.last_step
     if run.status == "queued":
-        run.status = "running"
-        run.started_at = run.started_at or utcnow()
+        run_status.mark_running(run)
 
 
 def _apply_status(run: Run, status: Any) -> None:
@@ -171,19 +171,8 @@ def _apply_status(run: Run, status: Any) -> None:
     total = status.get("total_steps")
     if total is not None and (not isinstance(total, int) or isinstance(total, bool) or not 0 <= total <= MAX_STEP):
         raise ProtocolError(f"total_steps must be an integer from 0 to {MAX_STEP}, got {shown(total)}")
-    if run.status in TERMINAL_STATUSES and new_status == "running":
-        # A resumed run reopens; otherwise terminal states are final.
-        run.finished_at = None
-        run.error = None
-    if total is not None:
-        run.total_steps = total
-    run.status = new_status
-    if new_status == "running":
-        run.started_at = run.started_at or utcnow()
-    if new_status in TERMINAL_STATUSES:
-        run.finished_at = utcnow()
-        if status.get("error"):
-            run.error = _text(status["error"])[:20000]
+    error = _text(status["error"]) if status.get("error") else None
+    run_status.apply_reported(run, new_status=new_status, total_steps=total, error=error)
 
 
 def _parse_log(entry: Any) -> tuple[float, str, str]:

@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from orpo_dash.protocol import TERMINAL_STATUSES
 from orpo_dash.run_config import RunConfig
-from server.models import Alert, LogLine, MetricPoint, Run, Sample, utcnow
+from server.models import Alert, LogLine, MetricPoint, Run, Sample
 from server.schemas import AlertPublic, RunPublic
+from server.services import run_status
 
 LIST_LATEST = ("loss", "log_odds_ratio", "accuracy")
 
@@ -40,7 +41,8 @@ def rotate_worker_token(run: Run) -> str:
 
 def create_run(*, session: Session, config: RunConfig, name: str | None, runs_dir: Path) -> tuple[Run, str]:
     """Insert a queued run; returns it with its worker token."""
-    run = Run(name=name or "", status="queued", config=config.model_dump(mode="json"), tags=[], latest_metrics={})
+    run = Run(name=name or "", config=config.model_dump(mode="json"), tags=[], latest_metrics={})
+    run_status.queue(run)
     token = rotate_worker_token(run)
     session.add(run)
     session.flush()  # assigns run.id
@@ -104,9 +106,7 @@ def request_stop(*, session: Session, run: Run) -> Run:
         return run
     run.stop_requested = True
     if run.status == "queued":
-        # Never started: nothing to wind down.
-        run.status = "stopped"
-        run.finished_at = utcnow()
+        run_status.stop_unstarted(run)
     return run
 
 
@@ -164,3 +164,4 @@ def public_runs(*, session: Session, runs: list[Run]) -> list[RunPublic]:
     for alert in session.scalars(select(Alert).where(Alert.run_id.in_(by_run)).order_by(Alert.id)):
         by_run[alert.run_id].append(alert)
     return [to_public(run, by_run[run.id]) for run in runs]
+
