@@ -12,8 +12,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session
 
@@ -23,20 +24,22 @@ from server.live import LiveHub
 from server.models import Run
 from server.notify import WebhookNotifier
 from server.routes import api_files, api_runs, pages, ws_browser, ws_worker
+from server.schemas import AlertPublic
 from server.services import run_status
 from server.services import runs as run_service
-from server.schemas import AlertPublic
 from server.services.ingest import Announcement
 from server.services.spill_delivery import deliver_spill_files_left_by
 from server.settings import Settings, get_settings
 from server.templating import STATIC_DIR
 from server.validation_errors import explain_validation_error
-from server.writer import DatabaseWriter
+from server.writer import DatabaseWriter, WriterBusy
 
 log = logging.getLogger(__name__)
 
 # Progress-only run updates (step counters) are sent to browsers at most this often per run.
 RUN_ANNOUNCE_INTERVAL = 0.5
+# Seconds a client is told to wait before retrying when the database writer is busy.
+WRITER_BUSY_RETRY_AFTER = 5
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -66,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_exception_handler(RequestValidationError, explain_validation_error)
+    app.add_exception_handler(WriterBusy, _writer_busy)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     app.state.settings = settings
@@ -172,6 +176,16 @@ async def _fail_orphaned_runs(app: FastAPI, grace_seconds: float) -> None:
     for run_id in await asyncio.wrap_future(app.state.writer.submit(fail)):
         log.warning("run %s: marked failed, its worker never reconnected", run_id)
         await asyncio.to_thread(app.state.announce_run, run_id)
+
+
+async def _writer_busy(request: Request, exc: Exception) -> JSONResponse:
+    """503 instead of a request that hangs behind a stuck write."""
+    return JSONResponse(
+        status_code=503,
+        headers={"Retry-After": str(WRITER_BUSY_RETRY_AFTER)},
+        content={"detail": f"The database writer is busy ({exc}). Retry in a moment; reload first, "
+                           "since the change is still queued and may yet be applied."},
+    )
 
 
 def _public_url(settings: Settings) -> str:

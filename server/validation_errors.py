@@ -14,6 +14,7 @@ from fastapi import Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.status import HTTP_422_UNPROCESSABLE_CONTENT
 
 from orpo_dash.config_errors import describe
@@ -33,7 +34,8 @@ async def explain_validation_error(request: Request, exc: Exception) -> JSONResp
     body = exc.body
     if is_run_config and isinstance(body, dict) and request.query_params.get("launch", "true").lower() != "false":
         already = {str(part) for error in exc.errors() for part in error.get("loc", ())[1:2]}
-        file_errors, _ = check_payload(body)
+        # In a thread: it reads the dataset file, which must not stall the event loop.
+        file_errors, _ = await run_in_threadpool(check_payload, body)
         detail += [
             {"type": "value_error", "loc": ["body", field], "msg": message, "input": body.get(field)}
             for field, message in file_errors.items() if field not in already

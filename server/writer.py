@@ -12,6 +12,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,6 +25,12 @@ T = TypeVar("T")
 
 # How many queued ingestion batches may share one transaction.
 MAX_COALESCED = 64
+# How long a request waits for its write before it answers 503 (WriterBusy) instead of hanging.
+WRITE_WAIT_SECONDS = 30.0
+
+
+class WriterBusy(Exception):
+    """A write waited longer than the writer's wait_timeout. It stays queued and may still be made."""
 
 
 @dataclass
@@ -61,6 +68,7 @@ class DatabaseWriter:
         self._queue: queue.Queue[_Write | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="db-writer", daemon=True)
         self.state = IngestState()
+        self.wait_timeout = WRITE_WAIT_SECONDS
 
     def start(self) -> None:
         self._thread.start()
@@ -74,6 +82,18 @@ class DatabaseWriter:
         future: Future[T] = Future()
         self._queue.put(_Write(fn, future, is_batch=False))
         return future
+
+    def write(self, fn: Callable[[Session], T]) -> T:
+        """submit(fn) and wait for its result, at most wait_timeout seconds (then WriterBusy)."""
+        try:
+            return self.submit(fn).result(timeout=self.wait_timeout)
+        except FutureTimeout as error:
+            raise WriterBusy(f"the database writer did not get to this write within {self.wait_timeout:g} s") from error
+
+    def forget_run(self, run_id: int) -> None:
+        """Drop a deleted run's derived ingestion state. Queued, not done here: the writer thread owns
+        that state, and a batch of the run already queued must see it until the run's delete commits."""
+        self.submit(lambda _session: self.state.forget(run_id))
 
     def submit_batch(self, run_id: int, message: dict[str, Any]) -> Future[Announcement | None]:
         """Queue a worker batch; the future resolves once it is committed (then it may be acknowledged)."""

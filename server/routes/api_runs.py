@@ -87,7 +87,7 @@ def create_run(
         session.flush()
         return run_service.to_public(run, []), token
 
-    public, token = state.writer.submit(insert).result()
+    public, token = state.writer.write(insert)
     if launch:
         state.launcher.wake()
         return public
@@ -119,7 +119,7 @@ def update_run(run_id: int, update: RunUpdate, request: Request, session: Sessio
         run_service.update_run(session=tx, run=run, name=update.name, tags=update.tags)
         return run_service.to_public(run, run_service.alerts_for(session=tx, run_id=run_id))
 
-    public = request.app.state.writer.submit(write).result()
+    public = request.app.state.writer.write(write)
     request.app.state.announce_run(run_id)
     return public
 
@@ -133,8 +133,8 @@ def delete_run(run_id: int, request: Request, session: SessionDep) -> Response:
         run = _get_run_or_404(tx, run_id)
         run_service.delete_run(session=tx, run=run)
 
-    request.app.state.writer.submit(write).result()
-    request.app.state.writer.state.forget(run_id)
+    request.app.state.writer.write(write)
+    request.app.state.writer.forget_run(run_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -148,7 +148,7 @@ def stop_run(run_id: int, request: Request, session: SessionDep) -> RunPublic:
         run_service.request_stop(session=tx, run=run)
         return run_service.to_public(run, run_service.alerts_for(session=tx, run_id=run_id))
 
-    public = request.app.state.writer.submit(write).result()
+    public = request.app.state.writer.write(write)
     request.app.state.hub.command_worker_threadsafe(run_id, {"type": "stop"})
     request.app.state.launcher.stop(run_id)
     request.app.state.announce_run(run_id)

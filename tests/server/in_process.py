@@ -1,0 +1,30 @@
+"""The dashboard app in this process, on a migrated SQLite file, for tests that need to reach inside it
+(block its writer, insert points directly). Everything else uses the real server (tests/conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from server.migrate import upgrade_to_head
+from server.settings import Settings
+
+
+@contextmanager
+def in_process_client(tmp_path: Path) -> Iterator[TestClient]:
+    database_url = f"sqlite:///{tmp_path / 'dashboard.sqlite3'}"
+    upgrade_to_head(database_url)
+    app = create_app(Settings(data_dir=tmp_path, database_url=database_url, launch_workers=False))
+    with TestClient(app) as client:  # `with`: runs the lifespan, which starts the writer
+        yield client
+
+
+def register_run(client: TestClient, dataset: Path, name: str) -> int:
+    """A run for an external worker: no local worker is started and no files are checked."""
+    response = client.post("/api/runs", params={"launch": "false"}, json={"dataset": str(dataset), "name": name})
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
