@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.db import SessionDep
-from server.models import LogLine, MetricPoint, Run, Sample
+from server.models import MetricPoint, Run
 from server.schemas import (
     AlertPublic, LogLinePublic, MetricsResponse, RunCreate, RunPublic, RunRegistered, RunUpdate, SamplePublic,
     ValidationResult,
@@ -188,15 +188,13 @@ def read_alerts(run_id: int, session: SessionDep) -> list[AlertPublic]:
 @router.get("/runs/{run_id}/logs", response_model=list[LogLinePublic])
 def read_logs(run_id: int, session: SessionDep, tail: Annotated[int, Query(ge=1, le=5000)] = 200) -> list[LogLinePublic]:
     _get_run_or_404(session, run_id)
-    rows = session.scalars(select(LogLine).where(LogLine.run_id == run_id).order_by(LogLine.id.desc()).limit(tail))
-    return [LogLinePublic.model_validate(row) for row in reversed(list(rows))]
+    return [LogLinePublic.model_validate(row) for row in run_service.recent_logs(session=session, run_id=run_id, tail=tail)]
 
 
 @router.get("/runs/{run_id}/samples", response_model=list[SamplePublic])
 def read_samples(run_id: int, session: SessionDep) -> list[SamplePublic]:
     _get_run_or_404(session, run_id)
-    rows = session.scalars(select(Sample).where(Sample.run_id == run_id).order_by(Sample.step, Sample.id))
-    return [SamplePublic.model_validate(row) for row in rows]
+    return [SamplePublic.model_validate(row) for row in run_service.samples_for(session=session, run_id=run_id)]
 
 
 @router.get("/runs/{run_id}/export")

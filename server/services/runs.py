@@ -165,3 +165,12 @@ def public_runs(*, session: Session, runs: list[Run]) -> list[RunPublic]:
         by_run[alert.run_id].append(alert)
     return [to_public(run, by_run[run.id]) for run in runs]
 
+
+def recent_logs(*, session: Session, run_id: int, tail: int) -> list[LogLine]:
+    """The run's last `tail` log lines, oldest first."""
+    rows = session.scalars(select(LogLine).where(LogLine.run_id == run_id).order_by(LogLine.id.desc()).limit(tail))
+    return list(reversed(list(rows)))
+
+
+def samples_for(*, session: Session, run_id: int) -> list[Sample]:
+    return list(session.scalars(select(Sample).where(Sample.run_id == run_id).order_by(Sample.step, Sample.id)))
