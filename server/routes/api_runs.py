@@ -2,36 +2,42 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from orpo_dash.config_advice import advise
+from orpo_dash.config_errors import explain
+from orpo_dash.protocol import RunStatus
 from server.db import SessionDep
-from server.models import MetricPoint, Run
+from server.models import Run
 from server.schemas import (
-    AlertPublic, LogLinePublic, MetricsResponse, RunCreate, RunPublic, RunRegistered, RunUpdate, SamplePublic,
+    AlertPublic,
+    LogLinePublic,
+    MetricsResponse,
+    RunCreate,
+    RunPublic,
+    RunRegistered,
+    RunUpdate,
+    SamplePublic,
     ValidationResult,
 )
+from server.services import export as export_service
 from server.services import metrics as metric_service
 from server.services import run_status
 from server.services import runs as run_service
 from server.services.config_checks import check_config, check_payload
-from orpo_dash.config_advice import advise
-from orpo_dash.config_errors import explain
-from orpo_dash.protocol import RunStatus
 
 router = APIRouter(prefix="/api", tags=["runs"])
 
 MAX_POINTS_LIMIT = 20000
+EXPORT_MEDIA_TYPES = {"csv": "text/csv", "json": "application/json"}
 
 
 def _get_run_or_404(session: Session, run_id: int) -> Run:
@@ -198,26 +204,49 @@ def read_samples(run_id: int, session: SessionDep) -> list[SamplePublic]:
 
 
 @router.get("/runs/{run_id}/export")
-def export_run(run_id: int, session: SessionDep, format: Literal["csv", "json"] = "csv") -> Response:
-    """Every point of every metric at full resolution."""
+def export_run(
+    run_id: int, request: Request, session: SessionDep, format: Literal["csv", "json"] = "csv"
+) -> StreamingResponse:
+    """Every point of every metric at full resolution, streamed."""
     run = _get_run_or_404(session, run_id)
-    rows = session.execute(
-        select(MetricPoint.step, MetricPoint.name, MetricPoint.value, MetricPoint.time)
-        .where(MetricPoint.run_id == run_id)
-        .order_by(MetricPoint.step, MetricPoint.name)
-    ).all()
+    factory = request.app.state.session_factory
     headers = {"Content-Disposition": _attachment(f"{run.name or run_id}-metrics.{format}")}
     if format == "json":
-        body = json.dumps({
-            "run": {"id": run.id, "name": run.name, "status": run.status, "config": run.config},
-            "points": [{"step": s, "name": n, "value": v, "time": t} for s, n, v, t in rows],
-        })
-        return Response(body, media_type="application/json", headers=headers)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["step", "name", "value", "time"])
-    writer.writerows(rows)
-    return Response(buffer.getvalue(), media_type="text/csv", headers=headers)
+        body = export_service.run_json(session_factory=factory, run_id=run_id)
+    else:
+        body = export_service.run_csv(session_factory=factory, run_id=run_id)
+    return StreamingResponse(body, media_type=EXPORT_MEDIA_TYPES[format], headers=headers)
+
+
+@router.get("/export")
+def export_runs(
+    request: Request,
+    session: SessionDep,
+    runs: Annotated[str, Query(description="Run ids, comma-separated, e.g. 1,2,3: one file in this order.")],
+    format: Literal["csv", "json"] = "csv",
+) -> StreamingResponse:
+    """Several runs in one file: CSV with a leading run_id column, or a JSON array of single-run exports."""
+    run_ids = _parse_run_ids(runs)
+    for run_id in run_ids:
+        _get_run_or_404(session, run_id)
+    factory = request.app.state.session_factory
+    if format == "json":
+        body = export_service.runs_json(session_factory=factory, run_ids=run_ids)
+    else:
+        body = export_service.runs_csv(session_factory=factory, run_ids=run_ids)
+    filename = f"orpo-runs-{'-'.join(map(str, run_ids))}.{format}"
+    return StreamingResponse(body, media_type=EXPORT_MEDIA_TYPES[format], headers={"Content-Disposition": _attachment(filename)})
+
+
+def _parse_run_ids(text: str) -> list[int]:
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts or not all(part.isdigit() for part in parts):
+        raise _query_error_422("runs", f"runs must be run ids separated by commas, like runs=1,2,3; got {text!r}")
+    return list(dict.fromkeys(int(part) for part in parts))  # a repeated id is exported once
+
+
+def _query_error_422(field: str, message: str) -> RequestValidationError:
+    return RequestValidationError([{"type": "value_error", "loc": ("query", field), "msg": message, "input": None}])
 
 
 def _attachment(filename: str) -> str:

@@ -7,10 +7,9 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from sqlalchemy import select
 
 from orpo_dash.protocol import CLOSE_BAD_PROTOCOL, CLOSE_NOT_FOUND
-from server.models import MetricPoint
+from server.services import export as export_service
 from server.services import runs as run_service
 
 router = APIRouter()
@@ -95,10 +94,5 @@ def _read_run(state: Any, run_id: int) -> dict[str, Any] | None:
 
 def _read_points_after(state: Any, run_id: int, after_step: int) -> list[list[list[Any]]]:
     with state.session_factory() as session:
-        rows = session.execute(
-            select(MetricPoint.step, MetricPoint.name, MetricPoint.value, MetricPoint.time)
-            .where(MetricPoint.run_id == run_id, MetricPoint.step > after_step)
-            .order_by(MetricPoint.step, MetricPoint.name)
-        ).all()
-    points = [[step, name, value, when] for step, name, value, when in rows]
-    return [points[i:i + CATCH_UP_CHUNK] for i in range(0, len(points), CATCH_UP_CHUNK)]
+        pages = export_service.point_pages(session=session, run_id=run_id, after_step=after_step, page_rows=CATCH_UP_CHUNK)
+        return [[list(point) for point in page] for page in pages]

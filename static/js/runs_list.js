@@ -3,7 +3,7 @@
 "use strict";
 
 (function () {
-  const { api, escapeHtml, fmtNum, fmtDuration, fmtDate, runDuration, statusBadge, alertBadges, confirmAction, toast, download } = Dash;
+  const { api, escapeHtml, fmtNum, fmtDuration, fmtDate, runDuration, statusBadge, alertBadges, confirmAction, toast } = Dash;
 
   const REFRESH_MS = 3000;
   const body = document.getElementById("runs-body");
@@ -210,28 +210,16 @@
     });
   }
 
-  /** One file for the whole selection: JSON as an array of per-run exports, CSV with a run_id column. */
-  async function exportRuns(list, format) {
+  /** One file for the whole selection, built and streamed by the server (GET /api/export):
+   *  JSON as an array of per-run exports, CSV with a run_id column. A link, not fetch(), so the browser
+   *  writes it straight to disk however many points the runs hold. */
+  function exportRuns(list, format) {
     if (!list.length) return;
-    try {
-      const parts = await Promise.all(list.map(async (r) => {
-        const response = await fetch(`/api/runs/${r.id}/export?format=${format}`);
-        if (!response.ok) throw new Error(`run ${r.id}: HTTP ${response.status}`);
-        return format === "json" ? response.json() : response.text();
-      }));
-      const stem = `orpo-runs-${list.map((r) => r.id).join("-")}`;
-      if (format === "json") {
-        download(`${stem}.json`, JSON.stringify(parts, null, 2), "application/json");
-      } else {
-        const out = [];
-        parts.forEach((text, i) => {
-          const lines = text.replace(/\r?\n$/, "").split(/\r?\n/);
-          if (!out.length) out.push(`run_id,${lines[0]}`);
-          for (const line of lines.slice(1)) out.push(`${list[i].id},${line}`);
-        });
-        download(`${stem}.csv`, `${out.join("\n")}\n`, "text/csv");
-      }
-    } catch (err) { toast(`Export failed: ${err.message}`, "error"); }
+    const href = `/api/export?runs=${list.map((r) => r.id).join(",")}&format=${format}`;
+    const a = Object.assign(document.createElement("a"), { href, download: "" });  // "": the server names the file
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
   }
 
   // Close an open actions menu on outside click or Escape.

@@ -93,12 +93,16 @@ def test_sort_filter_search_rename_export_compare_and_delete(live_server, page, 
     shot("runs-list-selected")
     with page.expect_download() as download_info:
         page.click("#export-csv-btn")
+    # Built and streamed by the server, not stitched together in the page.
+    assert download_info.value.url.endswith(f"/api/export?runs={alpha},{charlie}&format=csv")
+    assert download_info.value.suggested_filename == f"orpo-runs-{alpha}-{charlie}.csv"
     rows = list(csv.DictReader(io.StringIO(open(download_info.value.path()).read())))
     assert set(rows[0]) == {"run_id", "step", "name", "value", "time"}
     assert {int(r["run_id"]) for r in rows} == {alpha, charlie}
     assert sum(1 for r in rows if int(r["run_id"]) == alpha and r["name"] == "loss") == 10
     with page.expect_download() as download_info:
         page.click("#export-json-btn")
+    assert download_info.value.url.endswith(f"/api/export?runs={alpha},{charlie}&format=json")
     exported = json.loads(open(download_info.value.path()).read())
     assert [item["run"]["id"] for item in exported] == [alpha, charlie]
     assert all(len(item["points"]) == 20 for item in exported)

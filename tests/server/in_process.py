@@ -1,5 +1,5 @@
 """The dashboard app in this process, on a migrated SQLite file, for tests that need to reach inside it
-(block its writer, insert points directly). Everything else uses the real server (tests/conftest.py)."""
+(block its writer, insert points directly, page through rows in small pages). Everything else uses the real server (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from server.settings import Settings
 
 
 @contextmanager
-def in_process_client(tmp_path: Path) -> Iterator[TestClient]:
-    database_url = f"sqlite:///{tmp_path / 'dashboard.sqlite3'}"
+def in_process_client(tmp_path: Path, database_url: str | None = None) -> Iterator[TestClient]:
+    """A client of the app; `database_url` defaults to a fresh SQLite file under tmp_path."""
+    database_url = database_url or f"sqlite:///{tmp_path / 'dashboard.sqlite3'}"
     upgrade_to_head(database_url)
     app = create_app(Settings(data_dir=tmp_path, database_url=database_url, launch_workers=False))
     with TestClient(app) as client:  # `with`: runs the lifespan, which starts the writer
