@@ -66,7 +66,7 @@ def _status_writes(path: Path) -> list[str]:
             if isinstance(target, (ast.Tuple, ast.List)):
                 targets.extend(target.elts)
             elif isinstance(target, ast.Attribute) and target.attr == "status":
-                found.append(f"{path}:{node.lineno}")
+                found.append(f"{path}:{target.lineno}")
         if isinstance(node, ast.Call):
             callee = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
             if callee in ("Run", "values") and any(keyword.arg == "status" for keyword in node.keywords):
