@@ -41,7 +41,7 @@ def stream(url: str, run_id: int, token: str, points: int, out: multiprocessing.
     for step in range(steps):
         reporter.metrics(step, {name: step * 0.001 for name in METRICS})
     reporter.close(timeout=600)
-    out.put((steps * len(METRICS), time.perf_counter() - start, reporter._spilled_lines))
+    out.put((steps * len(METRICS), time.perf_counter() - start, reporter.undelivered_batches))
 
 
 def naive_per_step(url: str, run_id: int, token: str, steps: int) -> float:

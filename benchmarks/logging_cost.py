@@ -83,7 +83,7 @@ def main() -> None:
         assert reporter.connected.wait(10)
         up = summary(timed_loop(reporter.metrics, args.steps, args.rate))
         reporter.close(timeout=60)
-        assert not reporter._spilled_lines, "points were not delivered"
+        assert not reporter.undelivered_batches, "points were not delivered"
 
     down_reporter = StreamingReporter(f"http://127.0.0.1:{free_port()}", None, None, config={"dataset": "x"},
                                       spill_path=folder / "down.jsonl")

@@ -1,4 +1,8 @@
-"""The worker <-> server and browser <-> server websocket protocols (docs/protocol.md explains them).
+"""The worker <-> server websocket protocol, the browser socket's path and close codes, and the
+spill file a worker leaves when the server cannot take its batches (docs/protocol.md explains them).
+
+This module is the one definition of the wire format: the trainer builds its messages here, the
+server parses them here, and the page gets its close codes from here (templates/base.html).
 
 All frames are JSON text. Points travel as compact lists `[step, name, value, time]` because a
 busy run sends hundreds of thousands of them and per-point objects would dominate the cost.
@@ -6,7 +10,11 @@ busy run sends hundreds of thousands of them and per-point objects would dominat
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, get_args
 
 PROTOCOL_VERSION = 1
@@ -17,10 +25,14 @@ WORKER_PATH = "/ws/worker/{run_id}"
 WORKER_TOKEN_ENV = "ORPO_DASH_WORKER_TOKEN"
 BROWSER_PATH = "/ws/runs/{run_id}"
 
-# Close codes (4000-4999 are application codes in RFC 6455).
+# Close codes: 1013 is RFC 6455's "try again later"; 4000-4999 are application codes.
+CLOSE_TRY_AGAIN_LATER = 1013  # not stored / fell behind, through no fault of the peer: reconnect
 CLOSE_BAD_PROTOCOL = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
+# After these a browser stops reconnecting, since asking again cannot help. The page reads them from
+# a data- attribute rendered from this tuple (templates/base.html), so the JS holds no copy.
+BROWSER_FINAL_CLOSE_CODES = (CLOSE_BAD_PROTOCOL, CLOSE_NOT_FOUND)
 
 RunStatus = Literal["queued", "running", "completed", "failed", "stopped"]
 RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
@@ -32,34 +44,73 @@ MAX_STEP = 2**31 - 1
 MAX_NAME = 200
 
 
-def hello(token: str) -> dict[str, Any]:
+class ProtocolError(ValueError):
+    """A frame that does not follow the protocol; the message says what was expected."""
+
+
+def hello(token: str | None) -> dict[str, Any]:
     """The worker's first message on every (re)connect."""
     return {"type": "hello", "protocol": PROTOCOL_VERSION, "token": token}
 
 
-def batch(
-    seq: int,
-    *,
-    points: list[Point] | None = None,
-    logs: list[tuple[float, str, str]] | None = None,
-    samples: list[dict[str, Any]] | None = None,
-    status: dict[str, Any] | None = None,
+def heartbeat() -> dict[str, Any]:
+    """Sent by a worker after a quiet spell; the server answers with the same."""
+    return {"type": "heartbeat"}
+
+
+def batch(seq: int, content: Mapping[str, Any]) -> dict[str, Any]:
+    """One sequenced unit of work; the server commits it atomically, then acks `seq`.
+
+    `content` holds any of "points" (wire_points), "logs" ([time, stream, text] lists), "samples"
+    and "status": exactly what a spill-file line holds, so spilled batches are resent unchanged.
+    """
+    return {"type": "batch", "seq": seq, **content}
+
+
+def batch_content(message: Mapping[str, Any]) -> dict[str, Any]:
+    """A batch without its envelope (type and seq): what a spill-file line holds."""
+    return {key: value for key, value in message.items() if key not in ("type", "seq")}
+
+
+def wire_points(points: Iterable[Point]) -> list[list[Any]]:
+    """Points as a batch carries them: JSON has no NaN or Infinity, so a non-finite value travels as null."""
+    isfinite = math.isfinite
+    return [[step, name, value if isfinite(value) else None, when] for step, name, value, when in points]
+
+
+# ----- spill files -----
+# A worker that cannot deliver keeps its batches in a JSON-lines file: one header line naming the
+# run (and how to register it if it never was), then one batch content per line, oldest first.
+SPILL_HEADER_TYPE = "spill"
+SPILL_FILE_PREFIX = "orpo-dash-spill-"
+
+
+def spill_file_name(run_id: int | None, pid: int) -> str:
+    """The spill file of one worker process; run_id None: a run it has still to register."""
+    return f"{SPILL_FILE_PREFIX}run{'new' if run_id is None else run_id}-{pid}.jsonl"
+
+
+def spill_file_pattern(run_id: int) -> re.Pattern[str]:
+    """Matches exactly the names spill_file_name gives run_id's files (not an upload's ".uploading" copy)."""
+    return re.compile(rf"{re.escape(SPILL_FILE_PREFIX)}run{run_id}-\d+\.jsonl")
+
+
+def spill_header(
+    *, server: str, run_id: int | None, token: str | None, config: Mapping[str, Any] | None, name: str | None
 ) -> dict[str, Any]:
-    """One sequenced unit of work; the server commits it atomically, then acks `seq`."""
-    message: dict[str, Any] = {"type": "batch", "seq": seq}
-    if points:
-        message["points"] = [list(p) for p in points]
-    if logs:
-        message["logs"] = [list(entry) for entry in logs]
-    if samples:
-        message["samples"] = samples
-    if status:
-        message["status"] = status
-    return message
+    """A spill file's first line: where its batches go, or what `orpo-dash upload` registers."""
+    return {"type": SPILL_HEADER_TYPE, "protocol": PROTOCOL_VERSION, "server": server,
+            "run_id": run_id, "token": token, "config": config, "name": name}
 
 
-class ProtocolError(ValueError):
-    """A frame that does not follow the protocol; the message says what was expected."""
+def read_spill_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(header, batch contents in order) of a spill file; ProtocolError if it has no spill header."""
+    with open(path, encoding="utf-8") as handle:
+        header = json.loads(handle.readline())
+        contents = [json.loads(line) for line in handle if line.strip()]
+    if not isinstance(header, dict) or header.get("type") != SPILL_HEADER_TYPE:
+        raise ProtocolError(f"{os.fspath(path)} is not an orpo-dash spill file (its first line has no spill header)")
+    return header, [content for content in contents if isinstance(content, dict)]
 
 
 def parse_point(raw: Any) -> Point:

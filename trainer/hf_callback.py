@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from orpo_dash.metric_names import EVAL_PREFIX, from_trl
+from orpo_dash.protocol import spill_file_name
 from orpo_dash.run_config import RunConfig
 from trainer.reporting import MetricsFileReporter, MultiReporter, Reporter
 from trainer.streaming import StreamingReporter
@@ -160,7 +161,7 @@ class DashboardCallback(TrainerCallback):
         spill_dir = Path(args.output_dir) if args.output_dir else Path.cwd()
         self.streaming = StreamingReporter(
             self.server_url, None, None, config=config, name=self.name,
-            spill_path=spill_dir / f"orpo-dash-spill-runnew-{os.getpid()}.jsonl",
+            spill_path=spill_dir / spill_file_name(None, os.getpid()),  # None: registered in the background
         )
         reporters: list[Reporter] = [self.streaming]
         if self.metrics_out:

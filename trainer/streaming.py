@@ -1,12 +1,16 @@
 """StreamingReporter: delivers a run's metrics, status, logs and samples to the dashboard over its
-worker websocket (docs/protocol.md) without ever blocking the training loop and without losing a point.
+worker websocket without ever blocking the training loop and without losing a point the server can
+store. Every message and the spill file are built by `orpo_dash.protocol` (docs/protocol.md).
 
 - `metrics()` only appends to an in-memory deque (a few microseconds); a background thread batches
-  by size and time, numbers each batch, and keeps it until the server acks it (acks come after commit).
-- Disconnected: training goes on; points pile up in memory and past a bound spill to a local file.
-  On reconnect the server's `welcome` says what it already committed; the rest is resent, in order.
+  by size and time, numbers each batch, and keeps it until the server acks it (acks come after
+  commit). A batch the server says it can never store (`bad_batch`) is dropped, not resent forever.
+- Disconnected: training goes on; points pile up in memory and past a bound the oldest half spill
+  to a local file. On reconnect the server's `welcome` says what it already committed; the rest,
+  spilled lines first, is resent in order.
 - At exit whatever could not be delivered in a bounded wait stays in the spill file, which
-  `orpo-dash upload SPILL_FILE` delivers later (registering the run first if it never was).
+  `orpo-dash upload SPILL_FILE` (upload_spill_file) delivers later, registering the run first if
+  it never was.
 
 Imports no torch and nothing of the server.
 """
@@ -31,7 +35,17 @@ import orjson
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
-from orpo_dash.protocol import PROTOCOL_VERSION, WORKER_PATH
+from orpo_dash.protocol import (
+    WORKER_PATH,
+    batch,
+    batch_content,
+    heartbeat,
+    hello,
+    read_spill_file,
+    spill_file_name,
+    spill_header,
+    wire_points,
+)
 
 FLUSH_INTERVAL = 0.1  # seconds between batches when points trickle in
 MAX_BATCH_POINTS = 5000  # a batch is sent at once when this many points wait
@@ -100,7 +114,7 @@ class StreamingReporter:
         # not wait on a dashboard that is not running. Otherwise, and always for an upload (patient),
         # reconnects are retried for a few seconds.
         self._patient_close = patient_close
-        self.spill_path = Path(spill_path) if spill_path else Path.cwd() / f"orpo-dash-spill-{os.getpid()}.jsonl"
+        self.spill_path = Path(spill_path) if spill_path else Path.cwd() / spill_file_name(run_id, os.getpid())
 
         # Filled by the training thread, drained by the sender. deque append/popleft are thread-safe.
         self._points: collections.deque[tuple[int, str, float, float]] = collections.deque()
@@ -110,6 +124,12 @@ class StreamingReporter:
         self._spilled_lines = 0  # spill-file lines not yet delivered (they precede everything in memory)
         self._spill_read_offset = 0
         self._spill_lock = threading.Lock()
+        self._last_memory_flush = 0.0  # monotonic time the sender last drained memory into a batch
+
+        # Connection state, the sender thread's own.
+        self._server_seen = False  # something answered at the URL: worth the close grace period
+        self._close_started: float | None = None  # when close() began waiting on an absent server
+        self._abandon = False  # close() waited long enough: the sender stops wherever it is
 
         self._stop_requested = threading.Event()
         self._closing = threading.Event()
@@ -161,9 +181,28 @@ class StreamingReporter:
                 file=sys.stderr,
             )
 
-    # ----- sender thread -----
-    _abandon = False
+    # ----- re-delivering a spill file (upload_spill_file) -----
+    def requeue(self, content: Mapping[str, Any]) -> None:
+        """Queue one spilled batch content for delivery after everything queued before it.
 
+        Its points, logs, samples and status keep their order, so a status still lands after the
+        points that preceded it."""
+        self._points.extend(
+            (step, name, math.nan if value is None else value, when) for step, name, value, when in content.get("points", [])
+        )
+        for entry in content.get("logs", []):
+            self._extras.append(("log", entry))
+        if content.get("samples"):
+            self._extras.append(("samples", content["samples"]))
+        if content.get("status"):
+            self._extras.append(("status", content["status"]))
+
+    @property
+    def undelivered_batches(self) -> int:
+        """Batches left in the spill file; after close(), what `orpo-dash upload` has still to deliver."""
+        return self._spilled_lines
+
+    # ----- sender thread -----
     def _run(self) -> None:
         backoff = itertools.chain(RECONNECT_BACKOFF, itertools.repeat(RECONNECT_BACKOFF[-1]))
         while not self._abandon:
@@ -196,9 +235,6 @@ class StreamingReporter:
             else:
                 self._closing.wait(delay)  # close() cuts the wait short for one prompt last try
 
-    _close_started: float | None = None
-    _server_seen = False
-
     def _close_deadline_passed(self) -> bool:
         # While closing with the server down, give reconnects a few seconds, then leave it to the spill file.
         if self._close_started is None:
@@ -206,7 +242,7 @@ class StreamingReporter:
         return time.monotonic() - self._close_started > 5.0
 
     def _handshake(self, ws: ClientConnection) -> None:
-        ws.send(json.dumps({"type": "hello", "protocol": PROTOCOL_VERSION, "token": self.token}))
+        ws.send(json.dumps(hello(self.token)))
         welcome = json.loads(ws.recv(timeout=10))
         if welcome.get("type") == "error":
             raise ProtocolRefused(welcome.get("message", "refused"))
@@ -242,7 +278,7 @@ class StreamingReporter:
             # Nothing to send yet: wait for acks or commands until the next flush is due.
             self._receive(ws, timeout=0.01 if self._closing.is_set() else self._flush_interval)
             if time.monotonic() - last_sent > HEARTBEAT_INTERVAL:
-                ws.send(json.dumps({"type": "heartbeat"}))
+                ws.send(json.dumps(heartbeat()))
                 last_sent = time.monotonic()
         return True
 
@@ -281,12 +317,10 @@ class StreamingReporter:
             content = self._drain_memory(force=self._closing.is_set())
         if content is None:
             return None
-        message = {"type": "batch", "seq": self._next_seq, **content}
+        message = batch(self._next_seq, content)
         self._unacked[self._next_seq] = message
         self._next_seq += 1
         return message
-
-    _last_memory_flush = 0.0
 
     def _drain_memory(self, *, force: bool) -> dict[str, Any] | None:
         now = time.monotonic()
@@ -299,7 +333,7 @@ class StreamingReporter:
             points.append(self._points.popleft())
         content: dict[str, Any] = {}
         if points:
-            content["points"] = [[s, n, v if math.isfinite(v) else None, t] for s, n, v, t in points]
+            content["points"] = wire_points(points)
         logs: list[Any] = []
         samples: list[Any] = []
         # A status change ends the batch, so it is applied after the points that precede it.
@@ -320,7 +354,7 @@ class StreamingReporter:
 
     # ----- spilling -----
     def _pending_messages(self) -> list[dict[str, Any]]:
-        pending = [{k: v for k, v in m.items() if k not in ("type", "seq")} for m in self._unacked.values()]
+        pending = [batch_content(message) for message in self._unacked.values()]
         self._unacked.clear()
         while True:
             content = self._drain_memory(force=True)
@@ -335,7 +369,7 @@ class StreamingReporter:
             chunks = []
             while len(self._points) > self._memory_bound // 2:
                 points = [self._points.popleft() for _ in range(min(MAX_BATCH_POINTS, len(self._points)))]
-                chunks.append({"points": [[s, n, v if math.isfinite(v) else None, t] for s, n, v, t in points]})
+                chunks.append({"points": wire_points(points)})
             self._spill(chunks)
 
     def _spill(self, contents: list[dict[str, Any]]) -> None:
@@ -343,12 +377,9 @@ class StreamingReporter:
         self.spill_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.spill_path, "a", encoding="utf-8") as handle:
             if new_file:
-                header = {"type": "spill", "protocol": PROTOCOL_VERSION, "server": self.server_url,
-                          "run_id": self.run_id, "token": self.token, "config": self._config, "name": self._name}
-                handle.write(json.dumps(header) + "\n")
+                handle.write(json.dumps(self._spill_header()) + "\n")
                 self._spill_read_offset = handle.tell()
-            for content in contents:
-                handle.write(_dumps(content) + "\n")
+            handle.writelines(_dumps(content) + "\n" for content in contents)
         self._spilled_lines += len(contents)
 
     def _rewrite_spill(self, leftover: list[dict[str, Any]]) -> None:
@@ -360,15 +391,15 @@ class StreamingReporter:
                 remaining = [line for line in handle if line.strip()]
         temporary = self.spill_path.with_name(self.spill_path.name + ".tmp")
         temporary.parent.mkdir(parents=True, exist_ok=True)  # e.g. a run that failed before making its output_dir
-        header = {"type": "spill", "protocol": PROTOCOL_VERSION, "server": self.server_url,
-                  "run_id": self.run_id, "token": self.token, "config": self._config, "name": self._name}
         with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(header) + "\n")
+            handle.write(json.dumps(self._spill_header()) + "\n")
             handle.writelines(remaining)
-            for content in leftover:
-                handle.write(_dumps(content) + "\n")
+            handle.writelines(_dumps(content) + "\n" for content in leftover)
         os.replace(temporary, self.spill_path)  # atomic: a crash leaves the old file or the new one
         self._spilled_lines = len(remaining) + len(leftover)
+
+    def _spill_header(self) -> dict[str, Any]:
+        return spill_header(server=self.server_url, run_id=self.run_id, token=self.token, config=self._config, name=self._name)
 
     def _read_spilled_line(self) -> dict[str, Any] | None:
         with open(self.spill_path, encoding="utf-8") as handle:
@@ -387,11 +418,7 @@ def _dumps(message: dict[str, Any]) -> str:
 def upload_spill_file(path: str | os.PathLike[str], *, server_url: str | None = None, timeout: float = 120.0) -> int:
     """Deliver a spill file left by a worker; returns the run id it went to. Registers the run if needed."""
     path = Path(path)
-    with open(path, encoding="utf-8") as handle:
-        header = json.loads(handle.readline())
-        contents = [json.loads(line) for line in handle if line.strip()]
-    if header.get("type") != "spill":
-        raise ValueError(f"{path} is not an orpo-dash spill file (its first line has no spill header)")
+    header, contents = read_spill_file(path)
     server = server_url or header["server"]
     reporter = StreamingReporter(
         server, header.get("run_id"), header.get("token"),
@@ -399,19 +426,11 @@ def upload_spill_file(path: str | os.PathLike[str], *, server_url: str | None = 
         patient_close=True,
     )
     for content in contents:
-        # Re-queue as extras/points in order; status messages keep their place between points.
-        for step, name, value, when in content.get("points", []):
-            reporter._points.append((step, name, math.nan if value is None else value, when))
-        for entry in content.get("logs", []):
-            reporter._extras.append(("log", entry))
-        if content.get("samples"):
-            reporter._extras.append(("samples", content["samples"]))
-        if content.get("status"):
-            reporter._extras.append(("status", content["status"]))
+        reporter.requeue(content)
     reporter.close(timeout=timeout)
     if reporter.refused:
         raise RuntimeError(reporter.refused)
-    if reporter._spilled_lines:
+    if reporter.undelivered_batches:
         raise RuntimeError(f"the dashboard at {server} could not take everything; what is left is in {reporter.spill_path}")
     if reporter.run_id is None:
         raise RuntimeError(f"could not reach the dashboard at {server}")

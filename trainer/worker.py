@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from orpo_dash.config_advice import advise
 from orpo_dash.config_errors import explain
-from orpo_dash.protocol import WORKER_TOKEN_ENV
+from orpo_dash.protocol import WORKER_TOKEN_ENV, spill_file_name
 from orpo_dash.run_config import RunConfig
 from trainer.reporting import ConsoleReporter, MetricsFileReporter, MultiReporter, NullReporter, Reporter
 
@@ -90,7 +90,7 @@ def build_reporter(args: argparse.Namespace, config: RunConfig | None = None) ->
         streaming = StreamingReporter(
             args.server, args.run_id, args.token, name=args.name,
             config=config.model_dump(mode="json") if config is not None else None,
-            spill_path=spill_dir / f"orpo-dash-spill-run{args.run_id or 'new'}-{os.getpid()}.jsonl",
+            spill_path=spill_dir / spill_file_name(args.run_id, os.getpid()),
         )
         reporters.append(streaming)
         # The dashboard shows the worker's output tail: progress lines, warnings, tracebacks.

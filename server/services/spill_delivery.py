@@ -9,24 +9,25 @@ once the worker has exited, instead of leaving the user an `orpo-dash upload` to
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from orpo_dash.protocol import ProtocolError
+from orpo_dash.protocol import (
+    ProtocolError,
+    batch,
+    read_spill_file,
+    spill_file_name,
+    spill_file_pattern,
+)
 from server.models import Run
 from server.services.runs import token_matches
 from server.writer import DatabaseWriter
 
 log = logging.getLogger(__name__)
-
-SPILL_HEADER_TYPE = "spill"
-
 
 class RunDeleted(ProtocolError):
     """The run was deleted while its worker wound down: nothing is left to deliver to."""
@@ -35,35 +36,31 @@ class RunDeleted(ProtocolError):
 def spill_file_of(*, config: Mapping[str, Any], run_id: int, pid: int, cwd: Path) -> Path:
     """Where the worker (trainer.worker.build_reporter) puts its spill file: its output_dir, else its cwd."""
     folder = Path(config["output_dir"]) if config.get("output_dir") else Path(".")
-    return (cwd / folder) / f"orpo-dash-spill-run{run_id}-{pid}.jsonl"
+    return (cwd / folder) / spill_file_name(run_id, pid)
 
 
 def spill_files_left_by(*, config: Mapping[str, Any], run_id: int, cwd: Path) -> list[Path]:
     """Spill files any of the run's workers left in its output folder (one per worker process)."""
     if not config.get("output_dir"):
         return []
-    name = re.compile(rf"orpo-dash-spill-run{run_id}-\d+\.jsonl")  # not an upload's ".uploading" copy
-    return sorted(path for path in (cwd / Path(config["output_dir"])).glob(f"orpo-dash-spill-run{run_id}-*")
-                  if name.fullmatch(path.name))
+    name = spill_file_pattern(run_id)
+    folder = cwd / Path(config["output_dir"])
+    return sorted(path for path in folder.glob("*.jsonl") if name.fullmatch(path.name))
 
 
-def read_spill_file(path: Path, *, run_id: int) -> tuple[str, list[dict[str, Any]]]:
+def read_run_spill_file(path: Path, *, run_id: int) -> tuple[str, list[dict[str, Any]]]:
     """(the worker's token, its batches) from a spill file written for this run."""
-    with open(path, encoding="utf-8") as handle:
-        header = json.loads(handle.readline())
-        contents = [json.loads(line) for line in handle if line.strip()]
-    if not isinstance(header, dict) or header.get("type") != SPILL_HEADER_TYPE:
-        raise ProtocolError(f"{path} has no spill header")
+    header, contents = read_spill_file(path)
     if header.get("run_id") != run_id:
         raise ProtocolError(f"{path} was written for run {header.get('run_id')!r}, not run {run_id}")
-    return str(header.get("token", "")), [content for content in contents if isinstance(content, dict)]
+    return str(header.get("token", "")), contents
 
 
 def deliver_spill_file(path: Path, *, run_id: int, writer: DatabaseWriter) -> int:
     """Apply a finished worker's spilled batches in order through the normal ingestion path (points
     already stored are ignored), then remove the file. Returns how many batches were applied.
     The file's token must be the run's current one, as for a worker connecting."""
-    token, contents = read_spill_file(path, run_id=run_id)
+    token, contents = read_run_spill_file(path, run_id=run_id)
 
     def last_seq(session: Session) -> int:
         run = session.get(Run, run_id)
@@ -78,7 +75,7 @@ def deliver_spill_file(path: Path, *, run_id: int, writer: DatabaseWriter) -> in
     seq = writer.submit(last_seq).result(timeout=30)
     for content in contents:
         seq += 1
-        writer.submit_batch(run_id, {**content, "type": "batch", "seq": seq}).result(timeout=60)
+        writer.submit_batch(run_id, batch(seq, content)).result(timeout=60)
     path.unlink()
     return len(contents)
 

@@ -29,7 +29,7 @@ WORKER = textwrap.dedent(
         time.sleep(0.002)  # about 5 s of "training" in total, so the kills land mid-stream
     reporter.status("completed")
     reporter.close(timeout=60)
-    print("delivered", reporter.delivered_batches, "spilled", reporter._spilled_lines)
+    print("delivered", reporter.delivered_batches, "spilled", reporter.undelivered_batches)
     """
 ) % (METRICS,)
 

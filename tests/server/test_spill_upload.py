@@ -80,7 +80,11 @@ def test_run_with_dashboard_down_is_delivered_complete_by_upload(
 
 def test_a_spill_file_names_its_run_and_sits_where_the_worker_puts_it(tmp_path: Path) -> None:
     from orpo_dash.protocol import ProtocolError
-    from server.services.spill_delivery import read_spill_file, spill_file_of, spill_files_left_by
+    from server.services.spill_delivery import (
+        read_run_spill_file,
+        spill_file_of,
+        spill_files_left_by,
+    )
 
     config = {"output_dir": str(tmp_path)}
     path = spill_file_of(config=config, run_id=7, pid=4242, cwd=Path("/elsewhere"))
@@ -90,6 +94,10 @@ def test_a_spill_file_names_its_run_and_sits_where_the_worker_puts_it(tmp_path: 
     (tmp_path / "orpo-dash-spill-run7-4242.uploading.jsonl").write_text("")  # an upload in progress: not ours
     (tmp_path / "orpo-dash-spill-run70-1.jsonl").write_text("")
     assert spill_files_left_by(config=config, run_id=7, cwd=Path("/elsewhere")) == [path]
-    assert read_spill_file(path, run_id=7) == ("odw_x", [batch])
+    assert read_run_spill_file(path, run_id=7) == ("odw_x", [batch])
     with pytest.raises(ProtocolError, match="written for run 7, not run 8"):
-        read_spill_file(path, run_id=8)
+        read_run_spill_file(path, run_id=8)
+    not_spill = tmp_path / "orpo-dash-spill-run7-1.jsonl"
+    not_spill.write_text(json.dumps(batch) + "\n")
+    with pytest.raises(ProtocolError, match="no spill header"):
+        read_run_spill_file(not_spill, run_id=7)
