@@ -6,15 +6,19 @@ import asyncio
 import json
 from typing import Any
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 
-from orpo_dash.protocol import CLOSE_BAD_PROTOCOL, CLOSE_NOT_FOUND
+from orpo_dash.protocol import (
+    CLOSE_BAD_PROTOCOL,
+    CLOSE_NOT_FOUND,
+    CLOSE_TRY_AGAIN_LATER,
+)
+from server.routes.disconnects import DISCONNECTS
 from server.services import export as export_service
 from server.services import runs as run_service
 
 router = APIRouter()
 
-DISCONNECTS = (WebSocketDisconnect, ConnectionError, asyncio.CancelledError)
 CATCH_UP_CHUNK = 5000
 
 
@@ -58,7 +62,7 @@ async def run_socket(ws: WebSocket, run_id: int) -> None:
                     return
                 message = next_message.result()
                 if message is None:
-                    await ws.close(code=1013, reason="too far behind; reconnect to catch up")
+                    await ws.close(code=CLOSE_TRY_AGAIN_LATER, reason="too far behind; reconnect to catch up")
                     return
                 if message["type"] == "points":
                     fresh = [p for p in message["points"] if p[0] > max(sent.get(p[1], -1), floor)]

@@ -9,13 +9,14 @@ import logging
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 from sqlalchemy.exc import OperationalError
 from starlette.websockets import WebSocketState
 
 from orpo_dash.protocol import (
-    CLOSE_BAD_PROTOCOL, CLOSE_NOT_FOUND, CLOSE_UNAUTHORIZED, PROTOCOL_VERSION, ProtocolError,
+    CLOSE_BAD_PROTOCOL, CLOSE_NOT_FOUND, CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHORIZED, PROTOCOL_VERSION, ProtocolError,
 )
+from server.routes.disconnects import DISCONNECTS
 from server.services import runs as run_service
 from server.services.ingest import BatchOutOfOrder, skip_rejected_batch
 
@@ -23,9 +24,6 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 HELLO_TIMEOUT_SECONDS = 15.0
-CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455: a temporary server condition
-# Normal ends of a connection: the peer went away or closed.
-DISCONNECTS = (WebSocketDisconnect, ConnectionError, asyncio.CancelledError)
 
 
 async def _refuse(ws: WebSocket, code: int, error: str, message: str) -> None:
