@@ -3,6 +3,11 @@
 "use strict";
 
 (function () {
+  // Close codes after which reconnecting cannot help (run not found, bad subscribe). The server
+  // renders them from orpo_dash.protocol into this script's tag (templates/base.html).
+  const FINAL_CLOSE_CODES = (document.currentScript.dataset.finalCloseCodes || "")
+    .split(" ").filter(Boolean).map(Number);
+
   class ApiError extends Error {
     constructor(status, body) {
       super(ApiError.describe(status, body));
@@ -157,7 +162,7 @@
         this.onMessage(message);
       };
       ws.onclose = (event) => {
-        if (this.closed || event.code === 4404 || event.code === 4400) { this.onState("closed"); return; }
+        if (this.closed || FINAL_CLOSE_CODES.includes(event.code)) { this.onState("closed"); return; }
         if (this.finished) { this.onState("finished"); return; }
         this.onState("reconnecting");
         setTimeout(() => { if (!this.closed) this.connect(); }, this.delay);
@@ -177,6 +182,6 @@
 
   window.Dash = {
     api, ApiError, escapeHtml, fmtNum, fmtDuration, fmtDate, runDuration, isTerminal, statusBadge,
-    alertBadges, confirmAction, toast, download, RunSocket, debounce,
+    alertBadges, confirmAction, toast, download, RunSocket, debounce, FINAL_CLOSE_CODES,
   };
 })();
