@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from orpo_dash.protocol import BROWSER_FINAL_CLOSE_CODES, CLOSE_BAD_PROTOCOL, CLOSE_NOT_FOUND
+from orpo_dash.protocol import (
+    BROWSER_FINAL_CLOSE_CODES,
+    CLOSE_BAD_PROTOCOL,
+    CLOSE_NOT_FOUND,
+)
 
 pytestmark = pytest.mark.browser
 
