@@ -15,6 +15,7 @@ from starlette.websockets import WebSocketState
 
 from orpo_dash.protocol import (
     CLOSE_BAD_PROTOCOL, CLOSE_NOT_FOUND, CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHORIZED, PROTOCOL_VERSION, ProtocolError,
+    heartbeat,
 )
 from server.routes.disconnects import DISCONNECTS
 from server.services import runs as run_service
@@ -126,7 +127,7 @@ async def worker_socket(ws: WebSocket, run_id: int) -> None:
                 pending.add(task)
                 task.add_done_callback(pending.discard)
             elif kind == "heartbeat":
-                await send({"type": "heartbeat"})
+                await send(heartbeat())
             else:
                 await send({"type": "error", "code": "unknown_type", "message": f"unknown message type {kind!r}"})
     except DISCONNECTS:
