@@ -1,6 +1,6 @@
 """Check that the bundled demo preference set is *learnable but not already learned*.
 
-The dashboard's default run (SmolLM2-135M-Instruct on trainer/bundled/orpo_demo_prefs.jsonl)
+The dashboard's default run (SmolLM2-135M-Instruct on orpo_dash/bundled/orpo_demo_prefs.jsonl)
 must show ORPO visibly learning within a few minutes on a laptop CPU: the log odds ratio
 should start near zero (or below) and rise, and preference accuracy should start near chance
 and rise. This script measures exactly that, with its own minimal ORPO loop (independent of the
@@ -17,7 +17,7 @@ Per-sequence log-prob = MEAN log-prob over the response tokens (the chat-templat
 including <|im_end|>), as in ORPO (Hong et al. 2024) and TRL.
 
 Usage:
-    python benchmarks/demo_dataset_check.py [--data trainer/bundled/orpo_demo_prefs.jsonl]
+    python benchmarks/demo_dataset_check.py [--data orpo_dash/bundled/orpo_demo_prefs.jsonl]
         [--steps 60] [--lr 5e-5] [--beta 0.1] [--batch-size 4] [--max-length 128] [--score-only]
 
 The model is loaded from --model (a plain transformers folder) when it exists, else from the

@@ -1,2 +1,3 @@
-"""Shared, dependency-light core of the ORPO dashboard: run config, metric names, wire protocol,
-pitfall detectors and the `orpo-dash` command line. Imports neither torch nor the web server."""
+"""Shared, dependency-light core of the ORPO dashboard: run config, dataset readers,
+metric names, wire protocol, pitfall detectors and the `orpo-dash` command line. Imports neither
+torch, the trainer nor the web server; only the command line reaches them, lazily."""

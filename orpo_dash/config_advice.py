@@ -1,4 +1,7 @@
-"""Advice on a valid run config whose settings walk into a known ORPO pitfall (../shared/orpo-seed.md).
+"""Advice on a valid run config whose settings walk into a known ORPO pitfall.
+
+The pitfalls come from ORPO's loss (Hong, Lee & Thorne 2024, arXiv 2403.07691): no reference model,
+and an odds-ratio penalty weighted by beta, which the paper sets to 0.1.
 
 These are not errors: the run may be deliberate, so the form shows them beside the field and still
 launches, and `orpo-dash train` prints them. The pitfall alerts then watch what actually happens;

@@ -1,7 +1,8 @@
 """The run configuration: one schema shared by the browser form, the JSON API and the CLI.
 
-This module imports only pydantic so that both the server (which must never import torch)
-and the trainer (which must never import the server) can use it.
+This module imports only pydantic (and, lazily, the numpy detectors when alert thresholds are given)
+so that both the server (which must never import torch) and the trainer (which must never import
+the server) can use it.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ class RunConfig(BaseModel):
     )
     max_steps: int | None = Field(None, gt=0, description="Optimizer steps to run; overrides num_epochs when set.")
     num_epochs: float = Field(1.0, gt=0.0, description="Passes over the training split (used when max_steps is empty).")
-    seed: int = Field(42, description="Seed for data order, initialisation of adapters and sampling; same seed, same metrics on CPU.")
+    seed: int = Field(42, description="Seed for the train/eval split, data order and adapter initialisation (samples are greedy); "
+                      "same seed, same metrics on CPU.")
 
     # --- schedule ---
     lr_scheduler: Literal["linear", "cosine", "constant"] = Field(

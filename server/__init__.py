@@ -1,1 +1,1 @@
-"""The dashboard web server: FastAPI app, database, websockets, launcher. Never imports torch."""
+"""The dashboard web server: FastAPI app, database, websockets, launcher. Never imports torch or the trainer."""

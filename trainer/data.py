@@ -21,8 +21,14 @@ from typing import Any
 
 import torch
 
+from orpo_dash.dataset_files import (
+    DatasetError,
+    check_columns,
+    columns_of,
+    read_records,
+    resolve_local,
+)
 from orpo_dash.run_config import RunConfig
-from trainer.dataset_files import DatasetError, check_columns, columns_of, read_records, resolve_local
 from trainer.loss import IGNORE_INDEX
 
 Messages = list[dict[str, str]]

@@ -1,1 +1,1 @@
-"""Plain data-access functions; each takes the session as a keyword-only argument."""
+"""Plain service functions; those that touch the database take the session as a keyword-only argument."""

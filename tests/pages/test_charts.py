@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 import random
+import re
 
 import httpx
+import plotly
 import pytest
 
 from tests.pages.conftest import point_count, register_run
@@ -136,6 +138,15 @@ def test_plotly_is_served_locally_with_long_caching(live_server) -> None:  # typ
     for path in ("/", "/runs/new", "/compare?runs="):
         html = httpx.get(live_server.url + path).text
         assert "cdn" not in html.lower() and "https://" not in html, path
+
+
+def test_plotly_url_carries_the_package_version(live_server) -> None:  # type: ignore[no-untyped-def]
+    """The file is cached as immutable for a year, so only a new URL brings an upgrade to browsers."""
+    html = httpx.get(f"{live_server.url}/compare?runs=").text
+    src = re.search(r'<script src="([^"]*plotly[^"]*)"', html)
+    assert src is not None, html
+    assert src.group(1).endswith(f"/vendor/plotly.min.js?v={plotly.__version__}")
+    assert httpx.get(src.group(1)).status_code == 200  # url_for gives an absolute URL
 
 
 def test_progress_says_what_a_run_is_waiting_for(live_server, page, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]

@@ -11,8 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from trainer.data import Pair, collate, load_preference_data, normalise, split_indices, tokenize_pair
-from trainer.dataset_files import DatasetError, inspect_dataset
+from orpo_dash.dataset_files import DatasetError, inspect_dataset
+from trainer.data import (
+    Pair,
+    collate,
+    load_preference_data,
+    normalise,
+    split_indices,
+    tokenize_pair,
+)
 from trainer.loss import IGNORE_INDEX
 
 USER = "user"
@@ -144,7 +151,7 @@ def test_split_is_deterministic_and_disjoint(make_config, tokenizer) -> None:
 
 def test_light_modules_do_not_import_torch(pairs_file: Path) -> None:
     code = (
-        "import sys, trainer, trainer.reporting; from trainer.dataset_files import inspect_dataset; "
+        "import sys, trainer, trainer.reporting; from orpo_dash.dataset_files import inspect_dataset; "
         f"print(inspect_dataset({str(pairs_file)!r})[0]); assert 'torch' not in sys.modules, 'torch imported'"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

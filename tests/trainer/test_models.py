@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from orpo_dash.dataset_files import DatasetError
 from trainer import models
-from trainer.dataset_files import DatasetError
 from trainer.data import load_records
 
 

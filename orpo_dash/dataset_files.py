@@ -1,7 +1,8 @@
 """Read preference-pair files (.jsonl, .json, .csv, .parquet) into plain dicts.
 
-Imports only the standard library (pyarrow lazily, for parquet), so the web server can call
-`inspect_dataset` to validate and preview a dataset without importing torch or transformers.
+Imports only the standard library and the run config (pyarrow lazily, for parquet), so the web
+server can call `inspect_dataset` to validate and preview a dataset without importing torch; the
+trainer reads files through the same functions.
 """
 
 from __future__ import annotations

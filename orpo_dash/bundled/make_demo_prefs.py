@@ -1,6 +1,6 @@
-"""Generate the bundled demo preference set, trainer/bundled/orpo_demo_prefs.jsonl.
+"""Generate the bundled demo preference set, orpo_dash/bundled/orpo_demo_prefs.jsonl.
 
-Pure Python, seeded, no network:  python trainer/bundled/make_demo_prefs.py [--seed 1234] [--out PATH]
+Pure Python, seeded, no network:  python orpo_dash/bundled/make_demo_prefs.py [--seed 1234] [--out PATH]
 The same seed gives a byte-identical file. See README.md next to this file for what the data teaches.
 
 Every pair follows one house style, the preference the demo run should learn:
