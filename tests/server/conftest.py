@@ -1,0 +1,52 @@
+"""The dashboard app in this process, for tests that only check requests and responses.
+
+A real `orpo-dash serve` subprocess (tests/conftest.py `live_server`) costs seconds to start; these tests
+need no port, no worker and no second process, so they talk to `create_app` through Starlette's
+`TestClient`. Keep `live_server` for what only a real process shows: workers, websockets from another
+process, restarts and kills, browsers.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from server.migrate import upgrade_to_head
+from server.settings import Settings
+
+SQLITE_NAME = "orpo-dash.sqlite3"
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty database brought to head by Alembic, as `orpo-dash serve` does; copied for each test
+    because running the migrations takes about half a second."""
+    path = tmp_path_factory.mktemp("migrated") / SQLITE_NAME
+    upgrade_to_head(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """The in-process dashboard's data folder (its SQLite file and `runs/`)."""
+    folder = tmp_path / "dashboard"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def client(data_dir: Path, migrated_sqlite: Path) -> Iterator[TestClient]:
+    """The dashboard app on a fresh migrated SQLite file, its lifespan (writer, reaper) running.
+
+    No worker is ever launched: a run created without `launch=false` stays queued.
+    """
+    database = data_dir / SQLITE_NAME
+    shutil.copyfile(migrated_sqlite, database)
+    settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{database}", launch_workers=False)
+    with TestClient(create_app(settings)) as test_client:  # entering runs the lifespan; leaving shuts it down
+        yield test_client
