@@ -7,18 +7,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
-from tests.conftest import LiveServer, _serve
-
-
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """One server for the module: these tests only read."""
-    yield from _serve(tmp_path_factory.mktemp("files-server"), None)
+from tests.conftest import LiveServer
 
 
 @pytest.fixture
-def run_with_files(live_server: LiveServer, tiny_dataset_file: Path, tmp_path: Path) -> tuple[int, Path]:
+def run_with_files(client: TestClient, tiny_dataset_file: Path, tmp_path: Path) -> tuple[int, Path]:
     output = tmp_path / "out"
     (output / "checkpoint-10").mkdir(parents=True)
     (output / "checkpoint-10" / "config.json").write_text('{"model_type": "llama"}')
@@ -31,29 +26,29 @@ def run_with_files(live_server: LiveServer, tiny_dataset_file: Path, tmp_path: P
     (output / "linked-dir").symlink_to(tmp_path, target_is_directory=True)
     inner_target = output / "checkpoint-10" / "config.json"
     (output / "alias.json").symlink_to(inner_target)  # a link that stays inside is fine
-    created = live_server.api(
-        "POST", "/api/runs", params={"launch": "false"},
+    created = client.post(
+        "/api/runs", params={"launch": "false"},
         json={"dataset": str(tiny_dataset_file), "output_dir": str(output), "name": "files"},
     )
     assert created.status_code == 201, created.text
     return created.json()["id"], output
 
 
-def test_lists_checkpoint_files_but_not_hidden_or_escaping_ones(live_server, run_with_files) -> None:  # type: ignore[no-untyped-def]
+def test_lists_checkpoint_files_but_not_hidden_or_escaping_ones(client, run_with_files) -> None:  # type: ignore[no-untyped-def]
     run_id, output = run_with_files
-    body = live_server.api("GET", f"/api/runs/{run_id}/files").json()
+    body = client.get(f"/api/runs/{run_id}/files").json()
     assert body["output_dir"] == str(output)
     assert [f["path"] for f in body["files"]] == ["alias.json", "checkpoint-10/config.json", "checkpoint-10/model.safetensors"]
     assert body["files"][2]["size"] == 64
 
 
-def test_downloads_one_file_as_an_attachment(live_server, run_with_files) -> None:  # type: ignore[no-untyped-def]
+def test_downloads_one_file_as_an_attachment(client, run_with_files) -> None:  # type: ignore[no-untyped-def]
     run_id, _ = run_with_files
-    response = live_server.api("GET", f"/api/runs/{run_id}/files/checkpoint-10/config.json")
+    response = client.get(f"/api/runs/{run_id}/files/checkpoint-10/config.json")
     assert response.status_code == 200
     assert response.text == '{"model_type": "llama"}'
     assert 'attachment; filename="config.json"' in response.headers["content-disposition"]
-    assert live_server.api("GET", f"/api/runs/{run_id}/files/alias.json").status_code == 200
+    assert client.get(f"/api/runs/{run_id}/files/alias.json").status_code == 200
 
 
 @pytest.mark.parametrize("path", [
@@ -63,36 +58,41 @@ def test_downloads_one_file_as_an_attachment(live_server, run_with_files) -> Non
     "checkpoint-10/escape.txt",  # symlink to a file outside
     "linked-dir/secret.txt",  # through a symlinked folder
 ])
-def test_refuses_paths_that_resolve_outside_the_output_folder(live_server, run_with_files, path: str) -> None:  # type: ignore[no-untyped-def]
+def test_refuses_paths_that_resolve_outside_the_output_folder(client, run_with_files, path: str) -> None:  # type: ignore[no-untyped-def]
     run_id, _ = run_with_files
     # Sent raw (no client-side normalisation of `..`), as a hostile client would.
-    with httpx.Client(base_url=live_server.url) as client:
-        response = client.send(client.build_request("GET", f"/api/runs/{run_id}/files/{path}"))
+    response = client.send(client.build_request("GET", f"/api/runs/{run_id}/files/{path}"))
     assert response.status_code == 403, (path, response.status_code, response.text)
     assert "not yours" not in response.text
 
 
-def test_raw_dot_dot_in_the_url_is_refused(live_server, run_with_files) -> None:  # type: ignore[no-untyped-def]
-    run_id, _ = run_with_files
+def test_raw_dot_dot_in_the_url_is_refused(live_server: LiveServer, tiny_dataset_file: Path, tmp_path: Path) -> None:
+    # Over a real socket: the in-process client hands the app httpx's normalised path (`/api/secret.txt`),
+    # so only a real server sees the request line with `../` in it, as a hostile client sends it.
+    output = tmp_path / "out"
+    output.mkdir()
+    (tmp_path / "secret.txt").write_text("not yours")
+    run_id = live_server.api("POST", "/api/runs", params={"launch": "false"},
+                             json={"dataset": str(tiny_dataset_file), "output_dir": str(output)}).json()["id"]
     # A literal `../` is not collapsed by the client here: the request line carries it as-is.
-    with httpx.Client(base_url=live_server.url) as client:
-        request = client.build_request("GET", f"/api/runs/{run_id}/files/x")
+    with httpx.Client(base_url=live_server.url) as http:
+        request = http.build_request("GET", f"/api/runs/{run_id}/files/x")
         request.url = request.url.copy_with(raw_path=f"/api/runs/{run_id}/files/../../../secret.txt".encode())
-        response = client.send(request)
+        response = http.send(request)
     assert response.status_code in (403, 404)
     assert "not yours" not in response.text
 
 
-def test_missing_hidden_and_unknown_run_are_404(live_server, run_with_files) -> None:  # type: ignore[no-untyped-def]
+def test_missing_hidden_and_unknown_run_are_404(client, run_with_files) -> None:  # type: ignore[no-untyped-def]
     run_id, _ = run_with_files
-    assert live_server.api("GET", f"/api/runs/{run_id}/files/checkpoint-10/nope.bin").status_code == 404
-    assert live_server.api("GET", f"/api/runs/{run_id}/files/.checkpoint-20-tmp/partial.bin").status_code == 404
-    assert live_server.api("GET", f"/api/runs/{run_id}/files/checkpoint-10").status_code == 404  # a folder
-    assert live_server.api("GET", "/api/runs/999999/files").status_code == 404
+    assert client.get(f"/api/runs/{run_id}/files/checkpoint-10/nope.bin").status_code == 404
+    assert client.get(f"/api/runs/{run_id}/files/.checkpoint-20-tmp/partial.bin").status_code == 404
+    assert client.get(f"/api/runs/{run_id}/files/checkpoint-10").status_code == 404  # a folder
+    assert client.get("/api/runs/999999/files").status_code == 404
 
 
-def test_a_run_without_an_output_folder_lists_nothing(live_server, tiny_dataset_file, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    created = live_server.api("POST", "/api/runs", params={"launch": "false"},
-                              json={"dataset": str(tiny_dataset_file), "output_dir": str(tmp_path / "never-made")}).json()
-    assert live_server.api("GET", f"/api/runs/{created['id']}/files").json()["files"] == []
+def test_a_run_without_an_output_folder_lists_nothing(client, tiny_dataset_file, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    created = client.post("/api/runs", params={"launch": "false"},
+                         json={"dataset": str(tiny_dataset_file), "output_dir": str(tmp_path / "never-made")}).json()
+    assert client.get(f"/api/runs/{created['id']}/files").json()["files"] == []
     assert os.path.exists(tmp_path / "never-made") is False
