@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -75,67 +74,6 @@ def test_same_loop_on_postgres(live_server_postgres, tiny_model_dir, tiny_datase
     _assert_every_step_arrived(server, run_id)
 
 
-@pytest.mark.parametrize(
-    ("field", "value", "expected"),
-    [
-        ("dataset", "/nowhere/prefs.jsonl", "dataset file not found"),
-        ("model", "/nowhere/model", "model path not found"),
-        ("learning_rate", -1e-4, "greater than 0"),
-        ("batch_size", -2, "greater than 0"),
-        ("batch_size", 0, "greater than 0"),
-        ("batch_size", 100_000, "pairs per step, but dataset"),
-        # Checkpoints are written after training: a folder that cannot be made would throw the run away.
-        ("output_dir", "/proc/orpo-dash-run", "is not writable"),
-        ("output_dir", "/etc/passwd/run", "cannot be created: /etc/passwd is a file"),
-        ("alert_thresholds", {"min_stp": 80}, "did you mean 'min_step'?"),
-    ],
-)
-def test_bad_input_gets_a_per_field_422_and_creates_no_run(live_server, tiny_model_dir, tiny_dataset_file, field, value, expected) -> None:  # type: ignore[no-untyped-def]
-    body = {**_tiny_run(tiny_model_dir, tiny_dataset_file), field: value}
-    response = live_server.api("POST", "/api/runs", json=body)
-    assert response.status_code == 422
-    problems = {tuple(d["loc"])[-1]: d["msg"] for d in response.json()["detail"]}
-    assert field in problems and expected in problems[field], problems
-    assert live_server.api("GET", "/api/runs").json() == []
-
-
-def test_one_422_lists_schema_and_file_problems_with_their_fixes(live_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    response = live_server.api("POST", "/api/runs", json={
-        "dataset": str(tmp_path / "missing.jsonl"), "model": "/nowhere/model", "learning_rate": -1, "learnig_rate": 1e-5,
-    })
-    assert response.status_code == 422
-    problems = {tuple(d["loc"])[-1]: d["msg"] for d in response.json()["detail"]}
-    assert set(problems) == {"dataset", "model", "learning_rate", "learnig_rate"}
-    assert problems["learning_rate"] == "learning_rate must be greater than 0 (got -1); the default is 2e-05"
-    assert problems["learnig_rate"] == "unknown field 'learnig_rate': did you mean 'learning_rate'?"
-    assert "bundled:orpo-demo-prefs" in problems["dataset"]
-    not_json = live_server.api("POST", "/api/runs", content=b"{oops", headers={"content-type": "application/json"})
-    assert not_json.status_code == 422 and "not valid JSON" in not_json.json()["detail"][0]["msg"]
-    assert live_server.api("GET", "/api/runs").json() == []
-
-
-def test_a_step_bigger_than_the_dataset_is_reported_with_other_problems(live_server, tiny_model_dir, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
-    rows = len(tiny_dataset_file.read_text().splitlines())
-    body = {**_tiny_run(tiny_model_dir, tiny_dataset_file), "batch_size": rows, "gradient_accumulation_steps": 2, "beta": -1}
-    errors = live_server.api("POST", "/api/runs/validate", json=body).json()["errors"]
-    assert set(errors) == {"batch_size", "beta"}
-    assert errors["batch_size"] == (
-        f"batch_size {rows} x gradient_accumulation_steps 2 = {2 * rows} pairs per step, but dataset {tiny_dataset_file} "
-        f"has only {rows} rows: set batch_size to at most {rows // 2} or lower gradient_accumulation_steps"
-    )
-    fits = {**body, "batch_size": rows // 2, "beta": 0.1}
-    assert live_server.api("POST", "/api/runs/validate", json=fits).json()["errors"] == {}
-
-
-def test_dataset_with_wrong_columns_names_what_it_found(live_server, tiny_model_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"question": "q", "good": "a", "bad": "b"}) + "\n")
-    response = live_server.api("POST", "/api/runs/validate", json=_tiny_run(tiny_model_dir, bad))
-    body = response.json()
-    assert body["ok"] is False
-    assert "question" in body["errors"]["dataset"] and "prompt" in body["errors"]["dataset"]
-
-
 @pytest.mark.slow
 def test_worker_that_cannot_load_the_model_leaves_the_run_failed_with_the_error(live_server, tiny_dataset_file, tmp_path) -> None:  # type: ignore[no-untyped-def]
     broken = tmp_path / "broken-model"
@@ -147,15 +85,6 @@ def test_worker_that_cannot_load_the_model_leaves_the_run_failed_with_the_error(
     assert run["error"] and "broken-model" in run["error"] or "hidden_size" in (run["error"] or "")
     page = live_server.api("GET", f"/runs/{run_id}")
     assert page.status_code == 200
-
-
-def test_validation_reports_file_and_schema_problems_in_one_round_trip(live_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    response = live_server.api("POST", "/api/runs/validate", json={
-        "dataset": str(tmp_path / "missing.jsonl"), "model": "/nowhere/model", "beta": -1, "batch_size": 0,
-    })
-    errors = response.json()["errors"]
-    assert set(errors) == {"dataset", "model", "beta", "batch_size"}
-    assert "not found" in errors["dataset"] and "greater than 0" in errors["beta"]
 
 
 @pytest.mark.slow

@@ -73,18 +73,18 @@ def test_a_deleted_runs_id_is_never_given_to_a_new_run_and_old_rows_survive_the_
         engine.dispose()
 
 
-def test_a_new_run_never_inherits_the_folder_of_a_deleted_run_with_its_id(live_server, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
-    first = live_server.api("POST", "/api/runs", params={"launch": "false"}, json={"dataset": str(tiny_dataset_file)}).json()
+def test_a_new_run_never_inherits_the_folder_of_a_deleted_run_with_its_id(client, data_dir, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+    first = client.post("/api/runs", params={"launch": "false"}, json={"dataset": str(tiny_dataset_file)}).json()
     # What a database from before ids stopped being reused can leave: the next id's folder, full.
-    leftover = live_server.data_dir / "runs" / str(first["id"] + 1)
+    leftover = data_dir / "runs" / str(first["id"] + 1)
     (leftover / "checkpoints" / "checkpoint-5").mkdir(parents=True)
     (leftover / "checkpoints" / "checkpoint-5" / "model.safetensors").write_text("old weights")
-    second = live_server.api("POST", "/api/runs", params={"launch": "false"}, json={"dataset": str(tiny_dataset_file)}).json()
+    second = client.post("/api/runs", params={"launch": "false"}, json={"dataset": str(tiny_dataset_file)}).json()
     assert second["id"] == first["id"] + 1
-    assert live_server.api("GET", f"/api/runs/{second['id']}").json()["checkpoints"] == []
-    kept = list((live_server.data_dir / "runs").glob(f"{second['id']}.deleted-run-*/checkpoints/checkpoint-5/model.safetensors"))
+    assert client.get(f"/api/runs/{second['id']}").json()["checkpoints"] == []
+    kept = list((data_dir / "runs").glob(f"{second['id']}.deleted-run-*/checkpoints/checkpoint-5/model.safetensors"))
     assert [path.read_text() for path in kept] == ["old weights"]
     # Deleting the newest run no longer frees its id.
-    assert live_server.api("DELETE", f"/api/runs/{second['id']}").status_code == 204
-    third = live_server.api("POST", "/api/runs", params={"launch": "false"}, json={"dataset": str(tiny_dataset_file)}).json()
+    assert client.delete(f"/api/runs/{second['id']}").status_code == 204
+    third = client.post("/api/runs", params={"launch": "false"}, json={"dataset": str(tiny_dataset_file)}).json()
     assert third["id"] == second["id"] + 1
