@@ -130,16 +130,6 @@ def test_unknown_run_gets_a_friendly_404(live_server, page) -> None:  # type: ig
     assert httpx.get(f"{live_server.url}/runs/not-a-number").status_code == 404
 
 
-def test_plotly_is_served_locally_with_long_caching(live_server) -> None:  # type: ignore[no-untyped-def]
-    response = httpx.get(f"{live_server.url}/vendor/plotly.min.js")
-    assert response.status_code == 200
-    assert "immutable" in response.headers["cache-control"] and "max-age=31536000" in response.headers["cache-control"]
-    assert response.text.lstrip().startswith("/**") and "plotly.js v" in response.text[:200]
-    for path in ("/", "/runs/new", "/compare?runs="):
-        html = httpx.get(live_server.url + path).text
-        assert "cdn" not in html.lower() and "https://" not in html, path
-
-
 def test_plotly_url_carries_the_package_version(live_server) -> None:  # type: ignore[no-untyped-def]
     """The file is cached as immutable for a year, so only a new URL brings an upgrade to browsers."""
     html = httpx.get(f"{live_server.url}/compare?runs=").text
