@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from server.app import create_app
 from server.migrate import upgrade_to_head
-from server.settings import Settings
+from tests.server.in_process import in_process_client
 
 SQLITE_NAME = "orpo-dash.sqlite3"
 
@@ -46,7 +45,6 @@ def client(data_dir: Path, migrated_sqlite: Path) -> Iterator[TestClient]:
     No worker is ever launched: a run created without `launch=false` stays queued.
     """
     database = data_dir / SQLITE_NAME
-    shutil.copyfile(migrated_sqlite, database)
-    settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{database}", launch_workers=False)
-    with TestClient(create_app(settings)) as test_client:  # entering runs the lifespan; leaving shuts it down
+    shutil.copyfile(migrated_sqlite, database)  # already at head: the upgrade in_process_client runs is a no-op
+    with in_process_client(data_dir, f"sqlite:///{database}") as test_client:
         yield test_client

@@ -1,5 +1,7 @@
-"""The dashboard app in this process, on a migrated SQLite file, for tests that need to reach inside it
-(block its writer, insert points directly, page through rows in small pages). Everything else uses the real server (tests/conftest.py)."""
+"""The dashboard app in this process, on a migrated database: for tests that check requests and responses
+(the `client` fixture, tests/server/conftest.py) and for tests that need to reach inside it (block its
+writer, insert points directly, page through rows in small pages). Workers, websockets from another
+process, restarts and browsers use the real server (tests/conftest.py)."""
 
 from __future__ import annotations
 
