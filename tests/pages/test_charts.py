@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import math
 import random
-import re
 
 import httpx
-import plotly
 import pytest
 
 from tests.pages.conftest import point_count, register_run
@@ -128,15 +126,6 @@ def test_unknown_run_gets_a_friendly_404(live_server, page) -> None:  # type: ig
     assert "no run with id 987654" in page.inner_text("main").lower()
     assert page.locator("a", has_text="Back to all runs").count() == 1
     assert httpx.get(f"{live_server.url}/runs/not-a-number").status_code == 404
-
-
-def test_plotly_url_carries_the_package_version(live_server) -> None:  # type: ignore[no-untyped-def]
-    """The file is cached as immutable for a year, so only a new URL brings an upgrade to browsers."""
-    html = httpx.get(f"{live_server.url}/compare?runs=").text
-    src = re.search(r'<script src="([^"]*plotly[^"]*)"', html)
-    assert src is not None, html
-    assert src.group(1).endswith(f"/vendor/plotly.min.js?v={plotly.__version__}")
-    assert httpx.get(src.group(1)).status_code == 200  # url_for gives an absolute URL
 
 
 def test_progress_says_what_a_run_is_waiting_for(live_server, page, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
