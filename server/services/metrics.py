@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from operator import itemgetter
 
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
@@ -52,6 +54,29 @@ def _insert_points_postgres(connection: Connection, run_id: int, points: Sequenc
     )
 
 
+def points_after_each(
+    *, session: Session, run_id: int, names: Sequence[str], after: Mapping[str, int] | None = None, default_after: int = -1
+) -> Iterator[tuple[int, str, float]]:
+    """(step, name, value) of the named series after each one's own step (`after[name]`, else
+    default_after), in step order, names in the order given within a step; NULL comes back as NaN.
+
+    One index range scan per series, merged here: a single query over the run ordered by step would
+    make the database sort every point of the run (a temporary B-tree over millions of rows).
+    Streams from server-side cursors, so memory does not grow with the run.
+    """
+    after = after or {}
+    connection = session.connection().execution_options(stream_results=True, yield_per=PAGE_ROWS)
+    mark = "%s" if connection.dialect.name == "postgresql" else "?"
+    sql = (f"SELECT step, value FROM metric_points WHERE run_id = {mark} AND name = {mark} AND step > {mark} "
+           "ORDER BY step")
+
+    def series(name: str) -> Iterator[tuple[int, str, float]]:
+        for step, value in connection.exec_driver_sql(sql, (run_id, name, after.get(name, default_after))):
+            yield step, name, math.nan if value is None else value
+
+    return heapq.merge(*(series(name) for name in names), key=itemgetter(0))
+
+
 def metric_names(*, session: Session, run_id: int) -> list[str]:
     # Ingestion keeps every metric's latest value on the run row: no scan over millions of points.
     run = session.get(Run, run_id)
@@ -80,6 +105,8 @@ def read_series(
 
 
 MAX_STEP = 2**31 - 1  # steps are 32-bit integers in the schema
+# Rows fetched per round trip when streaming a series.
+PAGE_ROWS = 5000
 
 
 def _read_one(session: Session, run_id: int, name: str, low: int, high: int, max_points: int) -> tuple[list[Row], bool]:
