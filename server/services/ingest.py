@@ -100,8 +100,9 @@ class AlertEngines:
             engine = AlertEngine(thresholds)
         # The points committed after the save (all of them without one). Their state changes were
         # stored when they first happened: discard them here.
-        engine.feed(points_after_each(session=session, run_id=run.id, names=sorted(run.latest_metrics or {}),
-                                      after=engine.last_steps()))
+        tail = points_after_each(session=session, run_id=run.id, names=sorted(run.latest_metrics or {}),
+                                 after=engine.last_steps())
+        engine.feed((step, name, math.nan if value is None else value) for step, name, value, _ in tail)
         return engine
 
 
