@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -77,6 +87,17 @@ class MetricRollup(Base):
     nan_time: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     __table_args__ = {"sqlite_with_rowid": False}
+
+
+class AlertEngineState(Base):
+    """A run's alert engine as JSON (AlertEngine.state()), saved with the batches it has seen, so a
+    restart restores it and replays only the points committed after it (server/services/ingest.py)."""
+
+    __tablename__ = "alert_engine_states"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[str] = mapped_column(Text)  # JSON text: the state holds Infinity/NaN, which JSON columns refuse
+    saved_at: Mapped[float] = mapped_column(Float)
 
 
 class Alert(Base):

@@ -38,6 +38,7 @@ class _Write:
     fn: Callable[[Session], Any]
     future: Future[Any]
     is_batch: bool
+    run_id: int | None = None  # a batch's run: the derived state to drop if its transaction fails
     awaited: bool = True  # False once its waiter cancelled the future: the write still happens, unanswered
 
     def claim(self) -> None:
@@ -102,7 +103,7 @@ class DatabaseWriter:
         def write(session: Session) -> Announcement | None:
             return apply_batch(session=session, run_id=run_id, message=message, state=self.state)
 
-        self._queue.put(_Write(write, future, is_batch=True))
+        self._queue.put(_Write(write, future, is_batch=True, run_id=run_id))
         return future
 
     def _loop(self) -> None:
@@ -145,8 +146,8 @@ class DatabaseWriter:
             with self._session_factory() as session, session.begin():
                 result = item.fn(session)
         except BaseException as error:  # noqa: BLE001 - the caller's future carries it
-            if item.is_batch:
-                self.state = IngestState()  # derived state may have seen rows that were rolled back
+            if item.run_id is not None:
+                self.state.forget(item.run_id)  # its derived state may have seen rows that were rolled back
             item.settle(error=error)
             return
         self._announce([result] if isinstance(result, Announcement) else [])
@@ -158,7 +159,11 @@ class DatabaseWriter:
                 results = [item.fn(session) for item in group]
         except BaseException:  # noqa: BLE001
             # One bad batch must not sink its neighbours: retry each in its own transaction.
-            self.state = IngestState()  # derived state may hold rows from the rolled-back transaction
+            # Derived state of these runs may hold rows from the rolled-back transaction; other runs' is
+            # untouched (it is restored from its saved state, not rebuilt, but a run's batch must not cost others).
+            for item in group:
+                if item.run_id is not None:
+                    self.state.forget(item.run_id)
             for item in group:
                 self._run_alone(item)
             return

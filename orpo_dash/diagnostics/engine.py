@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from orpo_dash import metric_names as m
 from orpo_dash.diagnostics import alerts as a
@@ -25,6 +26,9 @@ from orpo_dash.diagnostics import detectors as d
 
 # Metrics whose NaN/Inf means the run itself is broken; NaN only elsewhere (say an inf grad norm
 # on a step the fp16 loss scaler skips) opens a warning that escalates if the loss follows.
+# Bumped whenever state() changes shape: an older saved state is then rebuilt from history instead.
+STATE_VERSION = 1
+
 _CORE = (m.LOSS, m.NLL_LOSS, m.OR_LOSS, m.LOG_ODDS_RATIO, m.LOGPS_CHOSEN, m.LOGPS_REJECTED)
 
 
@@ -100,6 +104,60 @@ class AlertEngine:
 
     def open_alerts(self) -> list[a.Alert]:
         return [s.alert for s in self._state.values() if s.alert is not None]
+
+    # ----- saving and restoring -----
+    def state(self) -> dict[str, Any]:
+        """Everything feed() has accumulated, as plain JSON-able values (Infinity/NaN included).
+
+        Bounded by the windows, whatever the run's length: a restored engine continues exactly where
+        this one stands, so a dashboard restart never replays a run's history through the detectors.
+        Thresholds are not part of it; they come from the run's config again.
+        """
+        return {
+            "version": STATE_VERSION,
+            "series": {name: {"steps": list(s.steps), "values": list(s.values), "head": list(s.head),
+                              "version": s.version} for name, s in self._series.items()},
+            "last_step": dict(self._last_step),
+            "current": self._current,
+            "hysteresis": {kind: {"alert": None if h.alert is None else h.alert.to_dict(), "streak": h.streak,
+                                  "clear_streak": h.clear_streak} for kind, h in self._state.items()},
+            "seen_versions": {kind: list(v) for kind, v in self._seen_versions.items()},
+            "forgetting": vars(self._forgetting).copy(),
+            "penalization": vars(self._penalization).copy(),
+            "bad_now": list(self._bad_now),
+            "finite_steps": self._finite_steps,
+            "last_block": self._last_block,
+        }
+
+    @classmethod
+    def restored(cls, state: Mapping[str, Any], thresholds: Mapping[str, float] | None = None) -> AlertEngine:
+        """An engine continuing from state() (ValueError if the state is from another version)."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"alert engine state version {state.get('version')!r}, expected {STATE_VERSION}")
+        engine = cls(thresholds)
+        for name, saved in state["series"].items():
+            series = engine._series.setdefault(name, d.Series(engine._maxlen))
+            series.steps.extend(saved["steps"])
+            series.values.extend(saved["values"])
+            series.head[:] = saved["head"]
+            series.version = saved["version"]
+        engine._last_step = {name: int(step) for name, step in state["last_step"].items()}
+        engine._current = state["current"]
+        for kind, saved in state["hysteresis"].items():
+            alert = saved["alert"]
+            engine._state[kind] = _Hysteresis(None if alert is None else a.Alert(**alert),
+                                              saved["streak"], saved["clear_streak"])
+        engine._seen_versions = {kind: tuple(v) for kind, v in state["seen_versions"].items()}
+        vars(engine._forgetting).update(state["forgetting"])
+        vars(engine._penalization).update(state["penalization"])
+        engine._bad_now = list(state["bad_now"])
+        engine._finite_steps = state["finite_steps"]
+        engine._last_block = state["last_block"]
+        return engine
+
+    def last_steps(self) -> dict[str, int]:
+        """Per metric, the last step fed: points at or before it are ignored if fed again."""
+        return dict(self._last_step)
 
     # ----- internals -----
     def _get(self, name: str) -> d.Series | None:

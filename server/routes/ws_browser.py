@@ -14,7 +14,7 @@ from orpo_dash.protocol import (
     CLOSE_TRY_AGAIN_LATER,
 )
 from server.routes.disconnects import DISCONNECTS
-from server.services import export as export_service
+from server.services import metrics as metric_service
 from server.services import runs as run_service
 
 router = APIRouter()
@@ -98,5 +98,7 @@ def _read_run(state: Any, run_id: int) -> dict[str, Any] | None:
 
 def _read_points_after(state: Any, run_id: int, after_step: int) -> list[list[list[Any]]]:
     with state.session_factory() as session:
-        pages = export_service.point_pages(session=session, run_id=run_id, after_step=after_step, page_rows=CATCH_UP_CHUNK)
-        return [[list(point) for point in page] for page in pages]
+        names = metric_service.metric_names(session=session, run_id=run_id)
+        points = [list(point) for point in metric_service.points_after_each(
+            session=session, run_id=run_id, names=names, default_after=after_step)]
+    return [points[i:i + CATCH_UP_CHUNK] for i in range(0, len(points), CATCH_UP_CHUNK)]

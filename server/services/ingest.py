@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -12,13 +13,23 @@ from sqlalchemy.orm import Session
 
 from orpo_dash.diagnostics import Alert as AlertChange
 from orpo_dash.diagnostics import AlertEngine
-from orpo_dash.protocol import MAX_STEP, RUN_STATUSES, TERMINAL_STATUSES, Point, ProtocolError, parse_points, shown
-from server.models import Alert, LogLine, MetricPoint, Run, Sample
+from orpo_dash.protocol import (
+    MAX_STEP,
+    RUN_STATUSES,
+    TERMINAL_STATUSES,
+    Point,
+    ProtocolError,
+    parse_points,
+    shown,
+)
+from server.models import Alert, AlertEngineState, LogLine, Run, Sample
 from server.services import run_status
-from server.services.metrics import insert_points
+from server.services.metrics import insert_points, points_after_each
 from server.services.rollups import RollupTracker
 
 MAX_LOG_LINE = 4000
+# How often a streaming run's alert engine is saved: a restart replays at most this much of its points.
+SAVE_EVERY_SECONDS = 5.0
 
 
 @dataclass
@@ -35,34 +46,64 @@ class Announcement:
 
 
 class AlertEngines:
-    """One incremental alert engine per run, rebuilt from stored history on first use (e.g. after a restart)."""
+    """One incremental alert engine per run, kept in memory while its worker streams, and saved with the
+    batches (at most every SAVE_EVERY_SECONDS, and at the run's end) so that after a restart it is
+    restored, not rebuilt: only the points committed after the last save go through it again."""
 
     def __init__(self) -> None:
         self._engines: dict[int, AlertEngine] = {}
+        self._saved_at: dict[int, float] = {}
 
     def for_run(self, *, session: Session, run: Run) -> AlertEngine:
         engine = self._engines.get(run.id)
         if engine is None:
-            try:
-                engine = AlertEngine(run.config.get("alert_thresholds") or None)
-            except ValueError as exc:
-                # A config stored before its thresholds were checked at launch: refusing every batch over
-                # it would lose the run's metrics, so judge with the defaults and say so in the run's log.
-                engine = AlertEngine(None)
-                session.add(LogLine(run_id=run.id, time=time.time(), stream="dashboard",
-                                    text=f"alert_thresholds ignored, alerts use the defaults: {exc}"))
-            history = session.execute(
-                select(MetricPoint.step, MetricPoint.name, MetricPoint.value)
-                .where(MetricPoint.run_id == run.id)
-                .order_by(MetricPoint.step)
-            )
-            # The rebuilt engine's state changes were stored when they first happened: discard them here.
-            engine.feed((step, name, math.nan if value is None else value) for step, name, value in history)
+            engine = self._load(session=session, run=run)
             self._engines[run.id] = engine
         return engine
 
+    def save(self, *, session: Session, run_id: int, force: bool = False) -> None:
+        """Store the run's engine in the current transaction, unless it was saved moments ago."""
+        engine = self._engines.get(run_id)
+        now = time.time()
+        if engine is None or (not force and now - self._saved_at.get(run_id, -math.inf) < SAVE_EVERY_SECONDS):
+            return
+        text = json.dumps(engine.state(), separators=(",", ":"))
+        row = session.get(AlertEngineState, run_id)
+        if row is None:
+            session.add(AlertEngineState(run_id=run_id, state=text, saved_at=now))
+        else:
+            row.state, row.saved_at = text, now
+        self._saved_at[run_id] = now
+
     def forget(self, run_id: int) -> None:
         self._engines.pop(run_id, None)
+        self._saved_at.pop(run_id, None)
+
+    def _load(self, *, session: Session, run: Run) -> AlertEngine:
+        thresholds = run.config.get("alert_thresholds") or None
+        try:
+            AlertEngine(thresholds)
+        except ValueError as exc:
+            # A config stored before its thresholds were checked at launch: refusing every batch over
+            # it would lose the run's metrics, so judge with the defaults and say so in the run's log.
+            thresholds = None
+            session.add(LogLine(run_id=run.id, time=time.time(), stream="dashboard",
+                                text=f"alert_thresholds ignored, alerts use the defaults: {exc}"))
+        saved = session.get(AlertEngineState, run.id)
+        engine = None
+        if saved is not None:
+            try:
+                engine = AlertEngine.restored(json.loads(saved.state), thresholds)
+            except (ValueError, KeyError, TypeError):
+                engine = None  # saved by another version of the engine: rebuild from the history below
+        if engine is None:
+            engine = AlertEngine(thresholds)
+        # The points committed after the save (all of them without one). Their state changes were
+        # stored when they first happened: discard them here.
+        tail = points_after_each(session=session, run_id=run.id, names=sorted(run.latest_metrics or {}),
+                                 after=engine.last_steps())
+        engine.feed((step, name, math.nan if value is None else value) for step, name, value, _ in tail)
+        return engine
 
 
 class IngestState:
@@ -146,6 +187,7 @@ def apply_batch(
         session.add(row)
         announcement.samples.append({"step": row.step, "prompt": row.prompt, "completion": row.completion, "time": row.time})
 
+    state.alerts.save(session=session, run_id=run_id, force=run.status in TERMINAL_STATUSES)
     run.last_seq = seq
     return announcement
 

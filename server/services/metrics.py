@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from operator import itemgetter
 
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
@@ -52,6 +54,36 @@ def _insert_points_postgres(connection: Connection, run_id: int, points: Sequenc
     )
 
 
+def points_after_each(
+    *, session: Session, run_id: int, names: Sequence[str], after: Mapping[str, int] | None = None, default_after: int = -1
+) -> Iterator[tuple[int, str, float | None, float]]:
+    """(step, name, value, time) of the named series after each one's own step (`after[name]`, else
+    default_after), in step order, names in the order given within a step; NaN is None (as stored).
+
+    One index range scan per series, merged here: a single query over the run ordered by step made the
+    database sort every point of the run (a temporary B-tree: 1.5 s per browser reconnect at 1M steps).
+    Streams from server-side cursors, so memory does not grow with the run.
+    """
+    after = after or {}
+    connection = session.connection()
+    # Per statement: Connection.execution_options() would change the session's connection for good.
+    streaming = {"stream_results": True, "yield_per": PAGE_ROWS}
+    mark = "%s" if connection.dialect.name == "postgresql" else "?"
+
+    def series(name: str) -> Iterator[tuple[int, str, float | None, float]]:
+        rows = connection.exec_driver_sql(
+            SERIES_AFTER_SQL.replace("?", mark), (run_id, name, after.get(name, default_after)), execution_options=streaming
+        )
+        for step, value, when in rows:
+            yield step, name, value, when
+
+    return heapq.merge(*(series(name) for name in names), key=itemgetter(0))
+
+
+# Served by the primary key (run_id, name, step) alone: no sort (tests/server/test_alert_engine_restore.py).
+SERIES_AFTER_SQL = "SELECT step, value, time FROM metric_points WHERE run_id = ? AND name = ? AND step > ? ORDER BY step"
+
+
 def metric_names(*, session: Session, run_id: int) -> list[str]:
     # Ingestion keeps every metric's latest value on the run row: no scan over millions of points.
     run = session.get(Run, run_id)
@@ -80,6 +112,8 @@ def read_series(
 
 
 MAX_STEP = 2**31 - 1  # steps are 32-bit integers in the schema
+# Rows fetched per round trip when streaming a series.
+PAGE_ROWS = 5000
 
 
 def _read_one(session: Session, run_id: int, name: str, low: int, high: int, max_points: int) -> tuple[list[Row], bool]:

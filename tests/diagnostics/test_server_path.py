@@ -111,3 +111,34 @@ def test_bad_alert_thresholds_are_refused_at_launch_and_never_cost_a_stored_run_
     assert loss["series"]["loss"]["step"] == [1, 2, 3, 4, 5]
     logs = [line["text"] for line in live_server.api("GET", f"/api/runs/{run_id}/logs").json()]
     assert any("alert_thresholds ignored" in text and "min_stp" in text for text in logs)
+
+
+def test_a_dashboard_killed_mid_run_restores_the_engine_and_gets_the_same_alerts(live_server, tmp_path: Path) -> None:
+    series = load_metrics_file(TRACES / "syn_over_penalization_3.jsonl.gz")
+    expected = _stored_form(diagnose(series))
+    dataset = tmp_path / "pairs.jsonl"
+    dataset.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    created = live_server.api("POST", "/api/runs", params={"launch": "false"}, json={"dataset": str(dataset)}).json()
+    by_step: dict[int, dict[str, float]] = {}
+    for name, points in series.items():
+        for step, value in points:
+            by_step.setdefault(step, {})[name] = value
+    steps = sorted(by_step)
+    reporter = StreamingReporter(live_server.url, created["id"], created["worker_token"], spill_path=tmp_path / "spill.jsonl")
+    reporter.status("running", total_steps=max(by_step))
+    for step in steps[: len(steps) // 2]:
+        reporter.metrics(step, by_step[step])
+    deadline = time.monotonic() + 30  # the first half committed (and the engine saved with it) before the crash
+    while live_server.api("GET", f"/api/runs/{created['id']}").json()["last_step"] != steps[len(steps) // 2 - 1]:
+        assert time.monotonic() < deadline, "the first half was never committed"
+        time.sleep(0.1)
+    live_server.kill()  # SIGKILL: the in-memory engine is gone; only what was committed (and saved) is left
+    live_server.start()
+    for step in steps[len(steps) // 2:]:
+        reporter.metrics(step, by_step[step])
+    reporter.status("completed")
+    reporter.close()
+
+    live_server.wait_for_run(created["id"], ("completed",), timeout=60)
+    stored = live_server.api("GET", f"/api/runs/{created['id']}/alerts").json()
+    assert [(a["kind"], a["severity"], a["onset_step"], a["step"], a["state"], a["closed_step"]) for a in stored] == expected
