@@ -102,7 +102,7 @@ class LocalProcessLauncher:
             def claim(session: Session) -> list[tuple[int, dict, str]]:
                 claimed = []
                 for run in run_service.claim_queued_runs(session=session, limit=capacity):
-                    # A fresh token per launch: the worker gets it on its command line, only the hash is kept.
+                    # A fresh token per launch: the worker gets it in its environment (WORKER_TOKEN_ENV), only the hash is kept.
                     token = self._issue_token(session, run)
                     run_status.mark_running(run)
                     claimed.append((run.id, dict(run.config), token))

@@ -53,6 +53,9 @@ MAX_IN_FLIGHT = 32  # unacknowledged batches on the wire before the sender waits
 MEMORY_BOUND_POINTS = 500_000  # past this many undelivered points, the oldest go to the spill file
 HEARTBEAT_INTERVAL = 5.0
 RECONNECT_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+CONNECT_TIMEOUT = 5.0  # seconds one websocket connection attempt may take to open
+# At close, how long an upload keeps retrying a dashboard that has never answered.
+ABSENT_SERVER_GRACE_SECONDS = 5.0
 # Connection problems that mean "try again later", never "stop training".
 TRANSIENT = (OSError, ConnectionClosed, InvalidHandshake, TimeoutError, httpx.HTTPError)
 # The subset that means nothing answers at that address at all (the dashboard is not running).
@@ -111,8 +114,8 @@ class StreamingReporter:
         self._memory_bound = memory_bound_points
         self._flush_interval = flush_interval
         # At close, a server that never answered (connection refused) gets one more try: training must
-        # not wait on a dashboard that is not running. Otherwise, and always for an upload (patient),
-        # reconnects are retried for a few seconds.
+        # not wait on a dashboard that is not running; an upload (patient) retries it for a few seconds.
+        # A server that did answer is most likely restarting: it is retried until close()'s timeout.
         self._patient_close = patient_close
         self.spill_path = Path(spill_path) if spill_path else Path.cwd() / spill_file_name(run_id, os.getpid())
 
@@ -129,6 +132,7 @@ class StreamingReporter:
         # Connection state, the sender thread's own.
         self._server_seen = False  # something answered at the URL: worth the close grace period
         self._close_started: float | None = None  # when close() began waiting on an absent server
+        self._close_deadline = math.inf  # monotonic time by which close() wants the sender done
         self._abandon = False  # close() waited long enough: the sender stops wherever it is
 
         self._stop_requested = threading.Event()
@@ -163,6 +167,7 @@ class StreamingReporter:
 
     def close(self, timeout: float = 15.0) -> None:
         """Deliver what is pending within `timeout`; anything left stays in the spill file."""
+        self._close_deadline = time.monotonic() + timeout
         self._closing.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -209,7 +214,7 @@ class StreamingReporter:
             try:
                 if self.run_id is None:
                     self.run_id, self.token = register_run(self.server_url, self._config or {}, self._name)
-                with connect(websocket_url(self.server_url, self.run_id), open_timeout=5, close_timeout=2, max_size=None) as ws:
+                with connect(websocket_url(self.server_url, self.run_id), open_timeout=CONNECT_TIMEOUT, close_timeout=2, max_size=None) as ws:
                     self._handshake(ws)
                     backoff = itertools.chain(RECONNECT_BACKOFF, itertools.repeat(RECONNECT_BACKOFF[-1]))
                     if self._pump(ws):
@@ -224,9 +229,7 @@ class StreamingReporter:
                 self._server_seen = True  # something answered: worth the close grace period
             finally:
                 self.connected.clear()
-            if self._closing.is_set() and (
-                (not self._server_seen and not self._patient_close) or self._close_deadline_passed()
-            ):
+            if self._closing.is_set() and self._stop_reconnecting():
                 return  # what is left goes to the spill file
             self._spill_if_over_bound()
             delay = next(backoff)
@@ -235,11 +238,18 @@ class StreamingReporter:
             else:
                 self._closing.wait(delay)  # close() cuts the wait short for one prompt last try
 
-    def _close_deadline_passed(self) -> bool:
-        # While closing with the server down, give reconnects a few seconds, then leave it to the spill file.
+    def _stop_reconnecting(self) -> bool:
+        """Closing, with the server out of reach: whether to leave what is left to the spill file now."""
+        if self._server_seen:
+            # It answered before, so it is most likely restarting, and a restart on a busy machine can
+            # take longer than any fixed grace: keep trying while one more connection attempt still
+            # fits in close()'s timeout.
+            return time.monotonic() + CONNECT_TIMEOUT >= self._close_deadline
+        if not self._patient_close:
+            return True  # nothing has ever answered there: training must not wait on it
         if self._close_started is None:
             self._close_started = time.monotonic()
-        return time.monotonic() - self._close_started > 5.0
+        return time.monotonic() - self._close_started > ABSENT_SERVER_GRACE_SECONDS
 
     def _handshake(self, ws: ClientConnection) -> None:
         ws.send(json.dumps(hello(self.token)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -74,3 +75,26 @@ def _wait_until_some_steps_arrive(server, run_id: int) -> None:  # type: ignore[
             return
         time.sleep(0.05)
     raise AssertionError("the worker's steps stopped arriving")
+
+
+@pytest.mark.slow
+def test_a_closing_worker_waits_out_a_slow_restart_within_its_close_timeout(live_server, tiny_dataset_file, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The worker ends while its dashboard restarts, and the restart takes longer than a few seconds
+    (as on a busy machine): what it has left is delivered within close()'s timeout, not spilled."""
+    from trainer.streaming import StreamingReporter
+
+    created = live_server.api("POST", "/api/runs", params={"launch": "false"}, json={"dataset": str(tiny_dataset_file)})
+    run_id, token = created.json()["id"], created.json()["worker_token"]
+    reporter = StreamingReporter(live_server.url, run_id, token, spill_path=tmp_path / "spill.jsonl")
+    reporter.metrics(1, {"loss": 1.0})
+    assert reporter.connected.wait(10)
+    live_server.kill()
+    reporter.metrics(2, {"loss": 2.0})
+    reporter.status("completed")
+    restart = threading.Timer(7.0, live_server.start)  # down for longer than any short grace
+    restart.start()
+    reporter.close(timeout=60)
+    restart.join()
+    assert reporter.undelivered_batches == 0
+    run = live_server.api("GET", f"/api/runs/{run_id}").json()
+    assert run["status"] == "completed" and run["last_step"] == 2
