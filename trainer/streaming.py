@@ -346,13 +346,18 @@ class StreamingReporter:
             content["points"] = wire_points(points)
         logs: list[Any] = []
         samples: list[Any] = []
-        # A status change ends the batch, so it is applied after the points that precede it.
+        # A status change ends the batch, so it is applied after the points that precede it; while points
+        # are still queued (a backlog bigger than one batch) it waits for a later batch: a run marked
+        # completed before its last points arrive would show a finished run with steps missing.
         while self._extras:
             kind, payload = self._extras.popleft()
             if kind == "log":
                 logs.append(payload)
             elif kind == "samples":
                 samples.extend(payload)
+            elif self._points:
+                self._extras.appendleft((kind, payload))
+                break
             else:
                 content["status"] = payload
                 break
