@@ -20,8 +20,8 @@ import httpx
 from benchmarks._live import Dashboard, tiny_dataset
 from orpo_dash.metric_names import TRAIN_METRICS
 from server.db import make_engine, make_session_factory
-from server.services.metrics import _raw, insert_points
 from server.models import Run
+from server.services.metrics import _raw, insert_points
 from server.services.rollups import RollupTracker
 
 

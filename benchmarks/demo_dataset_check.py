@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import os
 import random
 import sys
@@ -183,7 +182,7 @@ def main(argv=None):
               f"logp_chosen={s0['lc']:.3f} logp_rejected={s0['lr']:.3f}  ({time.time() - t0:.1f}s)")
     if args.by_family and s0 is not None:
         fams = {}
-        for r, m in zip(rows, s0["per_pair_margin"].tolist()):
+        for r, m in zip(rows, s0["per_pair_margin"].tolist(), strict=True):
             fams.setdefault(r.get("family", "?"), []).append(m)
         for f, ms in sorted(fams.items()):
             print(f"    {f:14s} n={len(ms):3d} acc={sum(m > 0 for m in ms) / len(ms):.2f} mean_margin={sum(ms) / len(ms):+.3f}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (if needed), install headless Chromium from Debian packages for the page tests, run every test.
+# Set up (if needed), install headless Chromium from Debian packages for the page tests, lint, run every test.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,4 +12,7 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 . .venv/bin/activate
+# Lint first: a style or import error fails in seconds, not after the suite. mypy runs inside the suite
+# (tests/test_types.py), so both gate CI.
+python -m ruff check .
 exec python -m pytest "$@"

@@ -9,7 +9,6 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-
 class Settings(BaseSettings):
     """Dashboard settings, read from ORPO_DASH_* environment variables or CLI flags."""
 

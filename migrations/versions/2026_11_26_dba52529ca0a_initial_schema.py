@@ -6,9 +6,8 @@ Create Date: 2026-11-26 16:28:12.150807
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = 'dba52529ca0a'
 down_revision = None

@@ -61,7 +61,7 @@ class Series:
 
     @property
     def points(self) -> list[tuple[int, float]]:
-        return list(zip(self.steps, self.values))
+        return list(zip(self.steps, self.values, strict=True))
 
     def _memo(self, key: object, make: Callable[[], object]) -> object:
         if self._cached.get("version") != self.version:

@@ -29,7 +29,7 @@ async def run_socket(ws: WebSocket, run_id: int) -> None:
     try:
         first = json.loads(await asyncio.wait_for(ws.receive_text(), 30))
         after_step = int(first.get("after_step", -1)) if first.get("type") == "subscribe" else None
-    except (asyncio.TimeoutError, ValueError, TypeError, AttributeError, *DISCONNECTS):
+    except (TimeoutError, ValueError, TypeError, AttributeError, *DISCONNECTS):
         after_step = None
     if after_step is None:
         await ws.close(code=CLOSE_BAD_PROTOCOL, reason='first message must be {"type": "subscribe", "after_step": N}')

@@ -14,7 +14,12 @@ from sqlalchemy.exc import OperationalError
 from starlette.websockets import WebSocketState
 
 from orpo_dash.protocol import (
-    CLOSE_BAD_PROTOCOL, CLOSE_NOT_FOUND, CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHORIZED, PROTOCOL_VERSION, ProtocolError,
+    CLOSE_BAD_PROTOCOL,
+    CLOSE_NOT_FOUND,
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNAUTHORIZED,
+    PROTOCOL_VERSION,
+    ProtocolError,
     heartbeat,
 )
 from server.routes.disconnects import DISCONNECTS
@@ -38,7 +43,7 @@ async def worker_socket(ws: WebSocket, run_id: int) -> None:
     await ws.accept()
     try:
         hello = json.loads(await asyncio.wait_for(ws.receive_text(), HELLO_TIMEOUT_SECONDS))
-    except (asyncio.TimeoutError, json.JSONDecodeError, *DISCONNECTS):
+    except (TimeoutError, json.JSONDecodeError, *DISCONNECTS):
         with contextlib.suppress(Exception):
             await _refuse(ws, CLOSE_BAD_PROTOCOL, "bad_hello", "the first message must be a JSON hello")
         return

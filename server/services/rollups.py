@@ -9,16 +9,15 @@ the end of a series is always read raw, so live charts lose nothing.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any, Unpack
+from typing import Any
 
 from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
 from orpo_dash.protocol import Point
-from server.models import MetricPoint, MetricRollup
+from server.models import MetricRollup
 
 BUCKET_WIDTH = 64
 FANOUT = 16
@@ -153,7 +152,7 @@ def _extremes(rows: Sequence[tuple]) -> tuple[PointRow | None, PointRow | None, 
 
 def _read_level(
     session: Session, run_id: int, name: str, level: int, first_bucket: int, end_bucket: int
-) -> Sequence[Row[Unpack[tuple[Any, ...]]]]:
+) -> Sequence[Row[*tuple[Any, ...]]]:
     mark = _mark(session)
     # Straight to the driver: these reads are the whole cost of drawing a long run's chart.
     return session.connection().exec_driver_sql(

@@ -26,11 +26,11 @@ def healthy(seed: int = 0, n: int = N, sigma: float = 0.1) -> dict[str, list[tup
 def _series(t, nll, lor, eval_nll=None, beta=0.2):
     loss = nll + beta * np.log1p(np.exp(-lor))
     out = {"loss": loss, "nll_loss": nll, "log_odds_ratio": lor, "logps_chosen": -nll}
-    series = {k: [(int(s), float(v)) for s, v in zip(t, vals)] for k, vals in out.items()}
+    series = {k: [(int(s), float(v)) for s, v in zip(t, vals, strict=True)] for k, vals in out.items()}
     if eval_nll is None:
         return series
     ev = eval_nll
-    series["eval/nll_loss"] = [(int(s), float(v)) for s, v in zip(t, ev) if s % 10 == 0]
+    series["eval/nll_loss"] = [(int(s), float(v)) for s, v in zip(t, ev, strict=True) if s % 10 == 0]
     return series
 
 
@@ -256,7 +256,7 @@ def test_forgetting_needs_the_newest_eval_to_confirm_the_rise():
 
     def with_bump(evals: int):
         bumped = plateau * np.where((t >= 200) & (t < 200 + 10 * evals), 1.07, 1.0)
-        series["eval/nll_loss"] = [(int(s), float(v)) for s, v in zip(t, bumped) if s % 10 == 0]
+        series["eval/nll_loss"] = [(int(s), float(v)) for s, v in zip(t, bumped, strict=True) if s % 10 == 0]
         return kinds(diagnose(series), None)
 
     assert "catastrophic_forgetting" not in with_bump(2)

@@ -119,7 +119,7 @@ def stream_run(server: Any, dataset: Path, name: str, *, total: int, steps: int,
             reporter.log(f"step {step}/{total}  loss {m['loss']:.4f}  log_odds_ratio {m['log_odds_ratio']:.3f}  "
                          f"acc {m['accuracy']:.2f}  lr {m['learning_rate']:.2e}  {m['tokens_per_sec']:.0f} tok/s")
         if step in COMPLETIONS and output_dir is not None:
-            reporter.samples(step, [{"prompt": p, "completion": c} for p, c in zip(PROMPTS, COMPLETIONS[step])])
+            reporter.samples(step, [{"prompt": p, "completion": c} for p, c in zip(PROMPTS, COMPLETIONS[step], strict=True)])
             write_checkpoint(output_dir, step)
             reporter.log(f"Saved checkpoint-{step} to {output_dir}")
     if status == "failed":

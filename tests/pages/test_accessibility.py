@@ -80,15 +80,15 @@ def _linear(hex_colour: str) -> list[float]:
 
 def _lab(rgb: list[float]) -> tuple[float, float, float]:
     rgb = [min(1.0, max(0.0, c)) for c in rgb]
-    xyz = [sum(m * c for m, c in zip(row, rgb)) for row in
+    xyz = [sum(m * c for m, c in zip(row, rgb, strict=True)) for row in
            ((0.4124, 0.3576, 0.1805), (0.2126, 0.7152, 0.0722), (0.0193, 0.1192, 0.9505))]
-    xyz = [v / w for v, w in zip(xyz, (0.95047, 1.0, 1.08883))]
+    xyz = [v / w for v, w in zip(xyz, (0.95047, 1.0, 1.08883), strict=True)]
     f = [v ** (1 / 3) if v > 0.008856 else 7.787 * v + 16 / 116 for v in xyz]
     return 116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])
 
 
 def _simulate(matrix, rgb: list[float]) -> list[float]:  # type: ignore[no-untyped-def]
-    return [sum(m * c for m, c in zip(row, rgb)) for row in matrix]
+    return [sum(m * c for m, c in zip(row, rgb, strict=True)) for row in matrix]
 
 
 def _palette() -> list[str]:
@@ -105,7 +105,7 @@ def test_chart_palette_is_okabe_ito_and_distinguishable_under_colour_blindness()
     for name, matrix in {"normal vision": identity, **CVD}.items():
         labs = [_lab(_simulate(matrix, _linear(c))) for c in palette]
         for (i, a), (j, b) in itertools.combinations(enumerate(labs), 2):
-            delta = sum((x - y) ** 2 for x, y in zip(a, b)) ** 0.5
+            delta = sum((x - y) ** 2 for x, y in zip(a, b, strict=True)) ** 0.5
             assert delta >= MIN_DELTA_E, f"{palette[i]} and {palette[j]} look alike under {name} (ΔE {delta:.1f})"
 
 
@@ -115,4 +115,4 @@ def test_alert_severity_colours_differ_under_colour_blindness() -> None:
     warning = re.search(r'warning: \{ colour: "(#[0-9A-F]{6})"', source).group(1)  # type: ignore[union-attr]
     for name, matrix in CVD.items():
         a, b = _lab(_simulate(matrix, _linear(critical))), _lab(_simulate(matrix, _linear(warning)))
-        assert sum((x - y) ** 2 for x, y in zip(a, b)) ** 0.5 >= MIN_DELTA_E, name
+        assert sum((x - y) ** 2 for x, y in zip(a, b, strict=True)) ** 0.5 >= MIN_DELTA_E, name

@@ -3,6 +3,7 @@ with three runs and its config diff, and the friendly 404."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -70,7 +71,7 @@ def test_smoothing_slider_changes_the_drawn_curve(live_server, page, shot, tiny_
     smooth = on["smooth"]["y"]
     assert on["raw"]["opacity"] < 1 and on["raw"]["y"] == pytest.approx(raw)  # raw stays, faded
     assert len(smooth) == len(raw) and smooth[0] == pytest.approx(raw[0])  # debiased EMA starts at the data
-    roughness = lambda ys: sum(abs(b - a) for a, b in zip(ys, ys[1:]))  # noqa: E731
+    roughness = lambda ys: sum(abs(b - a) for a, b in itertools.pairwise(ys))  # noqa: E731
     assert roughness(smooth) < 0.5 * roughness(raw)
     # EMA with weight 0.9, debiased: check one value by hand.
     last, norm = 0.0, 0.0

@@ -89,6 +89,6 @@ def test_coarse_levels_keep_extremes_across_level_edges(session_factory) -> None
             loss = series["loss"]
             assert downsampled and len(loss.step) <= max_points
             for step, value in spikes.items():
-                assert (step, value) in zip(loss.step, loss.value), (max_points, step)
-            assert (99_999, None) in zip(loss.step, loss.value)
+                assert (step, value) in zip(loss.step, loss.value, strict=True), (max_points, step)
+            assert (99_999, None) in zip(loss.step, loss.value, strict=True)
             assert loss.step[0] == 0 and loss.step[-1] == steps - 1
