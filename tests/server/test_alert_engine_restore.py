@@ -44,14 +44,28 @@ def _batch(seq: int, steps: range) -> dict:
         for step in steps for name in METRICS]}
 
 
+def _apply(factory, state: IngestState, run_id: int, seq: int, steps: range) -> None:  # type: ignore[no-untyped-def]
+    with factory() as session, session.begin():
+        apply_batch(session=session, run_id=run_id, message=_batch(seq, steps), state=state)
+
+
+def _stream_300_steps(factory, run_id: int) -> IngestState:  # type: ignore[no-untyped-def]
+    state = IngestState()
+    for seq, first in enumerate(range(0, 300, 50), start=1):
+        _apply(factory, state, run_id, seq, range(first, first + 50))
+    return state
+
+
+def _uninterrupted(steps: range) -> AlertEngine:
+    engine = AlertEngine()
+    engine.feed((step, name, value) for step, name, value, _ in _batch(0, steps)["points"])
+    return engine
+
+
 def test_restart_restores_the_saved_engine_and_needs_no_history(factory, tmp_path, tiny_dataset_file, monkeypatch):  # type: ignore[no-untyped-def]
     monkeypatch.setattr(ingest, "SAVE_EVERY_SECONDS", 0.0)  # save with every batch
     run_id = _new_run(factory, tmp_path, tiny_dataset_file)
-    state = IngestState()
-    for seq, first in enumerate(range(0, 300, 50), start=1):
-        with factory() as session, session.begin():
-            apply_batch(session=session, run_id=run_id, message=_batch(seq, range(first, first + 50)), state=state)
-    live = state.alerts._engines[run_id]
+    live = _stream_300_steps(factory, run_id).alerts._engines[run_id]
     assert live.open_alerts(), "the run should have an open alert, or the comparison proves nothing"
 
     # A restart: no engine in memory. Drop the raw points the saved state covers: a restored engine never
@@ -59,28 +73,19 @@ def test_restart_restores_the_saved_engine_and_needs_no_history(factory, tmp_pat
     with factory() as session, session.begin():
         session.execute(delete(MetricPoint).where(MetricPoint.run_id == run_id, MetricPoint.step < 290))
     restarted = IngestState()
-    with factory() as session, session.begin():
-        apply_batch(session=session, run_id=run_id, message=_batch(7, range(300, 400)), state=restarted)
-    expected = AlertEngine()
-    expected.feed((step, name, value) for p in _batch(0, range(0, 400))["points"] for step, name, value, _ in [p])
-    assert restarted.alerts._engines[run_id].state() == expected.state()
+    _apply(factory, restarted, run_id, 7, range(300, 400))
+    assert restarted.alerts._engines[run_id].state() == _uninterrupted(range(0, 400)).state()
 
 
-def test_points_committed_after_the_last_save_are_replayed(factory, tmp_path, tiny_dataset_file, monkeypatch):  # type: ignore[no-untyped-def]
+def test_points_committed_after_the_last_save_are_replayed(factory, tmp_path, tiny_dataset_file):  # type: ignore[no-untyped-def]
     run_id = _new_run(factory, tmp_path, tiny_dataset_file)
-    state = IngestState()
-    for seq, first in enumerate(range(0, 300, 50), start=1):  # saved on the first batch only (5 s apart)
-        with factory() as session, session.begin():
-            apply_batch(session=session, run_id=run_id, message=_batch(seq, range(first, first + 50)), state=state)
+    _stream_300_steps(factory, run_id)  # saved with the first batch only (saves are 5 s apart)
     with factory() as session:
         saved = session.get(AlertEngineState, run_id)
         assert saved is not None and '"current":49' in saved.state.replace(" ", "")
     restarted = IngestState()
-    with factory() as session, session.begin():
-        apply_batch(session=session, run_id=run_id, message=_batch(7, range(300, 350)), state=restarted)
-    uninterrupted = AlertEngine()
-    uninterrupted.feed((step, name, value) for p in _batch(0, range(0, 350))["points"] for step, name, value, _ in [p])
-    assert restarted.alerts._engines[run_id].state() == uninterrupted.state()
+    _apply(factory, restarted, run_id, 7, range(300, 350))
+    assert restarted.alerts._engines[run_id].state() == _uninterrupted(range(0, 350)).state()
 
 
 def test_a_failing_batch_leaves_other_runs_engines_alone(factory, tmp_path, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
