@@ -69,7 +69,8 @@ def main() -> None:
     upgrade_to_head(url)
     factory = make_session_factory(make_engine(url))
     with factory() as session, session.begin():
-        run, _ = create_run(session=session, config=RunConfig(dataset="x/y"), name=None, runs_dir=Path(tempfile.mkdtemp()))
+        run, _ = create_run(session=session, config=RunConfig(dataset="x/y"), name=None, runs_dir=(folder := Path(tempfile.mkdtemp())),
+                            output_root=folder)
         run.status = "running"
         run_id = run.id
     wire = frames(args.batches)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from server.services.allowed_paths import PathRoots
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 class Settings(BaseSettings):
     """Dashboard settings, read from ORPO_DASH_* environment variables or CLI flags."""
@@ -33,10 +38,35 @@ class Settings(BaseSettings):
         "", description="POST a Slack-compatible JSON message here when an alert opens or escalates; empty: off."
     )
 
+    data_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders a run may read datasets from, separated by ':' (os.pathsep). Empty: the data dir, "
+                    "plus the directory the server was started in while it listens on loopback only (docs/security.md).",
+    )
+    model_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders a run may load models and resume checkpoints from, separated by ':'. Empty: as data_roots. "
+                    "output_root is always allowed too (fine-tuning an earlier run's checkpoint).",
+    )
+    output_root: Path | None = Field(
+        None, description="The folder under which runs may write checkpoints (output_dir). Empty: the data dir.",
+    )
+    max_request_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest HTTP request body accepted; larger ones get 413.",
+    )
+
     allow_public_bind: bool = Field(
         False,
         description="Permit a non-loopback host. Only for containers whose port is published on 127.0.0.1 alone.",
     )
+
+    @field_validator("data_roots", "model_roots", mode="before")
+    @classmethod
+    def _split_path_list(cls, value: object) -> object:
+        # Like PATH: one string of folders separated by os.pathsep, so an environment variable reads naturally.
+        if isinstance(value, str):
+            return [part for part in value.split(os.pathsep) if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _refuse_public_bind(self) -> Settings:
@@ -59,6 +89,25 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.data_dir.resolve() / "runs"
+
+    @property
+    def loopback_only(self) -> bool:
+        return self.host in LOOPBACK_HOSTS
+
+    def path_roots(self) -> PathRoots:
+        """The resolved folders run paths must lie in (server/services/allowed_paths.py).
+
+        The directory the server started in is a default root only on loopback: there the one caller
+        is this machine's user, who can read it anyway, and relative paths like `data/prefs.jsonl`
+        keep working. On a network it is wherever the service happened to start (often / or a home
+        folder), so its roots must be named.
+        """
+        data_dir = self.data_dir.resolve()
+        default = [data_dir, *([Path.cwd()] if self.loopback_only else [])]
+        data = [root.expanduser().resolve() for root in self.data_roots] or default
+        model = [root.expanduser().resolve() for root in self.model_roots] or default
+        output = (self.output_root or data_dir).expanduser().resolve()
+        return PathRoots(data=tuple(data), model=tuple(model), output=output)
 
 
 @lru_cache

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.status import HTTP_422_UNPROCESSABLE_CONTENT
 
 from orpo_dash.config_errors import describe
+from orpo_dash.protocol import shown
 from server.services.config_checks import check_payload
 
 # Routes whose body is a run config: unknown fields get "did you mean" from RunConfig's names.
@@ -30,12 +31,14 @@ async def explain_validation_error(request: Request, exc: Exception) -> JSONResp
     detail: list[dict[str, Any]] = []
     for error in exc.errors():
         _, sentence = describe(error, None if is_run_config else {})
-        detail.append({**error, "msg": sentence})
+        # The input is echoed as pydantic gives it, unless long: a 1 MB name does not come back 1 MB.
+        given = error.get("input")
+        detail.append({**error, "msg": sentence, "input": given if len(repr(given)) <= 200 else shown(given)})
     body = exc.body
     if is_run_config and isinstance(body, dict) and request.query_params.get("launch", "true").lower() != "false":
         already = {str(part) for error in exc.errors() for part in error.get("loc", ())[1:2]}
         # In a thread: it reads the dataset file, which must not stall the event loop.
-        file_errors, _ = await run_in_threadpool(check_payload, body)
+        file_errors, _ = await run_in_threadpool(check_payload, body, roots=request.app.state.settings.path_roots())
         detail += [
             {"type": "value_error", "loc": ["body", field], "msg": message, "input": body.get(field)}
             for field, message in file_errors.items() if field not in already

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -120,13 +121,22 @@ def postgres_url() -> Iterator[str]:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# Tests keep their models, datasets and output folders under the temporary directory, so that is the
+# test dashboard's allowed root for all three (tests/server/test_paths.py narrows it).
+TEST_PATH_ROOTS = {
+    "ORPO_DASH_DATA_ROOTS": tempfile.gettempdir(),
+    "ORPO_DASH_MODEL_ROOTS": tempfile.gettempdir(),
+    "ORPO_DASH_OUTPUT_ROOT": tempfile.gettempdir(),
+}
+
+
 def _serve(tmp_path: Path, database_url: str | None, extra_env: dict[str, str] | None = None) -> Iterator[LiveServer]:
     data_dir = tmp_path / "dashboard"
     data_dir.mkdir()
     port = free_port()
     url = database_url or f"sqlite:///{data_dir / 'orpo-dash.sqlite3'}"
     server = LiveServer(url=f"http://127.0.0.1:{port}", port=port, database_url=url, data_dir=data_dir,
-                        extra_env=extra_env or {})
+                        extra_env={**TEST_PATH_ROOTS, **(extra_env or {})})
     server.start()
     try:
         yield server

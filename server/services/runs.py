@@ -15,8 +15,11 @@ from orpo_dash.run_config import RunConfig
 from server.models import Alert, LogLine, MetricPoint, Run, Sample
 from server.schemas import AlertPublic, RunPublic
 from server.services import run_status
+from server.services.allowed_paths import inside, resolve
 
 LIST_LATEST = ("loss", "log_odds_ratio", "accuracy")
+# runs.id is an INTEGER column (migrations/versions/*initial_schema.py): int4 on PostgreSQL, the narrower of the two.
+MAX_RUN_ID = 2**31 - 1
 
 
 WORKER_TOKEN_PREFIX = "odw_"
@@ -39,8 +42,15 @@ def rotate_worker_token(run: Run) -> str:
     return token
 
 
-def create_run(*, session: Session, config: RunConfig, name: str | None, runs_dir: Path) -> tuple[Run, str]:
-    """Insert a queued run; returns it with its worker token."""
+def create_run(
+    *, session: Session, config: RunConfig, name: str | None, runs_dir: Path, output_root: Path
+) -> tuple[Run, str]:
+    """Insert a queued run; returns it with its worker token.
+
+    `run.output_dir` is the folder the dashboard lists and serves checkpoints from, so it is set only
+    inside `output_root`. A run this server launches was refused before it got here if its output_dir
+    was outside; an external worker's output_dir is its own business, kept in the config, never read.
+    """
     run = Run(name=name or "", config=config.model_dump(mode="json"), tags=[], latest_metrics={})
     run_status.queue(run)
     token = rotate_worker_token(run)
@@ -52,7 +62,7 @@ def create_run(*, session: Session, config: RunConfig, name: str | None, runs_di
     if not config.output_dir:
         run.output_dir = str(runs_dir / str(run.id) / "checkpoints")
         run.config = {**run.config, "output_dir": run.output_dir}
-    else:
+    elif inside(resolve(config.output_dir), (output_root,)):
         run.output_dir = config.output_dir
     return run, token
 
@@ -66,6 +76,10 @@ def _move_aside_leftover_folder(folder: Path) -> None:
 
 
 def get_run(*, session: Session, run_id: int) -> Run | None:
+    """The run, or None. An id outside the id column's range names no run: asking the database about
+    it would fail (SQLite's INTEGER is 64-bit, PostgreSQL's 32-bit) instead of finding nothing."""
+    if not 1 <= run_id <= MAX_RUN_ID:
+        return None
     return session.get(Run, run_id)
 
 

@@ -22,7 +22,8 @@ def session_factory(tmp_path: Path, tiny_dataset_file: Path):  # type: ignore[no
     upgrade_to_head(url)
     factory = make_session_factory(make_engine(url))
     with factory() as session, session.begin():
-        run, _ = run_service.create_run(session=session, config=RunConfig(dataset=str(tiny_dataset_file)), name=None, runs_dir=tmp_path)
+        run, _ = run_service.create_run(session=session, config=RunConfig(dataset=str(tiny_dataset_file)), name=None,
+                                        runs_dir=tmp_path, output_root=tmp_path)
     factory.run_id = run.id  # type: ignore[attr-defined]
     return factory
 
