@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic.fields import FieldInfo
 
+from orpo_dash.protocol import shown
 from orpo_dash.run_config import RunConfig
 
 _BOUND_WORDS = {
@@ -58,21 +59,33 @@ def _sentence(field: str, error: Mapping[str, Any], fields: Mapping[str, FieldIn
         return f"{field} is required"
     if kind in _BOUND_WORDS:
         words, key = _BOUND_WORDS[kind]
-        return f"{field} must be {words} {_number(context.get(key))} (got {given!r}){_default_hint(field, fields)}"
+        return f"{field} must be {words} {_number(context.get(key))} (got {shown(given)}){_default_hint(field, fields)}"
     if kind in _NUMBER_TYPES:
-        whole = kind.startswith("int")
-        return f"{field} must be a {'whole number' if whole else 'number'} (got {given!r}){_default_hint(field, fields)}"
+        noun = "whole number" if kind.startswith("int") else "finite number" if kind == "finite_number" else "number"
+        return f"{field} must be a {noun} (got {shown(given)}){_default_hint(field, fields)}"
     if kind in _BOOL_TYPES:
-        return f"{field} must be true or false (got {given!r})"
+        return f"{field} must be true or false (got {shown(given)})"
     if kind in ("model_attributes_type", "model_type", "dict_type") and field == "config":
         return f"the run settings must be one JSON object of field: value pairs (got {type(given).__name__})"
+    if kind == "string_too_long":
+        return (f"{field} must be at most {context.get('max_length')} characters (got {_length(given)}); "
+                "shorten it")
+    if kind == "string_too_short":
+        return f"{field} must be at least {context.get('min_length')} character(s) (got {shown(given)})"
+    if kind == "too_long":
+        return (f"{field} may hold at most {context.get('max_length')} items (got {context.get('actual_length')}); "
+                "remove some")
     if kind == "string_type":
-        return f"{field} must be text (got {given!r})"
+        return f"{field} must be text (got {shown(given)})"
     if kind == "literal_error":
-        return f"{field} must be one of {context.get('expected', '')} (got {given!r})"
+        return f"{field} must be one of {context.get('expected', '')} (got {shown(given)})"
     message = str(error.get("msg", "invalid value"))
     message = message.removeprefix(_VALUE_ERROR_PREFIX)
     return message if field == "config" or field in message else f"{field}: {message}"
+
+
+def _length(given: object) -> str:
+    return f"{len(given)} characters" if isinstance(given, str) else shown(given)
 
 
 def _unknown_field(field: str, fields: Mapping[str, FieldInfo]) -> str:

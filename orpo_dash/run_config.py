@@ -7,12 +7,26 @@ the server) can use it.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
 BUNDLED_MODEL = "bundled:SmolLM2-135M-Instruct"
 BUNDLED_DATASET = "bundled:orpo-demo-prefs"
+
+# Upper bounds (docs/security.md, Limits). Each is far above any sensible run and low enough that the
+# value fits its column, its tensor and its arithmetic: steps are 32-bit integers in the database.
+MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
+MAX_STEPS = 10_000_000
+MAX_TOKENS = 131_072  # the longest context windows models ship with
+MAX_BATCH = 4096
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
+MAX_PROMPTS = 64
+MAX_PROMPT_CHARS = 8000
+MAX_MODULES = 64
+MAX_MODULE_CHARS = 200
+
+PathText = Annotated[str, StringConstraints(max_length=MAX_PATH_CHARS)]
 
 
 class RunConfig(BaseModel):
@@ -23,10 +37,11 @@ class RunConfig(BaseModel):
     `max_steps` wins.
     """
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # No NaN or infinity anywhere: every float here feeds arithmetic whose result would be NaN too.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     # --- model ---
-    model: str = Field(
+    model: PathText = Field(
         BUNDLED_MODEL,
         description=(
             "Causal LM to fine-tune: a local directory with config.json, a Hugging Face hub "
@@ -37,30 +52,31 @@ class RunConfig(BaseModel):
         "float32",
         description="Parameter/compute dtype. float16 uses dynamic loss scaling; bfloat16 needs a recent CPU or GPU.",
     )
-    device: str = Field("auto", description="'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'.")
+    device: str = Field("auto", max_length=32, description="'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
 
     # --- data ---
-    dataset: str = Field(
+    dataset: PathText = Field(
         BUNDLED_DATASET,
         description=(
             "Preference pairs with prompt/chosen/rejected: a .jsonl, .json, .csv or .parquet file, a "
             f"Hugging Face datasets name (needs network), or '{BUNDLED_DATASET}'."
         ),
     )
-    eval_dataset: str | None = Field(None, description="Separate held-out preference file; overrides eval_fraction.")
+    eval_dataset: PathText | None = Field(None, description="Separate held-out preference file; overrides eval_fraction.")
     eval_fraction: float = Field(
         0.1, ge=0.0, lt=1.0, description="Fraction of the dataset held out for evaluation when no eval_dataset is given."
     )
-    max_length: int = Field(256, gt=0, description="Maximum tokens of prompt + response; longer pairs are truncated.")
+    max_length: int = Field(256, gt=0, le=MAX_TOKENS, description="Maximum tokens of prompt + response; longer pairs are truncated.")
     max_prompt_length: int = Field(
-        128, gt=0, validate_default=True, description="Maximum prompt tokens; the prompt is cut from the left so the response survives."
+        128, gt=0, le=MAX_TOKENS, validate_default=True, description="Maximum prompt tokens; the prompt is cut from the left so the response survives."
     )
 
     # --- ORPO objective ---
     beta: float = Field(
         0.1,
         gt=0.0,
+        le=100.0,
         validation_alias=AliasChoices("beta", "lambda"),
         description=(
             "Weight of the odds-ratio loss (the paper's lambda): loss = NLL + beta * L_OR. "
@@ -73,50 +89,51 @@ class RunConfig(BaseModel):
     )
 
     # --- optimisation ---
-    learning_rate: float = Field(2e-5, gt=0.0, description="Peak AdamW learning rate.")
-    weight_decay: float = Field(0.0, ge=0.0, description="AdamW decoupled weight decay.")
+    learning_rate: float = Field(2e-5, gt=0.0, le=1.0, description="Peak AdamW learning rate.")
+    weight_decay: float = Field(0.0, ge=0.0, le=10.0, description="AdamW decoupled weight decay.")
     adam_beta1: float = Field(0.9, ge=0.0, lt=1.0, description="AdamW beta1.")
     adam_beta2: float = Field(0.999, ge=0.0, lt=1.0, description="AdamW beta2.")
-    adam_epsilon: float = Field(1e-8, gt=0.0, description="AdamW epsilon.")
-    max_grad_norm: float = Field(1.0, ge=0.0, description="Clip the global gradient norm to this value; 0 disables clipping.")
-    batch_size: int = Field(4, gt=0, description="Preference pairs per micro-batch.")
+    adam_epsilon: float = Field(1e-8, gt=0.0, le=1.0, description="AdamW epsilon.")
+    max_grad_norm: float = Field(1.0, ge=0.0, le=1e6, description="Clip the global gradient norm to this value; 0 disables clipping.")
+    batch_size: int = Field(4, gt=0, le=MAX_BATCH, description="Preference pairs per micro-batch.")
     gradient_accumulation_steps: int = Field(
-        1, gt=0, description="Micro-batches accumulated per optimizer step (effective batch = batch_size * this)."
+        1, gt=0, le=MAX_BATCH, description="Micro-batches accumulated per optimizer step (effective batch = batch_size * this)."
     )
-    max_steps: int | None = Field(None, gt=0, description="Optimizer steps to run; overrides num_epochs when set.")
-    num_epochs: float = Field(1.0, gt=0.0, description="Passes over the training split (used when max_steps is empty).")
-    seed: int = Field(42, description="Seed for the train/eval split, data order and adapter initialisation (samples are greedy); "
+    max_steps: int | None = Field(None, gt=0, le=MAX_STEPS, description="Optimizer steps to run; overrides num_epochs when set.")
+    num_epochs: float = Field(1.0, gt=0.0, le=10_000.0, description="Passes over the training split (used when max_steps is empty).")
+    seed: int = Field(42, ge=0, le=MAX_SEED,
+                      description="Seed for the train/eval split, data order and adapter initialisation (samples are greedy); "
                       "same seed, same metrics on CPU.")
 
     # --- schedule ---
     lr_scheduler: Literal["linear", "cosine", "constant"] = Field(
         "linear", description="Learning-rate decay after warmup: linear to 0, cosine to 0, or constant."
     )
-    warmup_steps: int = Field(0, ge=0, description="Linear warmup steps; overrides warmup_ratio when > 0.")
+    warmup_steps: int = Field(0, ge=0, le=MAX_STEPS, description="Linear warmup steps; overrides warmup_ratio when > 0.")
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Warmup as a fraction of total steps.")
 
     # --- evaluation, samples, logging ---
-    logging_every: int = Field(1, gt=0, description="Report train metrics every N optimizer steps.")
-    eval_every: int = Field(0, ge=0, description="Evaluate on the held-out split every N steps (0: only at the end).")
-    sample_every: int = Field(0, ge=0, description="Generate greedy samples for sample_prompts every N steps (0: never).")
-    sample_prompts: list[str] = Field(
-        default_factory=list, description="Prompts for sample generations; empty uses the first eval prompts."
+    logging_every: int = Field(1, gt=0, le=MAX_STEPS, description="Report train metrics every N optimizer steps.")
+    eval_every: int = Field(0, ge=0, le=MAX_STEPS, description="Evaluate on the held-out split every N steps (0: only at the end).")
+    sample_every: int = Field(0, ge=0, le=MAX_STEPS, description="Generate greedy samples for sample_prompts every N steps (0: never).")
+    sample_prompts: list[Annotated[str, StringConstraints(max_length=MAX_PROMPT_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_PROMPTS, description="Prompts for sample generations; empty uses the first eval prompts."
     )
-    sample_max_new_tokens: int = Field(48, gt=0, description="Tokens generated per sample.")
+    sample_max_new_tokens: int = Field(48, gt=0, le=4096, description="Tokens generated per sample.")
 
     # --- LoRA ---
     lora: bool = Field(False, description="Train LoRA adapters (peft) instead of all weights.")
-    lora_r: int = Field(8, gt=0, description="LoRA rank.")
-    lora_alpha: int = Field(16, gt=0, description="LoRA scaling alpha.")
+    lora_r: int = Field(8, gt=0, le=4096, description="LoRA rank.")
+    lora_alpha: int = Field(16, gt=0, le=65_536, description="LoRA scaling alpha.")
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA path.")
-    lora_target_modules: list[str] | None = Field(
-        None, description="Module names to adapt (e.g. q_proj, v_proj); empty lets peft choose for the architecture."
+    lora_target_modules: list[Annotated[str, StringConstraints(max_length=MAX_MODULE_CHARS)]] | None = Field(
+        None, max_length=MAX_MODULES, description="Module names to adapt (e.g. q_proj, v_proj); empty lets peft choose for the architecture."
     )
 
     # --- checkpoints ---
-    output_dir: str | None = Field(None, description="Where checkpoints go; the dashboard fills in a per-run folder.")
-    save_every: int = Field(0, ge=0, description="Save a checkpoint every N steps (0: only at the end).")
-    resume_from: str | None = Field(None, description="Checkpoint folder to resume from; step numbering continues.")
+    output_dir: PathText | None = Field(None, description="Where checkpoints go; the dashboard fills in a per-run folder.")
+    save_every: int = Field(0, ge=0, le=MAX_STEPS, description="Save a checkpoint every N steps (0: only at the end).")
+    resume_from: PathText | None = Field(None, description="Checkpoint folder to resume from; step numbering continues.")
 
     # --- alerts ---
     alert_thresholds: dict[str, float] = Field(

@@ -23,6 +23,7 @@ from server.launcher import LocalProcessLauncher, NoLauncher
 from server.live import LiveHub
 from server.models import Run
 from server.notify import WebhookNotifier
+from server.request_limits import RequestLimits
 from server.routes import api_files, api_runs, pages, ws_browser, ws_worker
 from server.schemas import AlertPublic
 from server.services import run_status
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_exception_handler(RequestValidationError, explain_validation_error)
     app.add_exception_handler(WriterBusy, _writer_busy)
+    app.add_middleware(RequestLimits, max_body_bytes=settings.max_request_bytes)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     app.state.settings = settings

@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+)
 
 from orpo_dash.run_config import RunConfig
+
+
+def _as_utc(value: datetime) -> datetime:
+    # SQLite hands DateTime(timezone=True) columns back naive; every stored time is UTC (models.utcnow).
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# ISO 8601 with its offset, always UTC: "2026-11-30T18:49:41.123456+00:00". Without an offset a browser
+# reads the time as its own local time.
+UtcDatetime = Annotated[
+    datetime, AfterValidator(_as_utc), PlainSerializer(datetime.isoformat, return_type=str, when_used="json"),
+]
+
+
+# A run's name and tags are labels on a list page, not documents (docs/security.md, Limits).
+MAX_NAME_CHARS = 200
+MAX_TAGS = 50
+MAX_TAG_CHARS = 64
+Tag = Annotated[str, StringConstraints(max_length=MAX_TAG_CHARS)]
 
 
 class RunCreate(RunConfig):
     """POST /api/runs body: every run-config field as in the config file, plus an optional display name."""
 
-    name: str | None = Field(None, max_length=200, description="Display name; defaults to run-<id>.")
+    name: str | None = Field(None, max_length=MAX_NAME_CHARS, description="Display name; defaults to run-<id>.")
 
     def run_config(self) -> RunConfig:
         return RunConfig.model_validate(self.model_dump(exclude={"name"}))
@@ -22,8 +48,10 @@ class RunCreate(RunConfig):
 class RunUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, min_length=1, max_length=200, description="New display name.")
-    tags: list[str] | None = Field(None, description="Replaces the run's tags.")
+    name: str | None = Field(None, min_length=1, max_length=MAX_NAME_CHARS, description="New display name.")
+    tags: list[Tag] | None = Field(
+        None, max_length=MAX_TAGS, description=f"Replaces the run's tags: at most {MAX_TAGS}, each at most {MAX_TAG_CHARS} characters.",
+    )
 
 
 class AlertPublic(BaseModel):
@@ -38,7 +66,7 @@ class AlertPublic(BaseModel):
     advice: str
     state: str
     closed_step: int | None = None
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class RunPublic(BaseModel):
@@ -47,9 +75,9 @@ class RunPublic(BaseModel):
     status: str
     config: dict[str, Any]
     tags: list[str]
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
     total_steps: int | None
     last_step: int | None
     error: str | None

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic.fields import FieldInfo
 
+from orpo_dash.protocol import shown
 from orpo_dash.run_config import RunConfig, field_groups
 from server.db import SessionDep
 from server.services.runs import get_run
@@ -142,6 +143,12 @@ def form_sections() -> list[tuple[str, bool, list[FormField]]]:
     ]
 
 
+def _run_id(text: str) -> int | None:
+    """A run id typed into a URL, or None. ASCII digits only ("²".isdigit() is true, int() refuses it),
+    and short: an id has at most 10 digits, and int() of thousands of digits raises."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else None
+
+
 def _not_found(request: Request, message: str) -> HTMLResponse:
     return templates.TemplateResponse(request, "404.html", {"message": message}, status_code=404)
 
@@ -178,7 +185,8 @@ def run_new(request: Request, clone: int | None = None) -> HTMLResponse:
 @router.get("/runs/{run_id}", response_class=HTMLResponse, name="run_detail")
 def run_detail(request: Request, run_id: str, session: SessionDep) -> HTMLResponse:
     # A str path parameter so that /runs/abc gets the friendly 404 page, not a JSON 422.
-    run = get_run(session=session, run_id=int(run_id)) if run_id.isdigit() else None
+    number = _run_id(run_id)
+    run = get_run(session=session, run_id=number) if number is not None else None
     if run is None:
         return _not_found(request, f"There is no run with id {run_id}. It may have been deleted.")
     context = {"run": run, "chart_groups": CHART_GROUPS, "config_groups": list(field_groups().items())}
@@ -191,12 +199,12 @@ def compare(request: Request, session: SessionDep, runs: str = "") -> HTMLRespon
     not_ids: list[str] = []
     for part in runs.split(","):
         part = part.strip()
-        if part.isdigit():
-            if int(part) not in ids:
-                ids.append(int(part))
+        if (number := _run_id(part)) is not None:
+            if number not in ids:
+                ids.append(number)
         elif part:
             not_ids.append(part)
     found = [run_id for run_id in ids if get_run(session=session, run_id=run_id) is not None]
-    missing = [str(run_id) for run_id in ids if run_id not in found] + [repr(part) for part in not_ids]
+    missing = [str(run_id) for run_id in ids if run_id not in found] + [shown(part) for part in not_ids]
     context = {"run_ids": found, "missing": missing, "metrics": COMPARE_METRICS, "config_groups": list(field_groups().items())}
     return templates.TemplateResponse(request, "compare.html", context)
