@@ -33,6 +33,14 @@ CLOSE_NOT_FOUND = 4404
 # After these a browser stops reconnecting, since asking again cannot help. The page reads them from
 # a data- attribute rendered from this tuple (templates/base.html), so the JS holds no copy.
 BROWSER_FINAL_CLOSE_CODES = (CLOSE_BAD_PROTOCOL, CLOSE_NOT_FOUND)
+CLOSE_TOO_LARGE = 1009  # RFC 6455: a message too big to process
+
+# Frame sizes, in characters (docs/security.md, Limits). A worker batch holds at most 5,000 points
+# (about 400 KB) plus the logs and samples since the last one; a browser only ever sends its subscribe.
+MAX_WORKER_FRAME_CHARS = 16 * 1024 * 1024
+MAX_BROWSER_FRAME_CHARS = 4096
+# A sample's prompt and completion each; the trainer cuts longer ones itself (trainer/recipe.py).
+MAX_SAMPLE_CHARS = 64_000
 
 RunStatus = Literal["queued", "running", "completed", "failed", "stopped"]
 RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
@@ -130,6 +138,15 @@ def parse_point(raw: Any) -> Point:
     if not isinstance(when, (int, float)) or isinstance(when, bool):
         raise ProtocolError(f"point time must be a unix timestamp, got {shown(when)}")
     return step, name, float(value), float(when)
+
+
+def clip_sample_text(text: str) -> str:
+    """A sample's prompt or completion cut to MAX_SAMPLE_CHARS, saying so at the end: the worker clips
+    (a long dataset prompt is still worth a sample), the server refuses anything longer."""
+    if len(text) <= MAX_SAMPLE_CHARS:
+        return text
+    marker = f" [... cut: {len(text)} characters in all]"
+    return text[:MAX_SAMPLE_CHARS - len(marker)] + marker
 
 
 def shown(value: Any) -> str:

@@ -21,6 +21,7 @@ import torch
 from orpo_dash import metric_names as M
 from orpo_dash.config_errors import oversized_step
 from orpo_dash.output_dir import output_dir_problem
+from orpo_dash.protocol import clip_sample_text
 from orpo_dash.run_config import RunConfig
 from trainer import checkpoint, distributed
 from trainer.data import PairStream, collate, encode_prompt, load_preference_data
@@ -304,7 +305,7 @@ class ORPORecipe:
                 )
             completion = self.tokenizer.decode(out[0, ids.size(1):], skip_special_tokens=True)
             shown = messages[-1]["content"] if len(messages) == 1 else "\n".join(f"{m['role']}: {m['content']}" for m in messages)
-            samples.append({"prompt": shown, "completion": completion})
+            samples.append({"prompt": clip_sample_text(shown), "completion": clip_sample_text(completion)})
         self.model.train()
         if samples:
             self.reporter.samples(self.step, samples)

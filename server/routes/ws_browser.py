@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -12,10 +12,13 @@ from orpo_dash.protocol import (
     CLOSE_BAD_PROTOCOL,
     CLOSE_NOT_FOUND,
     CLOSE_TRY_AGAIN_LATER,
+    MAX_BROWSER_FRAME_CHARS,
+    MAX_STEP,
 )
 from server.routes.disconnects import DISCONNECTS
 from server.services import metrics as metric_service
 from server.services import runs as run_service
+from server.ws_frames import BadFrame, receive_json
 
 router = APIRouter()
 
@@ -27,12 +30,16 @@ async def run_socket(ws: WebSocket, run_id: int) -> None:
     state = ws.app.state
     await ws.accept()
     try:
-        first = json.loads(await asyncio.wait_for(ws.receive_text(), 30))
-        after_step = int(first.get("after_step", -1)) if first.get("type") == "subscribe" else None
-    except (TimeoutError, ValueError, TypeError, AttributeError, *DISCONNECTS):
+        after_step = _after_step(await asyncio.wait_for(receive_json(ws, max_chars=MAX_BROWSER_FRAME_CHARS), 30))
+    except DISCONNECTS:
+        return
+    except BadFrame as problem:
+        await _close(ws, problem.close_code, problem.error)
+        return
+    except TimeoutError:
         after_step = None
     if after_step is None:
-        await ws.close(code=CLOSE_BAD_PROTOCOL, reason='first message must be {"type": "subscribe", "after_step": N}')
+        await _close(ws, CLOSE_BAD_PROTOCOL, 'first message must be {"type": "subscribe", "after_step": N}')
         return
 
     # Subscribe before reading history, so a point committed in between is not lost;
@@ -80,10 +87,30 @@ async def run_socket(ws: WebSocket, run_id: int) -> None:
         subscription.close()
 
 
+def _after_step(first: Any) -> int | None:
+    """The step a subscribe asks to resume after (-1: from the start), or None if it is not a subscribe.
+    An integer from -1 to MAX_STEP only: 1e30 or "abc" would fail in the database query instead."""
+    if not isinstance(first, dict) or first.get("type") != "subscribe":
+        return None
+    after_step = first.get("after_step", -1)
+    if type(after_step) is float and after_step.is_integer():
+        after_step = int(after_step)  # JavaScript numbers are all floats
+    if type(after_step) is not int or not -1 <= after_step <= MAX_STEP:
+        return None
+    return after_step
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(*DISCONNECTS, RuntimeError):
+        await ws.close(code=code, reason=reason)
+
+
 async def _wait_for_close(ws: WebSocket) -> None:
     try:
         while True:
-            await ws.receive_text()  # anything the browser sends after subscribing is ignored
+            # Anything the browser sends after subscribing is ignored, text or binary.
+            if (await ws.receive())["type"] == "websocket.disconnect":
+                return
     except (*DISCONNECTS, RuntimeError):
         return
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, WebSocket
 from sqlalchemy.exc import OperationalError
 from starlette.websockets import WebSocketState
@@ -18,18 +16,22 @@ from orpo_dash.protocol import (
     CLOSE_NOT_FOUND,
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHORIZED,
+    MAX_WORKER_FRAME_CHARS,
     PROTOCOL_VERSION,
     ProtocolError,
     heartbeat,
+    shown,
 )
 from server.routes.disconnects import DISCONNECTS
 from server.services import runs as run_service
 from server.services.ingest import BatchOutOfOrder, skip_rejected_batch
+from server.ws_frames import BadFrame, close_for, receive_json
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
 HELLO_TIMEOUT_SECONDS = 15.0
+HELLO_MAX_CHARS = 4096  # a hello is a type, a protocol number and a token
 
 
 async def _refuse(ws: WebSocket, code: int, error: str, message: str) -> None:
@@ -42,12 +44,14 @@ async def worker_socket(ws: WebSocket, run_id: int) -> None:
     state = ws.app.state
     await ws.accept()
     try:
-        hello = json.loads(await asyncio.wait_for(ws.receive_text(), HELLO_TIMEOUT_SECONDS))
-    except (TimeoutError, json.JSONDecodeError, *DISCONNECTS):
+        hello = await asyncio.wait_for(receive_json(ws, max_chars=HELLO_MAX_CHARS), HELLO_TIMEOUT_SECONDS)
+    except DISCONNECTS:
+        return
+    except (TimeoutError, BadFrame):
         with contextlib.suppress(Exception):
             await _refuse(ws, CLOSE_BAD_PROTOCOL, "bad_hello", "the first message must be a JSON hello")
         return
-    if not isinstance(hello, dict) or hello.get("type") != "hello":
+    if not isinstance(hello, dict) or hello.get("type") != "hello" or not isinstance(hello.get("token", ""), str):
         await _refuse(ws, CLOSE_BAD_PROTOCOL, "bad_hello", "the first message must be {\"type\": \"hello\", ...}")
         return
     if hello.get("protocol") != PROTOCOL_VERSION:
@@ -118,15 +122,16 @@ async def worker_socket(ws: WebSocket, run_id: int) -> None:
     forwarder = asyncio.create_task(forward_commands())
     try:
         while True:
-            # orjson: a 5,000-point batch decodes several times faster than with json, on the ingestion hot path.
-            message = orjson.loads(await ws.receive_text())
+            # orjson (in receive_json): a 5,000-point batch decodes several times faster than with json.
+            message = await receive_json(ws, max_chars=MAX_WORKER_FRAME_CHARS)
             kind = message.get("type") if isinstance(message, dict) else None
             if kind == "batch":
                 # Acks are sent from tasks so reading continues while earlier batches commit;
                 # the writer commits in arrival order, so acks leave in order too.
                 seq = message.get("seq")
                 if not isinstance(seq, int) or isinstance(seq, bool):
-                    await send({"type": "error", "code": "bad_batch", "seq": seq, "message": "batch seq must be an integer"})
+                    await send({"type": "error", "code": "bad_batch", "seq": None,
+                                "message": f"batch seq must be an integer, got {shown(seq)}"})
                     continue
                 task = asyncio.create_task(ack_when_committed(seq, message))
                 pending.add(task)
@@ -134,12 +139,12 @@ async def worker_socket(ws: WebSocket, run_id: int) -> None:
             elif kind == "heartbeat":
                 await send(heartbeat())
             else:
-                await send({"type": "error", "code": "unknown_type", "message": f"unknown message type {kind!r}"})
+                await send({"type": "error", "code": "unknown_type", "message": f"unknown message type {shown(kind)}"})
     except DISCONNECTS:
         pass
-    except json.JSONDecodeError:
-        with contextlib.suppress(Exception):
-            await _refuse(ws, CLOSE_BAD_PROTOCOL, "bad_json", "frames must be JSON text")
+    except BadFrame as problem:
+        async with send_lock:
+            await close_for(ws, problem)
     finally:
         forwarder.cancel()
         state.hub.detach_worker(run_id, commands)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from orpo_dash.diagnostics import Alert as AlertChange
 from orpo_dash.diagnostics import AlertEngine
 from orpo_dash.protocol import (
+    MAX_SAMPLE_CHARS,
     MAX_STEP,
     RUN_STATUSES,
     TERMINAL_STATUSES,
@@ -177,11 +178,11 @@ def apply_batch(
     if points:
         announcement.run_changed = True
 
-    for entry in message.get("logs") or []:
+    for entry in _list_of(message, "logs"):
         when, stream, text = _parse_log(entry)
         session.add(LogLine(run_id=run_id, time=when, stream=stream, text=text))
         announcement.logs.append({"time": when, "stream": stream, "text": text})
-    for sample in message.get("samples") or []:
+    for sample in _list_of(message, "samples"):
         step, prompt, completion, when = _parse_sample(sample)
         row = Sample(run_id=run_id, step=step, prompt=prompt, completion=completion, time=when)
         session.add(row)
@@ -232,7 +233,18 @@ def _parse_sample(sample: Any) -> tuple[int, str, str, float]:
         raise ProtocolError(f"a sample's step must be an integer from 0 to {MAX_STEP}, got {shown(step)}")
     if not _is_number(when):
         raise ProtocolError(f"a sample's time must be a unix timestamp, got {shown(when)}")
-    return step, _text(sample.get("prompt", "")), _text(sample.get("completion", "")), float(when)
+    prompt, completion = _text(sample.get("prompt", "")), _text(sample.get("completion", ""))
+    for part, text in (("prompt", prompt), ("completion", completion)):
+        if len(text) > MAX_SAMPLE_CHARS:
+            raise ProtocolError(f"a sample's {part} may hold at most {MAX_SAMPLE_CHARS} characters, got {len(text)}")
+    return step, prompt, completion, float(when)
+
+
+def _list_of(message: dict[str, Any], key: str) -> list[Any]:
+    value = message.get(key) or []
+    if not isinstance(value, list):
+        raise ProtocolError(f"a batch's {key} must be a list, got {shown(value)}")
+    return value
 
 
 def _is_number(value: Any) -> bool:
