@@ -157,7 +157,9 @@ async def _fail_orphaned_runs(app: FastAPI, grace_seconds: float) -> None:
     """
     def running_runs() -> dict[int, dict]:
         with app.state.session_factory() as session:
-            return {run.id: dict(run.config) for run in run_service.list_runs(session=session, status="running")}
+            # run.output_dir, not the config's: it is set only inside the output root (allowed_paths.py).
+            return {run.id: {**run.config, "output_dir": run.output_dir}
+                    for run in run_service.list_runs(session=session, status="running")}
 
     suspects = await asyncio.to_thread(running_runs)
     if not suspects:
