@@ -120,3 +120,24 @@ def test_an_external_workers_output_dir_outside_the_root_is_never_listed(server,
     files = server.api("GET", f"/api/runs/{run['id']}/files").json()
     assert files["files"] == []
     assert server.api("GET", f"/api/runs/{run['id']}/files/shadow.csv").status_code == 404
+
+
+def test_default_roots_share_the_working_directory_only_on_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.settings import Settings
+
+    monkeypatch.chdir(tmp_path)
+    local = Settings(data_dir=tmp_path / "data").path_roots()
+    assert local.data == local.model == ((tmp_path / "data").resolve(), tmp_path.resolve())
+    assert local.output == (tmp_path / "data").resolve()
+    shared = Settings(host="0.0.0.0", allow_public_bind=True, data_dir=tmp_path / "data").path_roots()
+    assert shared.data == shared.model == ((tmp_path / "data").resolve(),)
+
+
+def test_roots_are_read_from_the_environment_like_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.settings import Settings
+
+    monkeypatch.setenv("ORPO_DASH_DATA_ROOTS", f"{tmp_path / 'a'}:{tmp_path / 'b'}")
+    monkeypatch.setenv("ORPO_DASH_OUTPUT_ROOT", str(tmp_path / "out"))
+    roots = Settings().path_roots()
+    assert roots.data == ((tmp_path / "a").resolve(), (tmp_path / "b").resolve())
+    assert roots.output == (tmp_path / "out").resolve()
