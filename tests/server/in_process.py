@@ -5,6 +5,7 @@ process, restarts and browsers use the real server (tests/conftest.py)."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +22,10 @@ def in_process_client(tmp_path: Path, database_url: str | None = None) -> Iterat
     """A client of the app; `database_url` defaults to a fresh SQLite file under tmp_path."""
     database_url = database_url or f"sqlite:///{tmp_path / 'dashboard.sqlite3'}"
     upgrade_to_head(database_url)
-    app = create_app(Settings(data_dir=tmp_path, database_url=database_url, launch_workers=False))
+    # Tests keep models, datasets and outputs under the temporary directory: the allowed root for all three.
+    temporary = Path(tempfile.gettempdir())
+    app = create_app(Settings(data_dir=tmp_path, database_url=database_url, launch_workers=False,
+                              data_roots=[temporary], model_roots=[temporary], output_root=temporary))
     with TestClient(app) as client:  # `with`: runs the lifespan, which starts the writer
         yield client
 

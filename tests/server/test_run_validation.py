@@ -4,6 +4,7 @@ checks (schema, files, dataset size) from /api/runs/validate, each naming the fi
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,19 +20,25 @@ def _tiny_run(model_dir: Path, dataset: Path) -> dict:
 @pytest.mark.parametrize(
     ("field", "value", "expected"),
     [
-        ("dataset", "/nowhere/prefs.jsonl", "dataset file not found"),
-        ("model", "/nowhere/model", "model path not found"),
+        # {tmp} is inside the test dashboard's allowed roots (tests/server/in_process.py), /nowhere is not.
+        ("dataset", "{tmp}/nowhere/prefs.jsonl", "dataset file not found"),
+        ("model", "{tmp}/nowhere/model", "model path not found"),
+        ("dataset", "/nowhere/prefs.jsonl", "ORPO_DASH_DATA_ROOTS"),
+        ("model", "/nowhere/model", "ORPO_DASH_MODEL_ROOTS"),
         ("learning_rate", -1e-4, "greater than 0"),
         ("batch_size", -2, "greater than 0"),
         ("batch_size", 0, "greater than 0"),
-        ("batch_size", 100_000, "pairs per step, but dataset"),
+        ("batch_size", 4000, "pairs per step, but dataset"),
         # Checkpoints are written after training: a folder that cannot be made would throw the run away.
-        ("output_dir", "/proc/orpo-dash-run", "is not writable"),
-        ("output_dir", "/etc/passwd/run", "cannot be created: /etc/passwd is a file"),
+        ("output_dir", "{dataset}/run", "cannot be created: {dataset} is a file"),
+        ("output_dir", "/proc/orpo-dash-run", "ORPO_DASH_OUTPUT_ROOT"),
         ("alert_thresholds", {"min_stp": 80}, "did you mean 'min_step'?"),
     ],
 )
 def test_bad_input_gets_a_per_field_422_and_creates_no_run(client, tiny_model_dir, tiny_dataset_file, field, value, expected) -> None:  # type: ignore[no-untyped-def]
+    if isinstance(value, str):
+        value = value.format(tmp=tempfile.gettempdir(), dataset=tiny_dataset_file)
+        expected = expected.format(dataset=tiny_dataset_file)
     body = {**_tiny_run(tiny_model_dir, tiny_dataset_file), field: value}
     response = client.post("/api/runs", json=body)
     assert response.status_code == 422
