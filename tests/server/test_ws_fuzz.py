@@ -61,12 +61,13 @@ def random_frame(rng: random.Random) -> str | bytes:
         text = json.dumps(_json_value(rng))
         return text[: rng.randrange(max(1, len(text)))]  # truncated JSON
     if choice == 4:
-        return '{"type": "batch", "seq": 1, "points": [[%s, "loss", %s, %s]]}' % (
-            _huge_number(rng), _huge_number(rng), _huge_number(rng))
+        step, value, when = (_huge_number(rng) for _ in range(3))
+        return f'{{"type": "batch", "seq": 1, "points": [[{step}, "loss", {value}, {when}]]}}'
     if choice == 5:
-        return '{"type": "subscribe", "after_step": %s}' % _huge_number(rng)
+        return f'{{"type": "subscribe", "after_step": {_huge_number(rng)}}}'
     if choice == 6:
-        return '{"type": "hello", "protocol": 1, "token": "\\ud800%s"}' % rng.choice(["", "\\udc00x", "\\u0000"])
+        tail = rng.choice(["", "\\udc00x", "\\u0000"])
+        return f'{{"type": "hello", "protocol": 1, "token": "\\ud800{tail}"}}'
     if choice == 7:
         return "[" * rng.choice([50, 5000]) + "]" * rng.choice([0, 50])
     if choice == 8:
