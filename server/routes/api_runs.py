@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from orpo_dash.config_advice import advise
 from orpo_dash.config_errors import explain
-from orpo_dash.protocol import RunStatus
+from orpo_dash.protocol import RunStatus, shown
 from server.db import SessionDep
 from server.models import Run
 from server.schemas import (
@@ -242,8 +242,9 @@ def export_runs(
 
 def _parse_run_ids(text: str) -> list[int]:
     parts = [part.strip() for part in text.split(",") if part.strip()]
-    if not parts or not all(part.isdigit() for part in parts):
-        raise _query_error_422("runs", f"runs must be run ids separated by commas, like runs=1,2,3; got {text!r}")
+    # ASCII digits only ("²".isdigit() is true, int() refuses it), and not thousands of them (int() refuses those too).
+    if not parts or not all(part.isascii() and part.isdigit() and len(part) <= 100 for part in parts):
+        raise _query_error_422("runs", f"runs must be run ids separated by commas, like runs=1,2,3; got {shown(text)}")
     return list(dict.fromkeys(int(part) for part in parts))  # a repeated id is exported once
 
 

@@ -38,7 +38,8 @@ def _messages(response: httpx.Response) -> str:
 
 @pytest.mark.parametrize("run", [2**31, 2**63 - 1, 2**63, 2**64 + 1, 10**30])
 def test_ids_beyond_the_id_column_are_404(server: LiveServer, run: int) -> None:
-    for path in (f"/api/runs/{run}", f"/api/runs/{run}/metrics", f"/api/runs/{run}/files", f"/runs/{run}"):
+    for path in (f"/api/runs/{run}", f"/api/runs/{run}/metrics", f"/api/runs/{run}/files", f"/runs/{run}",
+                 f"/api/export?runs=1,{run}"):
         assert server.api("GET", path).status_code == 404, path
     for method, path in (("PATCH", f"/api/runs/{run}"), ("DELETE", f"/api/runs/{run}"), ("POST", f"/api/runs/{run}/stop")):
         response = server.api(method, path, json={"name": "x"} if method == "PATCH" else None)
@@ -48,9 +49,11 @@ def test_ids_beyond_the_id_column_are_404(server: LiveServer, run: int) -> None:
 
 
 @pytest.mark.parametrize("text", ["²", "1" * 5000, "-1", "0x10"])
-def test_odd_run_ids_in_page_urls_are_not_found(server: LiveServer, text: str) -> None:
+def test_odd_run_ids_in_urls_are_not_found_or_refused(server: LiveServer, text: str) -> None:
     assert server.api("GET", f"/runs/{text}").status_code == 404
     assert server.api("GET", f"/compare?runs={text}").status_code == 200
+    response = server.api("GET", f"/api/export?runs={text}")
+    assert response.status_code == 422 and "runs must be run ids" in response.text and len(response.text) < 1000
 
 
 @pytest.mark.parametrize("body", [
