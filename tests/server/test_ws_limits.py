@@ -162,3 +162,18 @@ def test_browser_frames_after_subscribing_are_ignored(server: LiveServer, worker
         ws.send("not json either")
         ws.close()
         assert ws.protocol.close_rcvd is not None  # the server answered the close: it was still there
+
+
+def test_a_sample_the_trainer_clipped_is_accepted(server: LiveServer, worker_run: tuple[int, str]) -> None:
+    from orpo_dash.protocol import MAX_SAMPLE_CHARS, clip_sample_text
+
+    long = "y" * 10_000_000
+    clipped = clip_sample_text(long)
+    assert len(clipped) == MAX_SAMPLE_CHARS and clipped.endswith("[... cut: 10000000 characters in all]")
+    assert clip_sample_text("short") == "short"
+    seq = _next_seq(server, worker_run)
+    with welcomed(server, worker_run) as ws:
+        ws.send(json.dumps({"type": "batch", "seq": seq, "samples": [{"step": 1, "prompt": clipped, "completion": clipped}]}))
+        assert json.loads(ws.recv(timeout=30)) == {"type": "ack", "seq": seq}
+    stored = server.api("GET", f"/api/runs/{worker_run[0]}/samples").json()
+    assert stored[-1]["completion"] == clipped
