@@ -20,6 +20,14 @@ def server(request, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSe
     yield from _serve(tmp_path_factory.mktemp("limits"), database_url, {"ORPO_DASH_LAUNCH_WORKERS": "0"})
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_tracebacks(server: LiveServer) -> Iterator[None]:
+    yield
+    assert server.log_path is not None
+    log = server.log_path.read_text()
+    assert "Traceback" not in log and "Exception in ASGI" not in log, log[-4000:]
+
+
 @pytest.fixture(scope="module")
 def run_id(server: LiveServer) -> int:
     created = server.api("POST", "/api/runs", params={"launch": "false"}, json={"dataset": "org/prefs", "name": "limits"})
