@@ -23,6 +23,9 @@ WORKER_PATH = "/ws/worker/{run_id}"
 # A launched worker finds its run's token in this environment variable, never on its command line
 # (where `ps` shows it to every user of the machine).
 WORKER_TOKEN_ENV = "ORPO_DASH_WORKER_TOKEN"
+# A worker started on another machine (a Ray job) gets its run config as JSON in this variable: the
+# dashboard's run folder, where a local worker finds config.json, is not on that machine.
+RUN_CONFIG_ENV = "ORPO_DASH_RUN_CONFIG"
 BROWSER_PATH = "/ws/runs/{run_id}"
 
 # Close codes: 1013 is RFC 6455's "try again later"; 4000-4999 are application codes.

@@ -54,6 +54,11 @@ class RunConfig(BaseModel):
     )
     device: str = Field("auto", max_length=32, description="'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    gpus: int = Field(
+        0, ge=0, le=64,
+        description="GPUs for this run's worker. The Ray launcher reserves them for the job; more than 1 starts one "
+                    "data-parallel process per GPU (torchrun). 0: none reserved (the local launcher uses this machine).",
+    )
 
     # --- data ---
     dataset: PathText = Field(
@@ -168,7 +173,7 @@ class RunConfig(BaseModel):
 def field_groups() -> dict[str, list[str]]:
     """Form sections, in display order. Every RunConfig field appears exactly once."""
     return {
-        "Model": ["model", "dtype", "device", "gradient_checkpointing"],
+        "Model": ["model", "dtype", "device", "gradient_checkpointing", "gpus"],
         "Data": ["dataset", "eval_dataset", "eval_fraction", "max_length", "max_prompt_length"],
         "ORPO": ["beta", "prompt_loss"],
         "Optimisation": [

@@ -24,7 +24,7 @@ from server.live import LiveHub
 from server.models import Run
 from server.notify import WebhookNotifier
 from server.request_limits import RequestLimits
-from server.routes import api_files, api_runs, pages, ws_browser, ws_worker
+from server.routes import api_files, api_launcher, api_runs, pages, ws_browser, ws_worker
 from server.schemas import AlertPublic
 from server.services import run_status
 from server.services import runs as run_service
@@ -126,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(api_runs.router)
     app.include_router(api_files.router)
+    app.include_router(api_launcher.router)
     app.include_router(ws_worker.router)
     app.include_router(ws_browser.router)
     app.include_router(pages.router)
@@ -136,9 +137,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _make_launcher(app: FastAPI, settings: Settings) -> Any:
     if not settings.launch_workers:
         return NoLauncher()
+    if settings.launcher == "ray":
+        # Imported only when chosen: the other launchers never need the `ray` extra.
+        from server.launchers.ray_jobs import RayJobsLauncher
+
+        return RayJobsLauncher(
+            writer=app.state.writer,
+            ray_address=settings.ray_address,
+            worker_url=_worker_url(settings),
+            runs_dir=settings.runs_dir,
+            max_concurrent=settings.max_concurrent_runs,
+            cpus_per_run=settings.ray_cpus_per_run,
+            runtime_env=settings.ray_runtime_env,
+            python=settings.worker_python,
+            model_cache_dir=settings.model_cache_dir,
+            poll_seconds=settings.ray_poll_seconds,
+            issue_token=lambda _session, run: run_service.rotate_worker_token(run),
+            on_run_changed=app.state.announce_run,
+        )
     return LocalProcessLauncher(
         writer=app.state.writer,
-        server_url=_public_url(settings),
+        server_url=_worker_url(settings),
         runs_dir=settings.runs_dir,
         max_concurrent=settings.max_concurrent_runs,
         python=settings.worker_python,
@@ -196,6 +215,11 @@ def _public_url(settings: Settings) -> str:
     """How workers and links on this machine reach the dashboard."""
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "localhost") else settings.host
     return f"http://{host}:{settings.port}"
+
+
+def _worker_url(settings: Settings) -> str:
+    """How workers reach the dashboard: `worker_url` when they run on other machines."""
+    return settings.worker_url.rstrip("/") or _public_url(settings)
 
 
 def _alert_json(alert: Any) -> dict[str, Any]:

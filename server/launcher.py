@@ -18,6 +18,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from orpo_dash.protocol import WORKER_TOKEN_ENV
+from server.launchers.worker_command import worker_command
 from server.models import Run
 from server.services import run_status
 from server.services import runs as run_service
@@ -117,9 +118,9 @@ class LocalProcessLauncher:
         run_dir.mkdir(parents=True, exist_ok=True)
         config_path = run_dir / "config.json"
         config_path.write_text(json.dumps(config, indent=2))
-        command = [self._python, "-m", "trainer", str(config_path), "--server", self._server_url, "--run-id", str(run_id)]
-        if self._model_cache_dir:
-            command += ["--cache-dir", str(self._model_cache_dir)]
+        command = worker_command(python=self._python, server_url=self._server_url, run_id=run_id,
+                                 gpus=int(config.get("gpus") or 0), config_path=config_path,
+                                 cache_dir=self._model_cache_dir)
         log_path = run_dir / "worker.log"
         with open(log_path, "ab") as log_file:
             process = subprocess.Popen(

@@ -135,3 +135,16 @@ class ValidationResult(BaseModel):
         default_factory=dict, description="Settings that make an ORPO pitfall likely; they do not block the launch."
     )
     preview: DatasetPreview | None = None
+
+
+class LauncherPublic(BaseModel):
+    """Who starts this dashboard's runs, and what the cluster has (shown on the new-run form)."""
+
+    kind: str = Field(description="'local' (subprocesses of the dashboard), 'ray' (Ray jobs) or 'none' (external workers only).")
+    max_concurrent_runs: int = Field(description="Runs started at once; more wait queued.")
+    ray_address: str | None = Field(None, description="The Ray Jobs API URL (launcher 'ray').")
+    nodes: int | None = Field(None, description="Alive Ray nodes; null when unknown.")
+    cpus: float | None = Field(None, description="CPUs across the Ray cluster.")
+    gpus: float | None = Field(None, description="GPUs across the Ray cluster.")
+    cpus_per_run: float | None = Field(None, description="CPUs Ray reserves for each run.")
+    error: str | None = Field(None, description="Why the cluster could not be described, if it could not.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -54,6 +54,22 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         1024 * 1024, ge=1024, description="Largest HTTP request body accepted; larger ones get 413.",
     )
+    worker_url: str = Field(
+        "", description="URL workers use to reach this dashboard (e.g. http://dashboard-host:8000); empty: "
+                        "http://<host>:<port>, loopback when bound to 0.0.0.0. Set it when workers run on other machines.",
+    )
+    launcher: Literal["local", "ray"] = Field(
+        "local", description="Who starts a queued run's worker: 'local' (a subprocess of this dashboard) or "
+                             "'ray' (a Ray job on the cluster at ray_address; needs `pip install orpo-dash[ray]`).",
+    )
+    ray_address: str = Field("", description="The Ray dashboard / Jobs API URL, e.g. http://ray-head:8265 (launcher 'ray').")
+    ray_runtime_env: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Ray runtime_env for every run's job, as JSON, e.g. {\"pip\": [\"orpo-dash\"]} or "
+                    "{\"working_dir\": \"/src/orpo-dash\"}; empty when every node has the same image.",
+    )
+    ray_cpus_per_run: float = Field(1.0, gt=0.0, description="CPUs Ray reserves for each run's job (entrypoint_num_cpus).")
+    ray_poll_seconds: float = Field(2.0, gt=0.0, description="How often the Ray launcher asks Ray about its jobs.")
 
     allow_public_bind: bool = Field(
         False,
@@ -77,6 +93,15 @@ class Settings(BaseSettings):
                 f"host={self.host!r} would expose the dashboard beyond this machine, and it has no authentication "
                 "yet; use 127.0.0.1 (or an SSH tunnel), or set ORPO_DASH_ALLOW_PUBLIC_BIND=1 inside a container "
                 "whose port is published on 127.0.0.1 only"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _ray_needs_an_address(self) -> Settings:
+        if self.launcher == "ray" and not self.ray_address.startswith(("http://", "https://")):
+            raise ValueError(
+                f"launcher='ray' needs ray_address, the Ray dashboard's URL (got {self.ray_address!r}); set "
+                "--ray-address or ORPO_DASH_RAY_ADDRESS to e.g. http://ray-head:8265 (`ray start --head` prints it)"
             )
         return self
 

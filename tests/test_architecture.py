@@ -20,7 +20,7 @@ def test_server_starts_without_importing_torch(tmp_path: Path) -> None:
         "from server.app import create_app\n"
         "from server.settings import Settings\n"
         f"create_app(Settings(data_dir={str(tmp_path)!r}))\n"
-        "print(','.join(sorted(m for m in ('torch', 'transformers', 'trainer') if m in sys.modules)))\n"
+        "print(','.join(sorted(m for m in ('torch', 'transformers', 'trainer', 'ray') if m in sys.modules)))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert result.stdout.strip() == "", result.stdout

@@ -3,6 +3,7 @@
     python -m trainer run.yaml --metrics-out metrics.jsonl
     ORPO_DASH_WORKER_TOKEN=T python -m trainer run.json --server http://127.0.0.1:8000 --run-id 7
     python -m trainer run.yaml --server http://127.0.0.1:8000 --name try-1   # registers a new run
+    ORPO_DASH_RUN_CONFIG='{"max_steps": 5}' ORPO_DASH_WORKER_TOKEN=T python -m trainer --server URL --run-id 7
 
 The config file (YAML or JSON) holds RunConfig fields. Exit status: 0 when the run completed or
 was stopped gracefully, 1 when it failed (bad config included), with the reason on stderr and,
@@ -25,14 +26,15 @@ from pydantic import ValidationError
 
 from orpo_dash.config_advice import advise
 from orpo_dash.config_errors import explain
-from orpo_dash.protocol import WORKER_TOKEN_ENV, spill_file_name
+from orpo_dash.protocol import RUN_CONFIG_ENV, WORKER_TOKEN_ENV, spill_file_name
 from orpo_dash.run_config import RunConfig
 from trainer.reporting import ConsoleReporter, MetricsFileReporter, MultiReporter, NullReporter, Reporter
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m trainer", description="Run one ORPO fine-tuning job.")
-    parser.add_argument("config", help="YAML or JSON file of RunConfig fields")
+    parser.add_argument("config", nargs="?",
+                        help=f"YAML or JSON file of RunConfig fields; omitted: the JSON in ${RUN_CONFIG_ENV}")
     parser.add_argument("--metrics-out", help="append one JSON object per metrics report to this file")
     parser.add_argument("--server", help="dashboard URL to stream metrics, logs and status to")
     parser.add_argument("--run-id", type=int, help="the dashboard's run id (with --server; omit to register a new run)")
@@ -45,6 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", help="where the converted bundled model is cached (default ~/.cache/orpo-dash/models)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
+    if args.config is None and RUN_CONFIG_ENV not in os.environ:
+        parser.error(f"give a config file, or the config as JSON in ${RUN_CONFIG_ENV}")
     if args.server and args.token is None:
         args.token = os.environ.get(WORKER_TOKEN_ENV) or None
     if (args.run_id is not None or args.token) and not args.server:
@@ -54,16 +58,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def load_config(path: str) -> RunConfig:
-    """Read and validate a config file; ValueError with one line per bad field."""
+def load_config(path: str | None) -> RunConfig:
+    """Read and validate a config file (None: the JSON in $ORPO_DASH_RUN_CONFIG); ValueError with one
+    line per bad field."""
+    if path is None:
+        path, text, is_json = f"${RUN_CONFIG_ENV}", os.environ[RUN_CONFIG_ENV], True
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ValueError(f"config file not found: {path} (a YAML or JSON file of run-config fields)") from None
+        is_json = path.endswith(".json")
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"config file not found: {path} (a YAML or JSON file of run-config fields)") from None
-    try:
-        raw: Any = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+        raw: Any = json.loads(text) if is_json else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}") from exc
+        raise ValueError(f"{path}: not valid {'JSON' if is_json else 'YAML'}: {exc}") from exc
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping of RunConfig fields, got {type(raw).__name__}")
     try:

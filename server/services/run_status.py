@@ -9,6 +9,9 @@ Transitions allowed today, and who makes them:
   reports `running` again is a resumed run and reopens (`apply_reported`).
 - queued/running -> completed, stopped or failed: its worker process exited without reporting its end
   (`record_exit`).
+- queued/running -> completed, stopped or failed: its cluster job ended (Ray says SUCCEEDED, STOPPED or
+  FAILED) without the worker reporting its end (`record_job_end`).
+- running -> failed: its cluster job could not be submitted (`fail_launch`).
 - running -> failed: after a dashboard restart its worker never reconnected (`fail_orphans`).
 
 Each function changes the Run it is given (or loads) in the caller's session; the caller commits, which
@@ -76,6 +79,26 @@ def record_exit(*, session: Session, run_id: int, exit_code: int, stopping: bool
         run.status = "failed"
         run.error = failure
     run.finished_at = utcnow()
+
+
+# Ray's terminal job statuses (ray.job_submission.JobStatus values).
+JOB_SUCCEEDED, JOB_STOPPED, JOB_FAILED = "SUCCEEDED", "STOPPED", "FAILED"
+
+
+def record_job_end(*, session: Session, run_id: int, job_status: str, stopping: bool, failure: str) -> None:
+    """A run's cluster job ended. As with a process exit, the worker normally reported first and this
+    changes nothing; otherwise a job that succeeded completed, and one that failed, or was stopped by
+    someone other than this dashboard (`ray job stop`), failed with Ray's message in `failure`."""
+    record_exit(session=session, run_id=run_id, exit_code=0 if job_status == JOB_SUCCEEDED else 1,
+                stopping=stopping, failure=failure)
+
+
+def fail_launch(*, session: Session, run_id: int, error: str) -> None:
+    """Its worker could not be started at all (the cluster refused or could not be reached)."""
+    run = session.get(Run, run_id)
+    if run is None or run.status in TERMINAL_STATUSES:
+        return
+    run.status, run.finished_at, run.error = "failed", utcnow(), error[:MAX_ERROR_CHARS]
 
 
 def fail_orphans(*, session: Session, run_ids: list[int], grace_seconds: float) -> list[int]:

@@ -1,0 +1,168 @@
+"""The Ray launcher end to end: a real local Ray head, a real dashboard with `--launcher ray`, tiny runs
+submitted as Ray jobs that stream back over the websocket protocol, stopped, and killed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orpo_dash.protocol import WORKER_TOKEN_ENV
+from tests.conftest import REPO_ROOT, LiveServer, _serve, free_port
+
+pytestmark = pytest.mark.slow
+# The `ray` extra is optional: without it this module is skipped, saying so.
+job_submission = pytest.importorskip("ray.job_submission", reason="ray is not installed: pip install 'orpo-dash[ray]'")
+
+# Not 6379: a Redis holds that port on the shared test machine.
+RAY_GCS_PORT = 6390
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[str]:
+    """A one-node Ray cluster (2 CPUs) for this module; yields its Jobs API URL."""
+    ray = str(Path(sys.executable).parent / "ray")
+    dashboard_port = free_port()
+    # Jobs inherit the head's environment: this checkout's code and this venv's `python`.
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    started = subprocess.run(
+        [ray, "start", "--head", "--num-cpus", "2", "--port", str(RAY_GCS_PORT), "--dashboard-host", "127.0.0.1",
+         "--dashboard-port", str(dashboard_port), "--include-dashboard=true", "--disable-usage-stats",
+         "--temp-dir", temp_dir],
+        env=env, cwd=temp_dir, capture_output=True, text=True, timeout=180, check=False,
+    )
+    if started.returncode != 0:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        pytest.fail(f"`ray start --head` failed (is another Ray head on port {RAY_GCS_PORT}?):\n{started.stderr[-3000:]}")
+    try:
+        yield f"http://127.0.0.1:{dashboard_port}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120, check=False)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_dashboard(tmp_path: Path, ray_head: str) -> Iterator[LiveServer]:
+    yield from _serve(tmp_path, None, extra_env={
+        "ORPO_DASH_LAUNCHER": "ray", "ORPO_DASH_RAY_ADDRESS": ray_head, "ORPO_DASH_RAY_POLL_SECONDS": "0.5",
+    })
+
+
+def _tiny_run(model_dir: Path, dataset: Path, **overrides) -> dict:  # type: ignore[no-untyped-def]
+    return {"model": str(model_dir), "dataset": str(dataset), "max_steps": STEPS, "batch_size": 2, "max_length": 64,
+            "max_prompt_length": 32, "learning_rate": 1e-3, "eval_fraction": 0.2, "seed": 0, **overrides}
+
+
+def _job_of(ray_head: str, run_id: int, server: LiveServer) -> Any:
+    """The Ray job this dashboard submitted for the run (found by its metadata)."""
+    jobs = [job for job in job_submission.JobSubmissionClient(ray_head).list_jobs()
+            if (job.metadata or {}).get("orpo_dash_run_id") == str(run_id)
+            and (job.metadata or {}).get("orpo_dash_server") == server.url]
+    assert len(jobs) == 1, jobs
+    return jobs[0]
+
+
+def test_a_run_trains_as_a_ray_job_and_streams_every_step(ray_head, ray_dashboard, tiny_model_dir, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+    server = ray_dashboard
+    launcher = server.api("GET", "/api/launcher").json()
+    assert launcher["kind"] == "ray" and launcher["ray_address"] == ray_head
+    assert launcher["nodes"] == 1 and launcher["cpus"] == 2 and launcher["error"] is None
+
+    run_id = server.api("POST", "/api/runs", json=_tiny_run(tiny_model_dir, tiny_dataset_file)).json()["id"]
+    run = server.wait_for_run(run_id, ("completed", "failed", "stopped"), timeout=150)
+    assert run["status"] == "completed", run["error"]
+    series = server.api("GET", f"/api/runs/{run_id}/metrics").json()["series"]
+    assert series["loss"]["step"] == list(range(1, STEPS + 1))
+    assert server.api("GET", f"/api/runs/{run_id}/logs").json(), "the worker's output should stream to the dashboard"
+
+    job = _wait_for_job_end(ray_head, run_id, server)
+    assert job.status == "SUCCEEDED"
+    assert job.entrypoint.split()[1:3] == ["-m", "trainer"] and "--token" not in job.entrypoint
+    # The token travels in the job's environment, never on its entrypoint (Ray lists and logs those).
+    assert job.runtime_env["env_vars"][WORKER_TOKEN_ENV] not in job.entrypoint
+    job_log = server.data_dir / "runs" / str(run_id) / "worker.log"
+    deadline = time.monotonic() + 15
+    while not job_log.exists():  # written once the launcher has seen the job end
+        assert time.monotonic() < deadline, "the job's log should be kept in the run folder"
+        time.sleep(0.2)
+    assert f"Running entrypoint for job {job.submission_id}" in job_log.read_text()
+
+
+def test_stop_from_the_dashboard_stops_the_ray_job_and_the_run_ends_stopped(ray_head, ray_dashboard, tiny_model_dir, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+    server = ray_dashboard
+    run_id = server.api("POST", "/api/runs", json=_tiny_run(tiny_model_dir, tiny_dataset_file, max_steps=5000)).json()["id"]
+    _wait_for_steps(server, run_id, 1)
+    assert server.api("POST", f"/api/runs/{run_id}/stop").status_code == 200
+    run = server.wait_for_run(run_id, ("completed", "failed", "stopped"), timeout=60)
+    assert run["status"] == "stopped", run["error"]
+    assert run["last_step"] < 5000
+    assert _wait_for_job_end(ray_head, run_id, server).status == "STOPPED"
+
+
+def test_a_job_killed_behind_the_dashboards_back_fails_the_run_with_rays_message(ray_head, ray_dashboard, tiny_model_dir, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+    server = ray_dashboard
+    run_id = server.api("POST", "/api/runs", json=_tiny_run(tiny_model_dir, tiny_dataset_file, max_steps=5000)).json()["id"]
+    deadline = time.monotonic() + 90
+    while not (pids := _worker_pids(run_id)):
+        assert time.monotonic() < deadline, "the job's worker process never appeared"
+        time.sleep(0.2)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would: the worker reports nothing
+    run = server.wait_for_run(run_id, ("completed", "failed", "stopped"), timeout=60)
+    assert run["status"] == "failed"
+    job = _job_of(ray_head, run_id, server)
+    assert run["error"].startswith(f"Ray job {job.submission_id} FAILED: ") and job.message in run["error"], run["error"]
+
+
+def test_an_unreachable_ray_head_leaves_runs_queued_and_says_so(tmp_path, tiny_model_dir, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    for server in _serve(tmp_path, None, extra_env={"ORPO_DASH_LAUNCHER": "ray", "ORPO_DASH_RAY_ADDRESS": nowhere,
+                                                    "ORPO_DASH_RAY_POLL_SECONDS": "0.5"}):
+        launcher = server.api("GET", "/api/launcher").json()
+        assert launcher["kind"] == "ray" and launcher["nodes"] is None
+        assert nowhere in launcher["error"]
+        run_id = server.api("POST", "/api/runs", json=_tiny_run(tiny_model_dir, tiny_dataset_file)).json()["id"]
+        time.sleep(2)
+        assert server.api("GET", f"/api/runs/{run_id}").json()["status"] == "queued"
+
+
+def _wait_for_job_end(ray_head: str, run_id: int, server: LiveServer) -> Any:
+    deadline = time.monotonic() + 60
+    while not (job := _job_of(ray_head, run_id, server)).status.is_terminal():
+        assert time.monotonic() < deadline, f"the Ray job stayed {job.status}"
+        time.sleep(0.3)
+    return job
+
+
+def _wait_for_steps(server: LiveServer, run_id: int, steps: int) -> None:
+    deadline = time.monotonic() + 120
+    while (run := server.api("GET", f"/api/runs/{run_id}").json())["last_step"] is None or run["last_step"] < steps:
+        assert run["status"] in ("queued", "running"), run
+        assert time.monotonic() < deadline, "the run never started training"
+        time.sleep(0.3)
+
+
+def _worker_pids(run_id: int) -> list[int]:
+    """This run's `python -m trainer … --run-id RUN_ID` processes (Ray's shell around it excluded)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if argv[1:3] == ["-m", "trainer"] and "--run-id" in argv and argv[argv.index("--run-id") + 1] == str(run_id):
+            pids.append(int(cmdline.parent.name))
+    return pids
+
