@@ -25,6 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="TCP port (default 8000)")
     _add_database_options(serve)
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
+    serve.add_argument("--launcher", choices=("local", "ray"), default=None,
+                       help="who starts runs: 'local' subprocesses (default) or 'ray' jobs on a cluster (docs/cluster.md)")
+    serve.add_argument("--ray-address", default=None,
+                       help="the Ray dashboard / Jobs API URL for --launcher ray, e.g. http://ray-head:8265")
+    serve.add_argument("--worker-url", default=None,
+                       help="the URL workers on other machines use to reach this dashboard, e.g. http://dash-host:8000")
 
     migrate = commands.add_parser("migrate", help="apply database migrations and exit",
                                   description="Apply Alembic migrations to the database and exit.")
@@ -99,6 +105,9 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             "port": getattr(args, "port", None),
             "database_url": args.database_url,
             "data_dir": args.data_dir,
+            "launcher": getattr(args, "launcher", None),
+            "ray_address": getattr(args, "ray_address", None),
+            "worker_url": getattr(args, "worker_url", None),
         }.items()
         if value is not None
     }

@@ -72,3 +72,10 @@ def test_serve_names_the_bad_setting_and_where_it_came_from(tmp_path: Path) -> N
                          env={**os.environ, "ORPO_DASH_MAX_CONCURRENT_RUNS": "0"})
     assert env.returncode == 2
     assert "max_concurrent_runs must be at least 1 (got '0')" in env.stderr and "ORPO_DASH_MAX_CONCURRENT_RUNS" in env.stderr
+
+
+def test_serve_with_the_ray_launcher_needs_the_ray_address(tmp_path: Path) -> None:
+    result = run("serve", "--launcher", "ray", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "launcher='ray' needs ray_address" in result.stderr and "--ray-address" in result.stderr
+    assert "--launcher" in run("serve", "--help").stdout

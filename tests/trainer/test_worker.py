@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orpo_dash.protocol import RUN_CONFIG_ENV
 from trainer.reporting import MetricsFileReporter, MultiReporter, NullReporter
-from trainer.worker import main
+from trainer.worker import load_config, main, parse_args
 
 
 def test_main_trains_from_yaml_and_writes_metrics(make_config, tmp_path: Path) -> None:
@@ -112,3 +113,16 @@ def test_the_worker_token_comes_from_the_environment_or_the_flag_even_when_it_st
         argv.append("--token=-starts-with-a-dash")
     assert main(argv) == 0
     assert made == ["-starts-with-a-dash"]
+
+
+def test_a_worker_without_a_config_file_reads_it_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(RUN_CONFIG_ENV, raising=False)
+    with pytest.raises(SystemExit):
+        parse_args(["--server", "http://dash:8000"])
+    monkeypatch.setenv(RUN_CONFIG_ENV, json.dumps({"max_steps": 3, "beta": 0.2}))
+    assert parse_args(["--server", "http://dash:8000"]).config is None
+    config = load_config(None)
+    assert (config.max_steps, config.beta) == (3, 0.2)
+    monkeypatch.setenv(RUN_CONFIG_ENV, json.dumps({"max_steps": 0}))
+    with pytest.raises(ValueError, match=rf"\${RUN_CONFIG_ENV}: invalid run config"):
+        load_config(None)
