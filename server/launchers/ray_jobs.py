@@ -115,12 +115,16 @@ class RayJobsLauncher:
 
     # --- the background thread ---------------------------------------------------------------------
     def _loop(self) -> None:
+        last_error = ""
         while not self._closed.is_set():
             try:
                 self._tick()
+                last_error = ""
             except Exception as error:  # noqa: BLE001 - an unreachable head must not end the loop
-                log.warning("Ray launcher: %s (Ray Jobs API at %s); retrying in %g s",
-                            error, self._address, self._poll_seconds)
+                if str(error) != last_error:  # once per outage, not every poll
+                    log.warning("Ray launcher: %s (Ray Jobs API at %s); queued runs wait, retrying every %g s",
+                                error, self._address, self._poll_seconds)
+                last_error = str(error)
                 self._client = None
             self._wakeup.wait(self._poll_seconds)
             self._wakeup.clear()

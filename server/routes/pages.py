@@ -22,6 +22,7 @@ from orpo_dash.protocol import shown
 from orpo_dash.run_config import RunConfig, field_groups
 from server.db import SessionDep
 from server.services.runs import get_run
+from server.settings import Settings
 from server.templating import templates
 
 router = APIRouter(include_in_schema=False)
@@ -178,8 +179,16 @@ def run_new(request: Request, clone: int | None = None) -> HTMLResponse:
         # What the form's script needs to turn inputs back into JSON values.
         "field_kinds": {f.name: {"kind": f.kind, "nullable": f.nullable} for _, _, fields in sections for f in fields},
         "clone_id": clone,
+        # The kind and address only: the cluster's resources are fetched by the page (/api/launcher), so an
+        # unreachable Ray head never slows the form down.
+        "launcher": _launcher_kind(request.app.state.settings),
     }
     return templates.TemplateResponse(request, "run_new.html", context)
+
+
+def _launcher_kind(settings: Settings) -> dict[str, str]:
+    kind = "none" if not settings.launch_workers else settings.launcher
+    return {"kind": kind, "ray_address": settings.ray_address}
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse, name="run_detail")

@@ -3,7 +3,7 @@
 "use strict";
 
 (function () {
-  const { api, ApiError, escapeHtml, debounce, toast } = Dash;
+  const { api, ApiError, escapeHtml, debounce, fmtNum, toast } = Dash;
 
   const form = document.getElementById("run-form");
   const defaults = JSON.parse(document.getElementById("form-defaults").textContent);
@@ -225,6 +225,23 @@
       banner.hidden = false;
     }
   }
+
+  // --- the launcher: who starts the run, and what the Ray cluster has ----------------------------
+  async function showLauncher() {
+    const info = document.getElementById("launcher-info");
+    const resources = document.getElementById("launcher-resources");
+    if (info.dataset.kind !== "ray") return;
+    try {
+      const launcher = await api("GET", "/api/launcher");
+      if (launcher.error) { resources.textContent = launcher.error; resources.className = "error"; return; }
+      const plural = (n, word) => `${fmtNum(n)} ${word}${n === 1 ? "" : "s"}`;
+      resources.textContent = `Cluster: ${plural(launcher.nodes, "node")}, ${plural(launcher.cpus, "CPU")}, ` +
+        `${plural(launcher.gpus, "GPU")}; each run reserves ${plural(launcher.cpus_per_run, "CPU")} and its "gpus" field.`;
+    } catch (err) {
+      resources.textContent = `Could not ask the dashboard about the cluster: ${err.message}`;
+    }
+  }
+  showLauncher();
 
   // Not form.dataset: a <form> exposes its controls by name, and the "dataset" field shadows it.
   const cloneId = form.getAttribute("data-clone");

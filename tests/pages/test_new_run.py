@@ -138,3 +138,20 @@ def test_submit_opens_live_run_page_that_grows_survives_reload_and_stops(
     assert page.locator("#stop-btn").is_hidden()
     assert live_server.api("GET", f"/api/runs/{run_id}").json()["status"] == "stopped"
     shot("run-stopped")
+
+
+def test_the_form_says_which_launcher_starts_the_run(live_server, page, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    page.goto(live_server.url + "/runs/new")
+    assert "worker processes on the dashboard's machine" in page.inner_text("#launcher-info")
+
+    from tests.conftest import _serve, free_port
+
+    nowhere = f"http://127.0.0.1:{free_port()}"  # a Ray head that is down: the form says so, and still works
+    (tmp_path / "ray").mkdir()
+    for server in _serve(tmp_path / "ray", None, extra_env={"ORPO_DASH_LAUNCHER": "ray", "ORPO_DASH_RAY_ADDRESS": nowhere}):
+        page.goto(server.url + "/runs/new")
+        assert f"Ray jobs on the cluster at {nowhere}" in page.inner_text("#launcher-info")
+        resources = page.locator("#launcher-resources")
+        page.wait_for_function("document.getElementById('launcher-resources').textContent.length > 0")
+        assert f"could not read the Ray cluster at {nowhere}" in resources.inner_text()
+        page.goto("about:blank")
