@@ -111,17 +111,21 @@ def test_stop_from_the_dashboard_stops_the_ray_job_and_the_run_ends_stopped(ray_
     assert _wait_for_job_end(ray_head, run_id, server).status == "STOPPED"
 
 
-def test_a_job_killed_behind_the_dashboards_back_fails_the_run_with_rays_message(ray_head, ray_dashboard, tiny_model_dir, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+def test_a_job_outlives_a_dashboard_restart_and_dying_unreported_fails_the_run_with_rays_message(ray_head, ray_dashboard, tiny_model_dir, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
     server = ray_dashboard
     run_id = server.api("POST", "/api/runs", json=_tiny_run(tiny_model_dir, tiny_dataset_file, max_steps=5000)).json()["id"]
-    deadline = time.monotonic() + 90
-    while not (pids := _worker_pids(run_id)):
-        assert time.monotonic() < deadline, "the job's worker process never appeared"
-        time.sleep(0.2)
+    _wait_for_steps(server, run_id, 1)
+    server.stop()  # the job keeps training on the cluster ...
+    server.start()  # ... and the restarted dashboard adopts it
+    step = server.api("GET", f"/api/runs/{run_id}").json()["last_step"]
+    _wait_for_steps(server, run_id, step + 1)  # the worker reconnected and streams on
+    pids = _worker_pids(run_id)
+    assert pids, "the job's worker process should be running"
     for pid in pids:
         os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would: the worker reports nothing
     run = server.wait_for_run(run_id, ("completed", "failed", "stopped"), timeout=60)
     assert run["status"] == "failed"
+    # Only the launcher's reconciliation with Ray can say this: it must have adopted the job.
     job = _job_of(ray_head, run_id, server)
     assert run["error"].startswith(f"Ray job {job.submission_id} FAILED: ") and job.message in run["error"], run["error"]
 
