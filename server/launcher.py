@@ -1,6 +1,6 @@
 """Launchers start workers for queued runs. The run queue lives in the database (status 'queued');
 a launcher claims runs from it. LocalProcessLauncher runs one subprocess per run on this machine;
-remote GPU workers will claim from the same queue through another Launcher."""
+server/launchers/ray_jobs.py's RayJobsLauncher submits each run as a Ray job (setting `launcher`)."""
 
 from __future__ import annotations
 

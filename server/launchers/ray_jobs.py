@@ -189,33 +189,36 @@ class RayJobsLauncher:
                 continue
             status = str(getattr(info.status, "value", info.status))
             if status in (run_status.JOB_SUCCEEDED, run_status.JOB_STOPPED, run_status.JOB_FAILED):
-                tail = self._save_logs(client, run_id, job)
+                logs = self._job_logs(client, job)
+                tail = "\n".join(logs.strip().splitlines()[-ERROR_TAIL_LINES:])
                 message = f"Ray job {job.submission_id} {status}: {info.message or '(no message)'}"
-                self._record_end(run_id, job, status, f"{message}\n{tail}".strip())
+                if self._record_end(run_id, job, status, f"{message}\n{tail}".strip()):
+                    # Kept in the run folder, as the local launcher keeps its worker's log.
+                    run_dir = self._runs_dir / str(run_id)
+                    run_dir.mkdir(parents=True, exist_ok=True)
+                    (run_dir / "worker.log").write_text(logs)
 
-    def _record_end(self, run_id: int, job: _Job, status: str, failure: str) -> None:
-        def record(session: Session) -> None:
+    def _record_end(self, run_id: int, job: _Job, status: str, failure: str) -> bool:
+        """Reconcile the run with its ended job; False when the run has been deleted meanwhile."""
+        def record(session: Session) -> bool:
             run_status.record_job_end(session=session, run_id=run_id, job_status=status,
                                       stopping=job.stopping, failure=failure)
+            return session.get(Run, run_id) is not None
 
         try:
-            self._writer.submit(record).result(timeout=WRITE_TIMEOUT_SECONDS)
+            exists: bool = self._writer.submit(record).result(timeout=WRITE_TIMEOUT_SECONDS)
         finally:
             with self._lock:
                 self._jobs.pop(run_id, None)
         log.info("run %s: Ray job %s ended %s", run_id, job.submission_id, status)
         self._on_run_changed(run_id)
+        return exists
 
-    def _save_logs(self, client: Any, run_id: int, job: _Job) -> str:
-        """Keep the job's whole log in the run folder, as the local launcher does; return its tail."""
+    def _job_logs(self, client: Any, job: _Job) -> str:
         try:
-            logs = client.get_job_logs(job.submission_id)
+            return str(client.get_job_logs(job.submission_id))
         except Exception as error:  # noqa: BLE001 - the end is still recorded without its log
             return f"(could not fetch the job's log: {error})"
-        run_dir = self._runs_dir / str(run_id)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "worker.log").write_text(logs)
-        return "\n".join(logs.strip().splitlines()[-ERROR_TAIL_LINES:])
 
     def _launch_queued(self, client: Any) -> None:
         with self._lock:
