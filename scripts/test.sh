@@ -12,6 +12,8 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 . .venv/bin/activate
+# Ray is an extra, never in the default install; the Ray launcher's end-to-end test needs it.
+python -c "import ray" 2>/dev/null || python -m pip install -q -e ".[ray]"
 # Lint first: a style or import error fails in seconds, not after the suite. mypy runs inside the suite
 # (tests/test_types.py), so both gate CI.
 python -m ruff check .
