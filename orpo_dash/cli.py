@@ -31,6 +31,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the Ray dashboard / Jobs API URL for --launcher ray, e.g. http://ray-head:8265")
     serve.add_argument("--worker-url", default=None,
                        help="the URL workers on other machines use to reach this dashboard, e.g. http://dash-host:8000")
+    serve.add_argument("--auth", action="store_true", default=None,
+                       help="require a login or API token for everything (needed for any host but 127.0.0.1; see docs/security.md)")
+    serve.add_argument("--allowed-hosts", default=None, metavar="NAME,...",
+                       help="extra host names the dashboard answers to (besides the bound host, localhost, 127.0.0.1, [::1])")
+
+    user = commands.add_parser("user", help="manage dashboard accounts (used when serving with --auth)",
+                               description="Create dashboard accounts. Roles: viewer (read), member (start and stop "
+                                           "own runs, rename, tag), admin (everything).")
+    user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    user_add = user_commands.add_parser("add", help="create a user; prompts for the password")
+    user_add.add_argument("name", help="user name (letters, digits, . _ @ -)")
+    roles = user_add.add_mutually_exclusive_group()
+    roles.add_argument("--role", choices=("viewer", "member", "admin"), default="member", help="what the user may do (default member)")
+    roles.add_argument("--admin", dest="role", action="store_const", const="admin", help="same as --role admin")
+    user_add.add_argument("--password-stdin", action="store_true", help="read the password from standard input (for scripts)")
+    _add_database_options(user_add)
+    user_list = user_commands.add_parser("list", help="list users and their roles")
+    _add_database_options(user_list)
 
     migrate = commands.add_parser("migrate", help="apply database migrations and exit",
                                   description="Apply Alembic migrations to the database and exit.")
@@ -44,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--metrics-out", default=None, help="write one flat JSON object per step to this file")
     train.add_argument("--name", default=None, help="run name shown on the dashboard")
     train.add_argument("--cache-dir", default=None, help="where the converted bundled model is cached (default ~/.cache/orpo-dash/models)")
+    train.add_argument("--token", default=None,
+                       help="personal API token for a dashboard started with --auth (default: $ORPO_DASH_TOKEN)")
 
     diagnose = commands.add_parser("diagnose", help="check a metrics file for ORPO pitfalls",
                                    description="Run the pitfall detectors over a metrics file (--metrics-out output, "
@@ -77,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "migrate":
         return _migrate(args)
+    if args.command == "user":
+        return _user(args)
     if args.command == "train":
         return _train(args)
     if args.command == "diagnose":
@@ -108,6 +130,8 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             "launcher": getattr(args, "launcher", None),
             "ray_address": getattr(args, "ray_address", None),
             "worker_url": getattr(args, "worker_url", None),
+            "auth": getattr(args, "auth", None),
+            "allowed_hosts": getattr(args, "allowed_hosts", None),
         }.items()
         if value is not None
     }
@@ -173,7 +197,44 @@ def _train(args: argparse.Namespace) -> int:
         forwarded += ["--name", args.name]
     if args.cache_dir:
         forwarded += ["--cache-dir", args.cache_dir]
+    if args.token:
+        forwarded += ["--api-token", args.token]
     return worker_main(forwarded)
+
+
+def _user(args: argparse.Namespace) -> int:
+    import getpass
+
+    from server.db import make_engine, make_session_factory
+    from server.migrate import upgrade_to_head
+    from server.services import accounts
+
+    settings = _settings(args)
+    upgrade_to_head(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            if args.user_command == "list":
+                for user in accounts.list_users(session=session):
+                    print(f"{user.name}\t{user.role}")
+                return 0
+            if args.password_stdin:
+                password = sys.stdin.readline().rstrip("\r\n")
+            else:
+                password = getpass.getpass(f"password for {args.name}: ")
+                if getpass.getpass("again: ") != password:
+                    print("orpo-dash: the passwords differ; nothing was created", file=sys.stderr)
+                    return 2
+            try:
+                accounts.create_user(session=session, name=args.name, password=password, role=args.role)
+            except accounts.AccountError as error:
+                print(f"orpo-dash: {error}", file=sys.stderr)
+                return 2
+            session.commit()
+    finally:
+        engine.dispose()
+    print(f"orpo-dash: user {args.name} ({args.role}) created")
+    return 0
 
 
 def _prepare_model(args: argparse.Namespace) -> int:

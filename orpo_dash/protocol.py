@@ -26,6 +26,8 @@ WORKER_TOKEN_ENV = "ORPO_DASH_WORKER_TOKEN"
 # A worker started on another machine (a Ray job) gets its run config as JSON in this variable: the
 # dashboard's run folder, where a local worker finds config.json, is not on that machine.
 RUN_CONFIG_ENV = "ORPO_DASH_RUN_CONFIG"
+# A user's personal API token, for `orpo-dash train --server` against a dashboard with auth on.
+API_TOKEN_ENV = "ORPO_DASH_TOKEN"
 BROWSER_PATH = "/ws/runs/{run_id}"
 
 # Close codes: 1013 is RFC 6455's "try again later"; 4000-4999 are application codes.

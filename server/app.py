@@ -16,15 +16,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
 from sqlalchemy.orm import Session
 
+from server.auth import SESSION_COOKIE, NotAuthenticated, refuse_unauthenticated, session_secret
 from server.db import make_engine, make_session_factory
 from server.launcher import LocalProcessLauncher, NoLauncher
 from server.live import LiveHub
 from server.models import Run
 from server.notify import WebhookNotifier
 from server.request_limits import RequestLimits
-from server.routes import api_files, api_launcher, api_runs, pages, ws_browser, ws_worker
+from server.routes import account_pages, api_docs, api_files, api_launcher, api_runs, pages, ws_browser, ws_worker
 from server.schemas import AlertPublic
 from server.services import run_status
 from server.services import runs as run_service
@@ -33,6 +35,7 @@ from server.services.spill_delivery import deliver_spill_files_left_by
 from server.settings import Settings, get_settings
 from server.templating import STATIC_DIR
 from server.validation_errors import explain_validation_error
+from server.web_security import WebSecurityMiddleware
 from server.writer import DatabaseWriter, WriterBusy
 
 log = logging.getLogger(__name__)
@@ -68,10 +71,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Start ORPO fine-tuning runs, watch their metrics live, get told about ORPO pitfalls.",
         version="0.1.0",
         lifespan=lifespan,
+        # Served by server/routes/api_docs.py instead, behind the caller dependency.
+        openapi_url=None, docs_url=None, redoc_url=None,
     )
     app.add_exception_handler(RequestValidationError, explain_validation_error)
     app.add_exception_handler(WriterBusy, _writer_busy)
     app.add_middleware(RequestLimits, max_body_bytes=settings.max_request_bytes)
+    app.add_exception_handler(NotAuthenticated, refuse_unauthenticated)  # type: ignore[arg-type]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     app.state.settings = settings
@@ -124,6 +130,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.writer = DatabaseWriter(app.state.session_factory, on_committed=on_committed)
     app.state.announce_run = announce_run
 
+    app.include_router(account_pages.public_router)
+    app.include_router(account_pages.router)
+    app.include_router(api_docs.router)
     app.include_router(api_runs.router)
     app.include_router(api_files.router)
     app.include_router(api_launcher.router)
@@ -131,7 +140,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ws_browser.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_web_security(app, settings)
     return app
+
+
+def _add_web_security(app: FastAPI, settings: Settings) -> None:
+    """Middleware runs outermost-last: the host/origin checks see every request before the session is read."""
+    if settings.auth:
+        app.add_middleware(
+            SessionMiddleware, secret_key=session_secret(settings), session_cookie=SESSION_COOKIE,
+            max_age=settings.session_max_age_seconds, same_site="lax", https_only=False,
+        )
+    app.add_middleware(WebSecurityMiddleware, trusted_hosts=settings.trusted_hosts)
 
 
 def _make_launcher(app: FastAPI, settings: Settings) -> Any:

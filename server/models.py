@@ -51,6 +51,8 @@ class Run(Base):
     output_dir: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Latest value of every metric, kept by ingestion so the runs list needs no per-run query.
     latest_metrics: Mapped[dict[str, float | None]] = mapped_column(JSON, default=dict)
+    # Who started the run: a user name (kept as text so it outlives the account); NULL when auth was off.
+    created_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class MetricPoint(Base):
@@ -139,3 +141,28 @@ class Sample(Base):
     time: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (Index("ix_samples_run_id_step", "run_id", "step"),)
+
+
+class User(Base):
+    """An account, used only when auth is on (server/auth.py)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))  # argon2id, with its salt and parameters
+    role: Mapped[str] = mapped_column(String(10))  # viewer/member/admin
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiToken(Base):
+    """A personal token for scripts (`Authorization: Bearer ...`); only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -85,6 +85,7 @@ class RunPublic(BaseModel):
     alerts: list[AlertPublic]
     output_dir: str | None
     checkpoints: list[str]
+    created_by: str | None = None  # the user who started it; None while auth is off
 
 
 class RunRegistered(RunPublic):

@@ -14,12 +14,13 @@ from server.services.allowed_paths import PathRoots
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
+
 class Settings(BaseSettings):
     """Dashboard settings, read from ORPO_DASH_* environment variables or CLI flags."""
 
     model_config = SettingsConfigDict(env_prefix="ORPO_DASH_", extra="ignore")
 
-    host: str = Field("127.0.0.1", description="Interface to bind. Keep 127.0.0.1 until auth lands.")
+    host: str = Field("127.0.0.1", description="Interface to bind. Any other than loopback needs auth=true.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to serve on.")
     data_dir: Path = Field(Path("data"), description="Folder for the SQLite file, run folders and worker logs.")
     database_url: str = Field(
@@ -71,9 +72,26 @@ class Settings(BaseSettings):
     ray_cpus_per_run: float = Field(1.0, gt=0.0, description="CPUs Ray reserves for each run's job (entrypoint_num_cpus).")
     ray_poll_seconds: float = Field(2.0, gt=0.0, description="How often the Ray launcher asks Ray about its jobs.")
 
+    auth: bool = Field(
+        False,
+        description="Require a login (or an API token) for every page, API call and websocket. "
+                    "Off on loopback, where one person uses their own machine; required for any other host.",
+    )
+    session_secret: str = Field(
+        "", description="Key that signs login cookies; empty: generated once and kept in data_dir/session-secret.",
+    )
+    session_max_age_seconds: int = Field(
+        12 * 3600, ge=1, description="A login lasts this long, then the browser is asked to log in again.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names the dashboard answers to (the Host header), besides the bound host, localhost, "
+                    "127.0.0.1 and [::1]; anything else gets 400, which stops DNS-rebinding pages. '*' allows any.",
+    )
     allow_public_bind: bool = Field(
         False,
-        description="Permit a non-loopback host. Only for containers whose port is published on 127.0.0.1 alone.",
+        description="Permit a non-loopback host without auth. Only for containers whose port is published on "
+                    "127.0.0.1 alone (docker-compose.yml).",
     )
 
     @field_validator("data_roots", "model_roots", mode="before")
@@ -84,15 +102,23 @@ class Settings(BaseSettings):
             return [part for part in value.split(os.pathsep) if part.strip()]
         return value
 
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        # ORPO_DASH_ALLOWED_HOSTS=a.example,10.0.0.5 reads more naturally than a JSON list.
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @model_validator(mode="after")
-    def _refuse_public_bind(self) -> Settings:
-        # There is no authentication yet: binding beyond loopback would let anyone on the network
-        # start processes on this machine.
-        if self.host not in ("127.0.0.1", "localhost", "::1") and not self.allow_public_bind:
+    def _refuse_public_bind_without_auth(self) -> Settings:
+        # Without auth, anyone who can reach the port could start processes on this machine.
+        if not self.loopback_only and not self.auth and not self.allow_public_bind:
             raise ValueError(
-                f"host={self.host!r} would expose the dashboard beyond this machine, and it has no authentication "
-                "yet; use 127.0.0.1 (or an SSH tunnel), or set ORPO_DASH_ALLOW_PUBLIC_BIND=1 inside a container "
-                "whose port is published on 127.0.0.1 only"
+                f"host={self.host!r} would expose the dashboard beyond this machine, and auth is off (no authentication); "
+                "turn it on with --auth (ORPO_DASH_AUTH=1) after creating a user with `orpo-dash user add NAME --admin`, "
+                "or use 127.0.0.1 (or an SSH tunnel); ORPO_DASH_ALLOW_PUBLIC_BIND=1 is only for a container whose port "
+                "is published on 127.0.0.1"
             )
         return self
 
@@ -104,6 +130,11 @@ class Settings(BaseSettings):
                 "--ray-address or ORPO_DASH_RAY_ADDRESS to e.g. http://ray-head:8265 (`ray start --head` prints it)"
             )
         return self
+
+    @property
+    def trusted_hosts(self) -> list[str]:
+        """Host header values (without port) this dashboard answers to."""
+        return [self.host, "localhost", "127.0.0.1", "::1", *self.allowed_hosts]
 
     @property
     def resolved_database_url(self) -> str:

@@ -36,6 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
 from orpo_dash.protocol import (
+    API_TOKEN_ENV,
     WORKER_PATH,
     batch,
     batch_content,
@@ -75,12 +76,25 @@ def websocket_url(server_url: str, run_id: int) -> str:
     return base + WORKER_PATH.format(run_id=run_id)
 
 
-def register_run(server_url: str, config: Mapping[str, Any], name: str | None, *, timeout: float = 10.0) -> tuple[int, str]:
-    """Create the run on the dashboard for an external worker; returns (run id, worker token)."""
+def register_run(
+    server_url: str, config: Mapping[str, Any], name: str | None, *, timeout: float = 10.0, api_token: str | None = None,
+) -> tuple[int, str]:
+    """Create the run on the dashboard for an external worker; returns (run id, worker token).
+
+    `api_token` is the user's personal token, needed by a dashboard with auth on; the worker token
+    that comes back is what the worker socket takes from then on.
+    """
     body = dict(config)
     if name:
         body["name"] = name
-    response = httpx.post(f"{server_url.rstrip('/')}/api/runs", params={"launch": "false"}, json=body, timeout=timeout)
+    headers = {"Authorization": f"Bearer {api_token}"} if api_token else {}
+    response = httpx.post(f"{server_url.rstrip('/')}/api/runs", params={"launch": "false"}, json=body,
+                          headers=headers, timeout=timeout)
+    if response.status_code == 401:
+        raise ProtocolRefused(f"the dashboard at {server_url} requires a login: create a personal API token on its "
+                              f"Account page and pass --token TOKEN or set {API_TOKEN_ENV}")
+    if response.status_code == 403:
+        raise ProtocolRefused(f"the dashboard refused to start the run: {response.json().get('detail')}")
     if response.status_code == 422:
         raise ProtocolRefused(f"the dashboard rejected the run config: {response.json().get('detail')}")
     response.raise_for_status()
@@ -103,12 +117,14 @@ class StreamingReporter:
         memory_bound_points: int = MEMORY_BOUND_POINTS,
         flush_interval: float = FLUSH_INTERVAL,
         patient_close: bool = False,
+        api_token: str | None = None,
     ) -> None:
         if run_id is None and config is None:
             raise ValueError("a StreamingReporter without a run id needs the run config to register the run")
         self.server_url = server_url.rstrip("/")
         self.run_id = run_id
         self.token = token
+        self._api_token = api_token  # only to register the run; the worker socket uses the run's own token
         self._config = dict(config) if config is not None else None
         self._name = name
         self._memory_bound = memory_bound_points
@@ -213,7 +229,8 @@ class StreamingReporter:
         while not self._abandon:
             try:
                 if self.run_id is None:
-                    self.run_id, self.token = register_run(self.server_url, self._config or {}, self._name)
+                    self.run_id, self.token = register_run(self.server_url, self._config or {}, self._name,
+                                                           api_token=self._api_token)
                 with connect(websocket_url(self.server_url, self.run_id), open_timeout=CONNECT_TIMEOUT, close_timeout=2, max_size=None) as ws:
                     self._handshake(ws)
                     backoff = itertools.chain(RECONNECT_BACKOFF, itertools.repeat(RECONNECT_BACKOFF[-1]))

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from orpo_dash.config_advice import advise
 from orpo_dash.config_errors import explain
-from orpo_dash.protocol import RUN_CONFIG_ENV, WORKER_TOKEN_ENV, spill_file_name
+from orpo_dash.protocol import API_TOKEN_ENV, RUN_CONFIG_ENV, WORKER_TOKEN_ENV, spill_file_name
 from orpo_dash.run_config import RunConfig
 from trainer.reporting import ConsoleReporter, MetricsFileReporter, MultiReporter, NullReporter, Reporter
 
@@ -43,6 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"the run's worker token (with --server and --run-id); default with --server: ${WORKER_TOKEN_ENV}, "
              "which keeps it off the command line (visible to other users in `ps`)",
     )
+    parser.add_argument("--api-token", help=f"personal API token to register a new run on a dashboard with auth on "
+                                            f"(default ${API_TOKEN_ENV})")
     parser.add_argument("--name", help="run name shown on the dashboard when --server registers a new run")
     parser.add_argument("--cache-dir", help="where the converted bundled model is cached (default ~/.cache/orpo-dash/models)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -51,6 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"give a config file, or the config as JSON in ${RUN_CONFIG_ENV}")
     if args.server and args.token is None:
         args.token = os.environ.get(WORKER_TOKEN_ENV) or None
+    if args.server and args.api_token is None:
+        args.api_token = os.environ.get(API_TOKEN_ENV) or None
     if (args.run_id is not None or args.token) and not args.server:
         parser.error("--run-id and --token need --server")
     if args.server and args.run_id is not None and not args.token:
@@ -100,6 +104,7 @@ def build_reporter(args: argparse.Namespace, config: RunConfig | None = None) ->
             args.server, args.run_id, args.token, name=args.name,
             config=config.model_dump(mode="json") if config is not None else None,
             spill_path=spill_dir / spill_file_name(args.run_id, os.getpid()),
+            api_token=getattr(args, "api_token", None),
         )
         reporters.append(streaming)
         # The dashboard shows the worker's output tail: progress lines, warnings, tracebacks.

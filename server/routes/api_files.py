@@ -3,16 +3,17 @@ confined to the run's output folder (see server/services/run_files.py)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
+from server.auth import current_caller
 from server.db import SessionDep
 from server.models import Run
 from server.services import run_files
 from server.services.runs import get_run
 
-router = APIRouter(prefix="/api", tags=["files"])
+router = APIRouter(prefix="/api", tags=["files"], dependencies=[Depends(current_caller)])
 
 
 class RunFilePublic(BaseModel):

@@ -6,7 +6,7 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from orpo_dash.config_advice import advise
 from orpo_dash.config_errors import explain
 from orpo_dash.protocol import RunStatus, shown
+from server.auth import MemberDep, current_caller, ensure_may_change, require
 from server.db import SessionDep
 from server.models import Run
 from server.schemas import (
@@ -34,7 +35,7 @@ from server.services import run_status
 from server.services import runs as run_service
 from server.services.config_checks import check_config, check_payload
 
-router = APIRouter(prefix="/api", tags=["runs"])
+router = APIRouter(prefix="/api", tags=["runs"], dependencies=[Depends(current_caller)])
 
 MAX_POINTS_LIMIT = 20000
 EXPORT_MEDIA_TYPES = {"csv": "text/csv", "json": "application/json"}
@@ -53,7 +54,7 @@ def _field_errors_as_422(errors: dict[str, str]) -> RequestValidationError:
     )
 
 
-@router.post("/runs/validate", response_model=ValidationResult)
+@router.post("/runs/validate", response_model=ValidationResult, dependencies=[require("member")])
 def validate_run(payload: Annotated[dict[str, Any], Body()], request: Request) -> ValidationResult:
     """Check a would-be run without creating it: per-field errors and a dataset preview."""
     roots = request.app.state.settings.path_roots()
@@ -73,6 +74,7 @@ def validate_run(payload: Annotated[dict[str, Any], Body()], request: Request) -
 def create_run(
     run_in: RunCreate,
     request: Request,
+    caller: MemberDep,
     launch: Annotated[bool, Query(description="Start a local worker; false registers the run for an external worker and returns its token.")] = True,
 ) -> RunPublic | RunRegistered:
     config = run_in.run_config()
@@ -90,6 +92,7 @@ def create_run(
             session=session, config=config, name=run_in.name, runs_dir=state.settings.runs_dir,
             output_root=state.settings.path_roots().output,
         )
+        run.created_by = caller.name
         if not launch:
             run_status.mark_running(run, started_at=run.created_at)  # its worker is the caller, already running
         session.flush()
@@ -118,7 +121,7 @@ def read_run(run_id: int, session: SessionDep) -> RunPublic:
     return run_service.to_public(run, run_service.alerts_for(session=session, run_id=run_id))
 
 
-@router.patch("/runs/{run_id}", response_model=RunPublic)
+@router.patch("/runs/{run_id}", response_model=RunPublic, dependencies=[require("member")])
 def update_run(run_id: int, update: RunUpdate, request: Request, session: SessionDep) -> RunPublic:
     _get_run_or_404(session, run_id)
 
@@ -133,8 +136,8 @@ def update_run(run_id: int, update: RunUpdate, request: Request, session: Sessio
 
 
 @router.delete("/runs/{run_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_run(run_id: int, request: Request, session: SessionDep) -> Response:
-    _get_run_or_404(session, run_id)
+def delete_run(run_id: int, request: Request, session: SessionDep, caller: MemberDep) -> Response:
+    ensure_may_change(caller, _get_run_or_404(session, run_id))
     request.app.state.launcher.stop(run_id)
 
     def write(tx: Session) -> None:
@@ -147,9 +150,9 @@ def delete_run(run_id: int, request: Request, session: SessionDep) -> Response:
 
 
 @router.post("/runs/{run_id}/stop", response_model=RunPublic)
-def stop_run(run_id: int, request: Request, session: SessionDep) -> RunPublic:
+def stop_run(run_id: int, request: Request, session: SessionDep, caller: MemberDep) -> RunPublic:
     """Graceful stop: the worker finishes its step, saves a checkpoint and reports `stopped`."""
-    _get_run_or_404(session, run_id)
+    ensure_may_change(caller, _get_run_or_404(session, run_id))
 
     def write(tx: Session) -> RunPublic:
         run = _get_run_or_404(tx, run_id)

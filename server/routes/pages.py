@@ -14,18 +14,19 @@ from typing import Any
 
 import annotated_types
 import plotly
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic.fields import FieldInfo
 
 from orpo_dash.protocol import shown
 from orpo_dash.run_config import RunConfig, field_groups
+from server.auth import current_caller
 from server.db import SessionDep
 from server.services.runs import get_run
 from server.settings import Settings
 from server.templating import templates
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(current_caller)])
 
 PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
 # Sections shown open on the new-run form; the rest start collapsed as "advanced".

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, Depends, WebSocket
 
 from orpo_dash.protocol import (
     CLOSE_BAD_PROTOCOL,
@@ -15,12 +15,13 @@ from orpo_dash.protocol import (
     MAX_BROWSER_FRAME_CHARS,
     MAX_STEP,
 )
+from server.auth import current_caller
 from server.routes.disconnects import DISCONNECTS
 from server.services import metrics as metric_service
 from server.services import runs as run_service
 from server.ws_frames import BadFrame, receive_json
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(current_caller)])
 
 CATCH_UP_CHUNK = 5000
 

@@ -168,6 +168,7 @@ def to_public(run: Run, alerts: list[Alert]) -> RunPublic:
         alerts=[AlertPublic.model_validate(alert) for alert in alerts],
         output_dir=run.output_dir,
         checkpoints=list_checkpoints(run),
+        created_by=run.created_by,
     )
 
 

@@ -67,7 +67,7 @@
       <td class="num">${fmtNum(latest.log_odds_ratio)}</td>
       <td class="num">${fmtNum(latest.accuracy, 3)}</td>
       <td>${alertBadges(r.alerts)}</td>
-      <td class="stacked">${fmtDate(r.started_at)}<span class="muted">${fmtDuration(runDuration(r))}</span></td>
+      <td class="stacked">${fmtDate(r.started_at)}<span class="muted">${fmtDuration(runDuration(r))}</span>${r.created_by ? `<span class="muted run-owner">by ${escapeHtml(r.created_by)}</span>` : ""}</td>
       <td class="row-actions">
         <details class="menu" data-menu="${r.id}">
           <summary class="btn btn-small" data-fk="${r.id}:menu" aria-label="Actions for ${escapeHtml(r.name)}">Actions ▾</summary>

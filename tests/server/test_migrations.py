@@ -12,7 +12,10 @@ from sqlalchemy import create_engine, inspect
 from server.migrate import upgrade_to_head
 from server.models import Base
 
-TABLES = {"runs", "metric_points", "metric_rollups", "alerts", "alert_engine_states", "log_lines", "samples", "alembic_version"}
+TABLES = {
+    "runs", "metric_points", "metric_rollups", "alerts", "alert_engine_states", "log_lines", "samples", "users",
+    "api_tokens", "alembic_version",
+}
 
 
 def _assert_schema_matches_models(url: str) -> None:
