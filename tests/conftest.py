@@ -56,7 +56,8 @@ class LiveServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
             try:
-                if httpx.get(self.url + "/api/runs", timeout=1).status_code == 200:
+                # 401: up, with auth on (tests/server/test_auth.py).
+                if httpx.get(self.url + "/api/runs", timeout=1).status_code in (200, 401):
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)
@@ -158,6 +159,36 @@ def _serve(tmp_path: Path, database_url: str | None, extra_env: dict[str, str] |
 def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     """A real dashboard on a free port with a fresh SQLite file."""
     yield from _serve(tmp_path, None)
+
+
+def serve_with_auth(
+    tmp_path: Path, extra_env: dict[str, str] | None = None, users: tuple[str, ...] | None = None,
+) -> Iterator[LiveServer]:
+    """A dashboard started with auth on, with the users in tests/accounts.py (or some of them), made by the CLI."""
+    from tests.accounts import USERS, add_user
+
+    data_dir = tmp_path / "dashboard"
+    data_dir.mkdir()
+    port = free_port()
+    url = f"sqlite:///{data_dir / 'orpo-dash.sqlite3'}"
+    for name, role in USERS.items():
+        if users is not None and name not in users:
+            continue
+        created = add_user(url, data_dir, name, role)
+        assert created.returncode == 0, created.stderr
+    server = LiveServer(url=f"http://127.0.0.1:{port}", port=port, database_url=url, data_dir=data_dir,
+                        extra_env={"ORPO_DASH_AUTH": "1", "ORPO_DASH_LAUNCH_WORKERS": "0", **(extra_env or {})})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def auth_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A real dashboard with auth on (users alice admin, bob and dave members, carol viewer); no local workers."""
+    yield from serve_with_auth(tmp_path)
 
 
 @pytest.fixture
