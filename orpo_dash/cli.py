@@ -158,6 +158,9 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.no_migrate:
         upgrade_to_head(settings.resolved_database_url)
     print(f"orpo-dash: dashboard on http://{settings.host}:{settings.port}  (database: {_redact(settings.resolved_database_url)})")
+    if settings.host in ("0.0.0.0", "::") and not settings.allowed_hosts:
+        print("orpo-dash: answering only to Host localhost/127.0.0.1; add the name or address clients use with "
+              "--allowed-hosts (ORPO_DASH_ALLOWED_HOSTS)")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning", ws_max_size=64 * 1024 * 1024)
     return 0
 

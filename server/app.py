@@ -149,7 +149,7 @@ def _add_web_security(app: FastAPI, settings: Settings) -> None:
     if settings.auth:
         app.add_middleware(
             SessionMiddleware, secret_key=session_secret(settings), session_cookie=SESSION_COOKIE,
-            max_age=settings.session_max_age_seconds, same_site="lax", https_only=False,
+            max_age=settings.session_max_age_seconds, same_site="lax", https_only=settings.secure_cookies,
         )
     app.add_middleware(WebSecurityMiddleware, trusted_hosts=settings.trusted_hosts)
 

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     session_max_age_seconds: int = Field(
         12 * 3600, ge=1, description="A login lasts this long, then the browser is asked to log in again.",
     )
+    secure_cookies: bool = Field(
+        False, description="Mark the login cookie Secure (sent over HTTPS only): set it when a TLS proxy serves the dashboard.",
+    )
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Host names the dashboard answers to (the Host header), besides the bound host, localhost, "

@@ -34,6 +34,27 @@ def test_serve_refuses_a_public_bind_with_a_clear_message() -> None:
     result = run("serve", "--host", "0.0.0.0", "--port", "1")
     assert result.returncode == 2
     assert "no authentication" in result.stderr and "set by" not in result.stderr
+    assert "--auth" in result.stderr and "orpo-dash user add" in result.stderr  # the fix
+
+
+def test_user_add_creates_accounts_and_names_what_is_wrong(tmp_path: Path) -> None:
+    where = ["--database-url", f"sqlite:///{tmp_path / 'dash.sqlite3'}", "--data-dir", str(tmp_path)]
+
+    def add(name: str, *options: str, password: str = "long enough pw") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([ORPO_DASH, "user", "add", name, *options, "--password-stdin", *where],
+                              input=password + "\n", capture_output=True, text=True, timeout=300, check=False)
+
+    created = add("alice", "--admin")
+    assert created.returncode == 0 and "alice (admin) created" in created.stdout, created.stderr
+    assert add("bob", "--role", "viewer").returncode == 0
+    again = add("alice")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    short = add("carol", password="short")
+    assert short.returncode == 2 and "password" in short.stderr and "8" in short.stderr
+    odd = add("no spaces please")
+    assert odd.returncode == 2 and "user name" in odd.stderr
+    listed = run("user", "list", *where)
+    assert listed.stdout.splitlines() == ["alice\tadmin", "bob\tviewer"]
 
 
 @pytest.mark.slow
