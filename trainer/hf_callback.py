@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from orpo_dash.metric_names import EVAL_PREFIX, from_trl
-from orpo_dash.protocol import spill_file_name
+from orpo_dash.protocol import API_TOKEN_ENV, spill_file_name
 from orpo_dash.run_config import RunConfig
 from trainer.reporting import MetricsFileReporter, MultiReporter, Reporter
 from trainer.streaming import StreamingReporter
@@ -127,6 +127,7 @@ class DashboardCallback(TrainerCallback):
         config: RunConfig fields that override what is read from the TrainingArguments, e.g.
             {"dataset": "my-org/prefs", "beta": 0.1}. Unknown fields are refused by the dashboard.
         metrics_out: also append one JSON object per log to this file (like `orpo-dash train --metrics-out`).
+        api_token: personal API token for a dashboard started with --auth (default: $ORPO_DASH_TOKEN).
     """
 
     def __init__(
@@ -136,8 +137,10 @@ class DashboardCallback(TrainerCallback):
         name: str | None = None,
         config: Mapping[str, Any] | None = None,
         metrics_out: str | os.PathLike[str] | None = None,
+        api_token: str | None = None,
     ) -> None:
         self.server_url = server_url
+        self.api_token = api_token or os.environ.get(API_TOKEN_ENV) or None
         self.name = name
         self.overrides = dict(config or {})
         self.metrics_out = metrics_out
@@ -162,6 +165,7 @@ class DashboardCallback(TrainerCallback):
         self.streaming = StreamingReporter(
             self.server_url, None, None, config=config, name=self.name,
             spill_path=spill_dir / spill_file_name(None, os.getpid()),  # None: registered in the background
+            api_token=self.api_token,
         )
         reporters: list[Reporter] = [self.streaming]
         if self.metrics_out:
