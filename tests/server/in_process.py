@@ -26,7 +26,8 @@ def in_process_client(tmp_path: Path, database_url: str | None = None) -> Iterat
     temporary = Path(tempfile.gettempdir())
     app = create_app(Settings(data_dir=tmp_path, database_url=database_url, launch_workers=False,
                               data_roots=[temporary], model_roots=[temporary], output_root=temporary))
-    with TestClient(app) as client:  # `with`: runs the lifespan, which starts the writer
+    # A Host the dashboard answers to (not TestClient's default "testserver": see server/web_security.py).
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:  # `with`: runs the lifespan, which starts the writer
         yield client
 
 
