@@ -27,7 +27,8 @@ def test_help_documents_every_subcommand() -> None:
     serve = run("serve", "--help").stdout
     assert "--host" in serve and "--port" in serve and "--database-url" in serve
     train = run("train", "--help").stdout
-    assert "--server" in train and "--metrics-out" in train
+    assert "--server" in train and "--metrics-out" in train and "--token" in train
+    assert "--auth" in serve and "--allowed-hosts" in serve
 
 
 def test_serve_refuses_a_public_bind_with_a_clear_message() -> None:

@@ -117,7 +117,9 @@ def test_a_logged_in_user_is_not_used_by_another_origin(page: Any, tmp_path: Pat
         events = _attack(page, server, attacker, run_id)
         assert "open" not in events and "message" not in events, events
         assert not _stop_requested(server, run_id, worker_token)
-        # Logged in, the dashboard's own pages work under its Content-Security-Policy.
+        # Logged in, the dashboard's own pages work under its Content-Security-Policy, and say who started the run.
+        page.goto(server.url + "/")
+        assert page.locator(f'tr[data-run-id="{run_id}"] .run-owner').inner_text() == "by alice"
         page.goto(f"{server.url}/runs/{run_id}")
         page.wait_for_selector("#run-owner")
         assert "alice" in page.inner_text("#run-owner")
