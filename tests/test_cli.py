@@ -101,3 +101,16 @@ def test_serve_with_the_ray_launcher_needs_the_ray_address(tmp_path: Path) -> No
     assert result.returncode == 2
     assert "launcher='ray' needs ray_address" in result.stderr and "--ray-address" in result.stderr
     assert "--launcher" in run("serve", "--help").stdout
+
+
+def test_train_hands_the_api_token_to_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainer.worker
+    from orpo_dash.cli import main
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(trainer.worker, "main", lambda argv: seen.append(argv) or 0)
+    assert main(["train", "run.yaml", "--server", "http://127.0.0.1:9", "--token", "odt_flag"]) == 0
+    assert seen[0][-2:] == ["--api-token", "odt_flag"]
+    assert trainer.worker.parse_args(["run.yaml", "--server", "http://127.0.0.1:9"]).api_token is None
+    monkeypatch.setenv("ORPO_DASH_TOKEN", "odt_env")
+    assert trainer.worker.parse_args(["run.yaml", "--server", "http://127.0.0.1:9"]).api_token == "odt_env"
