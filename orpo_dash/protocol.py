@@ -37,7 +37,8 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 # After these a browser stops reconnecting, since asking again cannot help. The page reads them from
 # a data- attribute rendered from this tuple (templates/base.html), so the JS holds no copy.
-BROWSER_FINAL_CLOSE_CODES = (CLOSE_BAD_PROTOCOL, CLOSE_NOT_FOUND)
+# 4401: not logged in (auth on, session expired); the page's next request leads to the login page.
+BROWSER_FINAL_CLOSE_CODES = (CLOSE_BAD_PROTOCOL, CLOSE_UNAUTHORIZED, CLOSE_NOT_FOUND)
 CLOSE_TOO_LARGE = 1009  # RFC 6455: a message too big to process
 
 # Frame sizes, in characters (docs/security.md, Limits). A worker batch holds at most 5,000 points

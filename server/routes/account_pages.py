@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
-from server.auth import CallerDep, current_caller
+from server.auth import Caller, CallerDep, current_caller
 from server.db import SessionDep
 from server.models import User
 from server.services import accounts
@@ -57,7 +57,7 @@ def log_out(request: Request) -> RedirectResponse:
     return RedirectResponse("/login", status_code=303)
 
 
-def _account_page(request: Request, session: Session, caller: CallerDep, new_token: str | None = None) -> HTMLResponse:
+def _account_page(request: Request, session: Session, caller: Caller, new_token: str | None = None) -> HTMLResponse:
     context = {
         "auth": request.app.state.settings.auth,
         "tokens": accounts.list_tokens(session=session, user_id=caller.user_id) if caller.user_id else [],

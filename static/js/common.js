@@ -28,6 +28,10 @@
       init.body = JSON.stringify(body);
     }
     const response = await fetch(url, init);
+    if (response.status === 401) {
+      // Auth on and the login expired: log in again, then come back here.
+      location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+    }
     const text = await response.text();
     let data = null;
     if (text) {

@@ -125,3 +125,13 @@ def test_a_logged_in_user_is_not_used_by_another_origin(page: Any, tmp_path: Pat
         assert "alice" in page.inner_text("#run-owner")
         page.click("#logout-btn")
         page.wait_for_url(server.url + "/login")
+        # A login that ends while a page is open: its next request leads back to the login page.
+        page.goto(f"{server.url}/runs/{run_id}")
+        page.fill("#login-name", "alice")
+        page.fill("#login-password", PASSWORD)
+        page.click("#login-submit")
+        page.wait_for_url(f"{server.url}/runs/{run_id}")
+        page.context.clear_cookies()
+        page.click("#stop-btn")
+        page.click("#confirm-ok")
+        page.wait_for_url(f"{server.url}/login?next=%2Fruns%2F{run_id}")

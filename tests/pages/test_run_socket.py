@@ -9,6 +9,7 @@ from orpo_dash.protocol import (
     BROWSER_FINAL_CLOSE_CODES,
     CLOSE_BAD_PROTOCOL,
     CLOSE_NOT_FOUND,
+    CLOSE_UNAUTHORIZED,
 )
 
 pytestmark = pytest.mark.browser
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.browser
 
 def test_the_page_stops_reconnecting_on_the_protocols_final_close_codes(live_server, page) -> None:  # type: ignore[no-untyped-def]
     page.goto(live_server.url + "/")
-    assert page.evaluate("Dash.FINAL_CLOSE_CODES") == list(BROWSER_FINAL_CLOSE_CODES) == [CLOSE_BAD_PROTOCOL, CLOSE_NOT_FOUND]
+    assert page.evaluate("Dash.FINAL_CLOSE_CODES") == list(BROWSER_FINAL_CLOSE_CODES) == [CLOSE_BAD_PROTOCOL, CLOSE_UNAUTHORIZED, CLOSE_NOT_FOUND]
     # A run that does not exist: the server closes with CLOSE_NOT_FOUND and the page gives up.
     page.evaluate("""() => {
         window.socketStates = [];
