@@ -18,6 +18,7 @@ from websockets.sync.client import connect
 from orpo_dash.protocol import PROTOCOL_VERSION
 from tests.accounts import PASSWORD
 from tests.conftest import LiveServer, serve_with_auth
+from tests.pages.test_accessibility import UNLABELLED_CONTROLS
 
 pytestmark = pytest.mark.browser
 
@@ -106,6 +107,7 @@ def test_a_logged_in_user_is_not_used_by_another_origin(page: Any, tmp_path: Pat
     for server in serve_with_auth(tmp_path, users=("alice",)):
         page.goto(server.url + "/")
         assert page.url.startswith(server.url + "/login")
+        assert page.evaluate(UNLABELLED_CONTROLS) == []
         page.fill("#login-name", "alice")
         page.fill("#login-password", PASSWORD)
         page.click("#login-submit")
@@ -123,6 +125,13 @@ def test_a_logged_in_user_is_not_used_by_another_origin(page: Any, tmp_path: Pat
         page.goto(f"{server.url}/runs/{run_id}")
         page.wait_for_selector("#run-owner")
         assert "alice" in page.inner_text("#run-owner")
+        # The account page makes a token with its form and shows it once.
+        page.click("#nav-account")
+        assert page.evaluate(UNLABELLED_CONTROLS) == []
+        page.fill("#token-label", "notebook")
+        page.click("#create-token")
+        assert page.inner_text("#new-token").startswith("odt_")
+        assert "notebook" in page.inner_text("#tokens-table")
         page.click("#logout-btn")
         page.wait_for_url(server.url + "/login")
         # A login that ends while a page is open: its next request leads back to the login page.
