@@ -61,7 +61,7 @@ def _attack(page: Any, server: LiveServer, attacker: tuple[str, Path], run_id: i
     (folder / "cats.html").write_text(ATTACKER_PAGE.format(
         dashboard=server.url, socket=server.url.replace("http://", "ws://"), run_id=run_id))
     page.goto(f"{origin}/cats.html")
-    page.wait_for_function("window.socketEvents.includes('close')")
+    page.wait_for_function("() => window.socketEvents.includes('close')")
     events = page.evaluate("window.socketEvents")
     with page.expect_navigation():
         page.evaluate("document.getElementById('attack').submit()")
