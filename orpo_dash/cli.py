@@ -161,7 +161,15 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.host in ("0.0.0.0", "::") and not settings.allowed_hosts:
         print("orpo-dash: answering only to Host localhost/127.0.0.1; add the name or address clients use with "
               "--allowed-hosts (ORPO_DASH_ALLOWED_HOSTS)")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning", ws_max_size=64 * 1024 * 1024)
+    app = create_app(settings)
+    if settings.auth:
+        from server.services.accounts import list_users
+
+        with app.state.session_factory() as session:
+            if not list_users(session=session):
+                print("orpo-dash: auth is on but there are no users yet: create one with `orpo-dash user add NAME --admin`",
+                      file=sys.stderr)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", ws_max_size=64 * 1024 * 1024)
     return 0
 
 

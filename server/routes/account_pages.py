@@ -6,6 +6,7 @@ Login and logout are the only pages open without a caller; everything else here 
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
@@ -18,6 +19,7 @@ from server.models import User
 from server.services import accounts
 from server.templating import templates
 
+log = logging.getLogger(__name__)
 public_router = APIRouter(include_in_schema=False)
 router = APIRouter(include_in_schema=False, dependencies=[Depends(current_caller)])
 
@@ -43,6 +45,8 @@ def log_in(
         return RedirectResponse("/", status_code=303)  # type: ignore[return-value]
     user = accounts.authenticate(session=session, name=name, password=password)
     if user is None:
+        # Logged for the operator (and tools like fail2ban): repeated failures from one address are a guess attack.
+        log.warning("failed login for %r from %s", name[:100], request.client.host if request.client else "?")
         context = {"next": _local_path(next), "error": "Wrong user name or password.", "name": name}
         return templates.TemplateResponse(request, "login.html", context, status_code=401)
     request.session.clear()

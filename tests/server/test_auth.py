@@ -181,6 +181,7 @@ def test_login_page_rejects_a_wrong_password_and_logout_ends_the_session(server:
     assert wrong.status_code == 401 and "Wrong user name or password" in wrong.text
     assert client.post("/login", data={"name": "nobody", "password": PASSWORD}).status_code == 401
     assert client.get("/api/runs").status_code == 401
+    assert server.log_path is not None and "failed login for 'nobody'" in server.log_path.read_text()
     logged_in = client.post("/login", data={"name": "alice", "password": PASSWORD, "next": "/compare"})
     assert logged_in.status_code == 303 and logged_in.headers["location"] == "/compare"
     cookie = logged_in.headers["set-cookie"].lower()
@@ -267,3 +268,9 @@ def test_a_session_expires(tmp_path: Path) -> None:
             time.sleep(3)
             assert client.get("/api/runs").status_code == 401
             assert client.get("/", follow_redirects=False).headers["location"] == "/login?next=%2F"
+
+
+def test_the_cookie_key_is_made_once_readable_by_its_owner_only(server: LiveServer) -> None:
+    secret = server.data_dir / "session-secret"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert len(secret.read_text().strip()) >= 40
