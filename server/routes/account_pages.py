@@ -10,7 +10,7 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from server.auth import Caller, CallerDep, current_caller
@@ -30,9 +30,9 @@ def _local_path(target: str) -> str:
 
 
 @public_router.get("/login", response_class=HTMLResponse, name="login")
-def login_page(request: Request, next: str = "/") -> HTMLResponse:
+def login_page(request: Request, next: str = "/") -> Response:
     if not request.app.state.settings.auth:
-        return RedirectResponse("/", status_code=303)  # type: ignore[return-value]
+        return RedirectResponse("/", status_code=303)
     return templates.TemplateResponse(request, "login.html", {"next": _local_path(next), "error": None})
 
 
@@ -40,9 +40,9 @@ def login_page(request: Request, next: str = "/") -> HTMLResponse:
 def log_in(
     request: Request, session: SessionDep,
     name: Annotated[str, Form()], password: Annotated[str, Form()], next: Annotated[str, Form()] = "/",
-) -> HTMLResponse:
+) -> Response:
     if not request.app.state.settings.auth:
-        return RedirectResponse("/", status_code=303)  # type: ignore[return-value]
+        return RedirectResponse("/", status_code=303)
     user = accounts.authenticate(session=session, name=name, password=password)
     if user is None:
         # Logged for the operator (and tools like fail2ban): repeated failures from one address are a guess attack.
@@ -51,7 +51,7 @@ def log_in(
         return templates.TemplateResponse(request, "login.html", context, status_code=401)
     request.session.clear()
     request.session["user_id"] = user.id
-    return RedirectResponse(_local_path(next), status_code=303)  # type: ignore[return-value]
+    return RedirectResponse(_local_path(next), status_code=303)
 
 
 @public_router.post("/logout")
