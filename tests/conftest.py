@@ -177,7 +177,8 @@ def serve_with_auth(
         created = add_user(url, data_dir, name, role)
         assert created.returncode == 0, created.stderr
     server = LiveServer(url=f"http://127.0.0.1:{port}", port=port, database_url=url, data_dir=data_dir,
-                        extra_env={"ORPO_DASH_AUTH": "1", "ORPO_DASH_LAUNCH_WORKERS": "0", **(extra_env or {})})
+                        extra_env={**TEST_PATH_ROOTS, "ORPO_DASH_AUTH": "1", "ORPO_DASH_LAUNCH_WORKERS": "0",
+                                   **(extra_env or {})})
     server.start()
     try:
         yield server
