@@ -6,6 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -136,8 +137,9 @@ class Settings(BaseSettings):
 
     @property
     def trusted_hosts(self) -> list[str]:
-        """Host header values (without port) this dashboard answers to."""
-        return [self.host, "localhost", "127.0.0.1", "::1", *self.allowed_hosts]
+        """Host header values (without port) this dashboard answers to: workers on other machines use worker_url's."""
+        worker_host = urlsplit(self.worker_url).hostname if self.worker_url else None
+        return [self.host, "localhost", "127.0.0.1", "::1", *([worker_host] if worker_host else []), *self.allowed_hosts]
 
     @property
     def resolved_database_url(self) -> str:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
+from server.auth import current_caller
 from server.launchers.cluster_info import describe_launcher
 from server.schemas import LauncherPublic
 
-router = APIRouter(prefix="/api", tags=["launcher"])
+router = APIRouter(prefix="/api", tags=["launcher"], dependencies=[Depends(current_caller)])
 
 
 @router.get("/launcher", response_model=LauncherPublic)
