@@ -24,6 +24,7 @@ from orpo_dash.protocol import (
     spill_file_pattern,
 )
 from server.models import Run
+from server.services.ingest import RunEnded
 from server.services.runs import token_matches
 from server.writer import DatabaseWriter
 
@@ -87,6 +88,9 @@ def deliver_spill_files_left_by(*, config: Mapping[str, Any], run_id: int, write
     for path in spill_files_left_by(config=config, run_id=run_id, cwd=cwd):
         try:
             applied += deliver_spill_file(path, run_id=run_id, writer=writer)
+        except RunEnded as ended:
+            # What the run already had is kept; the rest arrived after it ended, which its token may not write.
+            log.warning("run %s: the spill file %s was not delivered: %s", run_id, path, ended)
         except (OSError, ValueError, ProtocolError):
             log.exception("run %s: could not deliver the spill file %s", run_id, path)
     return applied
