@@ -32,7 +32,8 @@ async def watch_workers(app: Any) -> None:
         try:
             if time.monotonic() - persisted >= persist_every:
                 heard = app.state.last_heard.snapshot()
-                await asyncio.wrap_future(app.state.writer.submit(lambda session: persist(session=session, heard=heard)))
+                await asyncio.wrap_future(app.state.writer.submit(
+                    lambda session, heard=heard: persist(session=session, heard=heard)))
                 persisted = time.monotonic()
             await check_workers(app)
         except Exception:  # one failed round (database away) must not end the watching
