@@ -74,9 +74,16 @@ def deliver_spill_file(path: Path, *, run_id: int, writer: DatabaseWriter) -> in
     # The worker has exited, so nothing else writes this run's batches: numbering on from the last
     # committed seq keeps them in order and unskipped.
     seq = writer.submit(last_seq).result(timeout=30)
-    for content in contents:
+    for applied, content in enumerate(contents):
         seq += 1
-        writer.submit_batch(run_id, batch(seq, content)).result(timeout=60)
+        try:
+            writer.submit_batch(run_id, batch(seq, content)).result(timeout=60)
+        except RunEnded as ended:
+            # The run ended (its worker's own final status, earlier in this file, ends it too): what
+            # follows can never be written with its token, here or by an upload, so it is dropped.
+            log.warning("run %s: %s; dropped the last %s batch(es) of %s", run_id, ended, len(contents) - applied, path)
+            path.unlink()
+            return applied
     path.unlink()
     return len(contents)
 
@@ -88,9 +95,6 @@ def deliver_spill_files_left_by(*, config: Mapping[str, Any], run_id: int, write
     for path in spill_files_left_by(config=config, run_id=run_id, cwd=cwd):
         try:
             applied += deliver_spill_file(path, run_id=run_id, writer=writer)
-        except RunEnded as ended:
-            # What the run already had is kept; the rest arrived after it ended, which its token may not write.
-            log.warning("run %s: the spill file %s was not delivered: %s", run_id, path, ended)
         except (OSError, ValueError, ProtocolError):
             log.exception("run %s: could not deliver the spill file %s", run_id, path)
     return applied

@@ -97,3 +97,18 @@ def test_a_token_from_another_run_is_still_refused_as_unauthorized(live_server, 
         ws.send(json.dumps({"type": "hello", "protocol": 1, "token": token_b}))
         assert json.loads(ws.recv(timeout=5))["code"] == "unauthorized"
         assert _closed_with(ws) == 4401
+
+
+def test_a_final_status_travels_only_after_every_point_queued_before_it(live_server, tiny_dataset_file, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """More points are waiting than one batch holds: the final status, which ends the run and its token,
+    must not ride on the first batch, or the points after it would be refused."""
+    run_id, token = _register(live_server, tiny_dataset_file)
+    reporter = StreamingReporter(live_server.url, run_id, token, spill_path=tmp_path / "spill.jsonl")
+    steps = 4000  # 20,000 points: four batches' worth, queued faster than the sender drains them
+    for step in range(1, steps + 1):
+        reporter.metrics(step, {"loss": 1.0, "accuracy": 0.5, "nll_loss": 1.0, "or_loss": 0.1, "log_odds_ratio": 0.2})
+    reporter.status("completed")
+    reporter.close(timeout=60)
+    assert reporter.refused is None and reporter.dropped_batches == 0
+    run = live_server.api("GET", f"/api/runs/{run_id}").json()
+    assert run["status"] == "completed" and run["last_step"] == steps
