@@ -122,7 +122,8 @@
     renderCheckpoints(run.checkpoints || []);
     if (socket) alertsArrived(run.alerts || []);   // the first load renders its alerts itself
     if (socket) {
-      // A run can reopen (resumed, or a worker back after the dashboard had given it up): keep listening then.
+      // An ended run stops reconnecting; while the socket is open it still draws what arrives (the
+      // points of a lost run's worker that came back).
       socket.finished = isTerminal(run.status);
       if (socket.finished) setLiveState("finished");
     }
