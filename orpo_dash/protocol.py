@@ -39,6 +39,8 @@ CLOSE_NOT_FOUND = 4404
 # a data- attribute rendered from this tuple (templates/base.html), so the JS holds no copy.
 # 4401: not logged in (auth on, session expired); the page's next request leads to the login page.
 BROWSER_FINAL_CLOSE_CODES = (CLOSE_BAD_PROTOCOL, CLOSE_UNAUTHORIZED, CLOSE_NOT_FOUND)
+# The run has ended and its worker token writes nothing more; sent after a `run_ended` error.
+CLOSE_RUN_ENDED = 4410
 CLOSE_TOO_LARGE = 1009  # RFC 6455: a message too big to process
 
 # Frame sizes, in characters (docs/security.md, Limits). A worker batch holds at most 5,000 points
@@ -48,9 +50,13 @@ MAX_BROWSER_FRAME_CHARS = 4096
 # A sample's prompt and completion each; the trainer cuts longer ones itself (trainer/recipe.py).
 MAX_SAMPLE_CHARS = 64_000
 
-RunStatus = Literal["queued", "running", "completed", "failed", "stopped"]
+RunStatus = Literal["queued", "running", "completed", "failed", "stopped", "lost"]
 RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
-TERMINAL_STATUSES = ("completed", "failed", "stopped")
+# `lost`: the dashboard heard nothing from the run's worker for worker_timeout (docs/protocol.md).
+TERMINAL_STATUSES = ("completed", "failed", "stopped", "lost")
+# The statuses a worker may report: its progress and its own end. Never `queued` (the launcher would
+# start a second worker for the run) and never `lost` (only the dashboard decides that).
+WORKER_STATUSES = ("running", "completed", "failed", "stopped")
 
 Point = tuple[int, str, float, float]  # step, metric name, value, unix time
 # Steps are stored as INTEGER, 32-bit on PostgreSQL; names in a VARCHAR(200); neither holds a NUL.
@@ -68,8 +74,35 @@ def hello(token: str | None) -> dict[str, Any]:
 
 
 def heartbeat() -> dict[str, Any]:
-    """Sent by a worker after a quiet spell; the server answers with the same."""
+    """Sent by a worker after a quiet spell (heartbeat_seconds, from the welcome), from its sender thread
+    whatever training is doing; the server answers with the same. Any message counts as a sign of life."""
     return {"type": "heartbeat"}
+
+
+def welcome(run_id: int, acked_seq: int, heartbeat_seconds: float) -> dict[str, Any]:
+    """The server accepts a worker's hello: batches up to acked_seq are committed; beat this often."""
+    return {"type": "welcome", "protocol": PROTOCOL_VERSION, "run_id": run_id, "acked_seq": acked_seq,
+            "heartbeat_seconds": heartbeat_seconds}
+
+
+def run_ended(run_id: int, status: str, acked_seq: int) -> dict[str, Any]:
+    """The run has ended, so its token writes nothing more; batches up to acked_seq were committed.
+    Sent instead of a welcome, or in place of an ack, then the socket closes with CLOSE_RUN_ENDED."""
+    return {
+        "type": "error", "code": "run_ended", "status": status, "acked_seq": acked_seq,
+        "message": f"run {run_id} has ended ({status}); this worker's token writes nothing more to it. "
+                   "To continue training, start a new run with resume_from set to a checkpoint",
+    }
+
+
+def lost(run_id: int, worker_timeout: float) -> dict[str, Any]:
+    """The dashboard gave up on this worker's run (status `lost`); the worker stops at a checkpoint and
+    delivers what it still holds, which is kept. Sent after the welcome, or at once if it is connected."""
+    return {
+        "type": "lost",
+        "message": f"the dashboard heard nothing from this worker for more than {worker_timeout:g} s and marked "
+                   f"run {run_id} lost; stop, save a checkpoint and deliver what is left (it is kept)",
+    }
 
 
 def batch(seq: int, content: Mapping[str, Any]) -> dict[str, Any]:

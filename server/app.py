@@ -9,14 +9,12 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.orm import Session
 from starlette.middleware.sessions import SessionMiddleware
 
 from server.auth import SESSION_COOKIE, NotAuthenticated, refuse_unauthenticated, session_secret
@@ -28,14 +26,14 @@ from server.notify import WebhookNotifier
 from server.request_limits import RequestLimits
 from server.routes import account_pages, api_docs, api_files, api_launcher, api_runs, pages, ws_browser, ws_worker
 from server.schemas import AlertPublic
-from server.services import run_status
 from server.services import runs as run_service
 from server.services.ingest import Announcement
-from server.services.spill_delivery import deliver_spill_files_left_by
+from server.services.worker_liveness import LastHeard
 from server.settings import Settings, get_settings
 from server.templating import STATIC_DIR
 from server.validation_errors import explain_validation_error
 from server.web_security import WebSecurityMiddleware
+from server.worker_watch import watch_workers
 from server.writer import DatabaseWriter, WriterBusy
 
 log = logging.getLogger(__name__)
@@ -55,11 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.writer.start()
         app.state.launcher = _make_launcher(app, settings)
         app.state.launcher.wake()  # runs queued while the dashboard was down
-        reaper = asyncio.create_task(_fail_orphaned_runs(app, settings.orphan_grace_seconds))
+        watcher = asyncio.create_task(watch_workers(app))
         try:
             yield
         finally:
-            reaper.cancel()
+            watcher.cancel()
             app.state.launcher.shutdown()
             app.state.writer.stop()
             if notifier is not None:
@@ -84,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.state.hub = LiveHub()
+    app.state.last_heard = LastHeard()
     app.state.launcher = NoLauncher()
     last_announced: dict[int, float] = {}
     announce_lock = threading.Lock()
@@ -185,40 +184,6 @@ def _make_launcher(app: FastAPI, settings: Settings) -> Any:
         issue_token=lambda _session, run: run_service.rotate_worker_token(run),
         on_run_changed=app.state.announce_run,
     )
-
-
-async def _fail_orphaned_runs(app: FastAPI, grace_seconds: float) -> None:
-    """Runs left `running` by an earlier dashboard whose worker never comes back would spin forever.
-
-    Their workers reconnect on their own (they retry with backoff), so wait a grace period first;
-    whatever has not reconnected by then is marked failed. A worker that returns later reports
-    `running` again and reopens the run.
-    """
-    def running_runs() -> dict[int, dict]:
-        with app.state.session_factory() as session:
-            # run.output_dir, not the config's: it is set only inside the output root (allowed_paths.py).
-            return {run.id: {**run.config, "output_dir": run.output_dir}
-                    for run in run_service.list_runs(session=session, status="running")}
-
-    suspects = await asyncio.to_thread(running_runs)
-    if not suspects:
-        return
-    await asyncio.sleep(grace_seconds)
-    orphans = [run_id for run_id in suspects if not app.state.hub.worker_connected(run_id)
-               and not app.state.launcher.is_running(run_id)]
-    for run_id in orphans:
-        # A worker that finished while the dashboard was down left its end (points, final status) in a
-        # spill file next to its checkpoints: deliver it before calling the run lost.
-        if await asyncio.to_thread(deliver_spill_files_left_by, config=suspects[run_id], run_id=run_id,
-                                   writer=app.state.writer, cwd=Path.cwd()):
-            await asyncio.to_thread(app.state.announce_run, run_id)
-
-    def fail(session: Session) -> list[int]:
-        return run_status.fail_orphans(session=session, run_ids=orphans, grace_seconds=grace_seconds)
-
-    for run_id in await asyncio.wrap_future(app.state.writer.submit(fail)):
-        log.warning("run %s: marked failed, its worker never reconnected", run_id)
-        await asyncio.to_thread(app.state.announce_run, run_id)
 
 
 async def _writer_busy(request: Request, exc: Exception) -> JSONResponse:

@@ -34,11 +34,17 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(20), index=True)  # queued/running/completed/failed/stopped
+    status: Mapped[str] = mapped_column(String(20), index=True)  # orpo_dash.protocol.RUN_STATUSES
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     # Only a hash is stored: the token itself is handed to the worker once.
     worker_token_hash: Mapped[str] = mapped_column(String(64))
+    # Set when the run ends: the token then writes nothing more (server/services/run_status.py).
+    token_revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # When its worker was last heard from, and when a dashboard was last listening for it, both
+    # persisted every few seconds while it runs (server/services/worker_liveness.py).
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    watched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -31,10 +31,17 @@ class Settings(BaseSettings):
     worker_python: str = Field("", description="Python executable for workers; empty means this interpreter.")
     model_cache_dir: Path | None = Field(None, description="Where workers cache converted models (default ~/.cache/orpo-dash).")
     launch_workers: bool = Field(True, description="Start a local worker process for each new run.")
-    orphan_grace_seconds: float = Field(
-        90.0, ge=0.0,
-        description="After a restart, a run still marked running whose worker has not reconnected within this "
-                    "many seconds is marked failed (a worker that comes back later reopens it).",
+    worker_timeout: float = Field(
+        60.0, gt=0.0,
+        description="A running run whose worker has sent nothing (not even a heartbeat) for this many seconds "
+                    "becomes 'lost', also counting from before a dashboard restart. A worker that comes back is "
+                    "told so, stops at a checkpoint, and its points are still kept.",
+    )
+    heartbeat_seconds: float = Field(
+        5.0, gt=0.0,
+        description="How often workers send a heartbeat when they have nothing else to send (told to them on "
+                    "connect); at most a third of worker_timeout. Unset, it is 5 s or a quarter of a shorter "
+                    "worker_timeout.",
     )
     alert_webhook_url: str = Field(
         "", description="POST a Slack-compatible JSON message here when an alert opens or escalates; empty: off."
@@ -132,6 +139,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"launcher='ray' needs ray_address, the Ray dashboard's URL (got {self.ray_address!r}); set "
                 "--ray-address or ORPO_DASH_RAY_ADDRESS to e.g. http://ray-head:8265 (`ray start --head` prints it)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeat_fits_the_timeout(self) -> Settings:
+        # One late heartbeat (a busy machine, a reconnect) must not make a healthy run 'lost'.
+        if "heartbeat_seconds" not in self.model_fields_set:
+            self.heartbeat_seconds = min(self.heartbeat_seconds, self.worker_timeout / 4)
+        if self.heartbeat_seconds * 3 > self.worker_timeout:
+            raise ValueError(
+                f"heartbeat_seconds={self.heartbeat_seconds:g} leaves too little room in worker_timeout="
+                f"{self.worker_timeout:g}: workers must be able to miss two heartbeats; lower "
+                "ORPO_DASH_HEARTBEAT_SECONDS or raise ORPO_DASH_WORKER_TIMEOUT to at least three times it"
             )
         return self
 

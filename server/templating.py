@@ -14,7 +14,11 @@ from __future__ import annotations
 import plotly
 from fastapi.templating import Jinja2Templates
 
-from orpo_dash.protocol import BROWSER_FINAL_CLOSE_CODES
+from orpo_dash.protocol import (
+    BROWSER_FINAL_CLOSE_CODES,
+    RUN_STATUSES,
+    TERMINAL_STATUSES,
+)
 from server.assets import STATIC_DIR, TEMPLATES_DIR
 
 __all__ = ["STATIC_DIR", "TEMPLATES_DIR", "templates"]  # the app factory mounts STATIC_DIR from here
@@ -23,3 +27,7 @@ templates = Jinja2Templates(directory=TEMPLATES_DIR)
 # common.js reads these from its own <script data-final-close-codes> (templates/base.html).
 templates.env.globals["final_close_codes"] = " ".join(map(str, BROWSER_FINAL_CLOSE_CODES))
 templates.env.globals["plotly_version"] = plotly.__version__
+# The status filter, the stop button and common.js (data-terminal-statuses) follow the protocol's
+# lists, so a new status shows up everywhere.
+templates.env.globals["RUN_STATUSES"] = RUN_STATUSES
+templates.env.globals["TERMINAL_STATUSES"] = TERMINAL_STATUSES

@@ -1,12 +1,20 @@
 """Checkpoints: output_dir/checkpoint-<step>/ holds a loadable model (or LoRA adapter) + tokenizer,
 and trainer_state.pt with everything needed to continue the run exactly: optimizer, scheduler,
 grad scaler, step, data position and every rank's RNG states.
+
+A checkpoint folder is data, never code: `resume_from` can name any folder the user can reach,
+so trainer_state.pt is read with torch's weights-only unpickler (tensors and plain containers;
+a pickled object that would run code on load is refused before anything runs). Everything we
+save is therefore tensors, numbers, strings, tuples, lists and dicts: numpy's RNG state (an
+ndarray) is stored as a list of ints.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,12 +24,20 @@ import numpy as np
 import torch
 
 STATE_FILE = "trainer_state.pt"
+# What save_checkpoint() in trainer/recipe.py writes and _load_checkpoint() reads.
+STATE_KEYS = ("step", "pairs_seen", "global_batch", "optimizer", "scheduler", "scaler", "rng")
+
+
+class CheckpointRefused(ValueError):
+    """trainer_state.pt cannot be loaded safely (or at all); the message says why and what to do."""
 
 
 def rng_state() -> dict[str, Any]:
+    """Every RNG this process draws from, as tensors and plain Python values only."""
+    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
     return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": random.getstate(),  # (version, tuple of ints, None): plain already
+        "numpy": (str(kind), np.asarray(keys).tolist(), int(pos), int(has_gauss), float(cached_gaussian)),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
@@ -29,7 +45,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached_gaussian))
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -57,11 +74,40 @@ def save(path: Path, *, model: Any, tokenizer: Any, state: dict[str, Any]) -> Pa
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
+    """The trainer state saved in checkpoint folder `path`, read without ever running code from it."""
     file = Path(path) / STATE_FILE
     if not file.is_file():
         raise FileNotFoundError(f"resume_from {str(path)!r} is not a checkpoint folder (no {STATE_FILE} in it)")
-    # Our own file: it holds Python RNG tuples and numpy state, which the weights-only loader refuses.
-    return torch.load(file, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # The weights-only unpickler stops at the first object it does not allow, before calling it.
+        # Its own message advises weights_only=False, the one thing we must not pass on.
+        if refused := re.search(r"GLOBAL ([\w.]+)", str(exc)):
+            raise CheckpointRefused(
+                f"resume_from: {file} asks for {refused.group(1)}, a Python object that only the full unpickler "
+                "can load, and the full unpickler runs whatever code the file names, so it is not loaded. "
+                "Checkpoints written by orpo-dash before this check (they stored numpy's RNG state as an array) "
+                "look like this too. To continue from that folder's weights, start a new run with model set to "
+                "the folder and resume_from empty (step numbering and optimizer state start afresh); to resume "
+                "exactly, resume from a checkpoint written by this version."
+            ) from None
+        raise CheckpointRefused(f"resume_from: {file} is not a readable trainer state ({_unpickler_reason(exc)}); "
+                                "pick a checkpoint-<step> folder written by orpo-dash") from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointRefused(f"resume_from: {file} is not a readable trainer state ({exc}); "
+                                "pick a checkpoint-<step> folder written by orpo-dash") from None
+    missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise CheckpointRefused(f"resume_from: {file} is not an orpo-dash trainer state (it lacks {', '.join(missing)})")
+    return state
+
+
+def _unpickler_reason(exc: BaseException) -> str:
+    """The line of torch's page-long refusal that says what it stopped at."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    after = [lines[i + 1] for i, line in enumerate(lines[:-1]) if line.endswith("WeightsUnpickler error:")]
+    return after[0] if after else "the weights-only loader refused it"
 
 
 def load_adapter(model: Any, path: str | Path) -> None:

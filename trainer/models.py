@@ -119,7 +119,7 @@ def load_tokenizer(name: str, *, cache_dir: str | Path | None = None) -> Any:
 
     source = model_source(name, cache_dir)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except OSError as exc:
         raise ModelLoadError(_not_found(name, exc)) from exc
     if tokenizer.pad_token is None:
@@ -141,7 +141,9 @@ def load_model(
 
     source = model_source(name, cache_dir)
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
+        # A model folder is data: never run the Python files it ships (trust_remote_code), and read
+        # any pickled weights with the weights-only unpickler (transformers' default, pinned here).
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], trust_remote_code=False, weights_only=True)
     except OSError as exc:
         raise ModelLoadError(_not_found(name, exc)) from exc
     model.to(device)  # type: ignore[arg-type]  # transformers types .to() as a PreTrainedModel-wrapping decorator

@@ -56,11 +56,14 @@ class ORPORecipe:
             self.device = torch.device("cuda", self.world.local_rank)
             torch.cuda.set_device(self.device)
         _seed_everything(cfg.seed)
+        # Read (and vet) the saved state before loading anything else from that folder: a state
+        # that is refused should fail the run at once, not after the model has loaded.
+        resume_state = checkpoint.load_state(cfg.resume_from) if cfg.resume_from else None
         self._setup_model()
         self._setup_data()
         self._setup_optimizer()
-        if cfg.resume_from:
-            self._load_checkpoint(cfg.resume_from)
+        if resume_state is not None:
+            self._load_checkpoint(resume_state, cfg.resume_from)
 
     def _setup_model(self) -> None:
         cfg = self.cfg
@@ -336,8 +339,7 @@ class ORPORecipe:
         distributed.barrier(self.world)
         return str(path)
 
-    def _load_checkpoint(self, path: str) -> None:
-        state = checkpoint.load_state(path)
+    def _load_checkpoint(self, state: dict[str, Any], path: str | None) -> None:
         if state["global_batch"] != self.global_batch:
             self._log(f"warning: global batch changed from {state['global_batch']} to {self.global_batch} since the checkpoint")
         self.optimizer.load_state_dict(state["optimizer"])

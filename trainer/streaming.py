@@ -11,6 +11,11 @@ store. Every message and the spill file are built by `orpo_dash.protocol` (docs/
 - At exit whatever could not be delivered in a bounded wait stays in the spill file, which
   `orpo-dash upload SPILL_FILE` (upload_spill_file) delivers later, registering the run first if
   it never was.
+- The same thread sends a heartbeat whenever it has sent nothing for the interval the dashboard asks
+  for, so a worker busy in a long eval, generation or checkpoint write is not taken for a hung one.
+- Told its run is `lost` (the dashboard stopped hearing from it), it asks training to stop and still
+  delivers what it holds. Told its run has ended (`run_ended`), it settles what was committed and
+  drops the rest: that run's token writes nothing more.
 
 Imports no torch and nothing of the server.
 """
@@ -52,7 +57,7 @@ FLUSH_INTERVAL = 0.1  # seconds between batches when points trickle in
 MAX_BATCH_POINTS = 5000  # a batch is sent at once when this many points wait
 MAX_IN_FLIGHT = 32  # unacknowledged batches on the wire before the sender waits for acks
 MEMORY_BOUND_POINTS = 500_000  # past this many undelivered points, the oldest go to the spill file
-HEARTBEAT_INTERVAL = 5.0
+HEARTBEAT_INTERVAL = 5.0  # until the dashboard's welcome says otherwise (its heartbeat_seconds)
 RECONNECT_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 CONNECT_TIMEOUT = 5.0  # seconds one websocket connection attempt may take to open
 # At close, how long an upload keeps retrying a dashboard that has never answered.
@@ -65,6 +70,14 @@ UNREACHABLE = (ConnectionRefusedError, socket.gaierror, httpx.ConnectError, Inva
 
 class ProtocolRefused(RuntimeError):
     """The server refused this worker (bad token, unknown run, protocol version): retrying cannot help."""
+
+
+class RunEnded(ProtocolRefused):
+    """The run has ended; batches up to `acked_seq` were committed, later ones never will be."""
+
+    def __init__(self, message: str, acked_seq: int) -> None:
+        super().__init__(message)
+        self.acked_seq = acked_seq
 
 
 def websocket_url(server_url: str, run_id: int) -> str:
@@ -152,20 +165,28 @@ class StreamingReporter:
         self._abandon = False  # close() waited long enough: the sender stops wherever it is
 
         self._stop_requested = threading.Event()
+        self._ended = threading.Event()  # the run ended: nothing more can be delivered to it
         self._closing = threading.Event()
         self._idle = threading.Event()  # set when nothing is waiting for delivery
         self.connected = threading.Event()
         self.refused: str | None = None
+        self.lost: str | None = None  # the dashboard's message when it marked this run lost
         self.delivered_batches = 0
+        self.dropped_batches = 0  # refused for good because the run had ended
+        self._heartbeat_interval = HEARTBEAT_INTERVAL
         self._thread = threading.Thread(target=self._run, name="orpo-dash-sender", daemon=True)
         self._thread.start()
 
     # ----- Reporter interface (called from the training loop) -----
     def metrics(self, step: int, values: Mapping[str, float]) -> None:
+        if self._ended.is_set():
+            return
         now = time.time()
         self._points.extend((step, name, float(value), now) for name, value in values.items())
 
     def status(self, status: str, *, total_steps: int | None = None, error: str | None = None) -> None:
+        if self._ended.is_set():
+            return
         self._extras.append(("status", {"status": status, "total_steps": total_steps, "error": error}))
 
     def log(self, text: str) -> None:
@@ -191,7 +212,10 @@ class StreamingReporter:
             self._thread.join(2.0)
         with self._spill_lock:
             leftover = self._pending_messages()
-            if leftover or self._spilled_lines:
+            if self._ended.is_set():
+                self.dropped_batches += len(leftover)  # written after the run ended: never accepted
+                self.spill_path.unlink(missing_ok=True)
+            elif leftover or self._spilled_lines:
                 self._rewrite_spill(leftover)
             elif self.spill_path.exists() and self._spill_read_offset:
                 self.spill_path.unlink(missing_ok=True)  # everything it held was delivered
@@ -236,6 +260,9 @@ class StreamingReporter:
                     backoff = itertools.chain(RECONNECT_BACKOFF, itertools.repeat(RECONNECT_BACKOFF[-1]))
                     if self._pump(ws):
                         return
+            except RunEnded as ended:
+                self._settle_ended(ended)
+                return
             except ProtocolRefused as refusal:
                 self.refused = str(refusal)
                 print(f"orpo-dash: the dashboard refused this worker: {refusal}", file=sys.stderr)
@@ -272,9 +299,10 @@ class StreamingReporter:
         ws.send(json.dumps(hello(self.token)))
         welcome = json.loads(ws.recv(timeout=10))
         if welcome.get("type") == "error":
-            raise ProtocolRefused(welcome.get("message", "refused"))
+            _raise_refusal(welcome)
         if welcome.get("type") != "welcome":
             raise ProtocolRefused(f"expected a welcome, got {welcome!r}")
+        self._heartbeat_interval = float(welcome.get("heartbeat_seconds", HEARTBEAT_INTERVAL))
         acked = int(welcome.get("acked_seq", 0))
         for seq in [s for s in self._unacked if s <= acked]:
             del self._unacked[seq]
@@ -304,7 +332,8 @@ class StreamingReporter:
                 return True
             # Nothing to send yet: wait for acks or commands until the next flush is due.
             self._receive(ws, timeout=0.01 if self._closing.is_set() else self._flush_interval)
-            if time.monotonic() - last_sent > HEARTBEAT_INTERVAL:
+            # Beats from this thread, whatever the training loop is doing (a long eval, a checkpoint).
+            if time.monotonic() - last_sent > self._heartbeat_interval:
                 ws.send(json.dumps(heartbeat()))
                 last_sent = time.monotonic()
         return True
@@ -329,11 +358,35 @@ class StreamingReporter:
                     self.delivered_batches += 1
             elif kind == "stop":
                 self._stop_requested.set()
+            elif kind == "lost":
+                # Training stops at a checkpoint; what it still sends is kept.
+                if self.lost is None:
+                    print(f"orpo-dash: {message.get('message')}", file=sys.stderr)
+                self.lost = str(message.get("message"))
+                self._stop_requested.set()
             elif kind == "error":
+                if message.get("code") == "run_ended":
+                    _raise_refusal(message)
                 if message.get("code") == "bad_batch":
                     # The server will never accept this batch: drop it rather than resend forever.
                     self._unacked.pop(int(message.get("seq", -1)), None)
                 print(f"orpo-dash: dashboard error: {message.get('message')}", file=sys.stderr)
+
+    def _settle_ended(self, ended: RunEnded) -> None:
+        """The run has ended: what it committed is delivered, the rest can never be, so it is dropped
+        instead of waiting in a spill file for an upload that would be refused too."""
+        for seq in list(self._unacked):
+            if seq <= ended.acked_seq:
+                del self._unacked[seq]
+                self.delivered_batches += 1
+        with self._spill_lock:
+            dropped = len(self._pending_messages()) + self._spilled_lines
+            self._spilled_lines = 0
+        self.dropped_batches += dropped
+        self._ended.set()
+        if dropped:
+            self.refused = str(ended)
+            print(f"orpo-dash: {ended}; {dropped} batch(es) sent after that were dropped", file=sys.stderr)
 
     def _next_batch(self) -> dict[str, Any] | None:
         """The oldest undelivered content as one numbered batch: spilled lines first, then memory."""
@@ -440,6 +493,12 @@ class StreamingReporter:
             self._spill_read_offset = handle.tell()
         self._spilled_lines -= 1
         return orjson.loads(line) if line.strip() else None
+
+
+def _raise_refusal(message: dict[str, Any]) -> None:
+    if message.get("code") == "run_ended":
+        raise RunEnded(str(message.get("message", "the run has ended")), int(message.get("acked_seq", 0)))
+    raise ProtocolRefused(message.get("message", "refused"))
 
 
 def _dumps(message: dict[str, Any]) -> str:

@@ -11,9 +11,11 @@ from fastapi import APIRouter, WebSocket
 from sqlalchemy.exc import OperationalError
 from starlette.websockets import WebSocketState
 
+from orpo_dash import protocol
 from orpo_dash.protocol import (
     CLOSE_BAD_PROTOCOL,
     CLOSE_NOT_FOUND,
+    CLOSE_RUN_ENDED,
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHORIZED,
     MAX_WORKER_FRAME_CHARS,
@@ -24,7 +26,7 @@ from orpo_dash.protocol import (
 )
 from server.routes.disconnects import DISCONNECTS
 from server.services import runs as run_service
-from server.services.ingest import BatchOutOfOrder, skip_rejected_batch
+from server.services.ingest import BatchOutOfOrder, RunEnded, skip_rejected_batch
 from server.ws_frames import BadFrame, close_for, receive_json
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,12 @@ HELLO_MAX_CHARS = 4096  # a hello is a type, a protocol number and a token
 async def _refuse(ws: WebSocket, code: int, error: str, message: str) -> None:
     await ws.send_json({"type": "error", "code": error, "message": message})
     await ws.close(code=code, reason=error)
+
+
+async def _end_of_run(ws: WebSocket, message: dict[str, Any]) -> None:
+    with contextlib.suppress(Exception):
+        await ws.send_json(message)
+        await ws.close(code=CLOSE_RUN_ENDED, reason="run ended")
 
 
 @router.websocket("/ws/worker/{run_id}")
@@ -62,25 +70,34 @@ async def worker_socket(ws: WebSocket, run_id: int) -> None:
         )
         return
 
-    def lookup() -> tuple[bool, bool, int, bool]:
+    def lookup() -> tuple[bool, bool, int, bool, str, bool]:
         with state.session_factory() as session:
             run = run_service.get_run(session=session, run_id=run_id)
             if run is None:
-                return False, False, 0, False
-            return True, run_service.token_matches(run, str(hello.get("token", ""))), run.last_seq, run.stop_requested
+                return False, False, 0, False, "", False
+            authorised = run_service.token_matches(run, str(hello.get("token", "")))
+            return True, authorised, run.last_seq, run.stop_requested, run.status, run.token_revoked_at is not None
 
-    exists, authorised, acked_seq, stop_requested = await asyncio.to_thread(lookup)
+    exists, authorised, acked_seq, stop_requested, run_state, revoked = await asyncio.to_thread(lookup)
     if not exists:
         await _refuse(ws, CLOSE_NOT_FOUND, "run_not_found", f"run {run_id} does not exist on this dashboard")
         return
     if not authorised:
         await _refuse(ws, CLOSE_UNAUTHORIZED, "unauthorized", f"the token is not valid for run {run_id}")
         return
+    if revoked:
+        # Its own token, so it may learn what was committed (a resend after the run ended is settled,
+        # not lost), but it writes nothing more.
+        await _end_of_run(ws, protocol.run_ended(run_id, run_state, acked_seq))
+        return
 
-    await ws.send_json({"type": "welcome", "protocol": PROTOCOL_VERSION, "run_id": run_id, "acked_seq": acked_seq})
+    state.last_heard.heard(run_id)
+    await ws.send_json(protocol.welcome(run_id, acked_seq, state.settings.heartbeat_seconds))
     commands = state.hub.attach_worker(run_id)
     if stop_requested:
         commands.put_nowait({"type": "stop"})
+    if run_state == "lost":
+        commands.put_nowait(protocol.lost(run_id, state.settings.worker_timeout))
     send_lock = asyncio.Lock()
     pending: set[asyncio.Task[None]] = set()
 
@@ -98,6 +115,10 @@ async def worker_socket(ws: WebSocket, run_id: int) -> None:
             await asyncio.wrap_future(state.writer.submit_batch(run_id, message))
         except ProtocolError as error:
             await refuse_batch(seq, str(error))
+            return
+        except RunEnded as ended:
+            async with send_lock:
+                await _end_of_run(ws, protocol.run_ended(run_id, ended.final_status, ended.acked_seq))
             return
         except (BatchOutOfOrder, OperationalError) as error:
             # Not committed, and not the batch's fault: drop the connection; the worker reconnects,
@@ -124,6 +145,7 @@ async def worker_socket(ws: WebSocket, run_id: int) -> None:
         while True:
             # orjson (in receive_json): a 5,000-point batch decodes several times faster than with json.
             message = await receive_json(ws, max_chars=MAX_WORKER_FRAME_CHARS)
+            state.last_heard.heard(run_id)  # any message is a sign of life
             kind = message.get("type") if isinstance(message, dict) else None
             if kind == "batch":
                 # Acks are sent from tasks so reading continues while earlier batches commit;

@@ -16,8 +16,8 @@ from orpo_dash.diagnostics import AlertEngine
 from orpo_dash.protocol import (
     MAX_SAMPLE_CHARS,
     MAX_STEP,
-    RUN_STATUSES,
     TERMINAL_STATUSES,
+    WORKER_STATUSES,
     Point,
     ProtocolError,
     parse_points,
@@ -123,6 +123,16 @@ class BatchOutOfOrder(Exception):
     """Not the batch's fault: the worker must reconnect and resend from what was committed."""
 
 
+class RunEnded(Exception):
+    """The run has ended and its worker token writes nothing more. Batches it already committed
+    (seq <= acked_seq) are still acknowledged; this one is refused."""
+
+    def __init__(self, run_id: int, status: str, acked_seq: int) -> None:
+        super().__init__(f"run {run_id} has ended ({status}); its worker token writes nothing more")
+        self.final_status = status
+        self.acked_seq = acked_seq
+
+
 def skip_rejected_batch(*, session: Session, run_id: int, seq: int) -> None:
     """Count a batch that was refused as malformed as consumed, so the batches after it still follow
     on without a gap (the worker drops a refused batch and never resends it)."""
@@ -150,7 +160,9 @@ def apply_batch(
     if run is None:
         raise ProtocolError(f"run {run_id} no longer exists")
     if seq <= run.last_seq:
-        return None
+        return None  # committed before, perhaps just before the run ended: acknowledged again
+    if run.token_revoked_at is not None:
+        raise RunEnded(run_id, run.status, run.last_seq)
     if seq > run.last_seq + 1:
         # An earlier batch of this worker failed to commit (e.g. the database dropped its connection)
         # after later ones were already queued: applying this one would skip that one for good.
@@ -209,13 +221,17 @@ def _apply_status(run: Run, status: Any) -> None:
     if not isinstance(status, dict):
         raise ProtocolError(f"a batch's status must be an object like {{\"status\": \"running\"}}, got {shown(status)}")
     new_status = status.get("status")
-    if new_status not in RUN_STATUSES:
-        raise ProtocolError(f"status must be one of {', '.join(RUN_STATUSES)}, got {shown(new_status)}")
+    if new_status not in WORKER_STATUSES:
+        raise ProtocolError(f"a worker's status must be one of {', '.join(WORKER_STATUSES)}, got {shown(new_status)} "
+                            "(queued and lost are the dashboard's to set)")
     total = status.get("total_steps")
     if total is not None and (not isinstance(total, int) or isinstance(total, bool) or not 0 <= total <= MAX_STEP):
         raise ProtocolError(f"total_steps must be an integer from 0 to {MAX_STEP}, got {shown(total)}")
     error = _text(status["error"]) if status.get("error") else None
-    run_status.apply_reported(run, new_status=new_status, total_steps=total, error=error)
+    try:
+        run_status.apply_reported(run, new_status=new_status, total_steps=total, error=error)
+    except run_status.InvalidTransition as refused:
+        raise ProtocolError(str(refused)) from None
 
 
 def _parse_log(entry: Any) -> tuple[float, str, str]:

@@ -24,6 +24,7 @@ from orpo_dash.protocol import (
     spill_file_pattern,
 )
 from server.models import Run
+from server.services.ingest import RunEnded
 from server.services.runs import token_matches
 from server.writer import DatabaseWriter
 
@@ -73,9 +74,16 @@ def deliver_spill_file(path: Path, *, run_id: int, writer: DatabaseWriter) -> in
     # The worker has exited, so nothing else writes this run's batches: numbering on from the last
     # committed seq keeps them in order and unskipped.
     seq = writer.submit(last_seq).result(timeout=30)
-    for content in contents:
+    for applied, content in enumerate(contents):
         seq += 1
-        writer.submit_batch(run_id, batch(seq, content)).result(timeout=60)
+        try:
+            writer.submit_batch(run_id, batch(seq, content)).result(timeout=60)
+        except RunEnded as ended:
+            # The run ended (its worker's own final status, earlier in this file, ends it too): what
+            # follows can never be written with its token, here or by an upload, so it is dropped.
+            log.warning("run %s: %s; dropped the last %s batch(es) of %s", run_id, ended, len(contents) - applied, path)
+            path.unlink()
+            return applied
     path.unlink()
     return len(contents)
 

@@ -7,6 +7,9 @@
   // renders them from orpo_dash.protocol into this script's tag (templates/base.html).
   const FINAL_CLOSE_CODES = (document.currentScript.dataset.finalCloseCodes || "")
     .split(" ").filter(Boolean).map(Number);
+  // Statuses a run never leaves (orpo_dash.protocol.TERMINAL_STATUSES, rendered the same way), e.g.
+  // "lost": the dashboard stopped hearing from the run's worker.
+  const TERMINAL = (document.currentScript.dataset.terminalStatuses || "").split(" ").filter(Boolean);
 
   class ApiError extends Error {
     constructor(status, body) {
@@ -73,7 +76,6 @@
     return (end - new Date(run.started_at)) / 1000;
   }
 
-  const TERMINAL = ["completed", "failed", "stopped"];
   const isTerminal = (status) => TERMINAL.includes(status);
 
   function statusBadge(status) {

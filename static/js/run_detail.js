@@ -113,14 +113,17 @@
       `<span>λ ${fmtNum(c.beta)}</span> <span>lr ${fmtNum(c.learning_rate)}</span> ` +
       `<span>created ${fmtDate(run.created_at)}</span> ${tags}`;
     document.getElementById("stop-btn").hidden = isTerminal(run.status);
-    const failed = run.status === "failed" && run.error;
+    const failed = (run.status === "failed" || run.status === "lost") && run.error;
     document.getElementById("run-error").hidden = !failed;
+    document.getElementById("run-error-title").textContent =
+      run.status === "lost" ? "This run's worker was lost." : "This run failed.";
     document.getElementById("run-error-text").textContent = failed ? run.error : "";
     document.getElementById("output-dir").textContent = run.output_dir || "—";
     renderCheckpoints(run.checkpoints || []);
     if (socket) alertsArrived(run.alerts || []);   // the first load renders its alerts itself
     if (socket) {
-      // A run can reopen (resumed, or a worker back after the dashboard had given it up): keep listening then.
+      // An ended run stops reconnecting; while the socket is open it still draws what arrives (the
+      // points of a lost run's worker that came back).
       socket.finished = isTerminal(run.status);
       if (socket.finished) setLiveState("finished");
     }

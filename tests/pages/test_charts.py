@@ -10,6 +10,7 @@ import random
 import httpx
 import pytest
 
+from tests.conftest import _serve
 from tests.pages.conftest import point_count, register_run
 from trainer.streaming import StreamingReporter
 
@@ -140,19 +141,19 @@ def test_progress_says_what_a_run_is_waiting_for(live_server, page, tiny_dataset
     reporter.close(timeout=30)
 
 
-def test_a_finished_run_that_reopens_is_followed_again(live_server, page, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
-    run_id, token = register_run(live_server, tiny_dataset_file, name="reopens")
-    first = _stream(live_server, run_id, token, range(1, 3), seed=3, finish=False)
-    first.status("failed", error="worker lost")
-    first.close(timeout=30)
-    page.goto(f"{live_server.url}/runs/{run_id}")
-    page.wait_for_function("() => document.querySelector('#run-status [data-status]').dataset.status === 'failed'")
-    # A worker that comes back (resumed, or reconnecting after the dashboard had given up on it) reopens
-    # the run: the open page must show it running and draw its new steps without a reload.
-    again = _stream(live_server, run_id, token, range(3, 6), seed=4, finish=False)
-    page.wait_for_function("() => document.querySelector('#run-status [data-status]').dataset.status === 'running'")
-    page.wait_for_function("() => document.getElementById('progress-text').textContent.startsWith('step 5')")
-    assert page.is_visible("#stop-btn")
-    again.status("completed")
-    again.close(timeout=30)
-    page.wait_for_function("() => document.querySelector('#run-status [data-status]').dataset.status === 'completed'")
+def test_a_lost_runs_returning_worker_is_drawn_and_the_run_stays_lost(tmp_path, page, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+    for server in _serve(tmp_path, None, {"ORPO_DASH_WORKER_TIMEOUT": "3"}):
+        run_id, token = register_run(server, tiny_dataset_file, name="comes back")
+        first = _stream(server, run_id, token, range(1, 3), seed=3, finish=False)
+        first.close(timeout=30)  # the worker falls silent without reporting an end
+        page.goto(f"{server.url}/runs/{run_id}")
+        page.wait_for_function("() => document.querySelector('#run-status [data-status]').dataset.status === 'lost'")
+        # A worker that comes back after the dashboard gave up on it: its steps are kept and drawn on
+        # the open page without a reload, but the run does not reopen (a resume is a new run).
+        again = _stream(server, run_id, token, range(3, 6), seed=4, finish=False)
+        page.wait_for_function("() => document.getElementById('progress-text').textContent.startsWith('step 5')")
+        assert page.get_attribute("#run-status [data-status]", "data-status") == "lost"
+        assert page.is_hidden("#stop-btn")
+        again.status("stopped")
+        again.close(timeout=30)
+        assert server.api("GET", f"/api/runs/{run_id}").json()["status"] == "lost"
