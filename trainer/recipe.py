@@ -24,7 +24,13 @@ from orpo_dash.output_dir import output_dir_problem
 from orpo_dash.protocol import clip_sample_text
 from orpo_dash.run_config import RunConfig
 from trainer import checkpoint, distributed
-from trainer.data import PairStream, collate, encode_prompt, load_preference_data
+from trainer.data import (
+    PairStream,
+    PreferenceData,
+    collate,
+    encode_prompt,
+    load_preference_data,
+)
 from trainer.loss import IGNORE_INDEX, ORPOSums, nll_labels, orpo_sums
 from trainer.models import DTYPES, add_lora, load_model, load_tokenizer, resolve_device
 from trainer.reporting import Reporter
@@ -43,6 +49,22 @@ class ORPORecipe:
         self._signalled = False
         self._finished = False  # train() returned normally: every rank reaches cleanup() together
         self._old_handlers: dict[int, Any] = {}
+        # Everything setup() builds, declared here so the recipe's whole state reads in one place.
+        # Until setup() joins a process group the recipe is one process on the configured device.
+        self.device = torch.device("cpu")
+        self.world = distributed.World()
+        self.tokenizer: Any = None
+        self.model: Any = None  # the unwrapped model: generate, save and eval use it
+        self.train_model: Any = None  # the model, or its DistributedDataParallel wrapper
+        self.autocast_dtype: torch.dtype | None = None
+        self.scaler = torch.amp.GradScaler("cpu", enabled=False)
+        self.data = PreferenceData(train=[], eval=[], eval_prompts=[])
+        self.stream = PairStream(0, config.seed)
+        self.global_batch = 0  # pairs per optimizer step, over all ranks
+        self.total_steps = 0
+        self.params: list[torch.nn.Parameter] = []
+        self.optimizer: Any = None
+        self.scheduler: Any = None
 
     # ------------------------------------------------------------------ setup
 
@@ -82,7 +104,7 @@ class ORPORecipe:
             )
             if cfg.resume_from:
                 checkpoint.load_adapter(model, cfg.resume_from)
-        self.model = model  # the unwrapped model: generate, save and eval use it
+        self.model = model
         self.train_model = model
         if self.world.parallel:
             from torch.nn.parallel import DistributedDataParallel
@@ -354,7 +376,7 @@ class ORPORecipe:
         for signum, handler in self._old_handlers.items():
             signal.signal(signum, handler)
         self._old_handlers.clear()
-        distributed.shutdown(getattr(self, "world", distributed.World()), together=self._finished)
+        distributed.shutdown(self.world, together=self._finished)
 
     def _install_signal_handlers(self) -> None:
         def handle(signum: int, frame: Any) -> None:
@@ -387,7 +409,7 @@ class ORPORecipe:
             self.reporter.status(status, **kwargs)
 
     def _log(self, text: str) -> None:
-        if getattr(self, "world", None) is None or self.world.is_main:
+        if self.world.is_main:
             self.reporter.log(text)
 
 
