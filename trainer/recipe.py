@@ -225,7 +225,8 @@ class ORPORecipe:
             window_time += time.perf_counter() - t0
             window_steps += 1
             if self.step % cfg.logging_every == 0 or self.step == self.total_steps:
-                # .item() here is the only host-device sync of the step; keep it at logging time.
+                # .item() here waits for the device; keep it at logging time. The other per-step wait
+                # is the stop vote at the end of the step, and only under DDP (see below).
                 metrics = self._reduce(window, prefix="")
                 tokens = distributed.all_reduce_sum(torch.tensor(float(window_tokens)), self.world).item()
                 metrics.update({
@@ -246,7 +247,9 @@ class ORPORecipe:
             if cfg.save_every and self.step % cfg.save_every == 0:
                 self.save_checkpoint()
                 last_saved = self.step
-            # Every rank must agree to stop at the same step, or the others hang in all-reduce.
+            # Every rank must agree to stop at the same step, or the others hang in all-reduce. Under
+            # DDP the vote is a one-element all-reduce read back on the host: one host-device sync per
+            # step, the price of stopping within one step; a single process decides without a sync.
             stop = self._signalled or (self.world.is_main and self.reporter.stop_requested())
             if distributed.any_rank(stop, self.world, self.device) and self.step < self.total_steps:
                 self._log(f"stop requested: stopping after step {self.step}")
