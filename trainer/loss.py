@@ -28,12 +28,13 @@ import torch.nn.functional as F
 
 IGNORE_INDEX = -100
 
-# A mean log-prob of exactly 0 means P(y|x) = 1, so the odds P/(1-P) are infinite and
-# log(1 - P) = -inf. In float32 that happens in practice once a response is memorised (every
-# token's log-prob rounds to 0). Clamping logp to at most -LOGP_EPS caps the log odds at
-# about -log(LOGP_EPS) ~ 13.8, which keeps the loss and its gradient finite. The clamp only
-# bites when P > 1 - 1e-6, where the OR term is already ~0 and has nothing left to teach.
-LOGP_EPS = 1e-6
+# A mean log-prob of exactly 0 means P(y|x) = 1: the odds P/(1-P) are infinite and
+# log(1 - P) = -inf. In float32 that happens once a response is memorised (every token's
+# log-prob rounds to 0). Only that value is moved, to the smallest normal float32 below 0:
+# `log1mexp` is exact for every negative float down to it (log(-expm1(x)), about -87.3 there),
+# so a mean log-prob of -1e-7 keeps its true loss and gradient. The side that sat exactly at 0
+# gets no OR gradient (its true gradient is infinite); its partner's gradient stays finite.
+LOGP_MAX = -torch.finfo(torch.float32).tiny
 
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
@@ -53,8 +54,8 @@ def log1mexp(x: torch.Tensor) -> torch.Tensor:
 
 def log_odds_ratio(logps_chosen: torch.Tensor, logps_rejected: torch.Tensor) -> torch.Tensor:
     """Per-pair log odds ratio from per-sequence MEAN log-probs, computed in float32."""
-    c = logps_chosen.float().clamp(max=-LOGP_EPS)
-    r = logps_rejected.float().clamp(max=-LOGP_EPS)
+    c = logps_chosen.float().clamp(max=LOGP_MAX)
+    r = logps_rejected.float().clamp(max=LOGP_MAX)
     return (c - r) - (log1mexp(c) - log1mexp(r))
 
 
