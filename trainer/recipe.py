@@ -1,7 +1,8 @@
 """The ORPO training recipe: setup(), train(), save_checkpoint(), cleanup() (torchtune style).
 
 One optimizer step = one global batch of batch_size * gradient_accumulation_steps * world_size
-pairs. Each micro-batch is ONE forward pass over its chosen and rejected rows together. The loss
+pairs. Each micro-batch is ONE forward pass over its pairs, packed so each prompt is computed once
+for both responses (trainer/packing.py, trainer/forward.py). The loss
 of every micro-batch is normalised by totals over the whole global batch (response tokens for
 the NLL, pairs for the OR term), so the accumulated gradient equals the big batch's gradient.
 """
@@ -27,12 +28,14 @@ from trainer import checkpoint, distributed
 from trainer.data import (
     PairStream,
     PreferenceData,
-    collate,
+    TokenizedPair,
     encode_prompt,
     load_preference_data,
 )
-from trainer.loss import IGNORE_INDEX, ORPOSums, nll_labels, orpo_sums
+from trainer.forward import PairScorer
+from trainer.loss import ORPOSums, pair_sums
 from trainer.models import DTYPES, add_lora, load_model, load_tokenizer, resolve_device
+from trainer.packing import pack_pairs
 from trainer.reporting import Reporter
 
 SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
@@ -55,7 +58,8 @@ class ORPORecipe:
         self.world = distributed.World()
         self.tokenizer: Any = None
         self.model: Any = None  # the unwrapped model: generate, save and eval use it
-        self.train_model: Any = None  # the model, or its DistributedDataParallel wrapper
+        self.scorer: Any = None  # PairScorer: the model's packed-pairs forward (trainer/forward.py)
+        self.train_model: Any = None  # the scorer, or its DistributedDataParallel wrapper
         self.autocast_dtype: torch.dtype | None = None
         self.scaler = torch.amp.GradScaler("cpu", enabled=False)
         self.data = PreferenceData(train=[], eval=[], eval_prompts=[])
@@ -105,12 +109,13 @@ class ORPORecipe:
             if cfg.resume_from:
                 checkpoint.load_adapter(model, cfg.resume_from)
         self.model = model
-        self.train_model = model
+        self.scorer = PairScorer(model)
+        self.train_model = self.scorer
         if self.world.parallel:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.train_model = DistributedDataParallel(model, device_ids=ids)
+            self.train_model = DistributedDataParallel(self.scorer, device_ids=ids)
         self.autocast_dtype = None if cfg.dtype == "float32" else DTYPES[cfg.dtype]
         # float16 overflows without loss scaling; bfloat16 has float32's range and needs none.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.dtype == "float16")
@@ -194,10 +199,8 @@ class ORPORecipe:
                 sync = nullcontext() if last or not self.world.parallel else self.train_model.no_sync()
                 with sync:
                     with self._autocast():
-                        logits = self.train_model(
-                            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
-                        ).logits
-                    sums = orpo_sums(logits, batch["labels"], batch["sft_labels"])
+                        logps = self.train_model(batch["packed"])
+                    sums = pair_sums(logps)
                     # Each rank's loss is already a share of the GLOBAL mean; DDP averages gradients
                     # over ranks, so scale by world size to turn that average back into the sum.
                     loss = sums.objective(cfg.beta, nll_tokens=nll_tokens, pairs=pairs) * self.world.size
@@ -205,7 +208,7 @@ class ORPORecipe:
                 detached = sums.detach()
                 step_sums = detached if step_sums is None else step_sums + detached
                 window_tokens += batch["n_tokens"]
-                del logits, loss, sums  # free this micro-batch's activations before the next forward
+                del logps, loss, sums  # free this micro-batch's activations before the next forward
             assert step_sums is not None  # gradient_accumulation_steps > 0 (validated), so batches is never empty
 
             # Unscale before clipping so max_grad_norm applies to the true gradient; the norm is
@@ -276,20 +279,20 @@ class ORPORecipe:
         out = []
         for a in range(cfg.gradient_accumulation_steps):
             start = a * per_micro + self.world.rank * cfg.batch_size
-            out.append(self._to_device(collate([self.data.train[i] for i in indices[start: start + cfg.batch_size]],
-                                               self.tokenizer.pad_token_id)))
+            out.append(self._pack([self.data.train[i] for i in indices[start: start + cfg.batch_size]]))
         return out
 
-    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
-        n = batch["input_ids"].size(0) // 2
-        sft = nll_labels(batch["input_ids"][:n], batch["attention_mask"][:n], prompt_loss=self.cfg.prompt_loss)
-        scored = batch["labels"][:n] if sft is None else sft
-        out: dict[str, Any] = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        out["sft_labels"] = None if sft is None else sft.to(self.device, non_blocking=True)
-        # Counted on the CPU copies, so the loop never waits on the device for them.
-        out["sft_tokens"] = int((scored[:, 1:] != IGNORE_INDEX).sum())
-        out["n_tokens"] = int(batch["attention_mask"].sum())
-        return out
+    def _pack(self, pairs: list[TokenizedPair]) -> dict[str, Any]:
+        """One micro-batch laid out for one forward (trainer/packing.py), on the device."""
+        packed = pack_pairs(pairs, self.tokenizer.pad_token_id, prompt_loss=self.cfg.prompt_loss)
+        return {
+            "packed": packed.to(self.device),
+            # Counted on the CPU copies, so the loop never waits on the device for them.
+            "sft_tokens": int(packed.in_sft.sum()),
+            # tokens_per_sec counts what the pairs hold as two sequences (prompt + chosen, prompt +
+            # rejected), however few of them the packed forward computes (docs/metrics.md).
+            "n_tokens": sum(2 * len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in pairs),
+        }
 
     # ------------------------------------------------------------------ eval, samples
 
@@ -303,10 +306,9 @@ class ORPORecipe:
         batches = [self.data.eval[i: i + size] for i in range(0, len(self.data.eval), size)]
         total = ORPOSums.zeros(self.device)
         for pairs in batches[self.world.rank:: self.world.size]:
-            batch = self._to_device(collate(pairs, self.tokenizer.pad_token_id))
             with self._autocast():
-                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-            total = total + orpo_sums(logits, batch["labels"], batch["sft_labels"])
+                logps = self.scorer(self._pack(pairs)["packed"])
+            total = total + pair_sums(logps)
         self.model.train()
         metrics = self._reduce(total, prefix=M.EVAL_PREFIX)
         self._report_metrics(metrics)

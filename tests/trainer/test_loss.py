@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from trainer.data import Pair, TokenizedPair, collate, tokenize_pair
-from trainer.loss import IGNORE_INDEX, log1mexp, log_odds_ratio, odds_ratio_loss, orpo_loss, orpo_sums, token_logps
+from trainer.loss import (
+    IGNORE_INDEX,
+    log1mexp,
+    log_odds_ratio,
+    odds_ratio_loss,
+    orpo_loss,
+    orpo_sums,
+    token_logps,
+)
 
 
 def _log_odds(logp: float) -> float:
