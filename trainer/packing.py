@@ -3,13 +3,14 @@
 The plain layout runs chosen and rejected as two padded sequences, so every prompt token is
 computed twice and padding is computed too. Here each pair becomes ONE segment
 
-    prompt | chosen response | rejected response
+    prompt | chosen response[:-1] | rejected response[:-1]
 
-with position ids 0..P-1, P..P+C-1 and P..P+R-1 (the rejected response continues from the
+with position ids 0..P-1, P..P+C-2 and P..P+R-2 (the rejected response continues from the
 prompt's end, as if the chosen one were not there), and an attention rule that lets a token see
 earlier tokens of its own pair only, and of those only the prompt and its own response. Each
 response then sees exactly what it saw as a separate sequence, so every log-prob is the same
-(up to float rounding); the prompt is computed once.
+(up to float rounding); the prompt is computed once. A response's last token is not fed in at
+all: it predicts nothing and, in this layout, nothing attends to it.
 
 Segments are packed back to back into a few rows (first fit, longest first) so the dense
 [rows, L, L] attention mask stays small; the short tail of each row is padding that attends to
@@ -76,7 +77,7 @@ def pack_pairs(pairs: list[TokenizedPair], pad_token_id: int, *, prompt_loss: bo
                row_tokens: int = ROW_TOKENS) -> PackedPairs:
     """Pack pairs for `trainer.forward.PairScorer`. With prompt_loss the chosen prompt's tokens
     (all but its first, which nothing predicts) are in the SFT term too."""
-    lengths = [len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in pairs]
+    lengths = [len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) - 2 for p in pairs]
     capacity = max([row_tokens, *lengths])
     rows: list[list[int]] = []  # pair indices per row
     room: list[int] = []
@@ -102,10 +103,10 @@ def pack_pairs(pairs: list[TokenizedPair], pad_token_id: int, *, prompt_loss: bo
         offset = 0
         for k in members:
             pair = pairs[k]
-            p, c, j = len(pair.prompt_ids), len(pair.chosen_ids), len(pair.rejected_ids)
+            p, c, j = len(pair.prompt_ids), len(pair.chosen_ids) - 1, len(pair.rejected_ids) - 1  # fed-in lengths
             start = r * width + offset
             end = offset + p + c + j
-            input_ids[r, offset:end] = torch.tensor(pair.prompt_ids + pair.chosen_ids + pair.rejected_ids)
+            input_ids[r, offset:end] = torch.tensor(pair.prompt_ids + pair.chosen_ids[:-1] + pair.rejected_ids[:-1])
             position_ids[r, offset:end] = torch.cat([torch.arange(p + c), torch.arange(p, p + j)])
             pair_ids[r, offset:end] = k
             branch[r, offset + p: offset + p + c] = CHOSEN
@@ -116,11 +117,11 @@ def pack_pairs(pairs: list[TokenizedPair], pad_token_id: int, *, prompt_loss: bo
                 kinds += [PROMPT] * (p - 1)
             # response token t: by the prompt's last position for t = 0, else by the response's t-1
             last_prompt = start + p - 1
-            sources += [last_prompt, *range(start + p, start + p + c - 1)]
-            sources += [last_prompt, *range(start + p + c, start + p + c + j - 1)]
+            sources += [last_prompt, *range(start + p, start + p + c)]
+            sources += [last_prompt, *range(start + p + c, start + p + c + j)]
             targets += pair.chosen_ids + pair.rejected_ids
-            kinds += [CHOSEN] * c + [REJECTED] * j
-            scored_pair += [k] * ((p - 1 if prompt_loss else 0) + c + j)
+            kinds += [CHOSEN] * (c + 1) + [REJECTED] * (j + 1)
+            scored_pair += [k] * ((p - 1 if prompt_loss else 0) + c + j + 2)
             offset = end
     kind = torch.tensor(kinds, dtype=torch.long)
     return PackedPairs(

@@ -89,25 +89,27 @@ def test_eval_without_grad_gives_the_same_sums(tokenizer, tiny_model, pair_rows)
 
 
 def test_layout_of_one_pair() -> None:
-    pair = TokenizedPair(prompt_ids=[10, 11, 12], chosen_ids=[20, 21], rejected_ids=[30, 31, 32])
+    pair = TokenizedPair(prompt_ids=[10, 11, 12], chosen_ids=[20, 21, 22], rejected_ids=[30, 31, 32, 33])
     packed = pack_pairs([pair], 0, prompt_loss=True)
-    assert packed.input_ids.tolist() == [[10, 11, 12, 20, 21, 30, 31, 32]]  # no padding
+    # no padding; a response's last token predicts nothing and nothing attends to it, so it is not fed in
+    assert packed.input_ids.tolist() == [[10, 11, 12, 20, 21, 30, 31, 32]]
     # the rejected response continues from the prompt's end, not from the chosen one's
     assert packed.position_ids.tolist() == [[0, 1, 2, 3, 4, 3, 4, 5]]
     assert packed.branch.tolist() == [[PROMPT] * 3 + [CHOSEN] * 2 + [REJECTED] * 3]
-    # prompt tokens 11, 12 (prompt_loss); chosen 20 from the prompt's end, 21 from 20; rejected likewise
-    assert packed.targets.tolist() == [11, 12, 20, 21, 30, 31, 32]
-    assert packed.sources.tolist() == [0, 1, 2, 3, 2, 5, 6]
-    assert packed.in_sft.tolist() == [True, True, True, True, False, False, False]
+    # prompt tokens 11, 12 (prompt_loss); chosen 20 from the prompt's end, 21 from 20, ...; rejected likewise
+    assert packed.targets.tolist() == [11, 12, 20, 21, 22, 30, 31, 32, 33]
+    assert packed.sources.tolist() == [0, 1, 2, 3, 4, 2, 5, 6, 7]
+    assert packed.in_sft.tolist() == [True] * 5 + [False] * 4
+    assert packed.in_chosen.tolist() == [False] * 2 + [True] * 3 + [False] * 4
     mask = packed.attention_mask()[0, 0]
     assert mask[5].tolist() == [True, True, True, False, False, True, False, False]  # rejected: prompt + itself
     assert mask[4].tolist() == [True] * 5 + [False] * 3  # chosen never sees the rejected response
     without_prompt_loss = pack_pairs([pair], 0, prompt_loss=False)
-    assert without_prompt_loss.targets.tolist() == [20, 21, 30, 31, 32]  # prompt positions are never projected
+    assert without_prompt_loss.targets.tolist() == [20, 21, 22, 30, 31, 32, 33]  # prompt positions are never projected
 
 
 def test_padding_attends_to_padding_only() -> None:
-    pairs = [TokenizedPair([1, 2], [3], [4]), TokenizedPair([1], [3], [4])]
+    pairs = [TokenizedPair([1, 2], [3, 5], [4, 6]), TokenizedPair([1], [3, 5], [4, 6])]
     packed = pack_pairs(pairs, 0, prompt_loss=False, row_tokens=1)  # one pair per row: the second is padded
     assert packed.input_ids.tolist() == [[1, 2, 3, 4], [1, 3, 4, 0]]
     mask = packed.attention_mask()[1, 0]
@@ -116,9 +118,19 @@ def test_padding_attends_to_padding_only() -> None:
 
 
 def test_pairs_are_packed_into_few_rows_without_cutting_a_pair() -> None:
-    pairs = [TokenizedPair([1] * p, [2] * 2, [3] * 2) for p in (6, 1, 3, 2)]  # lengths 10, 5, 7, 6
+    pairs = [TokenizedPair([1] * p, [2] * 3, [3] * 3) for p in (6, 1, 3, 2)]  # fed-in lengths 10, 5, 7, 6
     packed = pack_pairs(pairs, 0, prompt_loss=False, row_tokens=12)
     assert packed.input_ids.shape == (3, 12)  # first fit, longest first: [10], [7, 5], [6]
     for k, pair in enumerate(pairs):
         assert (packed.pair_ids == k).sum().item() == len(pair.prompt_ids) + 4
         assert len({row for row in (packed.pair_ids == k).nonzero()[:, 0].tolist()}) == 1
+
+
+def test_one_token_responses(tokenizer, tiny_model) -> None:
+    # a response of one token feeds nothing in: it is scored from the prompt's last position only
+    pairs = [TokenizedPair([5, 6, 7], [8], [9]), TokenizedPair([5, 6], [8, 10], [11])]
+    model = tiny_model().double()
+    with torch.no_grad():
+        fast = pair_sums(PairScorer(model)(pack_pairs(pairs, 0, prompt_loss=True)))
+        plain = _plain(model, pairs, 0, prompt_loss=True)
+    torch.testing.assert_close(fast.as_tensor().double(), plain.as_tensor().double(), rtol=1e-9, atol=1e-9)
