@@ -255,6 +255,10 @@ def run_reference(args: argparse.Namespace, memory: Memory) -> dict[str, Any]:
 
 
 def arm_main(args: argparse.Namespace) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     memory = Memory(args.device, args.memory_cap_gb)
     if args.arm == "reference":
         result = run_reference(args, memory)
@@ -280,7 +284,7 @@ def arm_main(args: argparse.Namespace) -> None:
 def run_arm(args: argparse.Namespace, arm: str) -> dict[str, Any]:
     argv = [sys.executable, "-m", "benchmarks.trainer_vs_reference", "--arm", arm]
     for name in ("model", "dataset", "steps", "batch_size", "max_length", "max_prompt_length", "lr", "seed", "device",
-                 "dtype", "memory_cap_gb"):
+                 "dtype", "memory_cap_gb", "threads"):
         value = getattr(args, name)
         if value is not None:
             argv += ["--" + name.replace("_", "-"), str(value)]
@@ -316,7 +320,8 @@ def spread(values: list[float], fmt: str = "{:.3g}") -> str:
 def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
     warmup = 1 if args.steps > 1 else 0
     print(f"\nmodel {args.model}, batch {args.batch_size} pairs, max_length {args.max_length}, {args.steps} steps "
-          f"(first {warmup} left out of the timing), {args.reps} interleaved repetition(s), {args.device} {args.dtype}")
+          f"(first {warmup} left out of the timing), {args.reps} interleaved repetition(s), {args.device} {args.dtype}, "
+          f"threads {args.threads or 'default'}")
     print("median [min-max] over repetitions\n")
     summaries = {}
     for arm, runs in results.items():
@@ -381,6 +386,8 @@ def main() -> None:
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--memory-cap-gb", type=float, default=None,
                         help="end an arm whose peak memory passes this (CPU: an RSS watchdog, like an OOM kill)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per arm (default: torch's); 1 is steadier on a CPU shared with other jobs")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak dense TFLOP/s, for MFU (CUDA)")
     parser.add_argument("--show-curve", action="store_true", help="print both loss curves step by step")
     args = parser.parse_args()
