@@ -12,9 +12,8 @@ repetitions so both sides see the same machine load. Arms:
 
 Printed per arm: tokens/s (non-padding tokens of both sequences of every pair, prompt counted
 twice as the reference computes it, per second of step time; the first step is warm-up and left
-out), peak memory, activation memory (peak minus the static floor: weights, gradients, AdamW's two
-moments and the runtime, measured as the memory after step 1 plus the gradients), first-step
-losses; then per-repetition ratios against the reference.
+out), peak memory, activation memory (peak minus the static floor: the runtime after imports +
+weights, gradients and AdamW's two moments), first-step losses; then per-repetition ratios against the reference.
 Spread: median and min-max over repetitions (and over the steps within a run for the step time).
 
     # TRL and datasets beside the venv, so they change nothing the trainer imports (or: pip install '.[bench]')
@@ -140,17 +139,12 @@ def step_flops(pairs: list[Any], *, arm: str, n_params: int, hidden: int, vocab:
 
 
 class Collect:
-    """A Reporter for our recipe that keeps the metrics of every step, and the memory at the end
-    of step 1 (reported after the optimizer step and zero_grad)."""
+    """A Reporter for our recipe that keeps the metrics of every step."""
 
-    def __init__(self, memory: Memory) -> None:
-        self.memory = memory
+    def __init__(self) -> None:
         self.steps: dict[int, dict[str, float]] = {}
-        self.after_step_1_mb = 0.0
 
     def metrics(self, step: int, values: Any) -> None:
-        if step == 1 and not self.after_step_1_mb:
-            self.after_step_1_mb = self.memory.current_mb()
         self.steps.setdefault(step, {}).update(values)
 
     def status(self, *args: Any, **kwargs: Any) -> None: ...
@@ -163,9 +157,12 @@ class Collect:
 
 
 def run_ours(args: argparse.Namespace, memory: Memory, *, prompt_loss: bool) -> dict[str, Any]:
+    import transformers.models.llama.modeling_llama  # noqa: F401  (imported before the baseline, as TRL's arm does)
+
     from trainer.recipe import ORPORecipe
 
-    reporter = Collect(memory)
+    baseline_mb = memory.current_mb()
+    reporter = Collect()
     recipe = ORPORecipe(run_config(args, prompt_loss=prompt_loss), reporter)
     recipe.setup()
     order = recipe.stream.indices(0, args.steps * args.batch_size)
@@ -180,7 +177,7 @@ def run_ours(args: argparse.Namespace, memory: Memory, *, prompt_loss: bool) -> 
     return {
         "step_times": [s["step_time"] for s in steps], "batches": batches, "model": recipe.model,
         "losses": [s["loss"] for s in steps], "first": {k: steps[0][k] for k in TRL_NAMES},
-        "after_step_1_mb": reporter.after_step_1_mb, "param_mb": param_mb, "peak_mb": memory.peak_mb(),
+        "baseline_mb": baseline_mb, "param_mb": param_mb, "peak_mb": memory.peak_mb(),
     }
 
 
@@ -193,6 +190,7 @@ def run_reference(args: argparse.Namespace, memory: Memory) -> dict[str, Any]:
     from trainer.data import PairStream, load_preference_data
     from trainer.models import load_model, load_tokenizer, resolve_device
 
+    baseline_mb = memory.current_mb()
     cfg = run_config(args, prompt_loss=True)
     device = resolve_device(cfg.device)
     tokenizer = load_tokenizer(cfg.model)
@@ -227,8 +225,6 @@ def run_reference(args: argparse.Namespace, memory: Memory) -> dict[str, Any]:
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             times.append(time.perf_counter() - marks["t0"])
-            if state.global_step == 1:  # after the optimizer step and zero_grad, like ours
-                marks["after_step_1_mb"] = memory.current_mb()
 
         def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             logs.setdefault(state.global_step, {}).update(kwargs.get("logs") or {})
@@ -251,7 +247,7 @@ def run_reference(args: argparse.Namespace, memory: Memory) -> dict[str, Any]:
     first = {ours: sign * steps[0][theirs] for ours, (theirs, sign) in TRL_NAMES.items()}
     batches = [[pairs[i] for i in order[k * args.batch_size:(k + 1) * args.batch_size]] for k in range(args.steps)]
     return {"step_times": times, "batches": batches, "model": model, "losses": [s["loss"] for s in steps],
-            "first": first, "after_step_1_mb": marks["after_step_1_mb"], "param_mb": param_mb, "peak_mb": memory.peak_mb()}
+            "first": first, "baseline_mb": baseline_mb, "param_mb": param_mb, "peak_mb": memory.peak_mb()}
 
 
 def arm_main(args: argparse.Namespace) -> None:
@@ -270,10 +266,10 @@ def arm_main(args: argparse.Namespace) -> None:
     result["tokens"] = [step_tokens(b) for b in batches]
     result["flops"] = [step_flops(b, arm=args.arm, n_params=n_params, hidden=cfg.hidden_size, vocab=cfg.vocab_size)
                        for b in batches]
-    # Static floor: the memory after step 1 (weights, AdamW's two moments, data, runtime; gradients
-    # already set to None) + the gradients. Measured after a step, not at setup, because weights
-    # loaded through mmap only count once touched.
-    result["floor_mb"] = result["after_step_1_mb"] + result["param_mb"]
+    # Static floor: the runtime (the process after its imports, before the model) + weights,
+    # gradients and AdamW's two moments. Not "the memory after a step": memory freed into malloc's
+    # arenas stays resident, so that would count last step's activations as static.
+    result["floor_mb"] = result["baseline_mb"] + 4 * result["param_mb"]
     result["activation_mb"] = result["peak_mb"] - result["floor_mb"]
     print(json.dumps(result), flush=True)
 
@@ -288,8 +284,13 @@ def run_arm(args: argparse.Namespace, arm: str) -> dict[str, Any]:
         value = getattr(args, name)
         if value is not None:
             argv += ["--" + name.replace("_", "-"), str(value)]
+    env = dict(os.environ)
+    if args.exact_memory:
+        # glibc keeps freed blocks below its (self-raising) mmap threshold resident; a fixed 128 KiB
+        # threshold returns every tensor's memory on free, so the peak RSS is the peak of live memory.
+        env |= {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
     start = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode == OOM_EXIT and lines:
         return {**json.loads(lines[-1]), "arm": arm}
@@ -321,7 +322,7 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
     warmup = 1 if args.steps > 1 else 0
     print(f"\nmodel {args.model}, batch {args.batch_size} pairs, max_length {args.max_length}, {args.steps} steps "
           f"(first {warmup} left out of the timing), {args.reps} interleaved repetition(s), {args.device} {args.dtype}, "
-          f"threads {args.threads or 'default'}")
+          f"threads {args.threads or 'default'}{', exact memory' if args.exact_memory else ''}")
     print("median [min-max] over repetitions\n")
     summaries = {}
     for arm, runs in results.items():
@@ -388,6 +389,9 @@ def main() -> None:
                         help="end an arm whose peak memory passes this (CPU: an RSS watchdog, like an OOM kill)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per arm (default: torch's); 1 is steadier on a CPU shared with other jobs")
+    parser.add_argument("--exact-memory", action="store_true",
+                        help="CPU: make glibc return freed memory at once (both arms), so peak RSS tracks live memory; "
+                             "slows allocation, so take speed from a run without it")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak dense TFLOP/s, for MFU (CUDA)")
     parser.add_argument("--show-curve", action="store_true", help="print both loss curves step by step")
     args = parser.parse_args()
