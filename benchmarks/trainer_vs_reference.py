@@ -12,8 +12,11 @@ repetitions so both sides see the same machine load. Arms:
 
 Printed per arm: tokens/s (non-padding tokens of both sequences of every pair, prompt counted
 twice as the reference computes it, per second of step time; the first step is warm-up and left
-out), peak memory, activation memory (peak minus the static floor: the runtime after imports +
-weights, gradients and AdamW's two moments), first-step losses; then per-repetition ratios against the reference.
+out), peak memory, activation memory as the memory a forward holds for its backward (RSS after the
+loss minus before the forward, the largest over the steps after the first, which also pages in
+the mmapped weights; needs --exact-memory on CPU, else freed
+memory kept by malloc hides it) and as peak minus the static floor (runtime after imports + weights,
+gradients, AdamW's two moments), first-step losses; then per-repetition ratios against the reference.
 Spread: median and min-max over repetitions (and over the steps within a run for the step time).
 
     # TRL and datasets beside the venv, so they change nothing the trainer imports (or: pip install '.[bench]')
@@ -165,6 +168,12 @@ def run_ours(args: argparse.Namespace, memory: Memory, *, prompt_loss: bool) -> 
     reporter = Collect()
     recipe = ORPORecipe(run_config(args, prompt_loss=prompt_loss), reporter)
     recipe.setup()
+    # Activations: the memory a forward leaves held for its backward (the scorer's forward covers
+    # the decoder, the projection and the log-probs; only the tiny pair_sums comes after it).
+    marks: dict[str, float] = {}
+    held: list[float] = []
+    recipe.scorer.register_forward_pre_hook(lambda *_: marks.update(before=memory.current_mb()))
+    recipe.scorer.register_forward_hook(lambda *_: held.append(memory.current_mb() - marks["before"]))
     order = recipe.stream.indices(0, args.steps * args.batch_size)
     batches = [[recipe.data.train[i] for i in order[k * args.batch_size:(k + 1) * args.batch_size]] for k in range(args.steps)]
     param_mb = sum(p.numel() * p.element_size() for p in recipe.params) / 2**20
@@ -177,7 +186,7 @@ def run_ours(args: argparse.Namespace, memory: Memory, *, prompt_loss: bool) -> 
     return {
         "step_times": [s["step_time"] for s in steps], "batches": batches, "model": recipe.model,
         "losses": [s["loss"] for s in steps], "first": {k: steps[0][k] for k in TRL_NAMES},
-        "baseline_mb": baseline_mb, "param_mb": param_mb, "peak_mb": memory.peak_mb(),
+        "baseline_mb": baseline_mb, "param_mb": param_mb, "peak_mb": memory.peak_mb(), "held_mb": max(held[1:] or held),
     }
 
 
@@ -209,10 +218,18 @@ def run_reference(args: argparse.Namespace, memory: Memory) -> dict[str, Any]:
                         f"{kind}_labels": [-100] * len(p.prompt_ids) + response}
             return out
 
+        def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            before = memory.current_mb()
+            out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            held.append(memory.current_mb() - before)  # what the forward and loss hold for backward
+            return out
+
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
 
     times: list[float] = []
+    held: list[float] = []
     logs: dict[int, dict[str, float]] = {}
     marks: dict[str, float] = {}
 
@@ -247,7 +264,8 @@ def run_reference(args: argparse.Namespace, memory: Memory) -> dict[str, Any]:
     first = {ours: sign * steps[0][theirs] for ours, (theirs, sign) in TRL_NAMES.items()}
     batches = [[pairs[i] for i in order[k * args.batch_size:(k + 1) * args.batch_size]] for k in range(args.steps)]
     return {"step_times": times, "batches": batches, "model": model, "losses": [s["loss"] for s in steps],
-            "first": first, "baseline_mb": baseline_mb, "param_mb": param_mb, "peak_mb": memory.peak_mb()}
+            "first": first, "baseline_mb": baseline_mb, "param_mb": param_mb, "peak_mb": memory.peak_mb(),
+            "held_mb": max(held[1:] or held)}
 
 
 def arm_main(args: argparse.Namespace) -> None:
@@ -270,6 +288,7 @@ def arm_main(args: argparse.Namespace) -> None:
     # gradients and AdamW's two moments. Not "the memory after a step": memory freed into malloc's
     # arenas stays resident, so that would count last step's activations as static.
     result["floor_mb"] = result["baseline_mb"] + 4 * result["param_mb"]
+    # Peak minus that floor understates activations: gradients fill in as the backward frees them.
     result["activation_mb"] = result["peak_mb"] - result["floor_mb"]
     print(json.dumps(result), flush=True)
 
@@ -308,7 +327,8 @@ def summarise(runs: list[dict[str, Any]], warmup: int) -> dict[str, Any]:
         times, tokens = r["step_times"][warmup:], r["tokens"][warmup:]
         out.append({"step_s": statistics.median(times), "step_minmax": (min(times), max(times)),
                     "tok_s": sum(tokens) / sum(times), "flop_s": sum(r["flops"][warmup:]) / sum(times),
-                    "peak_mb": r["peak_mb"], "act_mb": r["activation_mb"], "floor_mb": r["floor_mb"]})
+                    "peak_mb": r["peak_mb"], "act_mb": r["activation_mb"], "floor_mb": r["floor_mb"],
+                    "held_mb": r["held_mb"]})
     return {"runs": out}
 
 
@@ -338,7 +358,8 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
         line = (f"{arm:>17}: {spread([x['tok_s'] for x in s], '{:.0f}')} tokens/s, "
                 f"step {spread([x['step_s'] for x in s], '{:.2f}')} s (within-run min-max "
                 f"{min(x['step_minmax'][0] for x in s):.2f}-{max(x['step_minmax'][1] for x in s):.2f}), "
-                f"peak {spread([x['peak_mb'] / 1024 for x in s], '{:.2f}')} GB, activations "
+                f"peak {spread([x['peak_mb'] / 1024 for x in s], '{:.2f}')} GB, held for backward "
+                f"{spread([x['held_mb'] / 1024 for x in s], '{:.3f}')} GB, peak - floor "
                 f"{spread([x['act_mb'] / 1024 for x in s], '{:.2f}')} GB (floor {statistics.median([x['floor_mb'] for x in s]) / 1024:.2f})")
         if args.device.startswith("cuda") and args.peak_tflops:
             line += f", MFU {spread([100 * x['flop_s'] / (args.peak_tflops * 1e12) for x in s], '{:.1f}')}%"
@@ -352,7 +373,7 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
             ours = summaries[arm]
             pairs = list(zip(ours, ref, strict=False))  # same repetition, so the same machine load
             print(f"{arm:>17} / reference: tokens/s x{spread([o['tok_s'] / r['tok_s'] for o, r in pairs], '{:.2f}')}, "
-                  f"activation memory x{spread([o['act_mb'] / r['act_mb'] for o, r in pairs], '{:.2f}')}, "
+                  f"held for backward x{spread([o['held_mb'] / r['held_mb'] for o, r in pairs], '{:.2f}')}, "
                   f"peak x{spread([o['peak_mb'] / r['peak_mb'] for o, r in pairs], '{:.2f}')}")
     ref_runs = [r for r in results.get("reference", []) if not r.get("oom")]
     same_runs = [r for r in results.get("ours-prompt-loss", []) if not r.get("oom")]
