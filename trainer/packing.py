@@ -12,9 +12,9 @@ response then sees exactly what it saw as a separate sequence, so every log-prob
 (up to float rounding); the prompt is computed once. A response's last token is not fed in at
 all: it predicts nothing and, in this layout, nothing attends to it.
 
-Segments are packed back to back into a few rows (first fit, longest first) so the dense
-[rows, L, L] attention mask stays small; the short tail of each row is padding that attends to
-itself only.
+Segments are packed back to back into a few rows of about ROW_TOKENS, filled evenly, so the
+dense [rows, L, L] attention mask stays small; the short tail of each row is padding that attends
+to itself only.
 
 Scoring: a token is predicted by the hidden state one position before it in its sequence. For the
 first response token that is the prompt's last position, shared by both responses. `sources`
@@ -24,14 +24,15 @@ states are projected onto the vocabulary.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import torch
 
 from trainer.data import TokenizedPair
 
-# Rows hold at least this many tokens (or one whole segment when longer): few enough rows that
-# little is padding, short enough that the dense mask's quadratic attention stays a small cost.
+# Tokens per row, about: few enough rows that little is padding, short enough that attention,
+# quadratic in the row's length, stays a small cost beside the rest of the model.
 ROW_TOKENS = 512
 
 PROMPT, CHOSEN, REJECTED = 0, 1, 2  # `branch` of each position; padding is a PROMPT of pair -1
@@ -78,18 +79,16 @@ def pack_pairs(pairs: list[TokenizedPair], pad_token_id: int, *, prompt_loss: bo
     """Pack pairs for `trainer.forward.PairScorer`. With prompt_loss the chosen prompt's tokens
     (all but its first, which nothing predicts) are in the SFT term too."""
     lengths = [len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) - 2 for p in pairs]
-    capacity = max([row_tokens, *lengths])
-    rows: list[list[int]] = []  # pair indices per row
-    room: list[int] = []
+    # As few rows as row_tokens allows, filled evenly (longest pair first, onto the shortest row):
+    # every row is padded to the longest, so an uneven last row would be mostly padding.
+    rows: list[list[int]] = [[] for _ in range(max(1, math.ceil(sum(lengths) / row_tokens)))]
+    load = [0] * len(rows)
     for k in sorted(range(len(pairs)), key=lambda k: -lengths[k]):
-        row = next((r for r, free in enumerate(room) if free >= lengths[k]), None)
-        if row is None:
-            rows.append([])
-            room.append(capacity)
-            row = len(rows) - 1
+        row = load.index(min(load))
         rows[row].append(k)
-        room[row] -= lengths[k]
-    width = max(capacity - free for free in room)
+        load[row] += lengths[k]
+    rows = [members for members in rows if members]
+    width = max(load)
 
     input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     position_ids = torch.zeros((len(rows), width), dtype=torch.long)

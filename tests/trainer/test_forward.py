@@ -120,7 +120,9 @@ def test_padding_attends_to_padding_only() -> None:
 def test_pairs_are_packed_into_few_rows_without_cutting_a_pair() -> None:
     pairs = [TokenizedPair([1] * p, [2] * 3, [3] * 3) for p in (6, 1, 3, 2)]  # fed-in lengths 10, 5, 7, 6
     packed = pack_pairs(pairs, 0, prompt_loss=False, row_tokens=12)
-    assert packed.input_ids.shape == (3, 12)  # first fit, longest first: [10], [7, 5], [6]
+    # 28 tokens: 3 rows, filled evenly (longest first, onto the shortest row): [10], [7], [6, 5]
+    assert packed.input_ids.shape == (3, 11)
+    assert (packed.pair_ids == -1).sum().item() == 3 * 11 - 28
     for k, pair in enumerate(pairs):
         assert (packed.pair_ids == k).sum().item() == len(pair.prompt_ids) + 4
         assert len({row for row in (packed.pair_ids == k).nonzero()[:, 0].tolist()}) == 1
