@@ -255,6 +255,8 @@ def run_reference(args: argparse.Namespace, memory: Memory) -> dict[str, Any]:
             max_length=cfg.max_length, seed=cfg.seed, logging_steps=1, save_strategy="no", report_to=[],
             remove_unused_columns=False, dataloader_num_workers=0, use_cpu=device.type == "cpu",
             bf16=args.dtype == "bf16", disable_tqdm=True,
+            # TRL turns it on by default; recomputing activations would make the reference slower and leaner.
+            gradient_checkpointing=cfg.gradient_checkpointing,
         )
         trainer = SameTokensSameOrder(model=model, args=config, train_dataset=datasets.Dataset.from_dict(rows),
                                       processing_class=tokenizer, callbacks=[Watch()])
