@@ -6,11 +6,13 @@
     log_odds_ratio = log odds(y_c|x) - log odds(y_r|x),  odds(y|x) = P / (1 - P),
     log P(y|x) = MEAN log-prob of the response tokens (the paper's length-normalised likelihood).
 
-The path is split in two so either half can be optimised later (fused kernels, chunked
-log-softmax) without changing a number:
+The path is split so the forward can be optimised without changing a number:
 
-* `token_logps` / `orpo_sums` take logits + labels and reduce them to additive *sums*
-  (`ORPOSums`), which can be added across micro-batches and all-reduced across ranks;
+* a forward pass yields `PairLogps`, summed token log-probs per pair: the training forward
+  (`trainer/forward.py`, shared prompt, chunked projection) or the plain path here
+  (`token_logps` / `orpo_sums` over padded logits + labels), which tests compare it against;
+* `pair_sums` reduces `PairLogps` to additive *sums* (`ORPOSums`), which can be added across
+  micro-batches and all-reduced across ranks;
 * `log_odds_ratio` / `odds_ratio_loss` take per-sequence mean log-probs only.
 
 `ORPOSums.reduce` turns sums into means. Normalising by totals over the *whole* effective batch
@@ -28,12 +30,13 @@ import torch.nn.functional as F
 
 IGNORE_INDEX = -100
 
-# A mean log-prob of exactly 0 means P(y|x) = 1, so the odds P/(1-P) are infinite and
-# log(1 - P) = -inf. In float32 that happens in practice once a response is memorised (every
-# token's log-prob rounds to 0). Clamping logp to at most -LOGP_EPS caps the log odds at
-# about -log(LOGP_EPS) ~ 13.8, which keeps the loss and its gradient finite. The clamp only
-# bites when P > 1 - 1e-6, where the OR term is already ~0 and has nothing left to teach.
-LOGP_EPS = 1e-6
+# A mean log-prob of exactly 0 means P(y|x) = 1: the odds P/(1-P) are infinite and
+# log(1 - P) = -inf. In float32 that happens once a response is memorised (every token's
+# log-prob rounds to 0). Only that value is moved, to the smallest normal float32 below 0:
+# `log1mexp` is exact for every negative float down to it (log(-expm1(x)), about -87.3 there),
+# so a mean log-prob of -1e-7 keeps its true loss and gradient. The side that sat exactly at 0
+# gets no OR gradient (its true gradient is infinite); its partner's gradient stays finite.
+LOGP_MAX = -torch.finfo(torch.float32).tiny
 
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
@@ -53,14 +56,19 @@ def log1mexp(x: torch.Tensor) -> torch.Tensor:
 
 def log_odds_ratio(logps_chosen: torch.Tensor, logps_rejected: torch.Tensor) -> torch.Tensor:
     """Per-pair log odds ratio from per-sequence MEAN log-probs, computed in float32."""
-    c = logps_chosen.float().clamp(max=-LOGP_EPS)
-    r = logps_rejected.float().clamp(max=-LOGP_EPS)
+    c = logps_chosen.float().clamp(max=LOGP_MAX)
+    r = logps_rejected.float().clamp(max=LOGP_MAX)
     return (c - r) - (log1mexp(c) - log1mexp(r))
 
 
 def odds_ratio_loss(logps_chosen: torch.Tensor, logps_rejected: torch.Tensor) -> torch.Tensor:
     """Per-pair L_OR = -log sigmoid(log odds ratio); average it yourself (see ORPOSums)."""
     return -F.logsigmoid(log_odds_ratio(logps_chosen, logps_rejected))
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """16-bit logits are upcast for the log-softmax; float64 stays float64 (exact comparisons in tests)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def token_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,7 +78,7 @@ def token_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     the logits at t-1, so both are shifted here. Returns (logps, mask), each [batch, seq-1];
     masked positions (label == IGNORE_INDEX) have logp 0 and mask False.
     """
-    logits = logits[:, :-1, :].float()
+    logits = at_least_float32(logits[:, :-1, :])
     labels = labels[:, 1:]
     mask = labels != IGNORE_INDEX
     # cross_entropy is log_softmax + gather in one kernel, without a [B, T, V] log-prob copy.
@@ -165,8 +173,41 @@ def nll_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, *, prompt_
     return input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
 
 
+@dataclass
+class PairLogps:
+    """Summed token log-probs per pair: all the ORPO objective needs from a forward pass. The
+    plain path (`orpo_sums` over padded logits) and the packed one (`trainer.forward`) both
+    produce it, so they share every line of the objective."""
+
+    chosen: torch.Tensor  # [n] sum of log-probs over each chosen response
+    chosen_tokens: torch.Tensor  # [n] response lengths
+    rejected: torch.Tensor  # [n]
+    rejected_tokens: torch.Tensor  # [n]
+    sft: torch.Tensor  # 0-d sum of log-probs over the SFT tokens (chosen responses, + chosen prompts if prompt_loss)
+    sft_tokens: torch.Tensor  # 0-d
+
+
+def pair_sums(logps: PairLogps) -> ORPOSums:
+    """Reduce per-pair log-prob sums to additive ORPO sums."""
+    chosen = logps.chosen / logps.chosen_tokens.clamp(min=1)  # MEAN over response tokens
+    rejected = logps.rejected / logps.rejected_tokens.clamp(min=1)
+    ratio = log_odds_ratio(chosen, rejected)
+    return ORPOSums(
+        nll=-logps.sft,
+        nll_tokens=logps.sft_tokens.float(),
+        chosen_nll=-logps.chosen.detach().sum(),
+        chosen_tokens=logps.chosen_tokens.sum().float(),
+        or_loss=-F.logsigmoid(ratio).sum(),
+        log_odds_ratio=ratio.detach().sum(),
+        correct=(chosen > rejected).float().sum().detach(),
+        logps_chosen=chosen.detach().sum(),
+        logps_rejected=rejected.detach().sum(),
+        pairs=torch.tensor(float(chosen.numel()), device=chosen.device),
+    )
+
+
 def orpo_sums(logits: torch.Tensor, labels: torch.Tensor, sft_labels: torch.Tensor | None = None) -> ORPOSums:
-    """Reduce one chosen+rejected forward pass to additive ORPO sums.
+    """Reduce one padded chosen+rejected forward pass to additive ORPO sums (the plain path).
 
     logits: [2n, T, V] for n chosen rows followed by n rejected rows (one forward serves both).
     labels: [2n, T] response-token labels (IGNORE_INDEX on prompt and padding).
@@ -175,30 +216,14 @@ def orpo_sums(logits: torch.Tensor, labels: torch.Tensor, sft_labels: torch.Tens
     """
     n = logits.size(0) // 2
     logps, mask = token_logps(logits, labels)
-    seq_logps = logps.sum(-1) / mask.sum(-1).clamp(min=1)  # MEAN over response tokens
-    chosen, rejected = seq_logps[:n], seq_logps[n:]
-
-    chosen_nll = -logps[:n].sum()
-    chosen_tokens = mask[:n].sum()
+    per_pair, tokens = logps.sum(-1), mask.sum(-1)
     if sft_labels is None:
-        nll, nll_tokens = chosen_nll, chosen_tokens
+        sft, sft_tokens = per_pair[:n].sum(), tokens[:n].sum()
     else:
         sft_logps, sft_mask = token_logps(logits[:n], sft_labels)
-        nll, nll_tokens = -sft_logps.sum(), sft_mask.sum()
-
-    ratio = log_odds_ratio(chosen, rejected)
-    return ORPOSums(
-        nll=nll,
-        nll_tokens=nll_tokens.float(),
-        chosen_nll=chosen_nll.detach(),
-        chosen_tokens=chosen_tokens.float(),
-        or_loss=-F.logsigmoid(ratio).sum(),
-        log_odds_ratio=ratio.detach().sum(),
-        correct=(chosen > rejected).float().sum().detach(),
-        logps_chosen=chosen.detach().sum(),
-        logps_rejected=rejected.detach().sum(),
-        pairs=torch.tensor(float(n), device=logits.device),
-    )
+        sft, sft_tokens = sft_logps.sum(), sft_mask.sum()
+    return pair_sums(PairLogps(chosen=per_pair[:n], chosen_tokens=tokens[:n], rejected=per_pair[n:],
+                               rejected_tokens=tokens[n:], sft=sft, sft_tokens=sft_tokens))
 
 
 def orpo_loss(

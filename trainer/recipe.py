@@ -1,7 +1,8 @@
 """The ORPO training recipe: setup(), train(), save_checkpoint(), cleanup() (torchtune style).
 
 One optimizer step = one global batch of batch_size * gradient_accumulation_steps * world_size
-pairs. Each micro-batch is ONE forward pass over its chosen and rejected rows together. The loss
+pairs. Each micro-batch is ONE forward pass over its pairs, packed so each prompt is computed once
+for both responses (trainer/packing.py, trainer/forward.py). The loss
 of every micro-batch is normalised by totals over the whole global batch (response tokens for
 the NLL, pairs for the OR term), so the accumulated gradient equals the big batch's gradient.
 """
@@ -24,9 +25,17 @@ from orpo_dash.output_dir import output_dir_problem
 from orpo_dash.protocol import clip_sample_text
 from orpo_dash.run_config import RunConfig
 from trainer import checkpoint, distributed
-from trainer.data import PairStream, collate, encode_prompt, load_preference_data
-from trainer.loss import IGNORE_INDEX, ORPOSums, nll_labels, orpo_sums
+from trainer.data import (
+    PairStream,
+    PreferenceData,
+    TokenizedPair,
+    encode_prompt,
+    load_preference_data,
+)
+from trainer.forward import PairScorer
+from trainer.loss import ORPOSums, pair_sums
 from trainer.models import DTYPES, add_lora, load_model, load_tokenizer, resolve_device
+from trainer.packing import pack_pairs
 from trainer.reporting import Reporter
 
 SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
@@ -43,6 +52,23 @@ class ORPORecipe:
         self._signalled = False
         self._finished = False  # train() returned normally: every rank reaches cleanup() together
         self._old_handlers: dict[int, Any] = {}
+        # Everything setup() builds, declared here so the recipe's whole state reads in one place.
+        # Until setup() joins a process group the recipe is one process on the configured device.
+        self.device = torch.device("cpu")
+        self.world = distributed.World()
+        self.tokenizer: Any = None
+        self.model: Any = None  # the unwrapped model: generate, save and eval use it
+        self.scorer: Any = None  # PairScorer: the model's packed-pairs forward (trainer/forward.py)
+        self.train_model: Any = None  # the scorer, or its DistributedDataParallel wrapper
+        self.autocast_dtype: torch.dtype | None = None
+        self.scaler = torch.amp.GradScaler("cpu", enabled=False)
+        self.data = PreferenceData(train=[], eval=[], eval_prompts=[])
+        self.stream = PairStream(0, config.seed)
+        self.global_batch = 0  # pairs per optimizer step, over all ranks
+        self.total_steps = 0
+        self.params: list[torch.nn.Parameter] = []
+        self.optimizer: Any = None
+        self.scheduler: Any = None
 
     # ------------------------------------------------------------------ setup
 
@@ -85,13 +111,14 @@ class ORPORecipe:
             )
             if cfg.resume_from:
                 checkpoint.load_adapter(model, cfg.resume_from)
-        self.model = model  # the unwrapped model: generate, save and eval use it
-        self.train_model = model
+        self.model = model
+        self.scorer = PairScorer(model)
+        self.train_model = self.scorer
         if self.world.parallel:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.train_model = DistributedDataParallel(model, device_ids=ids)
+            self.train_model = DistributedDataParallel(self.scorer, device_ids=ids)
         self.autocast_dtype = None if cfg.dtype == "float32" else DTYPES[cfg.dtype]
         # float16 overflows without loss scaling; bfloat16 has float32's range and needs none.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.dtype == "float16")
@@ -175,10 +202,8 @@ class ORPORecipe:
                 sync = nullcontext() if last or not self.world.parallel else self.train_model.no_sync()
                 with sync:
                     with self._autocast():
-                        logits = self.train_model(
-                            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
-                        ).logits
-                    sums = orpo_sums(logits, batch["labels"], batch["sft_labels"])
+                        logps = self.train_model(batch["packed"])
+                    sums = pair_sums(logps)
                     # Each rank's loss is already a share of the GLOBAL mean; DDP averages gradients
                     # over ranks, so scale by world size to turn that average back into the sum.
                     loss = sums.objective(cfg.beta, nll_tokens=nll_tokens, pairs=pairs) * self.world.size
@@ -186,7 +211,7 @@ class ORPORecipe:
                 detached = sums.detach()
                 step_sums = detached if step_sums is None else step_sums + detached
                 window_tokens += batch["n_tokens"]
-                del logits, loss, sums  # free this micro-batch's activations before the next forward
+                del logps, loss, sums  # free this micro-batch's activations before the next forward
             assert step_sums is not None  # gradient_accumulation_steps > 0 (validated), so batches is never empty
 
             # Unscale before clipping so max_grad_norm applies to the true gradient; the norm is
@@ -206,7 +231,8 @@ class ORPORecipe:
             window_time += time.perf_counter() - t0
             window_steps += 1
             if self.step % cfg.logging_every == 0 or self.step == self.total_steps:
-                # .item() here is the only host-device sync of the step; keep it at logging time.
+                # .item() here waits for the device; keep it at logging time. The other per-step wait
+                # is the stop vote at the end of the step, and only under DDP (see below).
                 metrics = self._reduce(window, prefix="")
                 tokens = distributed.all_reduce_sum(torch.tensor(float(window_tokens)), self.world).item()
                 metrics.update({
@@ -227,7 +253,9 @@ class ORPORecipe:
             if cfg.save_every and self.step % cfg.save_every == 0:
                 self.save_checkpoint()
                 last_saved = self.step
-            # Every rank must agree to stop at the same step, or the others hang in all-reduce.
+            # Every rank must agree to stop at the same step, or the others hang in all-reduce. Under
+            # DDP the vote is a one-element all-reduce read back on the host: one host-device sync per
+            # step, the price of stopping within one step; a single process decides without a sync.
             stop = self._signalled or (self.world.is_main and self.reporter.stop_requested())
             if distributed.any_rank(stop, self.world, self.device) and self.step < self.total_steps:
                 self._log(f"stop requested: stopping after step {self.step}")
@@ -254,20 +282,20 @@ class ORPORecipe:
         out = []
         for a in range(cfg.gradient_accumulation_steps):
             start = a * per_micro + self.world.rank * cfg.batch_size
-            out.append(self._to_device(collate([self.data.train[i] for i in indices[start: start + cfg.batch_size]],
-                                               self.tokenizer.pad_token_id)))
+            out.append(self._pack([self.data.train[i] for i in indices[start: start + cfg.batch_size]]))
         return out
 
-    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
-        n = batch["input_ids"].size(0) // 2
-        sft = nll_labels(batch["input_ids"][:n], batch["attention_mask"][:n], prompt_loss=self.cfg.prompt_loss)
-        scored = batch["labels"][:n] if sft is None else sft
-        out: dict[str, Any] = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        out["sft_labels"] = None if sft is None else sft.to(self.device, non_blocking=True)
-        # Counted on the CPU copies, so the loop never waits on the device for them.
-        out["sft_tokens"] = int((scored[:, 1:] != IGNORE_INDEX).sum())
-        out["n_tokens"] = int(batch["attention_mask"].sum())
-        return out
+    def _pack(self, pairs: list[TokenizedPair]) -> dict[str, Any]:
+        """One micro-batch laid out for one forward (trainer/packing.py), on the device."""
+        packed = pack_pairs(pairs, self.tokenizer.pad_token_id, prompt_loss=self.cfg.prompt_loss)
+        return {
+            "packed": packed.to(self.device),
+            # Counted on the CPU copies, so the loop never waits on the device for them.
+            "sft_tokens": int(packed.in_sft.sum()),
+            # tokens_per_sec counts what the pairs hold as two sequences (prompt + chosen, prompt +
+            # rejected), however few of them the packed forward computes (docs/metrics.md).
+            "n_tokens": sum(2 * len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in pairs),
+        }
 
     # ------------------------------------------------------------------ eval, samples
 
@@ -281,10 +309,9 @@ class ORPORecipe:
         batches = [self.data.eval[i: i + size] for i in range(0, len(self.data.eval), size)]
         total = ORPOSums.zeros(self.device)
         for pairs in batches[self.world.rank:: self.world.size]:
-            batch = self._to_device(collate(pairs, self.tokenizer.pad_token_id))
             with self._autocast():
-                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-            total = total + orpo_sums(logits, batch["labels"], batch["sft_labels"])
+                logps = self.scorer(self._pack(pairs)["packed"])
+            total = total + pair_sums(logps)
         self.model.train()
         metrics = self._reduce(total, prefix=M.EVAL_PREFIX)
         self._report_metrics(metrics)
@@ -356,7 +383,7 @@ class ORPORecipe:
         for signum, handler in self._old_handlers.items():
             signal.signal(signum, handler)
         self._old_handlers.clear()
-        distributed.shutdown(getattr(self, "world", distributed.World()), together=self._finished)
+        distributed.shutdown(self.world, together=self._finished)
 
     def _install_signal_handlers(self) -> None:
         def handle(signum: int, frame: Any) -> None:
@@ -389,7 +416,7 @@ class ORPORecipe:
             self.reporter.status(status, **kwargs)
 
     def _log(self, text: str) -> None:
-        if getattr(self, "world", None) is None or self.world.is_main:
+        if self.world.is_main:
             self.reporter.log(text)
 
 

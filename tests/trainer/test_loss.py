@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from trainer.data import Pair, TokenizedPair, collate, tokenize_pair
-from trainer.loss import IGNORE_INDEX, log1mexp, log_odds_ratio, odds_ratio_loss, orpo_loss, orpo_sums, token_logps
+from trainer.loss import (
+    IGNORE_INDEX,
+    log1mexp,
+    log_odds_ratio,
+    odds_ratio_loss,
+    orpo_loss,
+    orpo_sums,
+    token_logps,
+)
 
 
 def _log_odds(logp: float) -> float:
@@ -33,15 +41,42 @@ def test_log_odds_ratio_and_loss_hand_computed() -> None:
     assert expected[0] > 0 > expected[1]  # preferring the likelier response gives positive log odds
 
 
-def test_logps_at_zero_give_finite_loss_and_gradients() -> None:
-    c = torch.tensor([0.0, -1e-12, -1e-3], requires_grad=True)
-    r = torch.tensor([-3.0, 0.0, -1e-3], requires_grad=True)
-    loss = odds_ratio_loss(c, r).sum()
+def _or_loss_and_grads(c: float, r: float, dtype: torch.dtype) -> tuple[float, float, float]:
+    ct = torch.tensor([c], dtype=dtype, requires_grad=True)
+    rt = torch.tensor([r], dtype=dtype, requires_grad=True)
+    if dtype == torch.float64:  # the exact formula, no clamp: the reference for finite inputs
+        z = (ct - rt) - (torch.log(-torch.expm1(ct)) - torch.log(-torch.expm1(rt)))
+        loss = -torch.nn.functional.logsigmoid(z).sum()
+    else:
+        loss = odds_ratio_loss(ct, rt).sum()
     loss.backward()
-    assert torch.isfinite(loss)
-    assert torch.isfinite(c.grad).all() and torch.isfinite(r.grad).all()
-    # clamped at -1e-6: log odds of the clamped chosen = log((1-1e-6)/1e-6) ~ 13.8
-    assert log_odds_ratio(c, r)[0].item() == pytest.approx(_log_odds(-1e-6) - _log_odds(-3.0), rel=1e-4)
+    return loss.item(), ct.grad.item(), rt.grad.item()
+
+
+@pytest.mark.parametrize(("c", "r"), [(-1e-7, -2.0), (-2.0, -1e-7), (-1e-7, -3e-7), (-3e-7, -1e-7), (-5e-7, -1e-6)])
+def test_near_certain_logps_keep_their_exact_loss_and_gradients(c: float, r: float) -> None:
+    # A memorised response (mean log-prob above -1e-6) still has an OR gradient, and when both are
+    # near 0 the likelier rejected one still loses (a clamp at -1e-6 made these ln 2 with zero gradients).
+    ours, expected = _or_loss_and_grads(c, r, torch.float32), _or_loss_and_grads(c, r, torch.float64)
+    assert ours == pytest.approx(expected, rel=1e-4)
+    assert ours[1] < 0 < ours[2]  # raise the chosen, lower the rejected
+
+
+@pytest.mark.parametrize("side", ["chosen", "rejected"])
+def test_a_logp_of_exactly_zero_gives_finite_loss_and_the_partner_its_gradient(side: str) -> None:
+    c, r = (0.0, -1e-7) if side == "chosen" else (-1e-7, 0.0)
+    loss, grad_c, grad_r = _or_loss_and_grads(c, r, torch.float32)
+    # 0 moves to the smallest normal float32 below 0: the loss and the partner's gradient are the exact
+    # ones there; the side at 0 (whose true gradient is infinite) gets none.
+    tiny = torch.finfo(torch.float32).tiny
+    at = (-tiny, r) if side == "chosen" else (c, -tiny)
+    expected_loss, expected_c, expected_r = _or_loss_and_grads(*at, torch.float64)
+    assert math.isfinite(loss) and loss == pytest.approx(expected_loss, rel=1e-4)
+    if side == "chosen":
+        assert grad_c == 0.0 and grad_r == pytest.approx(expected_r, rel=1e-4) and grad_r > 0
+    else:
+        assert grad_r == 0.0 and grad_c == pytest.approx(expected_c, rel=1e-4) and grad_c < 0
+        assert loss > 50  # a memorised rejected response is the worst case, not "no preference" (ln 2)
 
 
 def test_very_negative_logps_reduce_to_the_logp_difference() -> None:
