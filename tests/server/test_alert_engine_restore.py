@@ -33,7 +33,7 @@ def factory(tmp_path: Path, tiny_dataset_file: Path):  # type: ignore[no-untyped
 def _new_run(factory, tmp_path: Path, dataset: Path) -> int:  # type: ignore[no-untyped-def]
     with factory() as session, session.begin():
         run, _ = run_service.create_run(session=session, config=RunConfig(dataset=str(dataset)), name=None,
-                                        runs_dir=tmp_path)
+                                        runs_dir=tmp_path, output_root=tmp_path)
         return run.id
 
 
