@@ -152,6 +152,6 @@ def test_the_form_says_which_launcher_starts_the_run(live_server, page, tmp_path
         page.goto(server.url + "/runs/new")
         assert f"Ray jobs on the cluster at {nowhere}" in page.inner_text("#launcher-info")
         resources = page.locator("#launcher-resources")
-        page.wait_for_function("document.getElementById('launcher-resources').textContent.length > 0")
+        page.wait_for_function("() => document.getElementById('launcher-resources').textContent.length > 0")
         assert f"could not read the Ray cluster at {nowhere}" in resources.inner_text()
         page.goto("about:blank")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import hypothesis
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -51,6 +52,8 @@ def test_no_input_makes_the_api_answer_5xx(api_schema: schemathesis.schemas.Base
 
             try:
                 call()
+            except hypothesis.errors.Unsatisfiable:
+                continue  # nothing to make invalid (an operation without parameters): no negative case exists
             except Exception as error:  # noqa: BLE001 - collected, so one run reports every operation
                 failures.append(f"{operation.label} ({mode.value}): {str(error)[:1500]}")
     assert fuzzed_server.log_path is not None
