@@ -156,34 +156,22 @@ def _add_web_security(app: FastAPI, settings: Settings) -> None:
 def _make_launcher(app: FastAPI, settings: Settings) -> Any:
     if not settings.launch_workers:
         return NoLauncher()
+    # What every launcher needs; each adds its own settings below.
+    common: dict[str, Any] = dict(
+        writer=app.state.writer, runs_dir=settings.runs_dir, max_concurrent=settings.max_concurrent_runs,
+        python=settings.worker_python, model_cache_dir=settings.model_cache_dir,
+        issue_token=lambda _session, run: run_service.rotate_worker_token(run), on_run_changed=app.state.announce_run,
+    )
     if settings.launcher == "ray":
         # Imported only when chosen: the other launchers never need the `ray` extra.
         from server.launchers.ray_jobs import RayJobsLauncher
 
         return RayJobsLauncher(
-            writer=app.state.writer,
-            ray_address=settings.ray_address,
-            worker_url=_worker_url(settings),
-            runs_dir=settings.runs_dir,
-            max_concurrent=settings.max_concurrent_runs,
-            cpus_per_run=settings.ray_cpus_per_run,
-            runtime_env=settings.ray_runtime_env,
-            python=settings.worker_python,
-            model_cache_dir=settings.model_cache_dir,
+            **common, worker_url=_worker_url(settings), ray_address=settings.ray_address,
+            cpus_per_run=settings.ray_cpus_per_run, runtime_env=settings.ray_runtime_env,
             poll_seconds=settings.ray_poll_seconds,
-            issue_token=lambda _session, run: run_service.rotate_worker_token(run),
-            on_run_changed=app.state.announce_run,
         )
-    return LocalProcessLauncher(
-        writer=app.state.writer,
-        server_url=_worker_url(settings),
-        runs_dir=settings.runs_dir,
-        max_concurrent=settings.max_concurrent_runs,
-        python=settings.worker_python,
-        model_cache_dir=settings.model_cache_dir,
-        issue_token=lambda _session, run: run_service.rotate_worker_token(run),
-        on_run_changed=app.state.announce_run,
-    )
+    return LocalProcessLauncher(**common, server_url=_worker_url(settings))
 
 
 async def _writer_busy(request: Request, exc: Exception) -> JSONResponse:

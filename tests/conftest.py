@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,11 +141,14 @@ TEST_PATH_ROOTS = {
 }
 
 
-def _serve(tmp_path: Path, database_url: str | None, extra_env: dict[str, str] | None = None) -> Iterator[LiveServer]:
+def _serve(tmp_path: Path, database_url: str | None, extra_env: dict[str, str] | None = None,
+           before_start: Callable[[str, Path], None] | None = None) -> Iterator[LiveServer]:
     data_dir = tmp_path / "dashboard"
     data_dir.mkdir()
     port = free_port()
     url = database_url or f"sqlite:///{data_dir / 'orpo-dash.sqlite3'}"
+    if before_start is not None:
+        before_start(url, data_dir)  # e.g. users made by the CLI, before the server reads the database
     server = LiveServer(url=f"http://127.0.0.1:{port}", port=port, database_url=url, data_dir=data_dir,
                         extra_env={**TEST_PATH_ROOTS, **(extra_env or {})})
     server.start()
@@ -167,23 +170,14 @@ def serve_with_auth(
     """A dashboard started with auth on, with the users in tests/accounts.py (or some of them), made by the CLI."""
     from tests.accounts import USERS, add_user
 
-    data_dir = tmp_path / "dashboard"
-    data_dir.mkdir()
-    port = free_port()
-    url = f"sqlite:///{data_dir / 'orpo-dash.sqlite3'}"
-    for name, role in USERS.items():
-        if users is not None and name not in users:
-            continue
-        created = add_user(url, data_dir, name, role)
-        assert created.returncode == 0, created.stderr
-    server = LiveServer(url=f"http://127.0.0.1:{port}", port=port, database_url=url, data_dir=data_dir,
-                        extra_env={**TEST_PATH_ROOTS, "ORPO_DASH_AUTH": "1", "ORPO_DASH_LAUNCH_WORKERS": "0",
-                                   **(extra_env or {})})
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    def add_users(url: str, data_dir: Path) -> None:
+        for name, role in USERS.items():
+            if users is None or name in users:
+                created = add_user(url, data_dir, name, role)
+                assert created.returncode == 0, created.stderr
+
+    yield from _serve(tmp_path, None, {"ORPO_DASH_AUTH": "1", "ORPO_DASH_LAUNCH_WORKERS": "0", **(extra_env or {})},
+                      before_start=add_users)
 
 
 @pytest.fixture
