@@ -158,6 +158,13 @@ def _serve(tmp_path: Path, database_url: str | None, extra_env: dict[str, str] |
         server.stop()
 
 
+def assert_no_server_tracebacks(server: LiveServer) -> None:
+    """Every refusal answered cleanly: nothing in the server's log came from an unhandled exception."""
+    assert server.log_path is not None
+    log = server.log_path.read_text()
+    assert "Traceback" not in log and "Exception in ASGI" not in log, log[-4000:]
+
+
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     """A real dashboard on a free port with a fresh SQLite file."""

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, _serve
+from tests.conftest import LiveServer, _serve, assert_no_server_tracebacks
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -23,9 +23,7 @@ def server(request, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSe
 @pytest.fixture(scope="module", autouse=True)
 def no_tracebacks(server: LiveServer) -> Iterator[None]:
     yield
-    assert server.log_path is not None
-    log = server.log_path.read_text()
-    assert "Traceback" not in log and "Exception in ASGI" not in log, log[-4000:]
+    assert_no_server_tracebacks(server)
 
 
 @pytest.fixture(scope="module")

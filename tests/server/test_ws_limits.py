@@ -20,7 +20,7 @@ from orpo_dash.protocol import (
     MAX_BROWSER_FRAME_CHARS,
     hello,
 )
-from tests.conftest import LiveServer, _serve
+from tests.conftest import LiveServer, _serve, assert_no_server_tracebacks
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +37,7 @@ def worker_run(server: LiveServer) -> tuple[int, str]:
 @pytest.fixture(scope="module", autouse=True)
 def no_tracebacks(server: LiveServer) -> Iterator[None]:
     yield
-    assert server.log_path is not None
-    log = server.log_path.read_text()
-    assert "Traceback" not in log and "Exception in ASGI" not in log, log[-4000:]
+    assert_no_server_tracebacks(server)
 
 
 def _ws_url(server: LiveServer, path: str) -> str:
