@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
@@ -33,7 +34,7 @@ from server.settings import Settings, get_settings
 from server.templating import STATIC_DIR
 from server.validation_errors import explain_validation_error
 from server.web_security import WebSecurityMiddleware
-from server.worker_watch import watch_workers
+from server.worker_watch import persist_last_heard, watch_workers
 from server.writer import DatabaseWriter, WriterBusy
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             watcher.cancel()
             app.state.launcher.shutdown()
+            # The next dashboard judges the runs left running from their last sign of life: store it.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(persist_last_heard(app), timeout=5)
             app.state.writer.stop()
             if notifier is not None:
                 notifier.close()

@@ -41,9 +41,11 @@ class Run(Base):
     worker_token_hash: Mapped[str] = mapped_column(String(64))
     # Set when the run ends: the token then writes nothing more (server/services/run_status.py).
     token_revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    # When its worker was last heard from, and when a dashboard was last listening for it, both
-    # persisted every few seconds while it runs (server/services/worker_liveness.py).
+    # When its worker was last heard from, persisted every few seconds while it runs
+    # (server/services/worker_liveness.py).
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # No longer written: liveness counts wall-clock silence, a dashboard's downtime included, so when a
+    # dashboard was last listening does not matter. Left in place rather than dropped by a migration.
     watched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     worker_timeout: float = Field(
         60.0, gt=0.0,
         description="A running run whose worker has sent nothing (not even a heartbeat) for this many seconds "
-                    "becomes 'lost', also counting from before a dashboard restart. A worker that comes back is "
+                    "becomes 'lost', counting wall-clock time (a dashboard's downtime included; a restarted "
+                    "dashboard judges the runs left running at once). A worker that comes back is "
                     "told so, stops at a checkpoint, and its points are still kept.",
     )
     heartbeat_seconds: float = Field(

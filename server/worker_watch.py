@@ -1,7 +1,8 @@
 """The background loop that notices hung, paused, killed or unreachable workers: every heartbeat
 interval it persists when workers were last heard from and marks `lost` the running runs that have
-been silent for worker_timeout (the rule lives in server/services/worker_liveness.py). The same
-check, started with the dashboard, reconciles the runs a previous dashboard left `running`."""
+been silent for worker_timeout (the rule lives in server/services/worker_liveness.py). Its first round
+runs as the dashboard starts, so the runs a previous dashboard left `running` are reconciled at once,
+on the same rule (their silence includes the time no dashboard was up)."""
 
 from __future__ import annotations
 
@@ -26,18 +27,21 @@ async def watch_workers(app: Any) -> None:
     # Persisting every sixth of the timeout keeps a restarted dashboard's view at most that stale,
     # for one small transaction every 10 s by default, however many workers beat.
     persist_every = max(settings.heartbeat_seconds, settings.worker_timeout / 6)
-    persisted = 0.0
+    persisted = time.monotonic()  # nothing heard yet: the first round only checks
     while True:
-        await asyncio.sleep(settings.heartbeat_seconds)
         try:
             if time.monotonic() - persisted >= persist_every:
-                heard = app.state.last_heard.snapshot()
-                await asyncio.wrap_future(app.state.writer.submit(
-                    lambda session, heard=heard: persist(session=session, heard=heard)))
+                await persist_last_heard(app)
                 persisted = time.monotonic()
             await check_workers(app)
         except Exception:  # one failed round (database away) must not end the watching
             log.exception("checking on workers failed; trying again in %s s", settings.heartbeat_seconds)
+        await asyncio.sleep(settings.heartbeat_seconds)
+
+
+async def persist_last_heard(app: Any) -> None:
+    heard = app.state.last_heard.snapshot()
+    await asyncio.wrap_future(app.state.writer.submit(lambda session: persist(session=session, heard=heard)))
 
 
 async def check_workers(app: Any) -> None:

@@ -13,8 +13,8 @@ Statuses only move forward: queued -> running -> one terminal status. Transition
 - queued/running -> completed, stopped or failed: its cluster job ended (Ray says SUCCEEDED, STOPPED or
   FAILED) without the worker reporting its end (`record_job_end`).
 - running -> failed: its cluster job could not be submitted (`fail_launch`).
-- running -> lost: nothing heard from its worker for worker_timeout, also counting from before a
-  dashboard restart (`mark_lost`). A lost worker that comes back still delivers its points, but its
+- running -> lost: nothing heard from its worker for worker_timeout of wall-clock time, a dashboard's
+  downtime included; a restarted dashboard judges the runs left running at once (`mark_lost`). A lost worker that comes back still delivers its points, but its
   status reports change nothing.
 
 Ending a run revokes its worker token (`token_revoked_at`): the token then writes nothing more. A lost
@@ -99,15 +99,17 @@ def record_exit(*, session: Session, run_id: int, exit_code: int, stopping: bool
 
 def mark_lost(*, session: Session, run_id: int, last_seen: datetime, silence: float, timeout: float, log_tail: str) -> bool:
     """Give up on a running run whose worker, last heard from at `last_seen`, has been silent for
-    `silence` seconds of dashboard time; False if it is not running any more (it ended meanwhile)."""
+    `silence` seconds (wall-clock, a dashboard's downtime included); False if it is not running any
+    more (it ended meanwhile)."""
     run = session.get(Run, run_id)
     if run is None or run.status != "running":
         return False
     run.status = "lost"
     run.finished_at = utcnow()
     run.error = (
-        f"worker lost: nothing heard from its worker since {last_seen:%Y-%m-%d %H:%M:%S} UTC ({silence:.0f} s while "
-        f"the dashboard was listening, more than worker_timeout = {timeout:g} s). It may have hung, been paused or killed, or lost its network. If it comes "
+        f"worker lost: nothing heard from its worker since {last_seen:%Y-%m-%d %H:%M:%S} UTC ({silence:.0f} s ago, "
+        f"more than worker_timeout = {timeout:g} s). It may have hung, been paused or killed, or lost its network, or the "
+        "dashboard was down for longer than that. If it comes "
         "back it is told to stop, and the points it still sends are kept. To continue, start a new run with "
         "resume_from set to its last checkpoint."
         + (f"\nLast log lines:\n{log_tail}" if log_tail else "")

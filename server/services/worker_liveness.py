@@ -1,14 +1,15 @@
 """Is a running run's worker still there? The rule: a `running` run whose worker has sent nothing (a
-batch, a heartbeat, a hello) for worker_timeout while a dashboard was listening is `lost`.
+batch, a heartbeat, a hello) for more than worker_timeout of wall-clock time is `lost`.
 
 Every worker message only stores a time in an in-memory map (`LastHeard.heard`); every few seconds
-the database gets, per running run, when its worker was last heard from (`last_seen_at`) and when
-this dashboard was last listening (`watched_at`), in one small transaction (`persist`).
+the database gets, per running run, when its worker was last heard from (`last_seen_at`), in one small
+transaction (`persist`). A run whose worker was never heard from counts from when it started running
+(or was created).
 
-After a restart the clock goes on from there: a run's worker had been silent for
-watched_at - last_seen_at when the previous dashboard stopped, and the silence counts on from this
-dashboard's start. The time the dashboard itself was down does not count: no worker can be heard
-then, and a worker reconnects within seconds of the dashboard coming back.
+A restart changes nothing in the rule: the silence is the time since the last sign of life, the time
+the dashboard was down included, and the runs it left `running` are judged as soon as it starts. A
+worker that was alive all along but could not reach a dashboard that stayed down for longer than
+worker_timeout is lost too; when it reconnects it is told so, and the points it still sends are kept.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.models import LogLine, Run
@@ -31,10 +32,9 @@ class LastHeard:
     """When each run's worker was last heard from (unix time), since this dashboard started.
 
     Written from the event loop on every worker message: a dict store, nothing next to reading the
-    message. `started` is when this dashboard began listening."""
+    message."""
 
     def __init__(self) -> None:
-        self.started = time.time()
         self._heard: dict[int, float] = {}
 
     def heard(self, run_id: int) -> None:
@@ -47,15 +47,12 @@ class LastHeard:
         return dict(self._heard)
 
 
-def persist(*, session: Session, heard: dict[int, float], now: float | None = None) -> None:
-    """Store when each running run's worker was last heard from (only ever forward), and that this
-    dashboard was listening for every running run until `now`."""
-    now_at = _as_datetime(time.time() if now is None else now)
+def persist(*, session: Session, heard: dict[int, float]) -> None:
+    """Store when each running run's worker was last heard from (only ever forward)."""
     for run in session.scalars(select(Run).where(Run.id.in_(heard), Run.status == "running")):
         when = _as_datetime(heard[run.id])
         if run.last_seen_at is None or _aware(run.last_seen_at) < when:
             run.last_seen_at = when
-    session.execute(update(Run).where(Run.status == "running").values(watched_at=now_at))
 
 
 @dataclass(frozen=True)
@@ -63,7 +60,7 @@ class SilentRun:
     run_id: int
     config: dict[str, Any]
     last_seen: datetime  # the last sign of life of its worker
-    silence: float  # seconds of it that a dashboard was listening for
+    silence: float  # seconds since then, wall-clock, a dashboard's downtime included
 
 
 def silent_runs(*, session: Session, last_heard: LastHeard, timeout: float, now: float | None = None) -> list[SilentRun]:
@@ -81,16 +78,12 @@ def silent_runs(*, session: Session, last_heard: LastHeard, timeout: float, now:
 
 
 def _silence(run: Run, last_heard: LastHeard, now: float) -> tuple[datetime, float]:
+    """The worker's last sign of life and the seconds since: what this dashboard heard, else what was
+    persisted (by this dashboard or one before it), else when the run started."""
     persisted = max(_aware(moment) for moment in (run.last_seen_at, run.started_at, run.created_at) if moment is not None)
     heard = last_heard.last(run.id)
-    if heard is not None and heard >= persisted.timestamp():
-        return _as_datetime(heard), now - heard
-    if persisted.timestamp() >= last_heard.started:
-        return persisted, now - persisted.timestamp()  # started under this dashboard
-    # Active under a previous dashboard: its silence then, and since this one started.
-    watched = _aware(run.watched_at).timestamp() if run.watched_at is not None else persisted.timestamp()
-    before = max(0.0, min(watched, last_heard.started) - persisted.timestamp())
-    return persisted, before + (now - last_heard.started)
+    last_seen = _as_datetime(heard) if heard is not None and heard > persisted.timestamp() else persisted
+    return last_seen, now - last_seen.timestamp()
 
 
 def log_tail(*, session: Session, run_id: int, lines: int = LOG_TAIL_LINES) -> str:
