@@ -176,6 +176,11 @@ class Settings(BaseSettings):
     def loopback_only(self) -> bool:
         return self.host in LOOPBACK_HOSTS
 
+    @property
+    def shared(self) -> bool:
+        """Reachable by more than this machine's one user: auth is on, or it is bound beyond loopback."""
+        return self.auth or not self.loopback_only
+
     def path_roots(self) -> PathRoots:
         """The resolved folders run paths must lie in (server/services/allowed_paths.py).
 

@@ -33,6 +33,7 @@ from server.services import export as export_service
 from server.services import metrics as metric_service
 from server.services import run_status
 from server.services import runs as run_service
+from server.services.allowed_paths import refused_paths
 from server.services.config_checks import check_config, check_payload
 
 router = APIRouter(prefix="/api", tags=["runs"], dependencies=[Depends(current_caller)])
@@ -78,13 +79,22 @@ def create_run(
     launch: Annotated[bool, Query(description="Start a local worker; false registers the run for an external worker and returns its token.")] = True,
 ) -> RunPublic | RunRegistered:
     config = run_in.run_config()
+    settings = request.app.state.settings
     if launch:
-        # Files are checked only for runs this machine will train. An external worker (launch=false)
-        # runs elsewhere, often on another machine, and has already loaded its own model and data;
-        # its config is still validated as a RunConfig (types, ranges, unknown fields).
-        errors, _ = check_config(config, roots=request.app.state.settings.path_roots())
-        if errors:
-            raise _field_errors_as_422(errors)
+        errors, _ = check_config(config, roots=settings.path_roots())
+    elif settings.shared:
+        # An external worker's paths (launch=false): on a shared dashboard they must lie inside the same
+        # roots as a launched run's, with the same refusal. Only the roots are checked, not the files: the
+        # worker may run on another machine (one with the same folders mounted, say), and has already
+        # opened them itself.
+        errors = refused_paths(config.model_dump(mode="json"), settings.path_roots())
+    else:
+        # Loopback without auth: the only caller is this machine's user, and the paths are the worker's
+        # own labels, stored in the config and shown, never opened by the dashboard (run.output_dir,
+        # the one folder it lists and serves, is set only inside the output root; server/services/runs.py).
+        errors = {}
+    if errors:
+        raise _field_errors_as_422(errors)
     state = request.app.state
 
     def insert(session: Session) -> tuple[RunPublic, str]:

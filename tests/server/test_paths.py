@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LiveServer, _serve
+from tests.conftest import LiveServer, _serve, serve_with_auth
 
 SECRET = "root:$6$s3cr3t-hash:19000:0:99999:7:::"
 
@@ -141,3 +141,76 @@ def test_roots_are_read_from_the_environment_like_path(tmp_path: Path, monkeypat
     roots = Settings().path_roots()
     assert roots.data == ((tmp_path / "a").resolve(), (tmp_path / "b").resolve())
     assert roots.output == (tmp_path / "out").resolve()
+
+
+@pytest.fixture(scope="module", params=["auth", "public-bind"])
+def shared_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                  layout: dict[str, Path]) -> Iterator[tuple[LiveServer, dict[str, str]]]:
+    """A shared dashboard, the two ways: auth on (bob, a member, calls with his API token), or bound beyond
+    loopback (the container case, ORPO_DASH_ALLOW_PUBLIC_BIND=1, where no login exists)."""
+    from tests.accounts import create_token, login
+
+    env = {"ORPO_DASH_DATA_ROOTS": str(layout["data"]), "ORPO_DASH_MODEL_ROOTS": str(layout["models"]),
+           "ORPO_DASH_OUTPUT_ROOT": str(layout["out"]), "ORPO_DASH_LAUNCH_WORKERS": "0"}
+    folder = tmp_path_factory.mktemp(f"shared-{request.param}")
+    if request.param == "auth":
+        for server in serve_with_auth(folder, env, users=("bob",)):
+            client = login(server.url, "bob")
+            token = create_token(client)
+            client.close()
+            yield server, {"Authorization": f"Bearer {token}"}
+    else:
+        yield from ((server, {}) for server in _serve(
+            folder, None, {**env, "ORPO_DASH_HOST": "0.0.0.0", "ORPO_DASH_ALLOW_PUBLIC_BIND": "1"}))
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_an_external_workers_paths_are_confined_like_a_launched_runs_on_a_shared_dashboard(shared_server, layout, field: str) -> None:  # type: ignore[no-untyped-def]
+    """launch=false on a shared dashboard: the same roots and the same refusal as a launched run."""
+    server, headers = shared_server
+    messages = {}
+    for way, value in _escapes(layout, field).items():
+        response = server.api("POST", "/api/runs", params={"launch": "false"}, json={field: value}, headers=headers)
+        assert response.status_code == 422, (way, response.text)
+        assert SECRET not in response.text and "s3cr3t" not in response.text, (way, response.text)
+        messages[way] = _refusal(response.json(), field)
+    assert len(set(messages.values())) == 1, messages
+    launched = server.api("POST", "/api/runs", json={field: _escapes(layout, field)["missing"]}, headers=headers)
+    assert _refusal(launched.json(), field) == messages["missing"]  # word for word a launched run's refusal
+    allowed = layout["data"] if "dataset" in field else layout["out"] if field == "output_dir" else layout["models"]
+    assert str(allowed.resolve()) in messages["missing"]
+
+
+def test_an_external_workers_paths_inside_the_roots_are_registered_on_a_shared_dashboard(shared_server, layout) -> None:  # type: ignore[no-untyped-def]
+    """Only the roots are checked: the files may live on the worker's own machine, under the same folders."""
+    server, headers = shared_server
+    body = {"dataset": str(layout["data"] / "on-the-worker.jsonl"), "model": str(layout["models"] / "on-the-worker"),
+            "output_dir": str(layout["out"] / "external"), "resume_from": str(layout["out"] / "external" / "checkpoint-9")}
+    created = server.api("POST", "/api/runs", params={"launch": "false"}, json=body, headers=headers)
+    assert created.status_code == 201, created.text
+    run = created.json()
+    assert run["status"] == "running" and run["output_dir"] == str(layout["out"] / "external")
+
+
+def test_on_loopback_without_auth_an_external_workers_paths_are_labels_never_opened(server, layout) -> None:  # type: ignore[no-untyped-def]
+    """launch=false on loopback without auth: the worker's paths are recorded as given (they may be on its
+    own machine), and nothing the dashboard serves for the run opens them."""
+    secret = layout["secret"]
+    body = {"dataset": str(layout["data"] / "shadow.csv"), "eval_dataset": str(secret / "shadow.csv"),
+            "model": str(secret / "model"), "resume_from": str(secret / "model"), "output_dir": str(secret)}
+    created = server.api("POST", "/api/runs", params={"launch": "false"}, json=body)
+    assert created.status_code == 201, created.text
+    run_id = created.json()["id"]
+    assert {field: created.json()["config"][field] for field in body} == body
+    served = [server.api("GET", path) for path in (
+        f"/api/runs/{run_id}", f"/runs/{run_id}", f"/api/runs/{run_id}/files", f"/api/runs/{run_id}/files/shadow.csv",
+        f"/api/runs/{run_id}/files/model/config.json", f"/api/runs/{run_id}/export?format=json", "/", "/runs/new",
+        f"/runs/new?clone={run_id}", f"/compare?runs={run_id}")]
+    for response in served:
+        assert response.status_code < 500 and SECRET not in response.text and "s3cr3t" not in response.text, response.url
+    assert served[2].json()["files"] == [] and served[3].status_code == 404 and served[4].status_code == 404
+    # Cloning it sends its config through the form's check, which refuses what lies outside the roots
+    # before opening anything (the dataset preview included).
+    checked = server.api("POST", "/api/runs/validate", json=created.json()["config"])
+    assert checked.status_code == 200 and SECRET not in checked.text and "s3cr3t" not in checked.text
+    assert {"dataset", "eval_dataset", "model", "resume_from", "output_dir"} <= set(checked.json()["errors"])
