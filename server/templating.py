@@ -20,6 +20,7 @@ from orpo_dash.protocol import (
     TERMINAL_STATUSES,
 )
 from server.assets import STATIC_DIR, TEMPLATES_DIR
+from server.page_rights import NEEDS_MEMBER, page_rights
 
 __all__ = ["STATIC_DIR", "TEMPLATES_DIR", "templates"]  # the app factory mounts STATIC_DIR from here
 
@@ -31,3 +32,6 @@ templates.env.globals["plotly_version"] = plotly.__version__
 # lists, so a new status shows up everywhere.
 templates.env.globals["RUN_STATUSES"] = RUN_STATUSES
 templates.env.globals["TERMINAL_STATUSES"] = TERMINAL_STATUSES
+# Controls the caller's role cannot use are drawn disabled, with the reason (server/page_rights.py).
+templates.env.globals["page_rights"] = page_rights
+templates.env.globals["NEEDS_MEMBER"] = NEEDS_MEMBER

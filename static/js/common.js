@@ -11,6 +11,22 @@
   // "lost": the dashboard stopped hearing from the run's worker.
   const TERMINAL = (document.currentScript.dataset.terminalStatuses || "").split(" ").filter(Boolean);
 
+  // Who is looking, rendered by templates/base.html (server/page_rights.py holds the same rules, the
+  // API enforces them): controls the caller cannot use are drawn disabled with the reason as tooltip.
+  const NEEDS_MEMBER = "needs the member role";
+  const caller = {
+    role: document.body.dataset.role || "admin",
+    name: document.body.dataset.user || null,
+    get canStart() { return this.role === "member" || this.role === "admin"; },
+    // Why this caller may not stop or delete the run; null if they may.
+    whyNotChange(run) {
+      if (this.role === "admin") return null;
+      if (!this.canStart) return NEEDS_MEMBER;
+      if (this.name && run.created_by === this.name) return null;
+      return `started by ${run.created_by || "someone while auth was off"}; only they or an admin can do this`;
+    },
+  };
+
   class ApiError extends Error {
     constructor(status, body) {
       super(ApiError.describe(status, body));
@@ -188,6 +204,6 @@
 
   window.Dash = {
     api, ApiError, escapeHtml, fmtNum, fmtDuration, fmtDate, runDuration, isTerminal, statusBadge,
-    alertBadges, confirmAction, toast, download, RunSocket, debounce, FINAL_CLOSE_CODES,
+    alertBadges, confirmAction, toast, download, RunSocket, debounce, FINAL_CLOSE_CODES, caller, NEEDS_MEMBER,
   };
 })();

@@ -112,7 +112,11 @@
       `<span>model <code>${escapeHtml(c.model)}</code></span> <span>dataset <code>${escapeHtml(c.dataset)}</code></span> ` +
       `<span>λ ${fmtNum(c.beta)}</span> <span>lr ${fmtNum(c.learning_rate)}</span> ` +
       `<span>created ${fmtDate(run.created_at)}</span> ${tags}`;
-    document.getElementById("stop-btn").hidden = isTerminal(run.status);
+    const stopBtn = document.getElementById("stop-btn");
+    stopBtn.hidden = isTerminal(run.status);
+    const whyNotStop = Dash.caller.whyNotChange(run);
+    stopBtn.disabled = Boolean(whyNotStop);
+    stopBtn.title = whyNotStop || "";
     const failed = (run.status === "failed" || run.status === "lost") && run.error;
     document.getElementById("run-error").hidden = !failed;
     document.getElementById("run-error-title").textContent =

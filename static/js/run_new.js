@@ -106,6 +106,7 @@
   // --- validation and preview -----------------------------------------------------------------
   let validation = 0;
   async function validate({ focusFirst = false, quiet = false } = {}) {
+    if (!Dash.caller.canStart) return false;  // checking a configuration needs the member role too
     const ticket = ++validation;
     let body;
     try { body = readForm(); } catch (local) { showErrors(local, focusFirst); return false; }
@@ -188,7 +189,7 @@
       } else {
         toast(`Could not start the run: ${err.message}`, "error");
       }
-    } finally { submitBtn.disabled = false; }
+    } finally { submitBtn.disabled = !Dash.caller.canStart; }
   });
 
   // --- presets and clone ----------------------------------------------------------------------

@@ -53,6 +53,7 @@
     const pct = r.total_steps ? Math.min(100, (100 * r.last_step) / r.total_steps) : 0;
     const tags = (r.tags || []).map((t) => `<span class="tag">${escapeHtml(t)}</span>`).join("");
     const checked = selected.has(r.id) ? " checked" : "";
+    const whyNotDelete = Dash.caller.whyNotChange(r);
     return `<tr data-run-id="${r.id}">
       <td><input type="checkbox" class="select-run" data-fk="${r.id}:select" value="${r.id}" aria-label="Select ${escapeHtml(r.name)}"${checked}></td>
       <td class="run-name-cell"><a href="/runs/${r.id}" data-fk="${r.id}:open" title="${escapeHtml(r.name)}">${escapeHtml(r.name)}</a> <span class="muted small">#${r.id}</span>${tags}</td>
@@ -72,11 +73,13 @@
         <details class="menu" data-menu="${r.id}">
           <summary class="btn btn-small" data-fk="${r.id}:menu" aria-label="Actions for ${escapeHtml(r.name)}">Actions ▾</summary>
           <div class="menu-list">
-            <a href="/runs/new?clone=${r.id}" data-fk="${r.id}:clone">Clone</a>
-            <button type="button" data-action="rename" data-fk="${r.id}:rename">Rename / tag…</button>
+            ${Dash.caller.canStart
+              ? `<a href="/runs/new?clone=${r.id}" data-fk="${r.id}:clone">Clone</a>`
+              : `<button type="button" disabled title="${Dash.NEEDS_MEMBER}" data-fk="${r.id}:clone">Clone</button>`}
+            <button type="button" data-action="rename" data-fk="${r.id}:rename"${Dash.caller.canStart ? "" : ` disabled title="${Dash.NEEDS_MEMBER}"`}>Rename / tag…</button>
             <a href="/api/runs/${r.id}/export?format=csv" download data-fk="${r.id}:csv">Export CSV</a>
             <a href="/api/runs/${r.id}/export?format=json" download data-fk="${r.id}:json">Export JSON</a>
-            <button type="button" class="danger" data-action="delete" data-fk="${r.id}:delete">Delete…</button>
+            <button type="button" class="danger" data-action="delete" data-fk="${r.id}:delete"${whyNotDelete ? ` disabled title="${escapeHtml(whyNotDelete)}"` : ""}>Delete…</button>
           </div>
         </details>
       </td>
@@ -112,6 +115,12 @@
     document.getElementById("selection-count").textContent = `${n} selected`;
     document.getElementById("compare-btn").disabled = n < 2;
     for (const id of ["export-csv-btn", "export-json-btn", "delete-selected-btn"]) document.getElementById(id).disabled = n === 0;
+    // Deleting needs the right to change every selected run: say which one stands in the way.
+    const deleteBtn = document.getElementById("delete-selected-btn");
+    const blocked = selectedRuns().map((r) => Dash.caller.whyNotChange(r)).find(Boolean)
+      || (Dash.caller.canStart ? null : Dash.NEEDS_MEMBER);
+    deleteBtn.disabled = n === 0 || Boolean(blocked);
+    deleteBtn.title = blocked || "";
     selectAll.checked = list.length > 0 && list.every((r) => selected.has(r.id));
     selectAll.indeterminate = !selectAll.checked && list.some((r) => selected.has(r.id));
   }
