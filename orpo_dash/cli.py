@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_database_options(user_add)
     user_list = user_commands.add_parser("list", help="list users and their roles")
     _add_database_options(user_list)
+    user_passwd = user_commands.add_parser("passwd", help="set a user's password (ends their logins); prompts for it")
+    user_passwd.add_argument("name", help="user name")
+    user_passwd.add_argument("--password-stdin", action="store_true", help="read the password from standard input (for scripts)")
+    _add_database_options(user_passwd)
 
     migrate = commands.add_parser("migrate", help="apply database migrations and exit",
                                   description="Apply Alembic migrations to the database and exit.")
@@ -229,22 +233,31 @@ def _user(args: argparse.Namespace) -> int:
                 for user in accounts.list_users(session=session):
                     print(f"{user.name}\t{user.role}")
                 return 0
+            existing = accounts.get_user(session=session, name=args.name)
+            if args.user_command == "passwd" and existing is None:
+                print(f"orpo-dash: there is no user {args.name!r} (`orpo-dash user list` lists them)", file=sys.stderr)
+                return 2
             if args.password_stdin:
                 password = sys.stdin.readline().rstrip("\r\n")
             else:
                 password = getpass.getpass(f"password for {args.name}: ")
                 if getpass.getpass("again: ") != password:
-                    print("orpo-dash: the passwords differ; nothing was created", file=sys.stderr)
+                    print("orpo-dash: the passwords differ; nothing was changed", file=sys.stderr)
                     return 2
             try:
-                accounts.create_user(session=session, name=args.name, password=password, role=args.role)
+                if existing is not None and args.user_command == "passwd":
+                    accounts.set_password(user=existing, password=password)
+                    done = f"password of {args.name} changed; their logins have ended"
+                else:
+                    accounts.create_user(session=session, name=args.name, password=password, role=args.role)
+                    done = f"user {args.name} ({args.role}) created"
             except accounts.AccountError as error:
                 print(f"orpo-dash: {error}", file=sys.stderr)
                 return 2
             session.commit()
     finally:
         engine.dispose()
-    print(f"orpo-dash: user {args.name} ({args.role}) created")
+    print(f"orpo-dash: {done}")
     return 0
 
 

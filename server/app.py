@@ -22,6 +22,7 @@ from server.auth import SESSION_COOKIE, NotAuthenticated, refuse_unauthenticated
 from server.db import make_engine, make_session_factory
 from server.launcher import LocalProcessLauncher, NoLauncher
 from server.live import LiveHub
+from server.login_throttle import LoginThrottle
 from server.models import Run
 from server.notify import WebhookNotifier
 from server.request_limits import RequestLimits
@@ -87,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = make_session_factory(engine)
     app.state.hub = LiveHub()
     app.state.last_heard = LastHeard()
+    app.state.login_throttle = LoginThrottle(max_failures=settings.login_max_failures,
+                                             window=settings.login_failure_window_seconds)
     app.state.launcher = NoLauncher()
     last_announced: dict[int, float] = {}
     announce_lock = threading.Lock()

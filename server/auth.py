@@ -21,7 +21,7 @@ from starlette.requests import HTTPConnection
 
 from orpo_dash.protocol import CLOSE_UNAUTHORIZED
 from server.models import Run, User
-from server.services.accounts import Role, role_at_least, user_for_token
+from server.services.accounts import Role, password_fingerprint, role_at_least, user_for_token
 
 SESSION_COOKIE = "orpo_dash_session"
 SESSION_SECRET_FILE = "session-secret"
@@ -63,6 +63,8 @@ def identify(conn: HTTPConnection) -> Caller | None:
         else:
             user_id = conn.session.get("user_id")
             user = session.get(User, user_id) if isinstance(user_id, int) else None
+            if user is not None and conn.session.get("password") != password_fingerprint(user):
+                user = None  # logged in before the password changed: that login has ended
         if user is None:
             return None
         return Caller(name=user.name, role=user.role, user_id=user.id, via_token=token is not None)  # type: ignore[arg-type]

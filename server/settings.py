@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     session_max_age_seconds: int = Field(
         12 * 3600, ge=1, description="A login lasts this long, then the browser is asked to log in again.",
     )
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins allowed per user name and address within login_failure_window_seconds; "
+                             "past that, logins from there get 429 with Retry-After.",
+    )
+    login_failure_window_seconds: float = Field(
+        60.0, gt=0.0, description="The window over which failed logins are counted (login_max_failures).",
+    )
     secure_cookies: bool = Field(
         False, description="Mark the login cookie Secure (sent over HTTPS only): set it when a TLS proxy serves the dashboard.",
     )

@@ -43,15 +43,29 @@ def log_in(
 ) -> Response:
     if not request.app.state.settings.auth:
         return RedirectResponse("/", status_code=303)
+    throttle = request.app.state.login_throttle
+    address = request.client.host if request.client else "?"
+    if (wait := throttle.retry_after(name, address)) is not None:
+        context = {"next": _local_path(next), "name": name,
+                   "error": f"Too many failed logins for this name from your address; try again in {wait} s."}
+        return templates.TemplateResponse(request, "login.html", context, status_code=429,
+                                          headers={"Retry-After": str(wait)})
     user = accounts.authenticate(session=session, name=name, password=password)
     if user is None:
+        throttle.failed(name, address)
         # Logged for the operator (and tools like fail2ban): repeated failures from one address are a guess attack.
-        log.warning("failed login for %r from %s", name[:100], request.client.host if request.client else "?")
+        log.warning("failed login for %r from %s", name[:100], address)
         context = {"next": _local_path(next), "error": "Wrong user name or password.", "name": name}
         return templates.TemplateResponse(request, "login.html", context, status_code=401)
-    request.session.clear()
-    request.session["user_id"] = user.id
+    throttle.succeeded(name, address)
+    _start_session(request, user.id, accounts.password_fingerprint(user))
     return RedirectResponse(_local_path(next), status_code=303)
+
+
+def _start_session(request: Request, user_id: int, fingerprint: str) -> None:
+    request.session.clear()
+    request.session["user_id"] = user_id
+    request.session["password"] = fingerprint  # a password change ends the other logins (server/auth.py)
 
 
 @public_router.post("/logout")
@@ -61,14 +75,19 @@ def log_out(request: Request) -> RedirectResponse:
     return RedirectResponse("/login", status_code=303)
 
 
-def _account_page(request: Request, session: Session, caller: Caller, new_token: str | None = None) -> HTMLResponse:
+def _account_page(
+    request: Request, session: Session, caller: Caller, new_token: str | None = None,
+    password_message: str | None = None, password_error: str | None = None, status_code: int = 200,
+) -> HTMLResponse:
     context = {
+        "password_message": password_message,
+        "password_error": password_error,
         "auth": request.app.state.settings.auth,
         "tokens": accounts.list_tokens(session=session, user_id=caller.user_id) if caller.user_id else [],
         "users": accounts.list_users(session=session) if caller.can("admin") and caller.user_id else [],
         "new_token": new_token,
     }
-    return templates.TemplateResponse(request, "account.html", context)
+    return templates.TemplateResponse(request, "account.html", context, status_code=status_code)
 
 
 @router.get("/settings", response_class=HTMLResponse, name="account")
@@ -104,3 +123,37 @@ def revoke_token(request: Request, caller: CallerDep, token_id: int) -> Redirect
     if not revoked:
         raise HTTPException(status_code=404, detail=f"you have no live token {token_id}")
     return RedirectResponse("/settings", status_code=303)
+
+
+@router.post("/settings/password", response_class=HTMLResponse)
+def change_password(
+    request: Request, session: SessionDep, caller: CallerDep,
+    current_password: Annotated[str, Form()], new_password: Annotated[str, Form()],
+    new_password_again: Annotated[str, Form()],
+) -> HTMLResponse:
+    """Change one's own password: the current one is asked again, so a borrowed session cannot do it.
+    Every other login of the user ends; this one goes on."""
+    user_id = _logged_in_user(caller)
+    assert caller.name is not None
+    problem = None
+    if accounts.authenticate(session=session, name=caller.name, password=current_password) is None:
+        problem = "current password: that is not your password"
+    elif new_password != new_password_again:
+        problem = "new password: the two entries differ"
+
+    def write(tx: Session) -> str:
+        user = tx.get(User, user_id)
+        assert user is not None
+        accounts.set_password(user=user, password=new_password)
+        return accounts.password_fingerprint(user)
+
+    if problem is None:
+        try:
+            fingerprint = request.app.state.writer.write(write)
+        except accounts.AccountError as error:
+            problem = str(error)
+    if problem is not None:
+        return _account_page(request, session, caller, password_error=problem, status_code=422)
+    _start_session(request, user_id, fingerprint)
+    log.info("user %s changed their password", caller.name)
+    return _account_page(request, session, caller, password_message="Password changed; your other logins have ended.")

@@ -21,6 +21,8 @@ from server.models import ApiToken, User, utcnow
 Role = Literal["viewer", "member", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
 TOKEN_PREFIX = "odt_"  # makes a leaked token recognisable to secret scanners and to people
+MIN_PASSWORD_CHARS = 8
+MAX_PASSWORD_CHARS = 1000  # argon2 hashes any length, slowly: a 20 MB "password" is not one
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
 
 _hasher = PasswordHasher()
@@ -41,14 +43,31 @@ def create_user(*, session: Session, name: str, password: str, role: Role) -> Us
         raise AccountError(f"user name {name!r}: use letters, digits and . _ @ - (up to 100), starting with a letter or digit")
     if role not in ROLES:
         raise AccountError(f"role {role!r}: choose one of {', '.join(ROLES)}")
-    if len(password) < 8:
-        raise AccountError("password: use at least 8 characters")
+    _check_password(password)
     if get_user(session=session, name=name) is not None:
         raise AccountError(f"user {name!r} already exists")
     user = User(name=name, password_hash=_hasher.hash(password), role=role)
     session.add(user)
     session.flush()
     return user
+
+
+def set_password(*, user: User, password: str) -> None:
+    """A new password; the user's sessions elsewhere end with the old one (`password_fingerprint`)."""
+    _check_password(password)
+    user.password_hash = _hasher.hash(password)
+
+
+def password_fingerprint(user: User) -> str:
+    """Kept in a login's session: a session made before the password changed no longer matches."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:32]
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise AccountError(f"password: use at least {MIN_PASSWORD_CHARS} characters")
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise AccountError(f"password: use at most {MAX_PASSWORD_CHARS} characters")
 
 
 def get_user(*, session: Session, name: str) -> User | None:
