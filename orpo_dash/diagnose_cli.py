@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from itertools import repeat
 
 from orpo_dash import metric_names as m
 from orpo_dash.diagnostics import THRESHOLDS, Alert, AlertEngine, MetricsFileError, diagnose, load_metrics_file
@@ -130,7 +131,7 @@ def _noting_names(stream: MetricsStream, seen: set[str]):  # type: ignore[no-unt
         if names not in shapes:
             shapes.add(names)
             seen.update(names)
-        yield from zip([step] * len(names), names, values)
+        yield from zip(repeat(step), names, values)  # noqa: B905 (repeat() is endless on purpose)
 
 
 def _too_short(run: _Diagnosis, overrides: dict[str, float]) -> str:

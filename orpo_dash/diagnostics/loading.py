@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Iterator, Sequence
+from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, overload
@@ -98,22 +99,23 @@ class _Reader:
         return self.records.csv  # CSV cells are all text: "0.5" is a number there, not in JSON
 
     def __iter__(self) -> Iterator[tuple[int, tuple[str, ...], Sequence[float]]]:
-        blocked_at, blocked_line = None, 0
-        for index, (lineno, row) in enumerate(self.records):
-            if blocked_at is not None:
+        blocked_at = None  # line (or record) numbers only grow, so they say where to read on from
+        read = self._read
+        for lineno, row in self.records:
+            if blocked_at is None:
+                try:
+                    yield read(row, lineno)
+                except _Blocked:
+                    blocked_at = lineno
+            else:
                 self._survey(row, lineno)
-                continue
-            try:
-                yield self._read(row, lineno)
-            except _Blocked:
-                blocked_at, blocked_line = index, lineno
         self._decide_at_end()
         if blocked_at is not None:  # read on from the blocked record, now that the whole file has spoken
-            self.notes.append(f"read the file twice: {self.records.unit} {blocked_line} needed the rest of the "
+            self.notes.append(f"read the file twice: {self.records.unit} {blocked_at} needed the rest of the "
                               "file to decide what its values are")
-            for index, (lineno, row) in enumerate(Records(self.path, [])):
-                if index >= blocked_at:
-                    yield self._read(row, lineno)
+            for lineno, row in Records(self.path, []):
+                if lineno >= blocked_at:
+                    yield read(row, lineno)
 
     # ----- one record -----
     def _read(self, row: dict, lineno: int) -> tuple[int, tuple[str, ...], Sequence[float]]:
@@ -181,8 +183,8 @@ class _Reader:
                     self._holds_numbers(key)
                 if key == m.AMBIGUOUS_LOG_ODDS and value > 0:
                     self._positive(step)
-            if kind != _NULL:
-                groups.add(_group(key))
+            if kind == _NUMBER or kind == _WORD and (key in self.numeric or key in m.KNOWN_NAMES):
+                groups.add(_group(key))  # what this record logged (a "nan" in a text column says nothing)
             items.append((key, kind, value))
         if m.AMBIGUOUS_LOG_ODDS in row and not self.saw_lor:
             self.saw_lor = True
@@ -287,10 +289,11 @@ class MetricsStream:
                 if current is not None:
                     if step < current:
                         raise StepsOutOfOrder(f"step {step} after step {current}")
-                    yield _merged(current, chunks)
+                    yield (current, *chunks[0]) if len(chunks) == 1 else _merged(current, chunks)
                     self.steps += 1
-                current, chunks = step, []
-            chunks.append((names, values))
+                current, chunks = step, [(names, values)]
+            else:
+                chunks.append((names, values))
         if current is not None:
             yield _merged(current, chunks)
             self.steps += 1
@@ -299,7 +302,7 @@ class MetricsStream:
     def points(self) -> Iterator[tuple[int, str, float]]:
         """The same, one (step, name, value) at a time: what AlertEngine.feed takes."""
         for step, names, values in self:
-            yield from zip([step] * len(names), names, values)
+            yield from zip(repeat(step), names, values)  # noqa: B905 (repeat() is endless on purpose)
 
 
 def _merged(step: int, chunks: list[tuple[tuple[str, ...], Sequence[float]]]
@@ -308,7 +311,7 @@ def _merged(step: int, chunks: list[tuple[tuple[str, ...], Sequence[float]]]
         return step, chunks[0][0], chunks[0][1]
     merged: dict[str, float] = {}
     for names, values in chunks:  # a training and an evaluation record of one step; a repeat: the last wins
-        merged.update(zip(names, values))
+        merged.update(zip(names, values, strict=True))
     names = tuple(sorted(merged, key=reading_order))
     return step, names, [merged[n] for n in names]
 
@@ -331,11 +334,11 @@ class MetricSeries(Sequence[tuple[int, float]]):
 
     def __getitem__(self, i: int | slice) -> tuple[int, float] | list[tuple[int, float]]:
         if isinstance(i, slice):
-            return list(zip(self.steps[i].tolist(), self.values[i].tolist()))
+            return list(zip(self.steps[i].tolist(), self.values[i].tolist(), strict=True))
         return int(self.steps[i]), float(self.values[i])
 
     def __iter__(self) -> Iterator[tuple[int, float]]:
-        return zip(self.steps.tolist(), self.values.tolist())
+        return zip(self.steps.tolist(), self.values.tolist(), strict=True)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, MetricSeries):
@@ -358,7 +361,7 @@ def load_metrics_file(path: str | Path, *, source: str | None = None, notes: lis
     notes = [] if notes is None else notes
     columns: dict[str, tuple[array, array]] = {}
     for step, names, values in _Reader(path, source, notes):
-        for name, value in zip(names, values):
+        for name, value in zip(names, values, strict=True):
             col = columns.get(name)
             if col is None:
                 col = columns[name] = (array("q"), array("d"))

@@ -56,12 +56,10 @@ class Records:
         return open(self.path, encoding="utf-8-sig", errors="replace", newline="")
 
     def _records(self, fh: IO[str]) -> Iterator[tuple[int, dict]]:
-        lineno, first = 0, ""
-        for lineno, first in enumerate(fh, start=1):
-            if first.strip():
-                break
-        else:
+        found = next(((i, line) for i, line in enumerate(fh, start=1) if line.strip()), None)
+        if found is None:
             raise MetricsFileError(f"metrics file is empty: {self.path}")
+        lineno, first = found
         head = first.lstrip()
         if head.startswith("["):
             yield from self._document(first + fh.read(), lineno)
@@ -103,11 +101,11 @@ class Records:
                                        f"expected one JSON object per line, e.g. {_JSONL_EXAMPLE}")
             yield lineno, row
         if broken is not None:
-            lineno, line, exc = broken
-            if not _cut_short(line, exc):
-                raise self._bad_line(lineno, line, exc)
-            self.notes.append(f"line {lineno} (the last) is incomplete and was skipped: a file still being written? "
-                              f"({exc.msg} at column {exc.colno})")
+            last_lineno, last_line, error = broken
+            if not _cut_short(last_line, error):
+                raise self._bad_line(last_lineno, last_line, error)
+            self.notes.append(f"line {last_lineno} (the last) is incomplete and was skipped: a file still being "
+                              f"written? ({error.msg} at column {error.colno})")
 
     def _bad_line(self, lineno: int, line: str, exc: json.JSONDecodeError) -> MetricsFileError:
         return MetricsFileError(f"{self.path}: line {lineno} is not valid JSON ({exc.msg} at column {exc.colno}); "
@@ -137,8 +135,7 @@ class Records:
             rows = data
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise MetricsFileError(f"{self.path}: expected one JSON object per line (or a list of objects)")
-        for i, row in enumerate(rows, start=1):
-            yield i, row
+        yield from enumerate(rows, start=1)
 
     # ----- CSV -----
     def _csv(self, lines: Iterable[str], first_lineno: int) -> Iterator[tuple[int, dict]]:
@@ -149,7 +146,7 @@ class Records:
             raise MetricsFileError(f"{self.path}: not JSONL, and not a CSV with a 'step' or 'global_step' column "
                                    f"(header: {','.join(header)[:200]})")
         if _LONG_COLUMNS <= set(header):  # the dashboard's CSV export: an empty value was non-finite
-            points = [dict(zip(header, cells)) for cells in reader]
+            points: list[dict[str, str | None]] = [dict(zip(header, cells, strict=False)) for cells in reader]
             for point in points:
                 point["value"] = point.get("value") or None
             if "run_id" in header:  # the runs list's export of several selected runs
@@ -164,7 +161,7 @@ class Records:
                 raise MetricsFileError(f"{self.path}: line {short[0]} has {short[1]} cells, the header has {width} "
                                        "columns; expected one row per step under the header")
             if len(cells) == width:
-                yield lineno, dict(zip(header, cells))
+                yield lineno, dict(zip(header, cells, strict=True))
             elif cells:
                 short = (lineno, len(cells))
         if short is not None:
