@@ -45,8 +45,9 @@ class Records:
         try:
             with self._open() as fh:
                 yield from self._records(fh)
-        except (OSError, EOFError) as exc:  # a gzip file cut short or not gzip at all
-            raise MetricsFileError(f"{self.path}: not a readable gzip file: {exc}") from None
+        except (OSError, EOFError) as exc:  # a gzip file cut short or not gzip at all, or an unreadable file
+            what = "not a readable gzip file" if self.path.suffix == ".gz" else "cannot be read"
+            raise MetricsFileError(f"{self.path}: {what}: {exc}") from None
 
     def _open(self) -> IO[str]:
         # utf-8-sig drops a byte order mark (Excel and PowerShell write one); undecodable bytes become U+FFFD
