@@ -12,6 +12,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from orpo_dash.cli import main as cli_main
 from orpo_dash.diagnose_cli import main
 from orpo_dash.diagnostics import load_metrics_file
 from orpo_dash.diagnostics.loading import MetricsStream
@@ -163,6 +164,8 @@ def test_an_ambiguous_log_odds_ratio_is_resolved_by_its_sign_or_refused_with_the
     err = capsys.readouterr().err
     assert "cannot tell whose 'log_odds_ratio' this is" in err and "Pass --source trl or --source ours" in err
     assert "or_loss" in load_metrics_file(ambiguous, source="trl")
+    assert cli_main(["diagnose", str(ambiguous), "--source", "trl", "--json"]) == 0  # the `orpo-dash` entry point
+    assert json.loads(capsys.readouterr().out) == []
     assert "log_odds_ratio" in load_metrics_file(ambiguous, source="ours")
     # One value above 0 and TRL's reading is impossible (a mean log sigmoid never is): ours, late as it comes.
     positive = tmp_path / "p.jsonl"
