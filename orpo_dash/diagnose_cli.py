@@ -5,6 +5,10 @@ Exit status: 0 when no critical alert opened, 1 when one did, 2 on bad input.
 {"kind","severity","onset_step","step","message","advice","closed_step"}; closed_step is the step
 where it cleared, or null when it was still open at the end. Closing records are folded into
 closed_step rather than listed separately.
+
+The file is streamed through the alert engine one step at a time (memory does not grow with the run);
+what the reader skipped (an incomplete last line) is printed as a note on stderr. A run shorter than the
+detectors need gets "too short to judge", not "no pitfalls".
 """
 
 from __future__ import annotations
@@ -12,8 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from itertools import repeat
 
-from orpo_dash.diagnostics import THRESHOLDS, Alert, MetricsFileError, diagnose, load_metrics_file
+from orpo_dash import metric_names as m
+from orpo_dash.diagnostics import THRESHOLDS, Alert, AlertEngine, MetricsFileError, diagnose, load_metrics_file
+from orpo_dash.diagnostics.alerts import resolve_thresholds
+from orpo_dash.diagnostics.loading import MetricsStream, StepsOutOfOrder
 
 
 def _parse_threshold(text: str) -> tuple[str, float]:
@@ -36,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the alerts as a JSON list")
     p.add_argument("--threshold", action="append", default=[], type=_parse_threshold, metavar="KEY=VALUE",
                    help="override one detector threshold (repeatable)")
+    p.add_argument("--source", choices=m.SOURCES, default=None,
+                   help="whose a bare 'log_odds_ratio' is, when the file cannot tell: TRL's ORPOTrainer (minus the "
+                        "OR loss) or our trainer (the log odds ratio); see docs/metrics.md")
     return p
 
 
@@ -63,16 +74,21 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
     try:
-        series = load_metrics_file(args.metrics_file)
-        changes = diagnose(series, dict(args.threshold))
+        run = _diagnose_file(args.metrics_file, dict(args.threshold), args.source)
     except (MetricsFileError, ValueError) as exc:
         print(f"orpo-dash diagnose: error: {exc}", file=sys.stderr)
         return 2
-    alerts = summarize(changes)
+    for note in run.notes:
+        print(f"orpo-dash diagnose: note: {note}", file=sys.stderr)
+    alerts = summarize(run.changes)
+    too_short = _too_short(run, dict(args.threshold))
     if args.json:
         print(json.dumps(alerts, indent=2))
+        if too_short:
+            print(f"orpo-dash diagnose: note: {too_short}", file=sys.stderr)
     elif not alerts:
-        print(f"No pitfalls detected in {args.metrics_file} ({len(series)} metrics).")
+        print(too_short or f"No pitfalls detected in {args.metrics_file} ({len(run.metrics)} metrics, "
+                           f"{run.steps} steps).")
     else:
         for rec in alerts:
             until = f", cleared at step {rec['closed_step']}" if rec["closed_step"] is not None else ", still open"
@@ -80,7 +96,53 @@ def main(argv: list[str] | None = None) -> int:
                   f"(evidence from step {rec['onset_step']}{until})")
             print(f"    {rec['message']}")
             print(f"    advice: {rec['advice']}")
+        if too_short:
+            print(too_short)
     return 1 if any(rec["severity"] == "critical" for rec in alerts) else 0
+
+
+class _Diagnosis:
+    def __init__(self, changes: list[Alert], notes: list[str], steps: int, last_step: int | None,
+                 metrics: set[str]) -> None:
+        self.changes, self.notes, self.steps, self.last_step, self.metrics = changes, notes, steps, last_step, metrics
+
+
+def _diagnose_file(path: str, thresholds: dict[str, float], source: str | None) -> _Diagnosis:
+    """Stream the file through one engine; a file that goes back in steps (a resumed run) is sorted first."""
+    engine = AlertEngine(thresholds)
+    stream = MetricsStream(path, source=source)
+    metrics: set[str] = set()
+    try:
+        changes = engine.feed(_noting_names(stream, metrics)) + engine.flush()
+    except StepsOutOfOrder:
+        notes: list[str] = []
+        series = load_metrics_file(path, source=source, notes=notes)
+        steps = sorted({s for points in series.values() for s in points.steps.tolist()})
+        notes.append("steps go back somewhere in the file (a resumed run?): the last value logged for a step wins")
+        return _Diagnosis(diagnose(series, thresholds), notes, len(steps), steps[-1] if steps else None, set(series))
+    if not metrics:
+        raise MetricsFileError(f"{path}: no numeric metrics found")
+    return _Diagnosis(changes, stream.notes, stream.steps, stream.last_step, metrics)
+
+
+def _noting_names(stream: MetricsStream, seen: set[str]):  # type: ignore[no-untyped-def]
+    shapes: set[tuple[str, ...]] = set()
+    for step, names, values in stream:
+        if names not in shapes:
+            shapes.add(names)
+            seen.update(names)
+        yield from zip(repeat(step), names, values)  # noqa: B905 (repeat() is endless on purpose)
+
+
+def _too_short(run: _Diagnosis, overrides: dict[str, float]) -> str:
+    """Why the detectors could not judge this run yet ("" when they could)."""
+    th = resolve_thresholds(overrides)
+    window, min_step = int(th.get("window", 40)), int(th.get("min_step", 60))
+    if run.steps >= window or (run.last_step or 0) >= min_step:
+        return ""
+    return (f"Too short to judge: {run.steps} logged steps (last step {run.last_step}). The trend checks need "
+            f"{window} logged points and the 'not learning' checks start at step {min_step}; only non-finite "
+            "values were checked. Diagnose the file again when the run has gone further.")
 
 
 if __name__ == "__main__":

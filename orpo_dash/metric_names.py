@@ -26,21 +26,64 @@ EVAL_METRICS = tuple(EVAL_PREFIX + name for name in (
     LOSS, NLL_LOSS, OR_LOSS, LOG_ODDS_RATIO, ACCURACY, LOGPS_CHOSEN, LOGPS_REJECTED, MARGIN, PPL_CHOSEN,
 ))
 
-# TRL's ORPOTrainer logs different names for the same quantities (trl/experimental/orpo).
-# Note the trap: TRL's `log_odds_ratio` is the *negated OR loss*; its `log_odds_chosen` is our log odds ratio.
+# Other tools' names, one key at a time (docs/metrics.md, "Reading other tools' files", has the table).
+# TRL's ORPOTrainer (trl/experimental/orpo/orpo_trainer.py, get_batch_loss_metrics) logs these through the
+# Hugging Face Trainer, which prefixes evaluation metrics with "eval_" (ours use "eval/").
+HF_EVAL_PREFIX = "eval_"
 TRL_TO_OURS = {
     "loss": LOSS,
-    "nll_loss": NLL_LOSS,
-    "log_odds_chosen": LOG_ODDS_RATIO,
-    "rewards/accuracies": ACCURACY,
+    "nll_loss": NLL_LOSS,  # TRL's covers prompt + chosen response tokens; ours the response (unless prompt_loss)
+    "log_odds_chosen": LOG_ODDS_RATIO,  # mean log odds of chosen over rejected: our log odds ratio
+    "rewards/accuracies": ACCURACY,  # beta * logp_c > beta * logp_r, the same pairs as ours for beta > 0
     "logps/chosen": LOGPS_CHOSEN,
     "logps/rejected": LOGPS_REJECTED,
     "learning_rate": LEARNING_RATE,
     "epoch": EPOCH,
     "grad_norm": GRAD_NORM,
 }
-# Derived: OR loss = -TRL's log_odds_ratio.
+# The trap: TRL's `log_odds_ratio` is mean(log sigmoid(log odds)) = minus our OR loss, always <= 0.
 TRL_NEGATED_TO_OURS = {"log_odds_ratio": OR_LOSS}
+# TRL names with no counterpart of ours (rewards/* are beta * logps, logits/* mean logits): read under
+# their own names, like any unknown key.
+TRL_UNMAPPED = ("rewards/chosen", "rewards/rejected", "rewards/margins", "logits/chosen", "logits/rejected")
+# The Hugging Face Trainer's end-of-training summary (one record, not a per-step metric).
+HF_SUMMARY_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss")
+
+# The one bare name both tools log with different meanings; see log_odds_source() in orpo_dash.diagnostics.
+AMBIGUOUS_LOG_ODDS = "log_odds_ratio"
+SOURCES = ("trl", "ours")
+_SHARED = {LOSS, NLL_LOSS, LEARNING_RATE, EPOCH, GRAD_NORM, AMBIGUOUS_LOG_ODDS}
+_OURS_ONLY = frozenset(TRAIN_METRICS) - _SHARED
+_TRL_ONLY = (frozenset(TRL_TO_OURS) | frozenset(TRL_UNMAPPED)) - _SHARED
+KNOWN_NAMES = frozenset(
+    {*TRAIN_METRICS, *EVAL_METRICS, *TRL_TO_OURS, *TRL_NEGATED_TO_OURS, *TRL_UNMAPPED}
+    | {HF_EVAL_PREFIX + k for k in (*TRL_TO_OURS, *TRL_NEGATED_TO_OURS, *TRL_UNMAPPED)}
+)
+
+
+def naming(key: str) -> str | None:
+    """Which tool's naming a key shows: "trl" (TRL/HF only), "ours" (ours only), or None (both, or neither)."""
+    if key.startswith(HF_EVAL_PREFIX) or key in HF_SUMMARY_KEYS or key in _TRL_ONLY:
+        return "trl"
+    if key.startswith(EVAL_PREFIX) or key in _OURS_ONLY:
+        return "ours"
+    return None
+
+
+def our_name(key: str, *, log_odds_source: str | None) -> tuple[str, bool]:
+    """Our name for one logged key and whether its value is negated; unknown keys keep their name.
+
+    `log_odds_source` says whose `log_odds_ratio` a bare one is ("trl" or "ours"); "eval_log_odds_ratio"
+    is always TRL's (the "eval_" prefix is the Hugging Face Trainer's).
+    """
+    is_hf_eval = key.startswith(HF_EVAL_PREFIX)
+    bare = key[len(HF_EVAL_PREFIX):] if is_hf_eval else key
+    prefix = EVAL_PREFIX if is_hf_eval else ""
+    if bare in TRL_NEGATED_TO_OURS and (is_hf_eval or log_odds_source == "trl"):
+        return prefix + TRL_NEGATED_TO_OURS[bare], True
+    if bare in TRL_TO_OURS:
+        return prefix + TRL_TO_OURS[bare], False
+    return key, False
 
 
 def from_trl(logs: dict[str, float], *, prefix: str = "") -> dict[str, float]:
@@ -49,15 +92,9 @@ def from_trl(logs: dict[str, float], *, prefix: str = "") -> dict[str, float]:
     for key, value in logs.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
-        is_eval = key.startswith("eval_")
-        bare = key[len("eval_"):] if is_eval else key
-        eval_prefix = EVAL_PREFIX if is_eval else ""
-        if bare in TRL_TO_OURS:
-            out[eval_prefix + TRL_TO_OURS[bare]] = float(value)
-        elif bare in TRL_NEGATED_TO_OURS:
-            out[eval_prefix + TRL_NEGATED_TO_OURS[bare]] = -float(value)
-        else:
-            out[prefix + key] = float(value)
+        name, negated = our_name(key, log_odds_source="trl")
+        known = name != key or key in TRL_TO_OURS or key in TRL_NEGATED_TO_OURS
+        out[name if known else prefix + key] = -float(value) if negated else float(value)
     if LOGPS_CHOSEN in out and LOGPS_REJECTED in out and MARGIN not in out:
         out[MARGIN] = out[LOGPS_CHOSEN] - out[LOGPS_REJECTED]
     return out
