@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import asdict, dataclass, field
 
 LOG_ODDS_FLAT = "log_odds_flat"
 LOSS_RISING = "loss_rising"
@@ -109,6 +109,13 @@ THRESHOLDS: dict[str, tuple[float, str]] = {
     "answers_grace_step": (120, "...so, while its log odds ratio median is above 0, neither kind judges it before this step..."),
     "answers_nll_z": (2.0, "...nor while its chosen NLL still falls with this Mann-Kendall z over long_window"),
     "nonfinite_clear_steps": (10, "non_finite: steps with only finite values before the alert closes"),
+    "live_frac": (0.33, "a run planned shorter than these defaults assume: min_step, the grace steps and window shrink to this fraction of its planned length (long_window to half of it)"),
+    "min_window": (12, "...but a window never shrinks below this many points"),
+    "blowup_factor": (3.0, "loss_rising (blow-up): median of the last blowup_points losses this many times the median before them..."),
+    "blowup_points": (3, "...over this many consecutive logged points (one bad batch is not a blow-up)..."),
+    "blowup_grad_factor": (10.0, "...with a grad norm among them this many times its median before: the learning rate is the cause"),
+    "eval_rise_frac": (0.15, "loss_rising: eval total loss (median of the last 3 evals, and the newest) this fraction above its best eval"),
+    "op_min_or_share": (0.01, "over_penalization: the OR term (loss - nll_loss, window median) must be at least this share of the loss; below it the penalty cannot be what pulls the chosen log-prob down"),
 }
 DEFAULT_THRESHOLDS: dict[str, float] = {k: float(v[0]) for k, v in THRESHOLDS.items()}
 
@@ -132,9 +139,41 @@ def resolve_thresholds(overrides: Mapping[str, float] | None) -> dict[str, float
     if merged["forget_trend_evals"] < 4 or merged["forget_trend_evals"] != int(merged["forget_trend_evals"]):
         raise ValueError("alert threshold 'forget_trend_evals' must be a whole number of at least 4 evaluations, "
                          f"got {merged['forget_trend_evals']:g}")
+    if merged["blowup_points"] < 1 or merged["blowup_points"] != int(merged["blowup_points"]):
+        raise ValueError(f"alert threshold 'blowup_points' must be a positive whole number, got {merged['blowup_points']:g}")
+    if not 0 < merged["live_frac"] <= 1:
+        raise ValueError(f"alert threshold 'live_frac' must be in (0, 1], got {merged['live_frac']:g}")
+    if merged["min_window"] < 8 or merged["min_window"] != int(merged["min_window"]):
+        raise ValueError(f"alert threshold 'min_window' must be a whole number of at least 8 points, got {merged['min_window']:g}")
     if merged["window"] < 8:
         raise ValueError(f"alert threshold 'window' must be at least 8 points, got {merged['window']:g}")
     return merged
+
+
+# Steps and windows that shrink with a run's planned length (see for_planned_length).
+_STEP_THRESHOLDS = ("min_step", "lor_grace_step", "answers_grace_step")
+
+
+def for_planned_length(th: Mapping[str, float], planned_steps: int | None,
+                       keep: Collection[str] = ()) -> dict[str, float]:
+    """Thresholds for a run planned to take `planned_steps` optimizer steps (None: unknown, unchanged).
+
+    The defaults judge "not learning" from step 60 on 40-point windows, i.e. after the end of a 60-step
+    run. A run too short for min_step to fall within its first `live_frac` gets every step count capped
+    at `live_frac` of its planned length and its windows shrunk to match (never below `min_window`
+    points; long_window to half the run), so a 60-step run gets its verdict by step 20. Longer runs are
+    judged exactly as before. Thresholds in `keep` (set by the user) are never changed."""
+    out = dict(th)
+    if not planned_steps or planned_steps <= 0 or planned_steps * th["live_frac"] >= th["min_step"]:
+        return out
+    cap = th["live_frac"] * planned_steps
+    scaled = {key: min(th[key], max(th["check_every"], cap)) for key in _STEP_THRESHOLDS}
+    scaled["window"] = float(min(th["window"], max(th["min_window"], int(cap))))
+    scaled["long_window"] = float(min(th["long_window"], max(scaled["window"], int(planned_steps / 2))))
+    out.update({k: v for k, v in scaled.items() if k not in keep})
+    if out["long_window"] < out["window"]:
+        out["long_window"] = out["window"]
+    return out
 
 
 @dataclass(frozen=True)
@@ -143,7 +182,9 @@ class Alert:
 
     `state` is "open" when the alert opens (or escalates: the same kind re-sent as open with a higher
     severity) and "closed" when its condition has cleared at `step`. `onset_step` is where the evidence
-    starts; `step` is where the change was decided.
+    starts; `step` is where the change was decided. `evidence` holds the numbers behind it (metric values
+    and their steps, the `cause` it points at, and the kinds it `explains`: while it is open those do not
+    open, since their advice would treat a symptom of this cause).
     """
 
     kind: str
@@ -153,6 +194,7 @@ class Alert:
     message: str
     advice: str
     state: str = OPEN
+    evidence: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

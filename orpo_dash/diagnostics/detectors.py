@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 
 import numpy as np
@@ -28,6 +28,7 @@ from orpo_dash.diagnostics.stats import Trend, median, trend
 # Fixed counts and constants, not thresholds: they shape how a series is read, not when a detector fires.
 # The thresholds (what to tune) are alerts.THRESHOLDS.
 BASELINE_POINTS = 10  # points that define a metric's starting level
+BLOWUP_REF_POINTS = 10  # the blow-up rule compares the newest points with the median of this many before them
 EVAL_MEDIAN_POINTS = 3  # catastrophic_forgetting smooths eval NLL as the median of this many evals
 EVAL_NOISE_POINTS = 10  # ...and estimates its point-to-point noise from the last this many
 MIN_NOISE_EVALS = 4  # fewer evals than this: no noise estimate (taken as 0)
@@ -97,6 +98,7 @@ class Verdict:
     severity: str = a.WARNING
     onset_step: int = 0
     message: str = ""
+    evidence: dict[str, object] = field(default_factory=dict)
 
 
 Lookup = Callable[[str], "Series | None"]
@@ -205,7 +207,25 @@ def _two_scales(th: Mapping[str, float], judge: Callable[[int], Verdict | None],
     return Verdict(False, short.clear, short.severity, short.onset_step, short.message)
 
 
-def loss_rising(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | None:
+def loss_rising(get: Lookup, th: Mapping[str, float], step: int, st: EvalBest | None = None) -> Verdict | None:
+    """Total loss trending up on the train side (two scales), or the held-out loss rising above its
+    best eval: a train loss that swings by orders of magnitude shows no trend at all while the eval
+    loss climbs (issue 16: train 0.1-55, eval 17 -> 32)."""
+    train = _train_loss_rising(get, th, step)
+    # The eval *loss*: a rising eval NLL alone is catastrophic_forgetting's evidence, not a second alert.
+    if st is None or (src := _first(get, (m.EVAL_PREFIX + m.LOSS,))) is None:
+        return train
+    held = _eval_rising(src[0], src[1], st, th, th["eval_rise_frac"], "loss_rising")
+    if held is None or train is None:
+        return train or held
+    if train.firing:
+        return train
+    if held.firing:
+        return held
+    return Verdict(False, train.clear and held.clear, train.severity, train.onset_step, train.message)
+
+
+def _train_loss_rising(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | None:
     s = get(m.LOSS)
     if s is None:
         return None
@@ -225,9 +245,117 @@ def loss_rising(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | No
         msg = (f"total loss is rising: {_fmt(t)} over steps {int(win[0][0])}-{step}, "
                f"{t.change / max(abs(t.median), TINY):+.0%} of its median {t.median:.3g}")
         clear = t.change < th["loss_clear_frac"] * need and t.z < th["loss_clear_z"]
-        return Verdict(firing, clear, severity, onset, msg)
+        evidence = {"metric": m.LOSS, "from_step": int(win[0][0]), "to_step": step, "change": round(t.change, 4),
+                    "median": round(t.median, 4), "mann_kendall_z": round(t.z, 2)}
+        return Verdict(firing, clear, severity, onset, msg, evidence)
 
     return _two_scales(th, judge, lambda: _trend(s, int(th["window"])).z > th["loss_leans_z"])
+
+
+# Kinds a learning rate far too high explains: their own advice (raise the lr, lower beta, check the
+# data) would treat a symptom of the blow-up.
+EXPLAINED_BY_LR = (a.LOG_ODDS_FLAT, a.OVER_PENALIZATION, a.FORMAT_NOT_LEARNED)
+
+
+def loss_blowup(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | None:
+    """A change point, not a trend: the loss multiplies `blowup_factor` times within a few logged points
+    while the grad norm spikes `blowup_grad_factor` times its level before. Trend windows need dozens
+    of points and, by the time they fill, hold both the rise and the recovery (issue 16: 1.0 -> 9.5 at
+    steps 12-20, z ~ 0 at step 40); this opens within `blowup_points` points of the jump.
+
+    The median of the last `blowup_points` losses must stand that high (and above every loss of the
+    reference points), so one bad batch (a single spike) is not a blow-up, and the grad norm must spike with it: that is what names the learning
+    rate as the cause. Without a grad_norm series it does not judge."""
+    s, g = get(m.LOSS), get(m.GRAD_NORM)
+    k = int(th["blowup_points"])
+    if s is None or g is None or len(s.values) <= k or len(g.values) <= k:
+        return None
+    vals = list(islice(s.values, max(0, len(s.values) - k - BLOWUP_REF_POINTS), None))
+    recent, before = vals[-k:], vals[:-k]
+    ref, level = _small_median(before), _small_median(recent)
+    # A change point stands above everything before it: in a run whose loss already swings by orders
+    # of magnitude, three high batches in a row are still noise.
+    if not (ref > 0 and level > th["blowup_factor"] * ref and level > max(before)):
+        return Verdict(False, False)
+    # The grad norm spike: its highest value since the last reference point, against its median before.
+    first = int(s.steps[-k])
+    gpts = [(st, v) for st, v in zip(islice(g.steps, max(0, len(g.steps) - k - 2 - BLOWUP_REF_POINTS), None),
+                                      islice(g.values, max(0, len(g.values) - k - 2 - BLOWUP_REF_POINTS), None),
+                                      strict=True)]
+    g_before = [v for st, v in gpts if st < first - 1]
+    g_during = [(v, st) for st, v in gpts if st >= first - 1]
+    if not g_before or not g_during:
+        return Verdict(False, False)
+    g_ref = _small_median(g_before)
+    g_max, g_step = max(g_during)
+    if not g_max > th["blowup_grad_factor"] * max(g_ref, TINY):
+        return Verdict(False, False)
+    lr = get(m.LEARNING_RATE)
+    lr_now = float(lr.values[-1]) if lr is not None and lr.values else None
+    lr_text = f" at learning rate {lr_now:.3g}" if lr_now is not None else ""
+    msg = (f"loss blew up: {ref:.3g} -> {level:.3g} (x{level / ref:.1f}) from step {first} to {step}, with grad "
+           f"norm {g_max:.3g} at step {g_step} (x{g_max / max(g_ref, TINY):.0f} its level before){lr_text}: "
+           "the learning rate is too high")
+    evidence: dict[str, object] = {
+        "cause": "learning_rate", "metric": m.LOSS, "loss_before": round(ref, 4), "loss_now": round(level, 4),
+        "from_step": first, "to_step": step, "grad_norm": round(g_max, 4), "grad_norm_step": int(g_step),
+        "grad_norm_before": round(g_ref, 4), "explains": list(EXPLAINED_BY_LR)}
+    if lr_now is not None:
+        evidence["learning_rate"] = lr_now
+    return Verdict(True, False, a.CRITICAL, first, msg, evidence)
+
+
+def _small_median(values: list[float]) -> float:
+    """Median of a short list (no numpy: this runs on every step)."""
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+class EvalBest:
+    """Best (lowest) smoothed eval value so far: the state behind the eval rules."""
+
+    def __init__(self) -> None:
+        self.best = math.inf
+        self.best_step = 0
+        self.seen = 0
+
+
+def _eval_level(es: Series, name: str, st: EvalBest) -> tuple[np.ndarray, np.ndarray, float, int] | None:
+    """The last (up to) 3 evals on a log scale for perplexities, their median, its step; updates the best.
+
+    The median of 3 evals is robust to one noisy eval; before there are 3, the median of those there
+    are counts, so the first eval can be the best: a run that blows up right after its first eval
+    (1.25 -> 7.5 -> 3.4) is measured against 1.25, not against a median that already holds the rise."""
+    n = min(EVAL_MEDIAN_POINTS, len(es.values))
+    win = es.window(n) if n else None
+    if win is None:
+        return None
+    values = np.log(np.maximum(win[1], TINY)) if name.endswith(m.PPL_CHOSEN) else win[1]
+    smooth, at = median(values), int(win[0][-1])
+    if es.version != st.seen:
+        st.seen = es.version
+        if smooth < st.best:
+            st.best, st.best_step = smooth, at
+    return win[0], values, smooth, at
+
+
+def _eval_rising(name: str, es: Series, st: EvalBest, th: Mapping[str, float], rise_frac: float, kind: str
+                 ) -> Verdict | None:
+    """loss_rising's held-out rule: the eval loss (3-eval median and the newest eval) more than
+    `rise_frac` above its best eval and clear of the eval series' noise."""
+    level = _eval_level(es, name, st)
+    if level is None:
+        return None
+    _, values, smooth, at = level
+    scale = max(abs(st.best), TINY)
+    rise, newest = (smooth - st.best) / scale, (values[-1] - st.best) / scale
+    firing = rise > rise_frac and newest > rise_frac and smooth - st.best > th["forget_noise_k"] * _eval_noise(es, name)
+    severity = a.CRITICAL if rise > th["forget_critical_factor"] * rise_frac else a.WARNING
+    msg = f"held-out {name} {smooth:.3g} at step {at} is {rise:+.0%} above its best {st.best:.3g} (step {st.best_step})"
+    evidence = {"metric": name, "value": round(smooth, 4), "step": at, "best": round(st.best, 4),
+                "best_step": st.best_step, "rise": round(rise, 4), "kind": kind}
+    return Verdict(firing, rise < 0.5 * rise_frac and not firing, severity, st.best_step, msg, evidence)
 
 
 class PenalizationState:
@@ -242,12 +370,44 @@ class PenalizationState:
 
 def over_penalization(get: Lookup, th: Mapping[str, float], step: int,
                       st: PenalizationState | None = None) -> Verdict | None:
+    """The chosen log-prob falling while the log odds ratio grows, with the odds-ratio term a real part
+    of the loss (`op_min_or_share`): then the penalty (beta) is the cause."""
     lor = get(m.LOG_ODDS_RATIO)
     chosen = _first(get, (m.LOGPS_CHOSEN, m.NLL_LOSS))
     if lor is None or chosen is None:
         return None
     name, cs = chosen
+    share = _or_share(get, th)
+    if share is not None and share < th["op_min_or_share"]:
+        # The penalty is a negligible part of the loss: whatever pulls the chosen log-prob down, it is
+        # not beta (issue 16: OR term 0.001-0.02 against an NLL of 2-9 after an lr blow-up).
+        return Verdict(False, True, a.WARNING, 0,
+                       f"the odds-ratio term is {share:.1%} of the loss: too small to over-penalize")
     sign = -1.0 if name == m.NLL_LOSS else 1.0  # NLL ~ minus the mean chosen log-prob
+    verdict = _over_penalization_verdict(lor, cs, sign, th, step, st)
+    if verdict is None or not verdict.firing:
+        return verdict
+    evidence = {**verdict.evidence, "cause": "beta", "metric": name}
+    if share is not None:
+        evidence["or_share"] = round(share, 4)
+    return Verdict(verdict.firing, verdict.clear, verdict.severity, verdict.onset_step, verdict.message, evidence)
+
+
+def _or_share(get: Lookup, th: Mapping[str, float]) -> float | None:
+    """The odds-ratio term's share of the total loss, (loss - nll_loss) / loss, as window medians."""
+    loss, nll = get(m.LOSS), get(m.NLL_LOSS)
+    if loss is None or nll is None:
+        return None
+    w = int(th["window"])
+    lw, nw = loss.window(min(w, len(loss.values))), nll.window(min(w, len(nll.values)))
+    if lw is None or nw is None or len(lw[1]) == 0 or len(nw[1]) == 0:
+        return None
+    total = median(lw[1])
+    return (total - median(nw[1])) / total if total > 0 else None
+
+
+def _over_penalization_verdict(lor: Series, cs: Series, sign: float, th: Mapping[str, float], step: int,
+                               st: PenalizationState | None) -> Verdict | None:
     by_trend = _over_penalization_trend(lor, cs, sign, th, step)
     if st is None or th["op_level_drop"] <= 0:
         return by_trend
@@ -308,29 +468,18 @@ def _over_penalization_trend(lor: Series, cs: Series, sign: float, th: Mapping[s
     return _two_scales(th, judge, lambda: sign * _trend(cs, int(th["window"])).z < -th["op_leans_z"])
 
 
-class ForgettingState:
-    """Best (lowest) smoothed eval NLL so far: the one piece of detector state beyond the windows."""
-
-    def __init__(self) -> None:
-        self.best = math.inf
-        self.best_step = 0
-        self.seen = 0
+ForgettingState = EvalBest  # catastrophic_forgetting's state: the best smoothed eval NLL so far
 
 
-def catastrophic_forgetting(get: Lookup, th: Mapping[str, float], step: int, st: ForgettingState) -> Verdict | None:
-    src = _first(get, (m.EVAL_PREFIX + m.NLL_LOSS, m.EVAL_PREFIX + m.PPL_CHOSEN))
+def catastrophic_forgetting(get: Lookup, th: Mapping[str, float], step: int, st: EvalBest) -> Verdict | None:
+    src = _first(get, (m.EVAL_PREFIX + m.NLL_LOSS, m.EVAL_PREFIX + m.PPL_CHOSEN, m.EVAL_PREFIX + m.LOSS))
     if src is None:
         return None
     name, es = src
-    win = es.window(EVAL_MEDIAN_POINTS)
-    if win is None:
+    level = _eval_level(es, name, st)
+    if level is None:
         return None
-    values = np.log(np.maximum(win[1], TINY)) if name.endswith(m.PPL_CHOSEN) else win[1]
-    smooth, at = median(values), int(win[0][-1])
-    if es.version != st.seen:
-        st.seen = es.version
-        if smooth < st.best:
-            st.best, st.best_step = smooth, at
+    _, values, smooth, at = level
     rise = (smooth - st.best) / max(st.best, TINY)
     # The newest eval must stand above the best too: after a short bump the 3-eval median stays up one
     # eval longer than the evals themselves, and that echo must not be the vote that opens the alert.
@@ -339,8 +488,11 @@ def catastrophic_forgetting(get: Lookup, th: Mapping[str, float], step: int, st:
               and smooth - st.best > th["forget_noise_k"] * _eval_noise(es, name))
     if firing and rise <= th["forget_sure_frac"]:
         firing = _rising_since_best(es, name, st, th)
-    msg = (f"eval NLL {smooth:.3f} at step {at} is {rise:+.0%} above its best {st.best:.3f} "
+    label = "eval NLL" if name != m.EVAL_PREFIX + m.LOSS else "eval loss"
+    msg = (f"{label} {smooth:.3f} at step {at} is {rise:+.0%} above its best {st.best:.3f} "
            f"(step {st.best_step})")
+    evidence: dict[str, object] = {"metric": name, "value": round(smooth, 4), "step": at, "best": round(st.best, 4),
+                                   "best_step": st.best_step, "rise": round(rise, 4)}
     train = _first(get, (m.NLL_LOSS,))
     if not firing and train is not None and (tw := train[1].window(int(th["window"]))) is not None:
         train_nll = median(tw[1])
@@ -349,12 +501,13 @@ def catastrophic_forgetting(get: Lookup, th: Mapping[str, float], step: int, st:
             firing = True
             msg = (f"eval NLL {smooth:.3f} departs from train NLL {train_nll:.3f} ({gap:.0%} of eval) "
                    f"while train NLL keeps falling, step {at}")
+            evidence.update(train_nll=round(train_nll, 4), gap=round(gap, 4))
     severity = a.CRITICAL if rise > th["forget_critical_factor"] * th["forget_rise_frac"] else a.WARNING
     clear = rise < th["forget_clear_frac"] * th["forget_rise_frac"]
-    return Verdict(firing, clear and not firing, severity, st.best_step, msg)
+    return Verdict(firing, clear and not firing, severity, st.best_step, msg, evidence)
 
 
-def _rising_since_best(es: Series, name: str, st: ForgettingState, th: Mapping[str, float]) -> bool:
+def _rising_since_best(es: Series, name: str, st: EvalBest, th: Mapping[str, float]) -> bool:
     """A moderate rise must also be a trend over the evals since the best (Mann-Kendall).
 
     On a long noisy plateau the best so far is an extreme value set by chance, and the evals after it

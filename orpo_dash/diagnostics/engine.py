@@ -27,7 +27,7 @@ from orpo_dash.diagnostics import detectors as d
 # Metrics whose NaN/Inf means the run itself is broken; NaN only elsewhere (say an inf grad norm
 # on a step the fp16 loss scaler skips) opens a warning that escalates if the loss follows.
 # Bumped whenever state() changes shape: an older saved state is then rebuilt from history instead.
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 _CORE = (m.LOSS, m.NLL_LOSS, m.OR_LOSS, m.LOG_ODDS_RATIO, m.LOGPS_CHOSEN, m.LOGPS_REJECTED)
 
@@ -40,14 +40,21 @@ class _Hysteresis:
 
 
 class AlertEngine:
-    def __init__(self, thresholds: Mapping[str, float] | None = None) -> None:
-        self.th = a.resolve_thresholds(thresholds)
+    """`planned_steps`: the run's planned length (max_steps, or the hello's total_steps; diagnose on a
+    file takes its last step), which scales the step thresholds (alerts.for_planned_length); None keeps
+    the defaults."""
+
+    def __init__(self, thresholds: Mapping[str, float] | None = None, planned_steps: int | None = None) -> None:
+        self.planned_steps = planned_steps
+        self.th = a.for_planned_length(a.resolve_thresholds(thresholds), planned_steps, keep=set(thresholds or ()))
         self._series: dict[str, d.Series] = {}
         self._last_step: dict[str, int] = {}
         self._current: int | None = None  # the step not finalized yet
         self._state = {kind: _Hysteresis() for kind in a.KINDS}
         self._seen_versions: dict[str, tuple[int, ...]] = {}
-        self._forgetting = d.ForgettingState()
+        self._forgetting = d.EvalBest()
+        self._eval_loss = d.EvalBest()
+        self._blowup_seen = 0  # the loss series' version when the blow-up rule last looked
         self._penalization = d.PenalizationState()
         self._bad_now: list[str] = []  # non-finite metric names at the current step
         self._finite_steps = 0
@@ -58,10 +65,11 @@ class AlertEngine:
         self._maxlen = int(self.th["long_window"])  # no detector looks back further
         self._detectors: list[tuple[str, tuple[str, ...], Callable[..., d.Verdict | None]]] = [
             (a.LOG_ODDS_FLAT, (m.LOG_ODDS_RATIO, m.NLL_LOSS), d.log_odds_flat),
-            (a.LOSS_RISING, (m.LOSS,), d.loss_rising),
-            (a.OVER_PENALIZATION, (m.LOG_ODDS_RATIO, m.LOGPS_CHOSEN, m.NLL_LOSS),
+            (a.LOSS_RISING, (m.LOSS, m.EVAL_PREFIX + m.LOSS),
+             lambda get, th, step: d.loss_rising(get, th, step, self._eval_loss)),
+            (a.OVER_PENALIZATION, (m.LOG_ODDS_RATIO, m.LOGPS_CHOSEN, m.NLL_LOSS, m.LOSS),
              lambda get, th, step: d.over_penalization(get, th, step, self._penalization)),
-            (a.CATASTROPHIC_FORGETTING, (m.EVAL_PREFIX + m.NLL_LOSS, m.EVAL_PREFIX + m.PPL_CHOSEN),
+            (a.CATASTROPHIC_FORGETTING, (m.EVAL_PREFIX + m.NLL_LOSS, m.EVAL_PREFIX + m.PPL_CHOSEN, m.EVAL_PREFIX + m.LOSS),
              lambda get, th, step: d.catastrophic_forgetting(get, th, step, self._forgetting)),
             (a.FORMAT_NOT_LEARNED, (m.NLL_LOSS, m.LOGPS_CHOSEN, m.PPL_CHOSEN, m.LOG_ODDS_RATIO), d.format_not_learned),
         ]
@@ -69,6 +77,8 @@ class AlertEngine:
         for _, inputs, _ in self._detectors:
             for name in inputs:
                 self._series.setdefault(name, d.Series(self._maxlen))
+        for name in (m.GRAD_NORM, m.LEARNING_RATE):  # the blow-up rule's evidence of the cause
+            self._series.setdefault(name, d.Series(self._maxlen))
 
     # ----- public -----
     def feed(self, points: Iterable[tuple[int, str, float]]) -> list[a.Alert]:
@@ -123,6 +133,8 @@ class AlertEngine:
                                   "clear_streak": h.clear_streak} for kind, h in self._state.items()},
             "seen_versions": {kind: list(v) for kind, v in self._seen_versions.items()},
             "forgetting": vars(self._forgetting).copy(),
+            "eval_loss": vars(self._eval_loss).copy(),
+            "blowup_seen": self._blowup_seen,
             "penalization": vars(self._penalization).copy(),
             "bad_now": list(self._bad_now),
             "finite_steps": self._finite_steps,
@@ -130,11 +142,12 @@ class AlertEngine:
         }
 
     @classmethod
-    def restored(cls, state: Mapping[str, Any], thresholds: Mapping[str, float] | None = None) -> AlertEngine:
+    def restored(cls, state: Mapping[str, Any], thresholds: Mapping[str, float] | None = None,
+                 planned_steps: int | None = None) -> AlertEngine:
         """An engine continuing from state() (ValueError if the state is from another version)."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"alert engine state version {state.get('version')!r}, expected {STATE_VERSION}")
-        engine = cls(thresholds)
+        engine = cls(thresholds, planned_steps)
         for name, saved in state["series"].items():
             series = engine._series.setdefault(name, d.Series(engine._maxlen))
             series.steps.extend(saved["steps"])
@@ -149,6 +162,8 @@ class AlertEngine:
                                               saved["streak"], saved["clear_streak"])
         engine._seen_versions = {kind: tuple(v) for kind, v in state["seen_versions"].items()}
         vars(engine._forgetting).update(state["forgetting"])
+        vars(engine._eval_loss).update(state["eval_loss"])
+        engine._blowup_seen = state["blowup_seen"]
         vars(engine._penalization).update(state["penalization"])
         engine._bad_now = list(state["bad_now"])
         engine._finite_steps = state["finite_steps"]
@@ -180,7 +195,7 @@ class AlertEngine:
         return []
 
     def _finalize(self, step: int) -> list[a.Alert]:
-        changes = self._close_non_finite(step)
+        changes = self._close_non_finite(step) + self._blowup(step)
         block = step // self._check_every
         if block == self._last_block:
             return changes
@@ -194,6 +209,30 @@ class AlertEngine:
             if verdict is not None:
                 changes += self._tick(kind, step, verdict)
         return changes
+
+    def _blowup(self, step: int) -> list[a.Alert]:
+        """The change-point rule runs on every finalized step with a new loss point (a few comparisons on
+        ~13 points): a blow-up opens loss_rising (critical) within blowup_points points of the jump."""
+        loss = self._series[m.LOSS]
+        if loss.version == self._blowup_seen:
+            return []
+        self._blowup_seen = loss.version
+        v = d.loss_blowup(self._get, self.th, step)
+        if v is None or not v.firing:
+            return []
+        st = self._state[a.LOSS_RISING]
+        if st.alert is not None and st.alert.severity == a.CRITICAL:
+            return []
+        onset = v.onset_step if st.alert is None else st.alert.onset_step
+        st.alert = a.Alert(a.LOSS_RISING, a.CRITICAL, onset, step, v.message, a.ADVICE[a.LOSS_RISING],
+                           evidence=v.evidence)
+        st.streak = st.clear_streak = 0
+        return [st.alert]
+
+    def _explained(self, kind: str) -> bool:
+        """Whether an open alert names `kind` among the kinds its cause explains."""
+        return any(kind in (h.alert.evidence.get("explains") or ())  # type: ignore[operator]
+                   for h in self._state.values() if h.alert is not None)
 
     def _close_non_finite(self, step: int) -> list[a.Alert]:
         st = self._state[a.NON_FINITE]
@@ -209,9 +248,9 @@ class AlertEngine:
     def _tick(self, kind: str, step: int, v: d.Verdict) -> list[a.Alert]:
         st = self._state[kind]
         if st.alert is None:
-            st.streak = st.streak + 1 if v.firing else 0
+            st.streak = st.streak + 1 if v.firing and not self._explained(kind) else 0
             if st.streak >= self._open_after[kind]:
-                st.alert = a.Alert(kind, v.severity, v.onset_step, step, v.message, a.ADVICE[kind])
+                st.alert = a.Alert(kind, v.severity, v.onset_step, step, v.message, a.ADVICE[kind], evidence=v.evidence)
                 st.streak = st.clear_streak = 0
                 return [st.alert]
             return []
@@ -222,17 +261,22 @@ class AlertEngine:
             st.alert, st.clear_streak = None, 0
             return [closed]
         if v.firing and v.severity == a.CRITICAL and st.alert.severity == a.WARNING:
-            st.alert = a.Alert(kind, a.CRITICAL, st.alert.onset_step, step, v.message, a.ADVICE[kind])
+            st.alert = a.Alert(kind, a.CRITICAL, st.alert.onset_step, step, v.message, a.ADVICE[kind],
+                               evidence=v.evidence or st.alert.evidence)
             return [st.alert]
         return []
 
 
-def diagnose(series: Mapping[str, Sequence[tuple[int, float]]], thresholds: Mapping[str, float] | None = None
-             ) -> list[a.Alert]:
-    """Every alert state change for a whole run: the series merged in step order through one engine."""
+def diagnose(series: Mapping[str, Sequence[tuple[int, float]]], thresholds: Mapping[str, float] | None = None,
+             planned_steps: int | None = None) -> list[a.Alert]:
+    """Every alert state change for a whole run: the series merged in step order through one engine.
+
+    The run's planned length defaults to its last step: a finished run's file is as long as it was planned."""
     points = sorted(
         ((int(step), name, float(value)) for name, pts in series.items() for step, value in pts),
         key=lambda p: p[0],  # stable: within a step, metrics keep the mapping's order
     )
-    engine = AlertEngine(thresholds)
+    if planned_steps is None and points:
+        planned_steps = points[-1][0]
+    engine = AlertEngine(thresholds, planned_steps)
     return engine.feed(points) + engine.flush()

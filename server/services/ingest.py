@@ -90,15 +90,18 @@ class AlertEngines:
             thresholds = None
             session.add(LogLine(run_id=run.id, time=time.time(), stream="dashboard",
                                 text=f"alert_thresholds ignored, alerts use the defaults: {exc}"))
+        # The planned length scales the step thresholds (a 60-step run is judged by step 20): the
+        # worker's reported total, else the config's max_steps; unknown (epochs only) keeps the defaults.
+        planned = run.total_steps or run.config.get("max_steps") or None
         saved = session.get(AlertEngineState, run.id)
         engine = None
         if saved is not None:
             try:
-                engine = AlertEngine.restored(json.loads(saved.state), thresholds)
+                engine = AlertEngine.restored(json.loads(saved.state), thresholds, planned)
             except (ValueError, KeyError, TypeError):
                 engine = None  # saved by another version of the engine: rebuild from the history below
         if engine is None:
-            engine = AlertEngine(thresholds)
+            engine = AlertEngine(thresholds, planned)
         # The points committed after the save (all of them without one). Their state changes were
         # stored when they first happened: discard them here.
         tail = points_after_each(session=session, run_id=run.id, names=sorted(run.latest_metrics or {}),

@@ -216,7 +216,9 @@ def test_over_penalization_positive():
     ramp = np.clip(t - 150, 0, None)
     nll = 0.9 + 2.8 * np.exp(-t / 50) + 0.005 * ramp + rng.normal(0, 0.1, N)
     lor = 3 * (1 - np.exp(-t / 60)) + 0.02 * ramp + rng.normal(0, 0.2, N)
-    assert "over_penalization" in kinds(diagnose(_series(t, nll, lor)))
+    # beta 10: at a log odds ratio of ~6 the odds-ratio term is then ~1 % of the loss (at 0.2 it would be
+    # far too small to be what pulls the chosen log-prob down: op_min_or_share)
+    assert "over_penalization" in kinds(diagnose(_series(t, nll, lor, beta=10.0)))
 
 
 def test_over_penalization_when_the_log_odds_ratio_only_creeps_up():
@@ -347,7 +349,7 @@ def test_incremental_equals_batch_in_random_batch_sizes(seed):
     assert {a.kind for a in expected} >= {"log_odds_flat", "loss_rising", "non_finite"}
     points = sorted(((s, name, v) for name, pts in series.items() for s, v in pts), key=lambda p: p[0])
     chooser = random.Random(seed)
-    engine, got, i = AlertEngine(), [], 0
+    engine, got, i = AlertEngine(planned_steps=N), [], 0
     while i < len(points):
         size = chooser.choice([1, 2, 3, 7, 50, 400])
         batch = points[i:i + size]
