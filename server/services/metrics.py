@@ -32,11 +32,10 @@ def insert_points(*, session: Session, run_id: int, points: Sequence[Point]) -> 
     if connection.dialect.name == "postgresql":
         _insert_points_postgres(connection, int(run_id), points)
         return
-    if any(map(math.isinf, map(_value_of, points))):  # SQLite stores a NaN as NULL itself, but not ±inf
-        points = _non_finite_as_none(points)
+    # SQLite stores a NaN as NULL itself, but not ±inf.
+    rows = _non_finite_as_none(points) if any(map(math.isinf, map(_value_of, points))) else list(points)
     connection.exec_driver_sql(
-        f"INSERT OR IGNORE INTO metric_points (run_id, step, name, value, time) VALUES ({int(run_id)}, ?, ?, ?, ?)",
-        points if isinstance(points, list) else list(points),
+        f"INSERT OR IGNORE INTO metric_points (run_id, step, name, value, time) VALUES ({int(run_id)}, ?, ?, ?, ?)", rows
     )
 
 
