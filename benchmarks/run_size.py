@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -37,13 +38,13 @@ from sqlalchemy import delete
 from websockets.sync.client import connect
 
 from benchmarks._live import Dashboard, tiny_dataset
-from benchmarks.chart_query import populate
 from orpo_dash.diagnostics import AlertEngine
 from orpo_dash.metric_names import TRAIN_METRICS
 from orpo_dash.protocol import hello
 from server.db import make_engine, make_session_factory
 from server.models import AlertEngineState, Run
 from server.services.metrics import _raw, points_after_each
+from server.services.rollups import BUCKET_WIDTH, FANOUT, LEVELS
 from trainer.streaming import websocket_url
 
 
@@ -93,6 +94,54 @@ def reconnect_ack_ms(dash: Dashboard, run_id: int, token: str, step: int) -> flo
                 return (time.perf_counter() - start) * 1000
 
 
+def value_at(step: int) -> float:
+    return 1.0 / (step + 1) + (5.0 if step == 777_777 else 0.0)  # a falling curve with one spike
+
+
+def populate_fast(database_url: str, run_id: int, steps: int, metrics: list[str]) -> None:
+    """The run's points written straight with sqlite3 (streaming a million steps through the dashboard,
+    or even chart_query.populate, takes many minutes on two shared cores), then its summaries built by
+    SQL aggregation. For this data (one minimum and one maximum per bucket, no NaN) those are the rows
+    RollupTracker writes: bare columns beside SQLite's min()/max() come from the row holding it, and
+    the same buckets are sealed (all but the one holding the last step). Compared row for row with
+    chart_query.populate (RollupTracker) at 1,000, 49,157 and 70,000 steps."""
+    db = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("BEGIN")
+    rows = ((step, name, value_at(step), float(step)) for name in metrics for step in range(steps))
+    db.executemany(f"INSERT INTO metric_points (run_id, step, name, value, time) VALUES ({int(run_id)}, ?, ?, ?, ?)", rows)
+    sealed = (steps - 1) // BUCKET_WIDTH
+    columns = ("run_id, name, level, bucket, min_step, min_value, min_time, max_step, max_value, max_time, "
+               "nan_step, nan_time")
+    db.execute(
+        f"INSERT INTO metric_rollups ({columns}) SELECT lo.run_id, lo.name, 0, lo.bucket, lo.step, lo.value, lo.time, "
+        "hi.step, hi.value, hi.time, NULL, NULL FROM "
+        "(SELECT run_id, name, step / :width AS bucket, step, min(value) AS value, time FROM metric_points "
+        " WHERE run_id = :run AND step < :end GROUP BY name, step / :width) AS lo JOIN "
+        "(SELECT name, step / :width AS bucket, step, max(value) AS value, time FROM metric_points "
+        " WHERE run_id = :run AND step < :end GROUP BY name, step / :width) AS hi "
+        "ON hi.name = lo.name AND hi.bucket = lo.bucket",
+        {"run": run_id, "width": BUCKET_WIDTH, "end": sealed * BUCKET_WIDTH},
+    )
+    for level in range(1, LEVELS):
+        db.execute(
+            f"INSERT INTO metric_rollups ({columns}) SELECT lo.run_id, lo.name, :level, lo.bucket, lo.min_step, "
+            "lo.min_value, lo.min_time, hi.max_step, hi.max_value, hi.max_time, NULL, NULL FROM "
+            "(SELECT run_id, name, bucket / :fanout AS bucket, min_step, min(min_value) AS min_value, min_time "
+            " FROM metric_rollups WHERE run_id = :run AND level = :below AND bucket < :end GROUP BY name, bucket / :fanout) AS lo "
+            "JOIN (SELECT name, bucket / :fanout AS bucket, max_step, max(max_value) AS max_value, max_time "
+            " FROM metric_rollups WHERE run_id = :run AND level = :below AND bucket < :end GROUP BY name, bucket / :fanout) AS hi "
+            "ON hi.name = lo.name AND hi.bucket = lo.bucket",
+            {"run": run_id, "level": level, "below": level - 1, "fanout": FANOUT,
+             "end": sealed // FANOUT**level * FANOUT},
+        )
+    # Ingestion keeps each metric's latest value on the run; the page's request lists metrics from it.
+    db.execute("UPDATE runs SET latest_metrics = ?, last_step = ? WHERE id = ?",
+               (json.dumps({name: value_at(steps - 1) for name in metrics}), steps - 1, run_id))
+    db.execute("COMMIT")
+    db.close()
+
+
 # Steps of a run's end fed through the alert engine to give it the state a streaming run saves: no
 # detector looks back further (long_window), so the state has the size a whole run's would have.
 ENGINE_TAIL_STEPS = 1000
@@ -137,7 +186,7 @@ def main() -> None:
                 continue
             run_id, token = dash.register(dataset)
             started = time.perf_counter()
-            populate(dash.database_url, run_id, size, metrics)
+            populate_fast(dash.database_url, run_id, size, metrics)
             print(f"populated {size:>9,} steps x {len(metrics)} metrics in {time.perf_counter() - started:5.0f} s", flush=True)
             runs[size] = known[size] = (run_id, token)
             if known_file:
