@@ -23,9 +23,10 @@ def free_port() -> int:
 
 
 class Dashboard:
-    def __init__(self, database_url: str | None = None, *, launch_workers: bool = False) -> None:
+    def __init__(self, database_url: str | None = None, *, launch_workers: bool = False, data_dir: Path | None = None) -> None:
         self.launch_workers = launch_workers
-        self.data_dir = Path(tempfile.mkdtemp(prefix="orpo-bench-"))
+        self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="orpo-bench-"))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.database_url = database_url or f"sqlite:///{self.data_dir / 'bench.sqlite3'}"

@@ -133,15 +133,20 @@ def main() -> None:
     dataset = tiny_dataset(Path(tempfile.mkdtemp()))
     backends = {"sqlite": None} | ({"other": args.database_url} if args.database_url else {})
     results: dict[str, list[float]] = {}
+
+    def record(label: str, value: float) -> None:
+        # Printed as measured too: on a busy machine a run can take long, and a partial result still tells.
+        results.setdefault(label, []).append(value)
+        print(f"  round {len(results[label])}: {label:32} {value:10,.0f} points/s", flush=True)
+
     for _ in range(args.rounds):
-        results.setdefault("raw sqlite3 executemany", []).append(raw_sqlite_limit(args.points, args.batch_points))
+        record("raw sqlite3 executemany", raw_sqlite_limit(args.points, args.batch_points))
         for label, url in backends.items():
             with Dashboard(url) as dash:
                 run_id, token = dash.register(dataset)
-                results.setdefault(f"{label}: baseline", []).append(naive_per_step(dash.url, run_id, token, args.baseline_steps))
-                results.setdefault(f"{label}: 1 worker", []).append(run_workers(dash, dataset, 1, args.points))
-                results.setdefault(f"{label}: {args.workers} workers", []).append(
-                    run_workers(dash, dataset, args.workers, args.points // args.workers))
+                record(f"{label}: baseline", naive_per_step(dash.url, run_id, token, args.baseline_steps))
+                record(f"{label}: 1 worker", run_workers(dash, dataset, 1, args.points))
+                record(f"{label}: {args.workers} workers", run_workers(dash, dataset, args.workers, args.points // args.workers))
 
     print(f"points/s over {args.rounds} interleaved rounds ({args.points:,} points per run, every one read back)")
     for label, values in results.items():

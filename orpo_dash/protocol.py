@@ -201,6 +201,9 @@ def parse_points(raw_points: list[Any]) -> list[Point]:
     refuses bools) accept the usual [int, str, float | null, float] without calling out, and anything
     else goes through parse_point, which converts it or says what is wrong.
     """
+    whole = _well_formed_columns(raw_points)
+    if whole is not None:
+        return whole
     points: list[Point] = []
     append = points.append
     nan = math.nan
@@ -213,3 +216,32 @@ def parse_points(raw_points: list[Any]) -> list[Point]:
                 continue
         append(parse_point(raw))
     return points
+
+
+_FLOAT_OR_NULL = frozenset({float, type(None)})
+
+
+def _well_formed_columns(raw_points: list[Any]) -> list[Point] | None:
+    """The batch as points when every point is the usual [int, str, float | null, float], else None.
+
+    Checked column by column with builtins that loop in C (map, set, min, max, zip): per point this
+    costs a fraction of even the exact-type checks of the loop in parse_points, and a busy run sends
+    every point through here. An infinite value (only possible from a caller that is not JSON) goes
+    the long way too.
+    """
+    if not raw_points:
+        return []
+    if set(map(type, raw_points)) != {list} or set(map(len, raw_points)) != {4}:
+        return None
+    steps, names, values, times = zip(*raw_points, strict=True)
+    if set(map(type, steps)) != {int} or min(steps) < 0 or max(steps) > MAX_STEP:
+        return None
+    if set(map(type, times)) != {float} or not set(map(type, values)) <= _FLOAT_OR_NULL:
+        return None
+    if set(map(type, names)) != {str} or any(not 0 < len(name) <= MAX_NAME or "\x00" in name for name in set(names)):
+        return None
+    if None in values:
+        values = tuple(math.nan if value is None else value for value in values)
+    if any(map(math.isinf, values)):
+        return None
+    return list(zip(steps, names, values, times, strict=True))

@@ -66,7 +66,10 @@ class Run(Base):
 class MetricPoint(Base):
     __tablename__ = "metric_points"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    # No foreign key: checking one per point cost more than storing the point (a trigger per row on
+    # PostgreSQL). Points are written only under their run's row lock, and delete_run takes that lock
+    # before it deletes them (migrations/versions/..._metric_points_without_foreign_key.py).
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     step: Mapped[int] = mapped_column(Integer, primary_key=True)
     # NULL stands for NaN: SQLite cannot store NaN (it turns it into NULL anyway).

@@ -6,6 +6,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import select
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from orpo_dash.diagnostics import Alert as AlertChange
 from orpo_dash.diagnostics import AlertEngine
+from orpo_dash.metric_names import EVAL_PREFIX
 from orpo_dash.protocol import (
     MAX_SAMPLE_CHARS,
     MAX_STEP,
@@ -211,9 +213,14 @@ def apply_batch(
 def _update_progress(run: Run, points: list[Point]) -> None:
     latest = dict(run.latest_metrics or {})
     last_step = run.last_step if run.last_step is not None else -1
-    newest = {name: value for _, name, value, _ in points}  # per metric, the last in the batch wins
+    # Per metric, the last in the batch wins. Built by dict() from C-level maps: this runs over every point.
+    newest = dict(zip(map(itemgetter(1), points), map(itemgetter(2), points), strict=True))
     latest.update((name, value if math.isfinite(value) else None) for name, value in newest.items())
-    last_step = max(last_step, max((step for step, name, _, _ in points if not name.startswith("eval/")), default=-1))
+    if any(name.startswith(EVAL_PREFIX) for name in newest):
+        batch_step = max((step for step, name, _, _ in points if not name.startswith(EVAL_PREFIX)), default=-1)
+    else:
+        batch_step = max(map(itemgetter(0), points))
+    last_step = max(last_step, batch_step)
     run.latest_metrics = latest  # reassign: JSON columns are not mutation-tracked
     run.last_step = last_step if last_step >= 0 else run.last_step
     if run.status == "queued":

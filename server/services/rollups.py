@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from itertools import islice
+from operator import itemgetter, le
 from typing import Any
 
 from sqlalchemy import Row, func, select
@@ -43,16 +45,7 @@ class RollupTracker:
 
     def update(self, *, session: Session, run_id: int, points: Sequence[Point]) -> None:
         """Call after inserting `points` in the same transaction."""
-        low: dict[str, int] = {}
-        high: dict[str, int] = {}
-        for step, name, _value, _time in points:  # per point: keep it to comparisons
-            lowest = low.get(name)
-            if lowest is None:
-                low[name] = high[name] = step
-            elif step < lowest:
-                low[name] = step
-            elif step > high[name]:
-                high[name] = step
+        low, high = _step_range_per_name(points)
         for name, max_step in high.items():
             key = (run_id, name)
             sealed_below = self._sealed_below.get(key)
@@ -75,6 +68,27 @@ class RollupTracker:
             .where(MetricRollup.run_id == run_id, MetricRollup.name == name, MetricRollup.level == 0)
         )
         return 0 if top is None else top + 1
+
+
+def _step_range_per_name(points: Sequence[Point]) -> tuple[dict[str, int], dict[str, int]]:
+    """Each metric's lowest and highest step in the batch."""
+    steps = list(map(itemgetter(0), points))
+    names = list(map(itemgetter(1), points))
+    if all(map(le, steps, islice(steps, 1, None))):
+        # A batch in step order (what a worker sends): a metric's first point has its lowest step and its
+        # last the highest, found by dict() at C speed instead of comparisons per point in Python.
+        return dict(zip(reversed(names), reversed(steps), strict=True)), dict(zip(names, steps, strict=True))
+    low: dict[str, int] = {}
+    high: dict[str, int] = {}
+    for step, name in zip(steps, names, strict=True):
+        lowest = low.get(name)
+        if lowest is None:
+            low[name] = high[name] = step
+        elif step < lowest:
+            low[name] = step
+        elif step > high[name]:
+            high[name] = step
+    return low, high
 
 
 def _summarise(session: Session, run_id: int, name: str, level: int, first_bucket: int, end_bucket: int) -> None:

@@ -109,6 +109,10 @@ def update_run(*, session: Session, run: Run, name: str | None, tags: list[str] 
 
 
 def delete_run(*, session: Session, run: Run) -> None:
+    # The run's row lock first: a writer (of this or another dashboard process) stores points only
+    # while it holds that lock, so none can arrive between the deletes below and the run's own.
+    # metric_points has no foreign key to catch such a straggler (models.MetricPoint).
+    session.execute(select(Run.id).where(Run.id == run.id).with_for_update())
     # Explicit deletes keep SQLite and PostgreSQL alike even where FK cascades are off.
     for table in (MetricPoint, Alert, LogLine, Sample):
         session.execute(delete(table).where(table.run_id == run.id))

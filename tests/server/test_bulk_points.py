@@ -1,5 +1,6 @@
-"""Storing points gives the same rows on PostgreSQL (one statement over arrays) as on SQLite (executemany):
-duplicates within a batch keep the first, a resend changes nothing, non-finite values become NULL."""
+"""Storing points gives the same rows on PostgreSQL (a binary COPY, redone as one statement over arrays when
+it meets a duplicate) as on SQLite (executemany): duplicates within a batch keep the first, a resend
+changes nothing, non-finite values become NULL."""
 
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ def _stored_after_batches(session: Session) -> list[tuple]:
     run = Run(name="bulk", status="running", config={}, tags=[], worker_token_hash="x" * 64)
     session.add(run)
     session.commit()
+    # A batch that meets nothing stored (PostgreSQL: the plain COPY), NaN inside.
+    clean = [(300 + step, "m0", step * 0.25, 2000.0) for step in range(10)] + [(301, "m1", math.nan, 2001.0)]
+    insert_points(session=session, run_id=run.id, points=clean)
+    session.commit()
+    # Then batches that do (PostgreSQL: the COPY fails and the batch is redone ignoring duplicates).
     batch = [(step, f"m{i}", step * 0.5 + i, 1000.0 + step) for step in range(200) for i in range(3)]
     batch[7] = (2, "m1", math.nan, 1002.0)
     batch.append((0, "m0", 99.0, 5.0))  # the same (name, step) again in one batch: the first stays
@@ -51,8 +57,9 @@ def test_postgres_bulk_insert_stores_what_sqlite_stores(tmp_path: Path, postgres
     with _migrated(postgres_url) as postgres_session:
         got = _stored_after_batches(postgres_session)
         postgres_session.get_bind().dispose()
-    assert len(expected) == 601
+    assert len(expected) == 612
     assert ("m0", 0, 0.0, 1000.0) in expected and ("m1", 2, None, 1002.0) in expected
+    assert ("m0", 309, 2.25, 2000.0) in expected and ("m1", 301, None, 2001.0) in expected
     assert ("m2", 1, 2.5, 1001.0) in expected  # the inf after the first (m2, 1) was a duplicate
     assert got == expected
 

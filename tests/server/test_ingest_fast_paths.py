@@ -8,7 +8,7 @@ import random
 import pytest
 
 from orpo_dash.protocol import ProtocolError, parse_point, parse_points
-from server.services.rollups import BUCKET_WIDTH, _extremes, _summarise_points
+from server.services.rollups import BUCKET_WIDTH, _extremes, _step_range_per_name, _summarise_points
 
 
 def test_parse_points_matches_parse_point_and_refuses_the_same() -> None:
@@ -43,3 +43,29 @@ def test_level0_summaries_match_the_general_extremes() -> None:
         low, high, nan = _extremes(members)
         general.append((bucket, *(low or (None, None, None)), *(high or (None, None, None)), *(nan[0::2] if nan else (None, None))))
     assert fast == general
+
+
+def test_a_well_formed_batch_parses_column_by_column_to_what_parse_point_gives() -> None:
+    raw = [[step, f"m{step % 3}", None if step == 4 else step * 0.5, 100.0 + step] for step in range(10)]
+    raw.append([10, "m0", math.inf, 1.0])  # not from JSON: the long way, same result as before
+    for batch in (raw[:10], raw):
+        parsed = parse_points(batch)
+        expected = [parse_point(point) for point in batch]
+        assert [p[:2] + p[3:] for p in parsed] == [p[:2] + p[3:] for p in expected]
+        assert [repr(p[2]) for p in parsed] == [repr(p[2]) for p in expected]  # NaN compares by its repr
+    for bad in ([1, "ok", 0.5, 1.0, 9], [1, "a\x00", 0.5, 1.0], [2**31, "ok", 0.5, 1.0], [1, ["ok"], 0.5, 1.0]):
+        with pytest.raises(ProtocolError):
+            parse_points([[0, "ok", 0.5, 1.0], bad])
+
+
+def test_step_ranges_per_metric_match_the_general_loop() -> None:
+    rng = random.Random(1)
+    for trial in range(300):
+        points = [(rng.randrange(50), f"m{rng.randrange(4)}", 0.0, 0.0) for _ in range(rng.randrange(1, 40))]
+        if trial % 2:
+            points.sort(key=lambda point: point[0])  # the fast path: a batch in step order
+        low: dict[str, int] = {}
+        high: dict[str, int] = {}
+        for step, name, _, _ in points:
+            low[name], high[name] = min(low.get(name, step), step), max(high.get(name, step), step)
+        assert _step_range_per_name(points) == (low, high)
