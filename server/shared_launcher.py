@@ -12,6 +12,7 @@ answers when `worker_url` lists several (docs/cluster.md).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -57,7 +58,9 @@ class SharedLauncher:
                 return False
             self._tried_at = time.monotonic()
             try:
-                connection = psycopg.connect(self._conninfo, autocommit=True)
+                # Named after this process, so `pg_stat_activity` shows which dashboard launches.
+                connection = psycopg.connect(self._conninfo, autocommit=True,
+                                             application_name=f"orpo-dash launcher {os.getpid()}")
                 row = connection.execute("SELECT pg_try_advisory_lock(%s)", (LAUNCH_LOCK_KEY,)).fetchone()
             except psycopg.Error as error:
                 log.warning("could not try the launch lock: %s", error)
