@@ -135,7 +135,7 @@ class StreamingReporter:
         if run_id is None and config is None:
             raise ValueError("a StreamingReporter without a run id needs the run config to register the run")
         # Several URLs (comma-separated): dashboard processes sharing one database; a worker that cannot
-        # reach the one it uses moves on to the next (docs/protocol.md, "Several dashboard processes").
+        # reach the one it uses moves on to the next (docs/cluster.md, "Several dashboard processes").
         self.server_urls = [url.strip().rstrip("/") for url in server_url.split(",") if url.strip()]
         if not self.server_urls:
             raise ValueError(f"no dashboard URL in {server_url!r}")
