@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Train one ORPO run from a YAML or JSON config (RunConfig fields). "
                                             "--server streams to a dashboard, --metrics-out writes JSON lines; either, both or neither.")
     train.add_argument("config", help="YAML or JSON run config file")
-    train.add_argument("--server", default=None, help="dashboard URL, e.g. http://127.0.0.1:8000: registers the run there and streams to it")
+    train.add_argument("--server", default=None, help="dashboard URL, e.g. http://127.0.0.1:8000: registers the run there and streams to it; "
+                            "several, comma-separated, for dashboard processes sharing one database (tried in turn)")
     train.add_argument("--metrics-out", default=None, help="write one flat JSON object per step to this file")
     train.add_argument("--name", default=None, help="run name shown on the dashboard")
     train.add_argument("--cache-dir", default=None, help="where the converted bundled model is cached (default ~/.cache/orpo-dash/models)")

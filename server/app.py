@@ -53,7 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.hub.loop = asyncio.get_running_loop()
         app.state.writer.start()
-        app.state.launcher = _make_launcher(app, settings)
+        if fanout is None:
+            app.state.launcher = _make_launcher(app, settings)
+        else:
+            app.state.launcher = _share_launcher(app, settings, fanout)
+            fanout.start()
         app.state.launcher.wake()  # runs queued while the dashboard was down
         watcher = asyncio.create_task(watch_workers(app))
         try:
@@ -64,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # The next dashboard judges the runs left running from their last sign of life: store it.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(persist_last_heard(app), timeout=5)
+            if fanout is not None:
+                fanout.stop()
             app.state.writer.stop()
             if notifier is not None:
                 notifier.close()
@@ -91,16 +97,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.login_throttle = LoginThrottle(max_failures=settings.login_max_failures,
                                              window=settings.login_failure_window_seconds)
     app.state.launcher = NoLauncher()
+    # Several dashboard processes may share a PostgreSQL database; SQLite is one process's, with no listener.
+    fanout = _make_fanout(app) if engine.dialect.name == "postgresql" else None
+    app.state.fanout = fanout
     last_announced: dict[int, float] = {}
     announce_lock = threading.Lock()
 
-    def announce_run(run_id: int) -> None:
+    def publish_run(run_id: int) -> None:
         with app.state.session_factory() as session:
             run = session.get(Run, run_id)
             if run is None:
                 return
             public = run_service.to_public(run, run_service.alerts_for(session=session, run_id=run_id))
         app.state.hub.publish_threadsafe(run_id, {"type": "run", "run": public.model_dump(mode="json")})
+
+    def announce_run(run_id: int) -> None:
+        """A run changed outside a worker batch: its browsers here, and on the other processes, hear of it."""
+        publish_run(run_id)
+        if fanout is not None:
+            fanout.run_changed(run_id)
 
     def on_committed(announcements: list[Announcement]) -> None:
         hub = app.state.hub
@@ -125,7 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 else:
                     due = False
             if due:
-                announce_run(item.run_id)
+                publish_run(item.run_id)  # other processes heard of it from the batch's own notification
 
     def _run_name(run_id: int) -> str:
         with app.state.session_factory() as session:
@@ -133,7 +148,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return run.name if run is not None else str(run_id)
 
     notifier = WebhookNotifier(settings.alert_webhook_url, _public_url(settings)) if settings.alert_webhook_url else None
-    app.state.writer = DatabaseWriter(app.state.session_factory, on_committed=on_committed)
+    app.state.writer = DatabaseWriter(app.state.session_factory, on_committed=on_committed,
+                                      before_commit=fanout.notify_committing if fanout is not None else None)
     app.state.announce_run = announce_run
 
     app.include_router(account_pages.public_router)
@@ -181,6 +197,26 @@ def _make_launcher(app: FastAPI, settings: Settings) -> Any:
     return LocalProcessLauncher(**common, server_url=_worker_url(settings))
 
 
+def _make_fanout(app: FastAPI) -> Any:
+    # Imported only for PostgreSQL: the SQLite path loads no psycopg and starts no thread for it.
+    from server.fanout import PostgresFanout
+
+    fanout = PostgresFanout(engine=app.state.engine, session_factory=app.state.session_factory, hub=app.state.hub)
+    app.state.hub.forward_command = fanout.command_worker
+    return fanout
+
+
+def _share_launcher(app: FastAPI, settings: Settings, fanout: Any) -> Any:
+    """With several processes on one database only the holder of the launch lock starts workers."""
+    if not settings.launch_workers:
+        return NoLauncher()
+    from server.shared_launcher import SharedLauncher
+
+    launcher = SharedLauncher(conninfo=fanout.conninfo, make_launcher=lambda: _make_launcher(app, settings), fanout=fanout)
+    launcher.try_lead()
+    return launcher
+
+
 async def _writer_busy(request: Request, exc: Exception) -> JSONResponse:
     """503 instead of a request that hangs behind a stuck write."""
     return JSONResponse(
@@ -199,7 +235,8 @@ def _public_url(settings: Settings) -> str:
 
 def _worker_url(settings: Settings) -> str:
     """How workers reach the dashboard: `worker_url` when they run on other machines."""
-    return settings.worker_url.rstrip("/") or _public_url(settings)
+    urls = [url.strip().rstrip("/") for url in settings.worker_url.split(",") if url.strip()]
+    return ",".join(urls) or _public_url(settings)
 
 
 def _alert_json(alert: Any) -> dict[str, Any]:

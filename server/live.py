@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 # A subscriber that falls this many messages behind is dropped; its browser reconnects and
@@ -29,6 +30,9 @@ class LiveHub:
         self._subscribers: dict[int, set[Subscription]] = defaultdict(set)
         self._workers: dict[int, asyncio.Queue[dict[str, Any]]] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
+        # Several dashboard processes on one PostgreSQL database (server/fanout.py): a command for a
+        # worker connected to another process goes there. None: this process is the only one.
+        self.forward_command: Callable[[int, dict[str, Any]], None] | None = None
 
     # --- browsers ---
     def subscribe(self, run_id: int) -> Subscription:
@@ -41,7 +45,7 @@ class LiveHub:
         already-committed points from the database (it subscribes before reading history)."""
         return bool(self._subscribers.get(run_id))
 
-    def publish(self, run_id: int, message: dict[str, Any]) -> None:
+    def publish(self, run_id: int, message: dict[str, Any] | None) -> None:
         for subscription in list(self._subscribers.get(run_id, ())):
             try:
                 subscription.queue.put_nowait(message)
@@ -52,9 +56,19 @@ class LiveHub:
                     subscription.queue.get_nowait()
                 subscription.queue.put_nowait(None)
 
-    def publish_threadsafe(self, run_id: int, message: dict[str, Any]) -> None:
+    def publish_threadsafe(self, run_id: int, message: dict[str, Any] | None) -> None:
+        """message None drops the run's subscribers: their browsers reconnect and catch up from the database."""
         if self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.publish, run_id, message)
+
+    def drop_all_threadsafe(self) -> None:
+        """Every browser reconnects and catches up from the database (live messages were missed)."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._drop_all)
+
+    def _drop_all(self) -> None:
+        for run_id in list(self._subscribers):
+            self.publish(run_id, None)
 
     # --- workers ---
     def attach_worker(self, run_id: int) -> asyncio.Queue[dict[str, Any]]:
@@ -69,13 +83,17 @@ class LiveHub:
     def worker_connected(self, run_id: int) -> bool:
         return run_id in self._workers
 
-    def command_worker(self, run_id: int, message: dict[str, Any]) -> bool:
+    def command_worker(self, run_id: int, message: dict[str, Any], *, forward: bool = True) -> bool:
+        """Queue a command for the run's worker; False if it is not connected to this process (then,
+        with several processes, it is forwarded to the others unless `forward` is False)."""
         commands = self._workers.get(run_id)
         if commands is None:
+            if forward and self.forward_command is not None:
+                self.forward_command(run_id, message)
             return False
         commands.put_nowait(message)
         return True
 
-    def command_worker_threadsafe(self, run_id: int, message: dict[str, Any]) -> None:
+    def command_worker_threadsafe(self, run_id: int, message: dict[str, Any], *, forward: bool = True) -> None:
         if self.loop is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.command_worker, run_id, message)
+            self.loop.call_soon_threadsafe(lambda: self.command_worker(run_id, message, forward=forward))

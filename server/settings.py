@@ -66,7 +66,9 @@ class Settings(BaseSettings):
     )
     worker_url: str = Field(
         "", description="URL workers use to reach this dashboard (e.g. http://dashboard-host:8000); empty: "
-                        "http://<host>:<port>, loopback when bound to 0.0.0.0. Set it when workers run on other machines.",
+                        "http://<host>:<port>, loopback when bound to 0.0.0.0. Set it when workers run on other machines. "
+                        "Several, comma-separated, when several dashboard processes share one PostgreSQL database: a "
+                        "worker moves to the next one when the one it streams to stops answering.",
     )
     launcher: Literal["local", "ray"] = Field(
         "local", description="Who starts a queued run's worker: 'local' (a subprocess of this dashboard) or "
@@ -166,8 +168,8 @@ class Settings(BaseSettings):
     @property
     def trusted_hosts(self) -> list[str]:
         """Host header values (without port) this dashboard answers to: workers on other machines use worker_url's."""
-        worker_host = urlsplit(self.worker_url).hostname if self.worker_url else None
-        return [self.host, "localhost", "127.0.0.1", "::1", *([worker_host] if worker_host else []), *self.allowed_hosts]
+        worker_hosts = [host for url in self.worker_url.split(",") if (host := urlsplit(url.strip()).hostname)]
+        return [self.host, "localhost", "127.0.0.1", "::1", *worker_hosts, *self.allowed_hosts]
 
     @property
     def resolved_database_url(self) -> str:

@@ -63,9 +63,13 @@ class DatabaseWriter:
         session_factory: sessionmaker[Session],
         *,
         on_committed: Callable[[list[Announcement]], None],
+        before_commit: Callable[[Session, list[Announcement]], None] | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._on_committed = on_committed
+        # Runs inside a transaction that produced announcements, just before it commits (PostgreSQL's
+        # NOTIFY to other dashboard processes, server/fanout.py: delivered at commit, or never).
+        self._before_commit = before_commit
         self._queue: queue.Queue[_Write | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="db-writer", daemon=True)
         self.state = IngestState()
@@ -145,6 +149,8 @@ class DatabaseWriter:
         try:
             with self._session_factory() as session, session.begin():
                 result = item.fn(session)
+                if self._before_commit is not None and isinstance(result, Announcement):
+                    self._before_commit(session, [result])
         except BaseException as error:  # noqa: BLE001 - the caller's future carries it
             if item.run_id is not None:
                 self.state.forget(item.run_id)  # its derived state may have seen rows that were rolled back
@@ -157,6 +163,8 @@ class DatabaseWriter:
         try:
             with self._session_factory() as session, session.begin():
                 results = [item.fn(session) for item in group]
+                if self._before_commit is not None:
+                    self._before_commit(session, [result for result in results if result is not None])
         except BaseException:  # noqa: BLE001
             # One bad batch must not sink its neighbours: retry each in its own transaction.
             # Derived state of these runs may hold rows from the rolled-back transaction; other runs' is

@@ -134,7 +134,12 @@ class StreamingReporter:
     ) -> None:
         if run_id is None and config is None:
             raise ValueError("a StreamingReporter without a run id needs the run config to register the run")
-        self.server_url = server_url.rstrip("/")
+        # Several URLs (comma-separated): dashboard processes sharing one database; a worker that cannot
+        # reach the one it uses moves on to the next (docs/cluster.md, "Several dashboard processes").
+        self.server_urls = [url.strip().rstrip("/") for url in server_url.split(",") if url.strip()]
+        if not self.server_urls:
+            raise ValueError(f"no dashboard URL in {server_url!r}")
+        self._url_index = 0
         self.run_id = run_id
         self.token = token
         self._api_token = api_token  # only to register the run; the worker socket uses the run's own token
@@ -176,6 +181,11 @@ class StreamingReporter:
         self._heartbeat_interval = HEARTBEAT_INTERVAL
         self._thread = threading.Thread(target=self._run, name="orpo-dash-sender", daemon=True)
         self._thread.start()
+
+    @property
+    def server_url(self) -> str:
+        """The dashboard URL the sender uses now (or will try next)."""
+        return self.server_urls[self._url_index]
 
     # ----- Reporter interface (called from the training loop) -----
     def metrics(self, step: int, values: Mapping[str, float]) -> None:
@@ -250,6 +260,7 @@ class StreamingReporter:
     # ----- sender thread -----
     def _run(self) -> None:
         backoff = itertools.chain(RECONNECT_BACKOFF, itertools.repeat(RECONNECT_BACKOFF[-1]))
+        untried = len(self.server_urls) - 1  # other URLs to try at once before backing off
         while not self._abandon:
             try:
                 if self.run_id is None:
@@ -272,7 +283,16 @@ class StreamingReporter:
             except TRANSIENT:
                 self._server_seen = True  # something answered: worth the close grace period
             finally:
+                was_connected = self.connected.is_set()
                 self.connected.clear()
+            if was_connected:
+                untried = len(self.server_urls) - 1  # it worked there: after a drop, that URL first
+            elif len(self.server_urls) > 1:
+                self._url_index = (self._url_index + 1) % len(self.server_urls)
+                if untried > 0:
+                    untried -= 1
+                    continue  # another dashboard process may answer right away
+                untried = len(self.server_urls) - 1
             if self._closing.is_set() and self._stop_reconnecting():
                 return  # what is left goes to the spill file
             self._spill_if_over_bound()
@@ -484,7 +504,7 @@ class StreamingReporter:
         self._spilled_lines = len(remaining) + len(leftover)
 
     def _spill_header(self) -> dict[str, Any]:
-        return spill_header(server=self.server_url, run_id=self.run_id, token=self.token, config=self._config, name=self._name)
+        return spill_header(server=",".join(self.server_urls), run_id=self.run_id, token=self.token, config=self._config, name=self._name)
 
     def _read_spilled_line(self) -> dict[str, Any] | None:
         with open(self.spill_path, encoding="utf-8") as handle:

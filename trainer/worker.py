@@ -36,7 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("config", nargs="?",
                         help=f"YAML or JSON file of RunConfig fields; omitted: the JSON in ${RUN_CONFIG_ENV}")
     parser.add_argument("--metrics-out", help="append one JSON object per metrics report to this file")
-    parser.add_argument("--server", help="dashboard URL to stream metrics, logs and status to")
+    parser.add_argument("--server", help="dashboard URL to stream metrics, logs and status to; several, "
+                                         "comma-separated: the next is tried when one does not answer")
     parser.add_argument("--run-id", type=int, help="the dashboard's run id (with --server; omit to register a new run)")
     parser.add_argument(
         "--token",

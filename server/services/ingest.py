@@ -46,6 +46,9 @@ class Announcement:
     alerts: list[Alert] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    # The LogLine and Sample rows behind `logs` and `samples`: once flushed, their ids tell other
+    # dashboard processes which rows to read (server/fanout.py).
+    rows: list[LogLine | Sample] = field(default_factory=list, repr=False)
 
 
 class AlertEngines:
@@ -118,10 +121,22 @@ class IngestState:
     def __init__(self) -> None:
         self.alerts = AlertEngines()
         self.rollups = RollupTracker()
+        self._last_applied: dict[int, int] = {}  # run id -> seq of the last batch this process applied
 
     def forget(self, run_id: int) -> None:
         self.alerts.forget(run_id)
         self.rollups.forget(run_id)
+        self._last_applied.pop(run_id, None)
+
+    def catch_up(self, run: Run) -> None:
+        """Drop the run's state if it missed batches: several dashboard processes may share one
+        database, and a worker that reconnected to another one while this one kept the run's alert
+        engine in memory has had batches applied there. Reloaded from the database on next use."""
+        if self._last_applied.get(run.id, run.last_seq) != run.last_seq:
+            self.forget(run.id)
+
+    def applied(self, run_id: int, seq: int) -> None:
+        self._last_applied[run_id] = seq
 
 
 class BatchOutOfOrder(Exception):
@@ -172,6 +187,7 @@ def apply_batch(
         # An earlier batch of this worker failed to commit (e.g. the database dropped its connection)
         # after later ones were already queued: applying this one would skip that one for good.
         raise BatchOutOfOrder(f"batch {seq} of run {run_id} arrived before batch {run.last_seq + 1}")
+    state.catch_up(run)
     announcement = Announcement(run_id=run_id)
 
     if points:
@@ -197,16 +213,20 @@ def apply_batch(
 
     for entry in _list_of(message, "logs"):
         when, stream, text = _parse_log(entry)
-        session.add(LogLine(run_id=run_id, time=when, stream=stream, text=text))
+        log_line = LogLine(run_id=run_id, time=when, stream=stream, text=text)
+        session.add(log_line)
+        announcement.rows.append(log_line)
         announcement.logs.append({"time": when, "stream": stream, "text": text})
     for sample in _list_of(message, "samples"):
         step, prompt, completion, when = _parse_sample(sample)
         row = Sample(run_id=run_id, step=step, prompt=prompt, completion=completion, time=when)
         session.add(row)
+        announcement.rows.append(row)
         announcement.samples.append({"step": row.step, "prompt": row.prompt, "completion": row.completion, "time": row.time})
 
     state.alerts.save(session=session, run_id=run_id, force=run.status in TERMINAL_STATUSES)
     run.last_seq = seq
+    state.applied(run_id, seq)
     return announcement
 
 

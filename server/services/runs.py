@@ -133,6 +133,9 @@ def claim_queued_runs(*, session: Session, limit: int) -> list[Run]:
     if limit <= 0:
         return []
     statement = select(Run).where(Run.status == "queued", Run.stop_requested.is_(False)).order_by(Run.id).limit(limit)
+    # On PostgreSQL a run another launcher is claiming right now is skipped, never claimed twice (SQLite
+    # has one process, and ignores this).
+    statement = statement.with_for_update(skip_locked=True)
     return list(session.scalars(statement))
 
 

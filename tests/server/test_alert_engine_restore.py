@@ -117,3 +117,14 @@ def test_reads_after_a_step_use_the_primary_key_without_a_sort(factory, tmp_path
     assert [(step, name) for step, name, _, _ in points] == [
         (96, "log_odds_ratio"), (97, "log_odds_ratio"), (98, "log_odds_ratio"), (98, "loss"),
         (99, "log_odds_ratio"), (99, "loss")]
+
+
+def test_an_engine_that_missed_batches_applied_by_another_process_is_reloaded(factory, tmp_path, tiny_dataset_file):  # type: ignore[no-untyped-def]
+    """Two dashboard processes on one database (server/fanout.py): a worker streams to A, moves to B,
+    comes back to A. A's engine in memory missed B's batches; it must judge with them, as one engine would."""
+    run_id = _new_run(factory, tmp_path, tiny_dataset_file)
+    process_a, process_b = IngestState(), IngestState()
+    _apply(factory, process_a, run_id, 1, range(0, 100))
+    _apply(factory, process_b, run_id, 2, range(100, 200))  # the worker reconnected to B
+    _apply(factory, process_a, run_id, 3, range(200, 300))  # and back to A
+    assert process_a.alerts._engines[run_id].state() == _uninterrupted(range(0, 300)).state()
