@@ -78,25 +78,27 @@ def create_run(
     launch: Annotated[bool, Query(description="Start a local worker; false registers the run for an external worker and returns its token.")] = True,
 ) -> RunPublic | RunRegistered:
     config = run_in.run_config()
+    dataset_pairs = None
     if launch:
         # Files are checked only for runs this machine will train. An external worker (launch=false)
         # runs elsewhere, often on another machine, and has already loaded its own model and data;
         # its config is still validated as a RunConfig (types, ranges, unknown fields).
-        errors, _ = check_config(config, roots=request.app.state.settings.path_roots())
+        errors, preview = check_config(config, roots=request.app.state.settings.path_roots())
         if errors:
             raise _field_errors_as_422(errors)
+        dataset_pairs = preview.count if preview is not None else None
     state = request.app.state
 
     def insert(session: Session) -> tuple[RunPublic, str]:
         run, token = run_service.create_run(
             session=session, config=config, name=run_in.name, runs_dir=state.settings.runs_dir,
-            output_root=state.settings.path_roots().output,
+            output_root=state.settings.path_roots().output, launched=launch, dataset_pairs=dataset_pairs,
         )
         run.created_by = caller.name
         if not launch:
             run_status.mark_running(run, started_at=run.created_at)  # its worker is the caller, already running
         session.flush()
-        return run_service.to_public(run, []), token
+        return run_service.public_run(session=session, run=run), token
 
     public, token = state.writer.write(insert)
     if launch:
@@ -118,7 +120,7 @@ def list_runs(
 @router.get("/runs/{run_id}", response_model=RunPublic)
 def read_run(run_id: int, session: SessionDep) -> RunPublic:
     run = _get_run_or_404(session, run_id)
-    return run_service.to_public(run, run_service.alerts_for(session=session, run_id=run_id))
+    return run_service.public_run(session=session, run=run)
 
 
 @router.patch("/runs/{run_id}", response_model=RunPublic, dependencies=[require("member")])
@@ -128,7 +130,7 @@ def update_run(run_id: int, update: RunUpdate, request: Request, session: Sessio
     def write(tx: Session) -> RunPublic:
         run = _get_run_or_404(tx, run_id)
         run_service.update_run(session=tx, run=run, name=update.name, tags=update.tags)
-        return run_service.to_public(run, run_service.alerts_for(session=tx, run_id=run_id))
+        return run_service.public_run(session=tx, run=run)
 
     public = request.app.state.writer.write(write)
     request.app.state.announce_run(run_id)
@@ -157,7 +159,7 @@ def stop_run(run_id: int, request: Request, session: SessionDep, caller: MemberD
     def write(tx: Session) -> RunPublic:
         run = _get_run_or_404(tx, run_id)
         run_service.request_stop(session=tx, run=run)
-        return run_service.to_public(run, run_service.alerts_for(session=tx, run_id=run_id))
+        return run_service.public_run(session=tx, run=run)
 
     public = request.app.state.writer.write(write)
     request.app.state.hub.command_worker_threadsafe(run_id, {"type": "stop"})
