@@ -132,9 +132,25 @@
       socket.finished = isTerminal(run.status);
       if (socket.finished) setLiveState("finished");
     }
+    pollWhileQueued();
     const emptyText = isTerminal(run.status) ? "Not logged by this run" : "Waiting for data…";
     panels.forEach((g) => { if (g.panel.emptyText !== emptyText) { g.panel.emptyText = emptyText; g.panel.scheduleFull(); } });
     renderProgress();
+  }
+
+  // A queued run's place in line changes when runs ahead of it start, stop or are deleted, none of
+  // which is news on this run's socket: while it waits, ask every few seconds (and only then).
+  const QUEUE_POLL_MS = 5000;
+  let queuePoll = null;
+  function pollWhileQueued() {
+    if (run.status !== "queued" || queuePoll) return;
+    queuePoll = setTimeout(async () => {
+      queuePoll = null;
+      try {
+        const next = await api("GET", `/api/runs/${runId}`);
+        if (run.status === "queued") renderRun(next);   // the socket may have said "running" meanwhile
+      } catch (err) { pollWhileQueued(); }
+    }, QUEUE_POLL_MS);
   }
 
   function secondsPerStep() {
