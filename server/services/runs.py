@@ -145,7 +145,7 @@ def request_stop(*, session: Session, run: Run) -> Run:
     return run
 
 
-def _waiting_in_line() -> Select[tuple[int]]:
+def _waiting_in_line() -> Select[int]:
     # The order claim_queued_runs takes them in.
     return select(Run.id).where(Run.status == "queued", Run.stop_requested.is_(False)).order_by(Run.id)
 

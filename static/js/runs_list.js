@@ -133,8 +133,9 @@
     try {
       const s = await api("GET", "/api/storage");
       const line = document.getElementById("storage-line");
-      line.textContent = `Data folder ${s.data_dir}: ${fmtBytes(s.data_bytes)} used, of which checkpoints ` +
-        `${fmtBytes(s.checkpoint_bytes)}; ${fmtBytes(s.free_bytes)} free on its disk.`;
+      // Checkpoints may live outside the data folder (anywhere under the output root): counted apart.
+      line.textContent = `Data folder ${s.data_dir}: ${fmtBytes(s.data_bytes)} · all runs' checkpoints: ` +
+        `${fmtBytes(s.checkpoint_bytes)} · ${fmtBytes(s.free_bytes)} free on its disk`;
       line.hidden = false;
     } catch (err) { /* the runs table matters more; the line stays hidden */ }
   }
