@@ -247,7 +247,9 @@ class ORPORecipe:
                 self._report_metrics(metrics)
                 window, window_tokens, window_time, window_steps = None, 0, 0.0, 0
 
-            if cfg.eval_every and self.step % cfg.eval_every == 0:
+            # The last step is evaluated here, before its checkpoint is saved, so that checkpoint gets its
+            # eval/loss (keep_best_checkpoint compares them).
+            if (cfg.eval_every and self.step % cfg.eval_every == 0) or self.step == self.total_steps:
                 self.evaluate()
                 last_eval = self.step
             if cfg.sample_every and self.step % cfg.sample_every == 0:

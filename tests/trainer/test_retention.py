@@ -36,6 +36,15 @@ def test_keep_last_two_plus_the_best_by_eval_loss(make_config, recorder) -> None
     assert any("deleted" in line and "older checkpoint" in line for line in rep.logs)
 
 
+def test_the_final_checkpoint_has_its_eval_loss_even_when_saved_on_schedule(make_config, recorder) -> None:
+    config = make_config(max_steps=2, save_every=1, keep_last_checkpoints=0)
+    rep = recorder()
+    assert run(config, rep) == "completed"
+    final = Path(config.output_dir) / "checkpoint-2"
+    assert retention.eval_loss_of(final) == pytest.approx(rep.eval()[2]["eval/loss"])
+    assert retention.eval_loss_of(Path(config.output_dir) / "checkpoint-1") is None  # no eval at step 1
+
+
 def test_keep_last_one_without_best_and_zero_keeps_all(make_config, recorder, tmp_path: Path) -> None:
     one = make_config(max_steps=3, save_every=1, keep_last_checkpoints=1, keep_best_checkpoint=False,
                       output_dir=str(tmp_path / "one"))
