@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="who starts runs: 'local' subprocesses (default) or 'ray' jobs on a cluster (docs/cluster.md)")
     serve.add_argument("--ray-address", default=None,
                        help="the Ray dashboard / Jobs API URL for --launcher ray, e.g. http://ray-head:8265")
+    serve.add_argument("--max-concurrent", type=int, default=None, metavar="N",
+                       help="runs trained at once; more wait queued (default: one per GPU, else one per 4 CPU cores)")
     serve.add_argument("--worker-url", default=None,
                        help="the URL workers on other machines use to reach this dashboard, e.g. http://dash-host:8000")
     serve.add_argument("--auth", action="store_true", default=None,
@@ -122,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     raise AssertionError(args.command)
 
 
+# Settings whose command-line flag is not the field's name with dashes.
+FLAGS = {"max_concurrent_runs": "--max-concurrent"}
+
+
 def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from pydantic import ValidationError
 
@@ -137,6 +143,7 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             "launcher": getattr(args, "launcher", None),
             "ray_address": getattr(args, "ray_address", None),
             "worker_url": getattr(args, "worker_url", None),
+            "max_concurrent_runs": getattr(args, "max_concurrent", None),
             "auth": getattr(args, "auth", None),
             "allowed_hosts": getattr(args, "allowed_hosts", None),
         }.items()
@@ -149,7 +156,7 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
         for field, sentence in explain(error.errors(), Settings.model_fields).items():
             if field in Settings.model_fields:  # not a check across settings, which names its own
-                flag = f"--{field.replace('_', '-')} or " if field in overrides else ""
+                flag = f"{FLAGS.get(field, '--' + field.replace('_', '-'))} or " if field in overrides else ""
                 sentence += f" (set by {flag}ORPO_DASH_{field.upper()})"
             print(f"orpo-dash: {sentence}", file=sys.stderr)
         raise SystemExit(2) from None

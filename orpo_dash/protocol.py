@@ -58,6 +58,11 @@ TERMINAL_STATUSES = ("completed", "failed", "stopped", "lost")
 # start a second worker for the run) and never `lost` (only the dashboard decides that).
 WORKER_STATUSES = ("running", "completed", "failed", "stopped")
 
+# What a worker is doing, reported in a batch's "phase" (docs/protocol.md): the page shows it instead of
+# an ETA that reached 0 s while the final evaluation and checkpoint are still running.
+Phase = Literal["starting", "training", "evaluating", "generating samples", "saving checkpoint"]
+PHASES: tuple[str, ...] = get_args(Phase)
+
 Point = tuple[int, str, float, float]  # step, metric name, value, unix time
 # Steps are stored as INTEGER, 32-bit on PostgreSQL; names in a VARCHAR(200); neither holds a NUL.
 MAX_STEP = 2**31 - 1
@@ -108,10 +113,29 @@ def lost(run_id: int, worker_timeout: float) -> dict[str, Any]:
 def batch(seq: int, content: Mapping[str, Any]) -> dict[str, Any]:
     """One sequenced unit of work; the server commits it atomically, then acks `seq`.
 
-    `content` holds any of "points" (wire_points), "logs" ([time, stream, text] lists), "samples"
-    and "status": exactly what a spill-file line holds, so spilled batches are resent unchanged.
+    `content` holds any of "points" (wire_points), "logs" ([time, stream, text] lists), "samples",
+    "phase" (phase()) and "status": exactly what a spill-file line holds, so spilled batches are resent unchanged.
     """
     return {"type": "batch", "seq": seq, **content}
+
+
+def phase(name: str, *, done: int | None = None, total: int | None = None, when: float) -> dict[str, Any]:
+    """A batch's "phase": what the worker is doing since `when`, with its own progress (e.g. eval batch
+    done/total) where it has one. Servers that predate phases ignore the key."""
+    return {"name": name, "done": done, "total": total, "time": when}
+
+
+def parse_phase(raw: Any) -> dict[str, Any]:
+    """A batch's phase, checked; ProtocolError names what is wrong."""
+    if not isinstance(raw, dict) or raw.get("name") not in PHASES:
+        raise ProtocolError(f"a batch's phase must be an object whose name is one of {', '.join(PHASES)}, got {shown(raw)}")
+    done, total, when = raw.get("done"), raw.get("total"), raw.get("time")
+    for key, value in (("done", done), ("total", total)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_STEP):
+            raise ProtocolError(f"a phase's {key} must be an integer from 0 to {MAX_STEP} or null, got {shown(value)}")
+    if not isinstance(when, (int, float)) or isinstance(when, bool) or not math.isfinite(when):
+        raise ProtocolError(f"a phase's time must be a unix timestamp, got {shown(when)}")
+    return {"name": raw["name"], "done": done, "total": total, "time": float(when)}
 
 
 def batch_content(message: Mapping[str, Any]) -> dict[str, Any]:

@@ -138,7 +138,24 @@ class RunConfig(BaseModel):
     # --- checkpoints ---
     output_dir: PathText | None = Field(None, description="Where checkpoints go; the dashboard fills in a per-run folder.")
     save_every: int = Field(0, ge=0, le=MAX_STEPS, description="Save a checkpoint every N steps (0: only at the end).")
-    resume_from: PathText | None = Field(None, description="Checkpoint folder to resume from; step numbering continues.")
+    resume_from: PathText | None = Field(
+        None, description="Checkpoint folder to resume from; step numbering continues. It must have been saved with "
+                          "save_optimizer_state on (to start afresh from its weights, set model to it instead).",
+    )
+    keep_last_checkpoints: int = Field(
+        1, ge=0, le=MAX_STEPS,
+        description="Checkpoints kept on disk: the newest N (0: keep every one). Older ones are deleted as new ones are "
+                    "saved, besides the best one when keep_best_checkpoint is on.",
+    )
+    keep_best_checkpoint: bool = Field(
+        True, description="Also keep the checkpoint with the lowest eval/loss (measured at its step), however old.",
+    )
+    save_optimizer_state: bool = Field(
+        False,
+        description="Save AdamW's moments with each checkpoint: about twice the model's size again (1.1 of the default "
+                    "model's 1.6 GB). Needed to resume the run exactly with resume_from; off, checkpoints hold the "
+                    "weights, tokenizer and step only.",
+    )
 
     # --- alerts ---
     alert_thresholds: dict[str, float] = Field(
@@ -183,6 +200,8 @@ def field_groups() -> dict[str, list[str]]:
         "Schedule": ["lr_scheduler", "warmup_steps", "warmup_ratio"],
         "Evaluation": ["logging_every", "eval_every", "sample_every", "sample_prompts", "sample_max_new_tokens"],
         "LoRA": ["lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"],
-        "Checkpoints": ["output_dir", "save_every", "resume_from"],
+        "Checkpoints": [
+            "output_dir", "save_every", "keep_last_checkpoints", "keep_best_checkpoint", "save_optimizer_state", "resume_from",
+        ],
         "Alerts": ["alert_thresholds"],
     }

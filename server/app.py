@@ -26,7 +26,17 @@ from server.login_throttle import LoginThrottle
 from server.models import Run
 from server.notify import WebhookNotifier
 from server.request_limits import RequestLimits
-from server.routes import account_pages, api_docs, api_files, api_launcher, api_runs, pages, ws_browser, ws_worker
+from server.routes import (
+    account_pages,
+    api_disk,
+    api_docs,
+    api_files,
+    api_launcher,
+    api_runs,
+    pages,
+    ws_browser,
+    ws_worker,
+)
 from server.schemas import AlertPublic
 from server.services import runs as run_service
 from server.services.ingest import Announcement
@@ -108,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             run = session.get(Run, run_id)
             if run is None:
                 return
-            public = run_service.to_public(run, run_service.alerts_for(session=session, run_id=run_id))
+            public = run_service.public_run(session=session, run=run)
         app.state.hub.publish_threadsafe(run_id, {"type": "run", "run": public.model_dump(mode="json")})
 
     def announce_run(run_id: int) -> None:
@@ -157,6 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_docs.router)
     app.include_router(api_runs.router)
     app.include_router(api_files.router)
+    app.include_router(api_disk.router)
     app.include_router(api_launcher.router)
     app.include_router(ws_worker.router)
     app.include_router(ws_browser.router)

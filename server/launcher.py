@@ -18,6 +18,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from orpo_dash.protocol import WORKER_TOKEN_ENV
+from server.launchers.capacity import threads_per_cpu_run, visible_gpus
 from server.launchers.worker_command import worker_command
 from server.models import Run
 from server.services import run_status
@@ -88,6 +89,8 @@ class LocalProcessLauncher:
         self._stopping: set[int] = set()
         self._watchers: dict[int, threading.Thread] = {}
         self._closed = False
+        self._gpus = visible_gpus()
+        self._gpu_of: dict[int, str] = {}  # run id -> the one GPU its worker was given
 
     def wake(self) -> None:
         threading.Thread(target=self._launch_queued, name="launcher-wake", daemon=True).start()
@@ -127,7 +130,7 @@ class LocalProcessLauncher:
                 command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 # The token goes in the environment: on the command line `ps` would show it to every
                 # user of the machine.
-                env={**os.environ, "PYTHONUNBUFFERED": "1", WORKER_TOKEN_ENV: token},
+                env={**os.environ, **self._placement(run_id, config), "PYTHONUNBUFFERED": "1", WORKER_TOKEN_ENV: token},
                 start_new_session=True,  # a Ctrl-C in the server terminal must not kill runs mid-step
             )
         self._processes[run_id] = process
@@ -139,10 +142,23 @@ class LocalProcessLauncher:
         self._watchers[run_id] = watcher
         watcher.start()
 
+    def _placement(self, run_id: int, config: dict) -> dict[str, str]:
+        """Environment that keeps runs trained side by side out of each other's way: each single-GPU
+        run on its own GPU (the least busy one), CPU runs sharing the cores instead of each taking all."""
+        if self._gpus and int(config.get("gpus") or 0) <= 1 and config.get("device") != "cpu":
+            in_use = list(self._gpu_of.values())
+            gpu = min(self._gpus, key=in_use.count)
+            self._gpu_of[run_id] = gpu
+            return {"CUDA_VISIBLE_DEVICES": gpu}
+        if not self._gpus and self._max_concurrent > 1 and "OMP_NUM_THREADS" not in os.environ:
+            return {"OMP_NUM_THREADS": str(threads_per_cpu_run(self._max_concurrent))}
+        return {}
+
     def _watch(self, run_id: int, process: subprocess.Popen[bytes], log_path: Path, spill_path: Path) -> None:
         code = process.wait()
         with self._lock:
             self._processes.pop(run_id, None)
+            self._gpu_of.pop(run_id, None)
             stopping = run_id in self._stopping
             self._stopping.discard(run_id)
         try:

@@ -59,6 +59,8 @@ class Run(Base):
     output_dir: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Latest value of every metric, kept by ingestion so the runs list needs no per-run query.
     latest_metrics: Mapped[dict[str, float | None]] = mapped_column(JSON, default=dict)
+    # What its worker last said it is doing ({"name", "done", "total", "time"}, orpo_dash.protocol.phase).
+    phase: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # Who started the run: a user name (kept as text so it outlives the account); NULL when auth was off.
     created_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
 

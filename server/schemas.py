@@ -69,6 +69,13 @@ class AlertPublic(BaseModel):
     created_at: UtcDatetime
 
 
+class PhasePublic(BaseModel):
+    name: str = Field(description="What the worker is doing: one of orpo_dash.protocol.PHASES.")
+    done: int | None = Field(None, description="Parts of this phase done (e.g. eval batches), when it has parts.")
+    total: int | None = Field(None, description="Parts in this phase, when it has parts.")
+    time: float = Field(description="Unix time the worker reported it.")
+
+
 class RunPublic(BaseModel):
     id: int
     name: str
@@ -84,14 +91,33 @@ class RunPublic(BaseModel):
     latest: dict[str, float | None]
     alerts: list[AlertPublic]
     output_dir: str | None
+    output_dir_exists: bool = Field(False, description="Whether output_dir exists on the dashboard's machine (an external "
+                                                       "worker's folder, or one no checkpoint was written to yet, does not).")
     checkpoints: list[str]
+    checkpoint_bytes: int = Field(0, description="Bytes the run's checkpoint folders take on disk.")
     created_by: str | None = None  # the user who started it; None while auth is off
+    queue_position: int | None = Field(
+        None, description="1 for the next queued run to start, 2 for the one after...; None unless queued.")
+    phase: PhasePublic | None = Field(None, description="What a running run's worker is doing now, if it says.")
 
 
 class RunRegistered(RunPublic):
     """Returned once when a run is registered for an external worker: carries its worker token."""
 
     worker_token: str
+
+
+class StoragePublic(BaseModel):
+    data_dir: str
+    data_bytes: int = Field(description="Everything under the data folder: database, run folders, logs, checkpoints.")
+    output_root: str = Field(description="The folder under which runs may write checkpoints.")
+    checkpoint_bytes: int = Field(description="Every run's checkpoint folders together.")
+    free_bytes: int = Field(description="Free space on the data folder's disk.")
+
+
+class CheckpointsDeleted(BaseModel):
+    deleted: int = Field(description="Checkpoint folders removed.")
+    freed_bytes: int
 
 
 class Series(BaseModel):

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from server.launchers.capacity import default_max_concurrent_runs
 from server.services.allowed_paths import PathRoots
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -27,7 +28,11 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "", description="SQLAlchemy URL; empty means an embedded SQLite file in data_dir."
     )
-    max_concurrent_runs: int = Field(1, ge=1, description="Local worker processes running at once; more wait queued.")
+    max_concurrent_runs: int = Field(
+        default_factory=default_max_concurrent_runs, ge=1,
+        description="Runs trained at once (local worker processes, or Ray jobs submitted); more wait queued, "
+                    "with their place in line shown. Default: one per visible GPU, else one per 4 CPU cores (at least 1).",
+    )
     worker_python: str = Field("", description="Python executable for workers; empty means this interpreter.")
     model_cache_dir: Path | None = Field(None, description="Where workers cache converted models (default ~/.cache/orpo-dash).")
     launch_workers: bool = Field(True, description="Start a local worker process for each new run.")

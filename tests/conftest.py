@@ -51,7 +51,8 @@ class LiveServer:
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", "ORPO_DASH_MAX_CONCURRENT_RUNS": "3", **self.extra_env},
         )
-        deadline = time.monotonic() + 30
+        # Generous: on a shared 2-core machine under load, imports and migrations alone took 26 s.
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")

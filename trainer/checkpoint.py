@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from trainer.retention import write_info
+
 STATE_FILE = "trainer_state.pt"
 # What save_checkpoint() in trainer/recipe.py writes and _load_checkpoint() reads.
 STATE_KEYS = ("step", "pairs_seen", "global_batch", "optimizer", "scheduler", "scaler", "rng")
@@ -56,15 +58,19 @@ def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
     return Path(output_dir) / f"checkpoint-{step}"
 
 
-def save(path: Path, *, model: Any, tokenizer: Any, state: dict[str, Any]) -> Path:
+def save(path: Path, *, model: Any, tokenizer: Any, state: dict[str, Any], info: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint atomically: into a temp dir beside `path`, then rename, so a crash
-    mid-save never leaves a checkpoint that looks complete."""
+    mid-save never leaves a checkpoint that looks complete. `info` (step, eval_loss) goes beside it
+    for the retention policy (trainer/retention.py). state["optimizer"] is None when the run does not
+    save optimizer state: such a checkpoint loads as a model but cannot be resumed exactly."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         torch.save(state, tmp / STATE_FILE)
+        if info is not None:
+            write_info(tmp, step=int(info["step"]), eval_loss=info.get("eval_loss"))
         if path.exists():  # re-saving the same step (e.g. a resumed run stopped again at once)
             shutil.rmtree(path)
         os.rename(tmp, path)
@@ -100,6 +106,12 @@ def load_state(path: str | Path) -> dict[str, Any]:
     missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
     if missing:
         raise CheckpointRefused(f"resume_from: {file} is not an orpo-dash trainer state (it lacks {', '.join(missing)})")
+    if state["optimizer"] is None:
+        raise CheckpointRefused(
+            f"resume_from: {path} was saved without optimizer state (its run had save_optimizer_state off), so the "
+            "run cannot continue exactly where it stopped. To train on from its weights, start a new run with model "
+            "set to that folder and resume_from empty; to resume runs later, turn save_optimizer_state on"
+        )
     return state
 
 

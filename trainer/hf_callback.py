@@ -148,6 +148,8 @@ class DashboardCallback(TrainerCallback):
         self._reporter: Reporter | None = None
         self._stopped_by_dashboard = False
         self._atexit_registered = False
+        self._phase: str | None = None  # the last phase reported, so each is sent once
+        self._eval_batches = 0
 
     @property
     def run_id(self) -> int | None:
@@ -173,6 +175,8 @@ class DashboardCallback(TrainerCallback):
         self._reporter = MultiReporter(*reporters)
         self._stopped_by_dashboard = False
         self._reporter.status("running", total_steps=state.max_steps or None)
+        self._phase = None
+        self._report_phase("training")
         if not self._atexit_registered:
             # No Trainer event fires when train() raises; an exit with a run still open is a failure.
             atexit.register(self._at_exit)
@@ -196,6 +200,33 @@ class DashboardCallback(TrainerCallback):
             self._reporter.log(f"stop requested from the dashboard; stopping after step {state.global_step}")
             control.should_save = True
             control.should_training_stop = True
+        # The Trainer's own callbacks have decided by now what follows this step.
+        if control.should_evaluate:
+            self._report_phase("evaluating")
+        elif control.should_save:
+            self._report_phase("saving checkpoint")
+        else:
+            self._report_phase("training")
+
+    def on_prediction_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self._reporter is None:
+            return
+        loader = kwargs.get("eval_dataloader")
+        total = len(loader) if loader is not None and hasattr(loader, "__len__") else None
+        self._eval_batches += 1
+        self._reporter.phase("evaluating", done=self._eval_batches, total=total)
+
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        self._eval_batches = 0
+        self._report_phase("saving checkpoint" if control.should_save else "training")
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        self._report_phase("training")
+
+    def _report_phase(self, name: str) -> None:
+        if self._reporter is not None and name != self._phase:
+            self._phase = name
+            self._reporter.phase(name)
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self._reporter is None:

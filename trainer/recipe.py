@@ -24,7 +24,7 @@ from orpo_dash.config_errors import oversized_step
 from orpo_dash.output_dir import output_dir_problem
 from orpo_dash.protocol import clip_sample_text
 from orpo_dash.run_config import RunConfig
-from trainer import checkpoint, distributed
+from trainer import checkpoint, distributed, retention
 from trainer.data import (
     PairStream,
     PreferenceData,
@@ -69,6 +69,7 @@ class ORPORecipe:
         self.params: list[torch.nn.Parameter] = []
         self.optimizer: Any = None
         self.scheduler: Any = None
+        self._eval_loss_at: tuple[int, float] | None = None  # (step, eval/loss) of the latest evaluation
 
     # ------------------------------------------------------------------ setup
 
@@ -181,9 +182,10 @@ class ORPORecipe:
         cfg = self.cfg
         self._install_signal_handlers()
         self._report_status("running", total_steps=self.total_steps)
+        self._report_phase("training")
         window: ORPOSums | None = None  # sums since the last report; logged metrics average over them
         window_tokens, window_time, window_steps = 0, 0.0, 0
-        last_saved = last_eval = -1
+        last_saved = last_eval = last_sampled = -1
 
         while self.step < self.total_steps:
             t0 = time.perf_counter()
@@ -245,14 +247,19 @@ class ORPORecipe:
                 self._report_metrics(metrics)
                 window, window_tokens, window_time, window_steps = None, 0, 0.0, 0
 
-            if cfg.eval_every and self.step % cfg.eval_every == 0:
+            # The last step is evaluated here, before its checkpoint is saved, so that checkpoint gets its
+            # eval/loss (keep_best_checkpoint compares them).
+            if (cfg.eval_every and self.step % cfg.eval_every == 0) or self.step == self.total_steps:
                 self.evaluate()
                 last_eval = self.step
             if cfg.sample_every and self.step % cfg.sample_every == 0:
                 self.generate_samples()
+                last_sampled = self.step
             if cfg.save_every and self.step % cfg.save_every == 0:
                 self.save_checkpoint()
                 last_saved = self.step
+            if self.step < self.total_steps and self.step in (last_eval, last_saved, last_sampled):
+                self._report_phase("training")  # back from an evaluation, samples or a save
             # Every rank must agree to stop at the same step, or the others hang in all-reduce. Under
             # DDP the vote is a one-element all-reduce read back on the host: one host-device sync per
             # step, the price of stopping within one step; a single process decides without a sync.
@@ -308,13 +315,16 @@ class ORPORecipe:
         size = self.cfg.batch_size
         batches = [self.data.eval[i: i + size] for i in range(0, len(self.data.eval), size)]
         total = ORPOSums.zeros(self.device)
-        for pairs in batches[self.world.rank:: self.world.size]:
+        mine = batches[self.world.rank:: self.world.size]
+        for done, pairs in enumerate(mine):
+            self._report_phase("evaluating", done=done, total=len(mine))
             with self._autocast():
                 logps = self.scorer(self._pack(pairs)["packed"])
             total = total + pair_sums(logps)
         self.model.train()
         metrics = self._reduce(total, prefix=M.EVAL_PREFIX)
         self._report_metrics(metrics)
+        self._eval_loss_at = (self.step, metrics[M.EVAL_PREFIX + M.LOSS])
         return metrics
 
     @torch.no_grad()
@@ -326,7 +336,8 @@ class ORPORecipe:
         prompts = prompts or self.data.eval_prompts[:N_EVAL_SAMPLE_PROMPTS]
         self.model.eval()
         samples = []
-        for messages in prompts:
+        for done, messages in enumerate(prompts):
+            self._report_phase("generating samples", done=done, total=len(prompts))
             ids = torch.tensor([encode_prompt(self.tokenizer, messages)], device=self.device)
             with self._autocast():
                 out = self.model.generate(
@@ -344,25 +355,36 @@ class ORPORecipe:
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self) -> str | None:
-        """Model/adapter + tokenizer + trainer state into output_dir/checkpoint-<step>/."""
-        if not self.cfg.output_dir:
+        """Model/adapter + tokenizer + trainer state into output_dir/checkpoint-<step>/, then delete the
+        checkpoints the retention policy no longer keeps (trainer/retention.py)."""
+        cfg = self.cfg
+        if not cfg.output_dir:
             self._log("warning: output_dir is not set, so no checkpoint is saved")
             return None
+        self._report_phase("saving checkpoint")
         rng = distributed.gather_objects(checkpoint.rng_state(), self.world)
-        path = checkpoint.checkpoint_dir(self.cfg.output_dir, self.step)
+        path = checkpoint.checkpoint_dir(cfg.output_dir, self.step)
         if self.world.is_main:
             state = {
                 "step": self.step,
                 "pairs_seen": self.pairs_seen,
                 "global_batch": self.global_batch,
-                "optimizer": self.optimizer.state_dict(),
+                # AdamW's two moments are twice the trainable weights: only when asked (resume needs them).
+                "optimizer": self.optimizer.state_dict() if cfg.save_optimizer_state else None,
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),
                 "rng": rng,
                 "config": self.cfg.model_dump(),
             }
-            checkpoint.save(path, model=self.model, tokenizer=self.tokenizer, state=state)
+            evaluated = self._eval_loss_at
+            eval_loss = evaluated[1] if evaluated is not None and evaluated[0] == self.step else None
+            checkpoint.save(path, model=self.model, tokenizer=self.tokenizer, state=state,
+                            info={"step": self.step, "eval_loss": eval_loss})
             self._log(f"saved checkpoint {path}")
+            removed = retention.prune(cfg.output_dir, keep_last=cfg.keep_last_checkpoints, keep_best=cfg.keep_best_checkpoint)
+            if removed:
+                self._log(f"deleted {len(removed)} older checkpoint(s) (keep_last_checkpoints={cfg.keep_last_checkpoints}, "
+                          f"keep_best_checkpoint={cfg.keep_best_checkpoint}): {', '.join(p.name for p in removed)}")
         distributed.barrier(self.world)
         return str(path)
 
@@ -410,6 +432,11 @@ class ORPORecipe:
     def _report_metrics(self, metrics: dict[str, float]) -> None:
         if self.world.is_main:
             self.reporter.metrics(self.step, metrics)
+
+    def _report_phase(self, name: str, *, done: int | None = None, total: int | None = None) -> None:
+        # getattr: a Reporter written before phases existed has no phase() and is simply not told.
+        if self.world.is_main and (report := getattr(self.reporter, "phase", None)) is not None:
+            report(name, done=done, total=total)
 
     def _report_status(self, status: str, **kwargs: Any) -> None:
         if self.world.is_main:

@@ -12,7 +12,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
 
@@ -30,6 +30,10 @@ class Reporter(Protocol):
 
     def samples(self, step: int, samples: list[dict]) -> None:
         """Generations at a step: [{"prompt": ..., "completion": ...}]."""
+
+    def phase(self, name: str, *, done: int | None = None, total: int | None = None) -> None:
+        """What the run is doing now (orpo_dash.protocol.PHASES), with its own progress where it has one.
+        Optional: the recipe skips reporters written before phases existed."""
 
     def stop_requested(self) -> bool:
         """True once someone asked the run to stop gracefully."""
@@ -51,6 +55,9 @@ class NullReporter:
         pass
 
     def samples(self, step: int, samples: list[dict]) -> None:
+        pass
+
+    def phase(self, name: str, *, done: int | None = None, total: int | None = None) -> None:
         pass
 
     def stop_requested(self) -> bool:
@@ -87,23 +94,37 @@ class MetricsFileReporter(NullReporter):
 
 
 class ConsoleReporter(NullReporter):
-    """Human-readable progress on a stream (stderr by default) for command-line runs."""
+    """Human-readable progress on a stream (stderr by default) for command-line runs.
+
+    `forward` also receives the progress lines (steps, status) that no other reporter turns into log
+    lines: a streaming worker passes its log tail here, so the dashboard's worker-log panel shows what
+    worker.log shows. (The console stream itself is bound before stderr is teed to the dashboard, and
+    log() lines reach the dashboard on their own, so forwarding those would show them twice.)
+    """
 
     SHOWN = ("loss", "nll_loss", "or_loss", "log_odds_ratio", "accuracy", "learning_rate", "grad_norm")
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
+    def __init__(self, stream: IO[str] | None = None, *, forward: Callable[[str], None] | None = None) -> None:
         self.stream = stream or sys.stderr
+        self.forward = forward
 
-    def _print(self, text: str) -> None:
+    def _print(self, text: str, *, forward: bool = False) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", file=self.stream, flush=True)
+        if forward and self.forward is not None:
+            self.forward(text)
 
     def metrics(self, step: int, values: Mapping[str, float]) -> None:
         shown = [(k, v) for k, v in values.items() if k.removeprefix("eval/") in self.SHOWN]
-        self._print(f"step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in shown))
+        self._print(f"step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in shown), forward=True)
 
     def status(self, status: str, *, total_steps: int | None = None, error: str | None = None) -> None:
         extra = f" ({total_steps} steps)" if total_steps is not None else ""
-        self._print(f"status: {status}{extra}" + (f": {error}" if error else ""))
+        self._print(f"status: {status}{extra}" + (f": {error}" if error else ""), forward=True)
+
+    def phase(self, name: str, *, done: int | None = None, total: int | None = None) -> None:
+        # Only where a phase begins: one line per eval batch would bury the step lines.
+        if not done and name != "training":
+            self._print(f"{name}" + (f" ({total} parts)" if total else "") + "…", forward=True)
 
     def log(self, text: str) -> None:
         self._print(text)
@@ -134,6 +155,11 @@ class MultiReporter:
     def samples(self, step: int, samples: list[dict]) -> None:
         for r in self.reporters:
             r.samples(step, samples)
+
+    def phase(self, name: str, *, done: int | None = None, total: int | None = None) -> None:
+        for r in self.reporters:
+            if (report := getattr(r, "phase", None)) is not None:  # reporters written before phases: skipped
+                report(name, done=done, total=total)
 
     def stop_requested(self) -> bool:
         return any(r.stop_requested() for r in self.reporters)

@@ -47,6 +47,7 @@ from orpo_dash.protocol import (
     batch_content,
     heartbeat,
     hello,
+    phase,
     read_spill_file,
     spill_file_name,
     spill_header,
@@ -155,7 +156,7 @@ class StreamingReporter:
 
         # Filled by the training thread, drained by the sender. deque append/popleft are thread-safe.
         self._points: collections.deque[tuple[int, str, float, float]] = collections.deque()
-        self._extras: collections.deque[tuple[str, Any]] = collections.deque()  # ("log"|"samples"|"status", payload)
+        self._extras: collections.deque[tuple[str, Any]] = collections.deque()  # ("log"|"samples"|"phase"|"status", payload)
         self._unacked: collections.OrderedDict[int, dict[str, Any]] = collections.OrderedDict()
         self._next_seq: int | None = None
         self._spilled_lines = 0  # spill-file lines not yet delivered (they precede everything in memory)
@@ -209,6 +210,11 @@ class StreamingReporter:
         now = time.time()
         self._extras.append(("samples", [{"step": step, "time": now, **sample} for sample in samples]))
 
+    def phase(self, name: str, *, done: int | None = None, total: int | None = None) -> None:
+        if self._ended.is_set():
+            return
+        self._extras.append(("phase", phase(name, done=done, total=total, when=time.time())))
+
     def stop_requested(self) -> bool:
         return self._stop_requested.is_set()
 
@@ -249,6 +255,8 @@ class StreamingReporter:
             self._extras.append(("log", entry))
         if content.get("samples"):
             self._extras.append(("samples", content["samples"]))
+        if content.get("phase"):
+            self._extras.append(("phase", content["phase"]))
         if content.get("status"):
             self._extras.append(("status", content["status"]))
 
@@ -445,6 +453,8 @@ class StreamingReporter:
                 logs.append(payload)
             elif kind == "samples":
                 samples.extend(payload)
+            elif kind == "phase":
+                content["phase"] = payload  # only the latest counts: eval batches come faster than batches go
             elif self._points:
                 self._extras.appendleft((kind, payload))
                 break

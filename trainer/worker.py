@@ -92,8 +92,9 @@ def build_reporter(args: argparse.Namespace, config: RunConfig | None = None) ->
     if int(os.environ.get("RANK", "0")) != 0:
         return NullReporter()
     reporters: list[Reporter] = []
-    if not args.quiet:
-        reporters.append(ConsoleReporter())
+    console = None if args.quiet else ConsoleReporter()
+    if console is not None:
+        reporters.append(console)
     if args.metrics_out:
         reporters.append(MetricsFileReporter(args.metrics_out))
     if args.server and (args.run_id is not None or config is not None):
@@ -108,6 +109,9 @@ def build_reporter(args: argparse.Namespace, config: RunConfig | None = None) ->
             api_token=getattr(args, "api_token", None),
         )
         reporters.append(streaming)
+        if console is not None:
+            # The step lines go to the real stderr (worker.log), bypassing the tee below: send them on too.
+            console.forward = lambda line: streaming.output_line("progress", line)
         # The dashboard shows the worker's output tail: progress lines, warnings, tracebacks.
         sys.stdout = OutputTee(sys.stdout, streaming, "stdout")  # type: ignore[assignment]
         sys.stderr = OutputTee(sys.stderr, streaming, "stderr")  # type: ignore[assignment]

@@ -81,8 +81,10 @@ def create_run(
 ) -> RunPublic | RunRegistered:
     config = run_in.run_config()
     settings = request.app.state.settings
+    dataset_pairs = None
     if launch:
-        errors, _ = check_config(config, roots=settings.path_roots())
+        errors, preview = check_config(config, roots=settings.path_roots())
+        dataset_pairs = preview.count if preview is not None else None
     elif settings.shared:
         # An external worker's paths (launch=false): on a shared dashboard they must lie inside the same
         # roots as a launched run's, with the same refusal. Only the roots are checked, not the files: the
@@ -101,13 +103,13 @@ def create_run(
     def insert(session: Session) -> tuple[RunPublic, str]:
         run, token = run_service.create_run(
             session=session, config=config, name=run_in.name, runs_dir=state.settings.runs_dir,
-            output_root=state.settings.path_roots().output,
+            output_root=state.settings.path_roots().output, launched=launch, dataset_pairs=dataset_pairs,
         )
         run.created_by = caller.name
         if not launch:
             run_status.mark_running(run, started_at=run.created_at)  # its worker is the caller, already running
         session.flush()
-        return run_service.to_public(run, []), token
+        return run_service.public_run(session=session, run=run), token
 
     public, token = state.writer.write(insert)
     if launch:
@@ -129,7 +131,7 @@ def list_runs(
 @router.get("/runs/{run_id}", response_model=RunPublic)
 def read_run(run_id: int, session: SessionDep) -> RunPublic:
     run = _get_run_or_404(session, run_id)
-    return run_service.to_public(run, run_service.alerts_for(session=session, run_id=run_id))
+    return run_service.public_run(session=session, run=run)
 
 
 @router.patch("/runs/{run_id}", response_model=RunPublic, dependencies=[require("member")])
@@ -139,7 +141,7 @@ def update_run(run_id: int, update: RunUpdate, request: Request, session: Sessio
     def write(tx: Session) -> RunPublic:
         run = _get_run_or_404(tx, run_id)
         run_service.update_run(session=tx, run=run, name=update.name, tags=update.tags)
-        return run_service.to_public(run, run_service.alerts_for(session=tx, run_id=run_id))
+        return run_service.public_run(session=tx, run=run)
 
     public = request.app.state.writer.write(write)
     request.app.state.announce_run(run_id)
@@ -168,7 +170,7 @@ def stop_run(run_id: int, request: Request, session: SessionDep, caller: MemberD
     def write(tx: Session) -> RunPublic:
         run = _get_run_or_404(tx, run_id)
         run_service.request_stop(session=tx, run=run)
-        return run_service.to_public(run, run_service.alerts_for(session=tx, run_id=run_id))
+        return run_service.public_run(session=tx, run=run)
 
     public = request.app.state.writer.write(write)
     request.app.state.hub.command_worker_threadsafe(run_id, {"type": "stop"})

@@ -121,7 +121,7 @@ def _read_run(state: Any, run_id: int) -> dict[str, Any] | None:
         run = run_service.get_run(session=session, run_id=run_id)
         if run is None:
             return None
-        return run_service.to_public(run, run_service.alerts_for(session=session, run_id=run_id)).model_dump(mode="json")
+        return run_service.public_run(session=session, run=run).model_dump(mode="json")
 
 
 def _read_points_after(state: Any, run_id: int, after_step: int) -> list[list[list[Any]]]:

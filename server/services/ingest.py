@@ -22,6 +22,7 @@ from orpo_dash.protocol import (
     WORKER_STATUSES,
     Point,
     ProtocolError,
+    parse_phase,
     parse_points,
     shown,
 )
@@ -199,6 +200,9 @@ def apply_batch(
         for change in engine.feed((step, name, value) for step, name, value, _ in points):
             announcement.alerts.append(_record_alert(session=session, run_id=run_id, change=change))
 
+    if message.get("phase") is not None:
+        run.phase = parse_phase(message["phase"])
+        announcement.run_changed = True
     status = message.get("status")
     if status:
         _apply_status(run, status)

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import time
 from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import Session
 
 from orpo_dash.protocol import TERMINAL_STATUSES
 from orpo_dash.run_config import RunConfig
 from server.models import Alert, LogLine, MetricPoint, Run, Sample
-from server.schemas import AlertPublic, RunPublic
+from server.schemas import AlertPublic, PhasePublic, RunPublic
 from server.services import run_status
 from server.services.allowed_paths import inside, resolve
+from server.services.disk_usage import checkpoint_bytes
 
 LIST_LATEST = ("loss", "log_odds_ratio", "accuracy")
 # runs.id is an INTEGER column (migrations/versions/*initial_schema.py): int4 on PostgreSQL, the narrower of the two.
@@ -43,15 +45,20 @@ def rotate_worker_token(run: Run) -> str:
 
 
 def create_run(
-    *, session: Session, config: RunConfig, name: str | None, runs_dir: Path, output_root: Path
+    *, session: Session, config: RunConfig, name: str | None, runs_dir: Path, output_root: Path,
+    launched: bool = True, dataset_pairs: int | None = None,
 ) -> tuple[Run, str]:
     """Insert a queued run; returns it with its worker token.
 
     `run.output_dir` is the folder the dashboard lists and serves checkpoints from, so it is set only
     inside `output_root`. A run this server launches was refused before it got here if its output_dir
-    was outside; an external worker's output_dir is its own business, kept in the config, never read.
+    was outside; an external worker's output_dir is its own business, kept in the config, never read,
+    and one that names none gets no per-run folder here (its worker would never write to it).
+    `dataset_pairs` (the dataset file's row count, when the dashboard read it) gives the planned steps
+    of a run bounded by epochs; its worker reports the exact number when it starts.
     """
-    run = Run(name=name or "", config=config.model_dump(mode="json"), tags=[], latest_metrics={})
+    run = Run(name=name or "", config=config.model_dump(mode="json"), tags=[], latest_metrics={},
+              total_steps=planned_steps(config, dataset_pairs))
     run_status.queue(run)
     token = rotate_worker_token(run)
     session.add(run)
@@ -60,11 +67,25 @@ def create_run(
         run.name = f"run-{run.id}"
     _move_aside_leftover_folder(runs_dir / str(run.id))
     if not config.output_dir:
-        run.output_dir = str(runs_dir / str(run.id) / "checkpoints")
-        run.config = {**run.config, "output_dir": run.output_dir}
+        if launched:
+            run.output_dir = str(runs_dir / str(run.id) / "checkpoints")
+            run.config = {**run.config, "output_dir": run.output_dir}
     elif inside(resolve(config.output_dir), (output_root,)):
         run.output_dir = config.output_dir
     return run, token
+
+
+def planned_steps(config: RunConfig, dataset_pairs: int | None) -> int | None:
+    """Optimizer steps the run will take, as far as the dashboard can tell before its worker starts:
+    max_steps, or epochs x training pairs / pairs per step (the worker drops pairs too long to train on,
+    so this can be a little high). None when neither is known."""
+    if config.max_steps:
+        return config.max_steps
+    if not dataset_pairs:
+        return None
+    train_pairs = dataset_pairs if config.eval_dataset else dataset_pairs - math.ceil(dataset_pairs * config.eval_fraction)
+    per_step = config.batch_size * config.gradient_accumulation_steps * max(1, config.gpus)
+    return max(1, math.ceil(config.num_epochs * max(train_pairs, 1) / per_step))
 
 
 def _move_aside_leftover_folder(folder: Path) -> None:
@@ -128,13 +149,23 @@ def request_stop(*, session: Session, run: Run) -> Run:
     return run
 
 
+def _waiting_in_line() -> Select[int]:
+    # The order claim_queued_runs takes them in.
+    return select(Run.id).where(Run.status == "queued", Run.stop_requested.is_(False)).order_by(Run.id)
+
+
+def queue_positions(*, session: Session) -> dict[int, int]:
+    """Run id -> place in line (1: starts next) for every run waiting for a worker slot."""
+    return {run_id: place for place, run_id in enumerate(session.scalars(_waiting_in_line()), start=1)}
+
+
 def claim_queued_runs(*, session: Session, limit: int) -> list[Run]:
     """Oldest queued runs, up to `limit`; the caller marks them launched."""
     if limit <= 0:
         return []
     statement = select(Run).where(Run.status == "queued", Run.stop_requested.is_(False)).order_by(Run.id).limit(limit)
-    # On PostgreSQL a run another launcher is claiming right now is skipped, never claimed twice (SQLite
-    # has one process, and ignores this).
+    # The same order as _waiting_in_line (queue positions). On PostgreSQL a run another launcher is
+    # claiming right now is skipped, never claimed twice (SQLite has one process, and ignores this).
     statement = statement.with_for_update(skip_locked=True)
     return list(session.scalars(statement))
 
@@ -157,8 +188,10 @@ def alerts_for(*, session: Session, run_id: int) -> list[Alert]:
     return list(session.scalars(select(Alert).where(Alert.run_id == run_id).order_by(Alert.id)))
 
 
-def to_public(run: Run, alerts: list[Alert]) -> RunPublic:
+def to_public(run: Run, alerts: list[Alert], *, queue_position: int | None = None) -> RunPublic:
+    """The run as the API shows it; `queue_position` from queue_positions() for a queued run."""
     latest = run.latest_metrics or {}
+    output_dir_exists = bool(run.output_dir) and Path(run.output_dir or "").is_dir()
     return RunPublic(
         id=run.id,
         name=run.name,
@@ -174,9 +207,20 @@ def to_public(run: Run, alerts: list[Alert]) -> RunPublic:
         latest={**{name: None for name in LIST_LATEST}, **latest},
         alerts=[AlertPublic.model_validate(alert) for alert in alerts],
         output_dir=run.output_dir,
-        checkpoints=list_checkpoints(run),
+        output_dir_exists=output_dir_exists,
+        checkpoints=list_checkpoints(run) if output_dir_exists else [],
+        checkpoint_bytes=checkpoint_bytes(run) if output_dir_exists else 0,
         created_by=run.created_by,
+        queue_position=queue_position if run.status == "queued" else None,
+        # Only while it runs: an ended run is doing nothing, whatever its worker said last.
+        phase=PhasePublic.model_validate(run.phase) if run.phase and run.status == "running" else None,
     )
+
+
+def public_run(*, session: Session, run: Run) -> RunPublic:
+    """One run with its alerts and, while queued, its place in line."""
+    position = queue_positions(session=session).get(run.id) if run.status == "queued" else None
+    return to_public(run, alerts_for(session=session, run_id=run.id), queue_position=position)
 
 
 def public_runs(*, session: Session, runs: list[Run]) -> list[RunPublic]:
@@ -185,7 +229,8 @@ def public_runs(*, session: Session, runs: list[Run]) -> list[RunPublic]:
     by_run: dict[int, list[Alert]] = {run.id: [] for run in runs}
     for alert in session.scalars(select(Alert).where(Alert.run_id.in_(by_run)).order_by(Alert.id)):
         by_run[alert.run_id].append(alert)
-    return [to_public(run, by_run[run.id]) for run in runs]
+    positions = queue_positions(session=session) if any(run.status == "queued" for run in runs) else {}
+    return [to_public(run, by_run[run.id], queue_position=positions.get(run.id)) for run in runs]
 
 
 def recent_logs(*, session: Session, run_id: int, tail: int) -> list[LogLine]:

@@ -5,6 +5,7 @@
 (function () {
   const { api, escapeHtml, fmtNum, fmtDuration, fmtDate, isTerminal, statusBadge, confirmAction, toast, RunSocket } = Dash;
   const { PALETTE, Series, Timeline, ChartPanel, splitMetric, chartOptions } = Charts;
+  const { fmtBytes, plannedSteps, queueText, phaseText } = RunProgress;
 
   const root = document.getElementById("run-page");
   const runId = Number(root.dataset.runId);
@@ -122,7 +123,11 @@
     document.getElementById("run-error-title").textContent =
       run.status === "lost" ? "This run's worker was lost." : "This run failed.";
     document.getElementById("run-error-text").textContent = failed ? run.error : "";
-    document.getElementById("output-dir").textContent = run.output_dir || "—";
+    // Only a folder that exists: an external worker's, or one nothing was saved to yet, would mislead.
+    document.getElementById("output-dir-line").hidden = !run.output_dir_exists;
+    document.getElementById("output-dir").textContent = run.output_dir_exists ? run.output_dir : "";
+    document.getElementById("checkpoints-size").textContent = run.checkpoint_bytes ? fmtBytes(run.checkpoint_bytes) : "";
+    document.getElementById("delete-checkpoints-btn").hidden = !(run.checkpoints || []).length || !isTerminal(run.status);
     renderCheckpoints(run.checkpoints || []);
     if (socket) alertsArrived(run.alerts || []);   // the first load renders its alerts itself
     if (socket) {
@@ -131,9 +136,25 @@
       socket.finished = isTerminal(run.status);
       if (socket.finished) setLiveState("finished");
     }
+    pollWhileQueued();
     const emptyText = isTerminal(run.status) ? "Not logged by this run" : "Waiting for data…";
     panels.forEach((g) => { if (g.panel.emptyText !== emptyText) { g.panel.emptyText = emptyText; g.panel.scheduleFull(); } });
     renderProgress();
+  }
+
+  // A queued run's place in line changes when runs ahead of it start, stop or are deleted, none of
+  // which is news on this run's socket: while it waits, ask every few seconds (and only then).
+  const QUEUE_POLL_MS = 5000;
+  let queuePoll = null;
+  function pollWhileQueued() {
+    if (run.status !== "queued" || queuePoll) return;
+    queuePoll = setTimeout(async () => {
+      queuePoll = null;
+      try {
+        const next = await api("GET", `/api/runs/${runId}`);
+        if (run.status === "queued") renderRun(next);   // the socket may have said "running" meanwhile
+      } catch (err) { pollWhileQueued(); }
+    }, QUEUE_POLL_MS);
   }
 
   function secondsPerStep() {
@@ -153,11 +174,16 @@
     const bar = document.getElementById("progress");
     bar.setAttribute("aria-valuenow", pct.toFixed(0));
     bar.dataset.status = run.status;
-    let text = `step ${step} / ${total || "?"}`;
+    const planned = plannedSteps(run);
+    let text = `step ${step} / ${planned || "?"}`;
+    const doing = phaseText(run);
+    bar.dataset.phase = run.status === "running" && run.phase ? run.phase.name : "";
     if (run.status === "queued") {
-      text = "queued: starts when a worker slot is free (runs ahead of it are still training)";
-    } else if (run.status === "running" && !step) {
-      text = "starting: loading the model and the dataset (the first step follows)";
+      text = `${queueText(run)}: starts when a worker slot is free` + (planned ? ` · ${planned} steps planned` : "");
+    } else if (run.status === "running" && !step && !doing) {
+      text = "starting: loading the model and the dataset (the first step follows)" + (planned ? ` · ${planned} steps planned` : "");
+    } else if (doing) {
+      text += ` · ${doing}`;        // an evaluation or a save has its own progress; a step ETA would say 0 s
     } else if (run.status === "running") {
       const sps = secondsPerStep();
       if (sps && total) text += ` · ETA ${fmtDuration(sps * (total - step))}`;
@@ -375,13 +401,6 @@
     }).catch((err) => toast(`Could not list the checkpoint files: ${err.message}`, "error"));
   }
 
-  function fmtBytes(n) {
-    const units = ["B", "kB", "MB", "GB", "TB"];
-    let i = 0;
-    while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
-    return `${i ? n.toFixed(n < 10 ? 1 : 0) : n} ${units[i]}`;
-  }
-
   function drawCheckpoints(paths, files) {
     const fileUrl = (path) => `/api/runs/${runId}/files/${path.split("/").map(encodeURIComponent).join("/")}`;
     const items = paths.slice().reverse().map((full) => {           // newest first
@@ -404,6 +423,18 @@
     const first = document.querySelector("#checkpoints details");
     if (first) first.open = true;                                 // the latest checkpoint's files at a glance
   }
+  document.getElementById("delete-checkpoints-btn").addEventListener("click", async () => {
+    const count = (run.checkpoints || []).length;
+    const ok = await confirmAction("Delete this run's checkpoints?",
+      `${count} checkpoint folder${count === 1 ? "" : "s"} (${fmtBytes(run.checkpoint_bytes || 0)}) will be deleted from disk. ` +
+      "The run, its metrics, logs and samples stay.", "Delete checkpoints");
+    if (!ok) return;
+    try {
+      const result = await api("DELETE", `/api/runs/${runId}/checkpoints`);
+      toast(`Deleted ${result.deleted} checkpoint${result.deleted === 1 ? "" : "s"}, freed ${fmtBytes(result.freed_bytes)}.`);
+      renderRun(await api("GET", `/api/runs/${runId}`));
+    } catch (err) { toast(`Could not delete the checkpoints: ${err.message}`, "error"); }
+  });
   document.getElementById("checkpoints").addEventListener("click", (event) => {
     const btn = event.target.closest(".copy-path");
     if (btn && navigator.clipboard) navigator.clipboard.writeText(btn.dataset.path).then(() => toast("Path copied."));

@@ -5,7 +5,9 @@
 (function () {
   const { api, escapeHtml, fmtNum, fmtDuration, fmtDate, runDuration, statusBadge, alertBadges, confirmAction, toast } = Dash;
 
+  const { fmtBytes, plannedSteps, queueText, phaseText } = RunProgress;
   const REFRESH_MS = 3000;
+  const STORAGE_REFRESH_MS = 30000;   // walking the data folder costs more than reading the runs
   const body = document.getElementById("runs-body");
   const search = document.getElementById("run-search");
   const statusFilter = document.getElementById("status-filter");
@@ -31,6 +33,7 @@
     log_odds_ratio: (r) => r.latest.log_odds_ratio,
     accuracy: (r) => r.latest.accuracy,
     alerts: (r) => (r.alerts || []).filter((a) => a.state !== "closed").length,
+    disk: (r) => r.checkpoint_bytes || 0,
     started: (r) => r.started_at || "",
   };
 
@@ -48,6 +51,12 @@
     });
   }
 
+  function progressLabel(r) {
+    if (r.status === "queued") return queueText(r) + (r.total_steps ? ` · ${plannedSteps(r)} steps` : "");
+    const doing = phaseText(r);
+    return `${r.last_step ?? 0}/${plannedSteps(r) ?? "?"}` + (doing ? ` · ${doing}` : "");
+  }
+
   function row(r) {
     const latest = r.latest || {};
     const pct = r.total_steps ? Math.min(100, (100 * r.last_step) / r.total_steps) : 0;
@@ -59,7 +68,7 @@
       <td class="run-name-cell"><a href="/runs/${r.id}" data-fk="${r.id}:open" title="${escapeHtml(r.name)}">${escapeHtml(r.name)}</a> <span class="muted small">#${r.id}</span>${tags}</td>
       <td${r.error ? ` title="${escapeHtml(r.error.split("\n").filter(Boolean).pop())}"` : ""}>${statusBadge(r.status)}</td>
       <td><div class="cell-progress"><div class="progress" data-status="${escapeHtml(r.status)}"><div class="progress-fill" style="width:${pct}%"></div></div>
-        <span>${r.last_step ?? 0}/${r.total_steps ?? "?"}</span></div></td>
+        <span class="progress-label">${escapeHtml(progressLabel(r))}</span></div></td>
       <td class="stacked"><span class="ellipsis" title="${escapeHtml(r.config.model)}">${escapeHtml(basename(r.config.model))}</span>
         <span class="ellipsis muted" title="${escapeHtml(r.config.dataset)}">${escapeHtml(basename(r.config.dataset))}</span></td>
       <td class="num">${fmtNum(r.config.beta)}</td>
@@ -68,6 +77,7 @@
       <td class="num">${fmtNum(latest.log_odds_ratio)}</td>
       <td class="num">${fmtNum(latest.accuracy, 3)}</td>
       <td>${alertBadges(r.alerts)}</td>
+      <td class="num" data-checkpoint-bytes="${r.checkpoint_bytes || 0}">${r.checkpoint_bytes ? fmtBytes(r.checkpoint_bytes) : '<span class="muted">—</span>'}</td>
       <td class="stacked">${fmtDate(r.started_at)}<span class="muted">${fmtDuration(runDuration(r))}</span>${r.created_by ? `<span class="muted run-owner">by ${escapeHtml(r.created_by)}</span>` : ""}</td>
       <td class="row-actions">
         <details class="menu" data-menu="${r.id}">
@@ -125,8 +135,23 @@
     selectAll.indeterminate = !selectAll.checked && list.some((r) => selected.has(r.id));
   }
 
+  let storageLoadedAt = 0;
+  async function loadStorage() {
+    if (Date.now() - storageLoadedAt < STORAGE_REFRESH_MS) return;
+    storageLoadedAt = Date.now();
+    try {
+      const s = await api("GET", "/api/storage");
+      const line = document.getElementById("storage-line");
+      // Checkpoints may live outside the data folder (anywhere under the output root): counted apart.
+      line.textContent = `Data folder ${s.data_dir}: ${fmtBytes(s.data_bytes)} · all runs' checkpoints: ` +
+        `${fmtBytes(s.checkpoint_bytes)} · ${fmtBytes(s.free_bytes)} free on its disk`;
+      line.hidden = false;
+    } catch (err) { /* the runs table matters more; the line stays hidden */ }
+  }
+
   let loading = false;
   async function load() {
+    loadStorage();
     if (loading) return;
     loading = true;
     try {

@@ -125,6 +125,7 @@ class RecordingReporter:
         self.statuses: list[tuple[str, int | None, str | None]] = []
         self.logs: list[str] = []
         self.sample_calls: list[tuple[int, list[dict]]] = []
+        self.phases: list[tuple[str, int | None, int | None]] = []
         self.stop_after = stop_after
         self.closed = False
 
@@ -139,6 +140,9 @@ class RecordingReporter:
 
     def samples(self, step: int, samples: list[dict]) -> None:
         self.sample_calls.append((step, samples))
+
+    def phase(self, name: str, *, done: int | None = None, total: int | None = None) -> None:
+        self.phases.append((name, done, total))
 
     def stop_requested(self) -> bool:
         steps = [s for s, values in self.points if "loss" in values]

@@ -77,7 +77,7 @@ def test_rng_states_survive_the_weights_only_loader(tmp_path: Path) -> None:
 
 
 def test_a_saved_checkpoint_loads_weights_only(make_config, recorder) -> None:
-    config = make_config(max_steps=2, save_every=2)
+    config = make_config(max_steps=2, save_every=2, save_optimizer_state=True)
     assert run(config, recorder()) == "completed"
     state = checkpoint.load_state(Path(config.output_dir) / "checkpoint-2")
     assert state["step"] == 2 and state["optimizer"]["state"]

@@ -87,7 +87,7 @@ def test_stop_then_resume_matches_an_uninterrupted_run(make_config, recorder) ->
     run(make_config(max_steps=4, output_dir=None, lr_scheduler="cosine", warmup_steps=1), full)
 
     stopped = recorder(stop_after=2)
-    config = make_config(max_steps=4, lr_scheduler="cosine", warmup_steps=1)
+    config = make_config(max_steps=4, lr_scheduler="cosine", warmup_steps=1, save_optimizer_state=True)
     assert run(config, stopped) == "stopped"
     assert stopped.statuses[-1] == ("stopped", None, None) and sorted(stopped.train()) == [1, 2]
     ckpt = Path(config.output_dir) / "checkpoint-2"
