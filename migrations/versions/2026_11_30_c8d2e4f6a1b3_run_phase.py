@@ -5,7 +5,7 @@
 (workers that predate phases never do).
 
 Revision ID: c8d2e4f6a1b3
-Revises: 7c4e9a1b2d3f
+Revises: 758e63c11579
 Create Date: 2026-11-30 23:50:00
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "c8d2e4f6a1b3"
-down_revision = "7c4e9a1b2d3f"
+down_revision = "758e63c11579"
 branch_labels = None
 depends_on = None
 
