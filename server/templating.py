@@ -19,6 +19,7 @@ from orpo_dash.protocol import (
     RUN_STATUSES,
     TERMINAL_STATUSES,
 )
+from orpo_dash.number_format import format_exact, format_number
 from server.assets import STATIC_DIR, TEMPLATES_DIR
 
 __all__ = ["STATIC_DIR", "TEMPLATES_DIR", "templates"]  # the app factory mounts STATIC_DIR from here
@@ -31,3 +32,7 @@ templates.env.globals["plotly_version"] = plotly.__version__
 # lists, so a new status shows up everywhere.
 templates.env.globals["RUN_STATUSES"] = RUN_STATUSES
 templates.env.globals["TERMINAL_STATUSES"] = TERMINAL_STATUSES
+# Numbers in templates follow the same rule as Dash.fmtNum in common.js (orpo_dash/number_format.py):
+# `{{ value|num }}` for display, `{{ value|exact }}` where the value must read back the same.
+templates.env.filters["num"] = format_number
+templates.env.filters["exact"] = format_exact

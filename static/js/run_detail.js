@@ -3,7 +3,7 @@
 "use strict";
 
 (function () {
-  const { api, escapeHtml, fmtNum, fmtDuration, fmtDate, isTerminal, statusBadge, confirmAction, toast, RunSocket } = Dash;
+  const { api, escapeHtml, fmtNum, fmtExact, fmtDuration, fmtDate, isTerminal, statusBadge, confirmAction, toast, RunSocket } = Dash;
   const { PALETTE, Series, Timeline, ChartPanel, splitMetric, chartOptions } = Charts;
 
   const root = document.getElementById("run-page");
@@ -347,7 +347,7 @@
       const rows = [`<tr class="kv-section"><th colspan="2">${escapeHtml(section)}</th></tr>`];
       for (const name of names) {
         const value = config[name];
-        const text = value === null || value === undefined ? "—"
+        const text = value === null || value === undefined ? "—" : typeof value === "number" ? fmtExact(value)
           : typeof value === "object" ? JSON.stringify(value) : String(value);
         rows.push(`<tr><th scope="row">${escapeHtml(name === "beta" ? "beta (λ)" : name)}</th><td><code>${escapeHtml(text)}</code></td></tr>`);
       }

@@ -3,7 +3,7 @@
 "use strict";
 
 (function () {
-  const { api, ApiError, escapeHtml, debounce, fmtNum, toast } = Dash;
+  const { api, ApiError, escapeHtml, debounce, fmtNum, fmtExact, toast } = Dash;
 
   const form = document.getElementById("run-form");
   const defaults = JSON.parse(document.getElementById("form-defaults").textContent);
@@ -28,9 +28,8 @@
     if (kind === "checkbox") el.checked = Boolean(value);
     else if (kind === "lines") el.value = (value || []).join("\n");
     else if (kind === "json") el.value = value && Object.keys(value).length ? JSON.stringify(value) : "";
-    else if (kind === "number" && typeof value === "number" && value !== 0 && Math.abs(value) < 1e-3) {
-      el.value = value.toExponential();   // 8e-6, not 0.000008
-    } else el.value = value === null || value === undefined ? "" : String(value);
+    else if (kind === "number" && typeof value === "number") el.value = fmtExact(value);   // 8e-6, as pages show it
+    else el.value = value === null || value === undefined ? "" : String(value);
   }
 
   /** The request body, or throws {field: message} for input that cannot even be encoded. */

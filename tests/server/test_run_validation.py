@@ -54,7 +54,7 @@ def test_one_422_lists_schema_and_file_problems_with_their_fixes(client, tmp_pat
     assert response.status_code == 422
     problems = {tuple(d["loc"])[-1]: d["msg"] for d in response.json()["detail"]}
     assert set(problems) == {"dataset", "model", "learning_rate", "learnig_rate"}
-    assert problems["learning_rate"] == "learning_rate must be greater than 0 (got -1); the default is 2e-05"
+    assert problems["learning_rate"] == "learning_rate must be greater than 0 (got -1); the default is 2e-5"
     assert problems["learnig_rate"] == "unknown field 'learnig_rate': did you mean 'learning_rate'?"
     assert "bundled:orpo-demo-prefs" in problems["dataset"]
     not_json = client.post("/api/runs", content=b"{oops", headers={"content-type": "application/json"})
