@@ -14,12 +14,12 @@ from __future__ import annotations
 import plotly
 from fastapi.templating import Jinja2Templates
 
+from orpo_dash.number_format import format_exact, format_number
 from orpo_dash.protocol import (
     BROWSER_FINAL_CLOSE_CODES,
     RUN_STATUSES,
     TERMINAL_STATUSES,
 )
-from orpo_dash.number_format import format_exact, format_number
 from server.assets import STATIC_DIR, TEMPLATES_DIR
 
 __all__ = ["STATIC_DIR", "TEMPLATES_DIR", "templates"]  # the app factory mounts STATIC_DIR from here
