@@ -113,16 +113,31 @@
   }
 
   /** Resolves true when the user confirms in the shared <dialog>. */
-  function confirmAction(title, message, okLabel = "Confirm") {
+  function confirmAction(title, message, okLabel = "Confirm", cancelLabel = "Cancel") {
     const dialog = document.getElementById("confirm-dialog");
     dialog.querySelector("#confirm-title").textContent = title;
     dialog.querySelector("#confirm-message").textContent = message;
     dialog.querySelector("#confirm-ok").textContent = okLabel;
+    dialog.querySelector("#confirm-cancel").textContent = cancelLabel;
     dialog.returnValue = "";
     return new Promise((resolve) => {
       dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
       dialog.showModal();
     });
+  }
+
+  // A tooltip holds a whole traceback up to this size; beyond it, its end (where the cause is) is kept.
+  const ERROR_TOOLTIP_CHARS = 3000;
+
+  /** A run's error for a title attribute: all of it, bounded, never only its last line. */
+  function errorTooltip(error) {
+    const text = String(error || "").trim();
+    return text.length <= ERROR_TOOLTIP_CHARS ? text : `…${text.slice(-ERROR_TOOLTIP_CHARS)}`;
+  }
+
+  /** The line that says what went wrong: a traceback's last line, or the message itself. */
+  function errorHeadline(error) {
+    return String(error || "").split("\n").map((line) => line.trim()).filter(Boolean).pop() || "";
   }
 
   function toast(message, kind = "info") {
@@ -203,6 +218,6 @@
 
   window.Dash = {
     api, ApiError, escapeHtml, fmtNum, fmtExact, fmtDuration, fmtDate, runDuration, isTerminal, statusBadge,
-    alertBadges, confirmAction, toast, download, RunSocket, debounce, FINAL_CLOSE_CODES,
+    alertBadges, confirmAction, errorTooltip, errorHeadline, toast, download, RunSocket, debounce, FINAL_CLOSE_CODES,
   };
 })();
