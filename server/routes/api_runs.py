@@ -163,7 +163,8 @@ def delete_run(run_id: int, request: Request, session: SessionDep, caller: Membe
 
 @router.post("/runs/{run_id}/stop", response_model=RunPublic)
 def stop_run(run_id: int, request: Request, session: SessionDep, caller: MemberDep) -> RunPublic:
-    """Graceful stop: the worker finishes its step, saves a checkpoint and reports `stopped`."""
+    """Graceful stop: the worker finishes its step, saves a checkpoint and reports `stopped`. A queued run
+    has neither: it is cancelled (`stopped`) at once."""
     ensure_may_change(caller, _get_run_or_404(session, run_id))
 
     def write(tx: Session) -> RunPublic:
