@@ -25,3 +25,10 @@ def test_advice_writes_learning_rates_the_way_the_pages_do() -> None:
     assert advice["learning_rate"].startswith("learning_rate 0.005 is high for full fine-tuning (above 1e-4)")
     assert advise(RunConfig(learning_rate=5e-8))["learning_rate"].startswith("learning_rate 5e-8 is too small")
     assert "2e-05" not in str(advise(RunConfig(learning_rate=2e-5, num_epochs=5)))
+
+
+def test_templates_format_numbers_with_the_same_function() -> None:
+    from server.templating import templates
+
+    rendered = templates.env.from_string("{{ 2e-5|num }} {{ 0.005|num }} {{ 1.23456e-5|exact }} {{ none|num }}").render(none=None)
+    assert rendered == "2e-5 0.005 1.23456e-5 —"
