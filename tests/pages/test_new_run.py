@@ -231,7 +231,7 @@ def test_the_verdict_follows_every_edit_and_start_asks_about_advice(hub_cache_se
     shot("new-run-hub-model-failed-fast")
 
 
-def test_the_form_at_390px_asks_before_starting_with_advice(live_server, page, shot) -> None:  # type: ignore[no-untyped-def]
+def test_the_form_at_390px_asks_before_starting_with_advice(live_server, page, shot, artifacts_dir) -> None:  # type: ignore[no-untyped-def]
     page.set_viewport_size(MOBILE)
     page.goto(live_server.url + "/runs/new")
     _wait_verdict(page, "ok")
@@ -246,6 +246,7 @@ def test_the_form_at_390px_asks_before_starting_with_advice(live_server, page, s
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= MOBILE["width"]  # fits the screen
     assert page.evaluate("() => document.documentElement.scrollWidth") <= MOBILE["width"]
     shot("new-run-advice-dialog-390")
+    page.screenshot(path=str(artifacts_dir / "pages-new-run-advice-dialog-390-screen.png"))  # what the phone shows
     page.click("#advice-change")
     page.locator("#advice-dialog").wait_for(state="hidden")
     assert live_server.api("GET", "/api/runs").json() == []
