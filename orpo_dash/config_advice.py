@@ -10,6 +10,7 @@ this only says, before any compute is spent, which settings make a pitfall likel
 
 from __future__ import annotations
 
+from orpo_dash.number_format import format_number
 from orpo_dash.run_config import RunConfig
 
 PAPER_BETA = 0.1
@@ -25,7 +26,7 @@ def advise(config: RunConfig) -> dict[str, str]:
     advice: dict[str, str] = {}
     if config.beta > BETA_ADVICE_ABOVE:
         advice["beta"] = (
-            f"beta {config.beta:g} is {config.beta / PAPER_BETA:.0f}x the paper's {PAPER_BETA}: a penalty this strong "
+            f"beta {format_number(config.beta)} is {config.beta / PAPER_BETA:.0f}x the paper's {format_number(PAPER_BETA)}: a penalty this strong "
             "risks over-penalization (a conservative model whose chosen log-probs fall). Start from 0.1; "
             "the over_penalization alert watches for it."
         )
@@ -33,23 +34,23 @@ def advise(config: RunConfig) -> dict[str, str]:
     if config.learning_rate > lr_ceiling:
         kind = "LoRA" if config.lora else "full fine-tuning"
         advice["learning_rate"] = (
-            f"learning_rate {config.learning_rate:g} is high for {kind} (above {lr_ceiling:g}); expect the loss to "
+            f"learning_rate {format_number(config.learning_rate)} is high for {kind} (above {format_number(lr_ceiling)}); expect the loss to "
             "rise or turn NaN. The paper uses 5e-6 to 8e-6 for full models."
         )
     elif config.learning_rate < LR_BELOW:
         advice["learning_rate"] = (
-            f"learning_rate {config.learning_rate:g} is too small to move the model within a run: the log odds "
+            f"learning_rate {format_number(config.learning_rate)} is too small to move the model within a run: the log odds "
             "ratio will stay flat. Try 1e-6 to 2e-5."
         )
     if config.max_steps is None and config.num_epochs > EPOCHS_ABOVE:
         advice["num_epochs"] = (
-            f"{config.num_epochs:g} epochs over the same pairs invites catastrophic forgetting without a reference "
+            f"{format_number(config.num_epochs)} epochs over the same pairs invites catastrophic forgetting without a reference "
             "model; set eval_every so the held-out NLL is watched, and keep a checkpoint (save_every)."
         )
     held_out = config.eval_dataset or config.eval_fraction > 0
     if config.eval_every == 0 and held_out and config.max_steps is None and config.num_epochs > 1:
         advice["eval_every"] = (
             f"eval_every 0 measures the held-out NLL only at the end, so catastrophic_forgetting cannot warn while "
-            f"{config.num_epochs:g} epochs revisit the same pairs: set eval_every (e.g. 20) to be told during the run."
+            f"{format_number(config.num_epochs)} epochs revisit the same pairs: set eval_every (e.g. 20) to be told during the run."
         )
     return advice

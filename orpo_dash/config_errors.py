@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic.fields import FieldInfo
 
+from orpo_dash.number_format import format_exact
 from orpo_dash.protocol import shown
 from orpo_dash.run_config import RunConfig
 
@@ -103,11 +104,15 @@ def _default_hint(field: str, fields: Mapping[str, FieldInfo]) -> str:
     if info is None or info.default is None or info.is_required():
         return ""
     default = info.get_default(call_default_factory=True)
-    return "" if default in (None, [], {}) else f"; the default is {default}"
+    if default in (None, [], {}):
+        return ""
+    shown_default = format_exact(default) if isinstance(default, float) else default
+    return f"; the default is {shown_default}"
 
 
 def _number(bound: object) -> object:
-    return int(bound) if isinstance(bound, float) and bound.is_integer() else bound
+    """A bound as the form shows numbers (1e-8, not 1e-08); whole floats without ".0"."""
+    return format_exact(bound) if isinstance(bound, float) else bound
 
 
 def oversized_step(

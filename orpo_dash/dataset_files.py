@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from orpo_dash.run_config import BUNDLED_DATASET
+from orpo_dash.run_config import BUNDLED_DATASET, REQUIRED_MESSAGES
 
 BUNDLED_DATASET_FILE = Path(__file__).resolve().parent / "bundled" / "orpo_demo_prefs.jsonl"
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
@@ -29,6 +29,8 @@ def resolve_local(name: str) -> Path | None:
     A name that looks like a file (known suffix, or contains a path separator) but does not
     exist raises instead of silently going to the network.
     """
+    if not name.strip():
+        raise DatasetError(REQUIRED_MESSAGES["dataset"])
     if name == BUNDLED_DATASET:
         if not BUNDLED_DATASET_FILE.is_file():
             raise DatasetError(f"the bundled dataset file is missing: {BUNDLED_DATASET_FILE}")

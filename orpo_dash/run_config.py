@@ -26,6 +26,13 @@ MAX_PROMPT_CHARS = 8000
 MAX_MODULES = 64
 MAX_MODULE_CHARS = 200
 
+REQUIRED_MESSAGES = {
+    "model": (f"model is required: give a local folder saved with save_pretrained, a Hugging Face hub name "
+              f"like org/name, or keep the bundled default {BUNDLED_MODEL}"),
+    "dataset": ("dataset is required: choose a .jsonl, .json, .csv or .parquet file of prompt/chosen/rejected "
+                f"pairs, a Hugging Face datasets name, or keep the bundled default {BUNDLED_DATASET}"),
+}
+
 PathText = Annotated[str, StringConstraints(max_length=MAX_PATH_CHARS)]
 
 
@@ -162,6 +169,15 @@ class RunConfig(BaseModel):
         default_factory=dict,
         description="Per-run overrides of pitfall-detector thresholds (see docs/alerts.md).",
     )
+
+    @field_validator("model", "dataset")
+    @classmethod
+    def _required_text(cls, value: str, info: ValidationInfo) -> str:
+        # An empty field would otherwise reach the loaders as "." (the current folder) and come back as
+        # "dataset '' is a directory", which names neither the field's purpose nor the way out.
+        if not value.strip():
+            raise ValueError(REQUIRED_MESSAGES[str(info.field_name)])
+        return value
 
     @field_validator("alert_thresholds")
     @classmethod

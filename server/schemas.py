@@ -159,7 +159,9 @@ class ValidationResult(BaseModel):
     ok: bool
     errors: dict[str, str]
     advice: dict[str, str] = Field(
-        default_factory=dict, description="Settings that make an ORPO pitfall likely; they do not block the launch."
+        default_factory=dict,
+        description="Settings that make an ORPO pitfall likely, and a hub model a local worker would have to "
+                    "download (\"needs network, not cached here\"); they do not block the launch.",
     )
     preview: DatasetPreview | None = None
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from server.launchers.capacity import default_max_concurrent_runs
@@ -119,6 +119,16 @@ class Settings(BaseSettings):
         description="Permit a non-loopback host without auth. Only for containers whose port is published on "
                     "127.0.0.1 alone (docker-compose.yml).",
     )
+    # Where local workers find Hugging Face hub models they downloaded before, read under the names
+    # huggingface_hub itself reads, so the form can say whether a hub model needs the network.
+    hf_hub_cache: Path | None = Field(
+        None, validation_alias=AliasChoices("ORPO_DASH_HF_HUB_CACHE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"),
+        description="The Hugging Face hub cache local workers use (default $HF_HOME/hub).",
+    )
+    hf_home: Path | None = Field(
+        None, validation_alias=AliasChoices("HF_HOME"),
+        description="Hugging Face's home folder (default ~/.cache/huggingface); its hub/ is the hub cache.",
+    )
 
     @field_validator("data_roots", "model_roots", mode="before")
     @classmethod
@@ -194,6 +204,12 @@ class Settings(BaseSettings):
     def shared(self) -> bool:
         """Reachable by more than this machine's one user: auth is on, or it is bound beyond loopback."""
         return self.auth or not self.loopback_only
+
+    def hub_cache_dir(self) -> Path:
+        """The folder huggingface_hub caches models in, on this machine (its own default order)."""
+        if self.hf_hub_cache is not None:
+            return self.hf_hub_cache.expanduser()
+        return (self.hf_home or Path("~/.cache/huggingface")).expanduser() / "hub"
 
     def path_roots(self) -> PathRoots:
         """The resolved folders run paths must lie in (server/services/allowed_paths.py).

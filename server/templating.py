@@ -14,6 +14,7 @@ from __future__ import annotations
 import plotly
 from fastapi.templating import Jinja2Templates
 
+from orpo_dash.number_format import format_exact, format_number
 from orpo_dash.protocol import (
     BROWSER_FINAL_CLOSE_CODES,
     RUN_STATUSES,
@@ -35,3 +36,7 @@ templates.env.globals["TERMINAL_STATUSES"] = TERMINAL_STATUSES
 # Controls the caller's role cannot use are drawn disabled, with the reason (server/page_rights.py).
 templates.env.globals["page_rights"] = page_rights
 templates.env.globals["NEEDS_MEMBER"] = NEEDS_MEMBER
+# Numbers in templates follow the same rule as Dash.fmtNum in common.js (orpo_dash/number_format.py):
+# `{{ value|num }}` for display, `{{ value|exact }}` where the value must read back the same.
+templates.env.filters["num"] = format_number
+templates.env.filters["exact"] = format_exact

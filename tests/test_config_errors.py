@@ -17,7 +17,7 @@ def _explained(raw: dict) -> dict[str, str]:
 
 def test_out_of_range_values_name_the_value_given_and_the_default() -> None:
     errors = _explained({"learning_rate": -1e-4, "batch_size": 0})
-    assert errors["learning_rate"] == "learning_rate must be greater than 0 (got -0.0001); the default is 2e-05"
+    assert errors["learning_rate"] == "learning_rate must be greater than 0 (got -0.0001); the default is 2e-5"
     assert errors["batch_size"] == "batch_size must be greater than 0 (got 0); the default is 4"
 
 

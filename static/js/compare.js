@@ -3,7 +3,7 @@
 "use strict";
 
 (function () {
-  const { api, escapeHtml, fmtNum, fmtDuration, runDuration, isTerminal, statusBadge, toast, RunSocket } = Dash;
+  const { api, escapeHtml, fmtNum, fmtExact, fmtDuration, runDuration, isTerminal, statusBadge, toast, RunSocket } = Dash;
   const { PALETTE, Series, Timeline, ChartPanel, splitMetric, chartOptions } = Charts;
 
   const root = document.getElementById("compare-page");
@@ -120,7 +120,8 @@
     summaryTimer = setTimeout(() => { summaryTimer = null; renderSummary(); }, 1000);
   }
 
-  const show = (v) => (v === null || v === undefined ? "—" : typeof v === "object" ? JSON.stringify(v) : String(v));
+  const show = (v) => (v === null || v === undefined ? "—" : typeof v === "number" ? fmtExact(v)
+    : typeof v === "object" ? JSON.stringify(v) : String(v));
   function renderDiff() {
     const ids = runIds.filter((id) => runs.has(id));
     const onlyDiff = document.getElementById("only-diff").checked;

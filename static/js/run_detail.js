@@ -3,7 +3,7 @@
 "use strict";
 
 (function () {
-  const { api, escapeHtml, fmtNum, fmtDuration, fmtDate, isTerminal, statusBadge, confirmAction, toast, RunSocket } = Dash;
+  const { api, escapeHtml, fmtNum, fmtExact, fmtDuration, fmtDate, isTerminal, statusBadge, confirmAction, errorTooltip, errorHeadline, toast, RunSocket } = Dash;
   const { PALETTE, Series, Timeline, ChartPanel, splitMetric, chartOptions } = Charts;
   const { fmtBytes, plannedSteps, queueText, phaseText } = RunProgress;
 
@@ -106,7 +106,9 @@
     run = next;
     document.getElementById("run-name").textContent = run.name;
     document.title = `${run.name} · ORPO Dashboard`;
-    document.getElementById("run-status").innerHTML = statusBadge(run.status);
+    const statusBox = document.getElementById("run-status");
+    statusBox.innerHTML = statusBadge(run.status);
+    if (run.error) statusBox.title = errorTooltip(run.error); else statusBox.removeAttribute("title");
     const c = run.config || {};
     const tags = (run.tags || []).map((t) => `<span class="tag">${escapeHtml(t)}</span>`).join(" ");
     document.getElementById("run-meta").innerHTML =
@@ -122,7 +124,7 @@
     document.getElementById("run-error").hidden = !failed;
     document.getElementById("run-error-title").textContent =
       run.status === "lost" ? "This run's worker was lost." : "This run failed.";
-    document.getElementById("run-error-text").textContent = failed ? run.error : "";
+    renderError(failed ? run.error : "");
     // Only a folder that exists: an external worker's, or one nothing was saved to yet, would mislead.
     document.getElementById("output-dir-line").hidden = !run.output_dir_exists;
     document.getElementById("output-dir").textContent = run.output_dir_exists ? run.output_dir : "";
@@ -155,6 +157,16 @@
         if (run.status === "queued") renderRun(next);   // the socket may have said "running" meanwhile
       } catch (err) { pollWhileQueued(); }
     }, QUEUE_POLL_MS);
+  }
+
+  /** The error's last line up front, and all of it (a traceback) one click away. */
+  function renderError(error) {
+    const lines = error.split("\n").filter((line) => line.trim()).length;
+    document.getElementById("run-error-headline").textContent = errorHeadline(error);
+    const full = document.getElementById("run-error-full");
+    full.hidden = lines < 2;
+    document.getElementById("run-error-lines").textContent = `Full error (${lines} lines)`;
+    document.getElementById("run-error-text").textContent = error;
   }
 
   function secondsPerStep() {
@@ -194,15 +206,22 @@
   }
 
   document.getElementById("stop-btn").addEventListener("click", async () => {
-    const ok = await confirmAction("Stop this run?",
-      `“${run ? run.name : runId}” will stop after the current step and keep its metrics and last checkpoint.`, "Stop run");
+    const name = run ? run.name : runId;
+    // A queued run has no step to finish and nothing to save: stopping it just cancels it.
+    const queued = run && run.status === "queued";
+    const ok = queued
+      ? await confirmAction("Cancel this queued run?",
+        `“${name}” has not started yet: it is taken out of the queue and never trains. Its settings stay here, so you can clone it later.`,
+        "Cancel run", "Keep it queued")
+      : await confirmAction("Stop this run?",
+        `“${name}” will stop after the current step and keep its metrics and last checkpoint.`, "Stop run");
     if (!ok) return;
     try {
       const updated = await api("POST", `/api/runs/${runId}/stop`);
       // The reply is a snapshot from before the worker stopped; the websocket may already have pushed
       // "stopped", and the older snapshot must not turn the page back to "running".
       if (updated && updated.status && !isTerminal(run.status)) renderRun(updated);
-      toast("Stop requested.");
+      toast(queued ? "Run cancelled." : "Stop requested.");
     } catch (err) { toast(`Could not stop the run: ${err.message}`, "error"); }
   });
 
@@ -377,7 +396,7 @@
       const rows = [`<tr class="kv-section"><th colspan="2">${escapeHtml(section)}</th></tr>`];
       for (const name of names) {
         const value = config[name];
-        const text = value === null || value === undefined ? "—"
+        const text = value === null || value === undefined ? "—" : typeof value === "number" ? fmtExact(value)
           : typeof value === "object" ? JSON.stringify(value) : String(value);
         rows.push(`<tr><th scope="row">${escapeHtml(name === "beta" ? "beta (λ)" : name)}</th><td><code>${escapeHtml(text)}</code></td></tr>`);
       }

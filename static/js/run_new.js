@@ -3,7 +3,7 @@
 "use strict";
 
 (function () {
-  const { api, ApiError, escapeHtml, debounce, fmtNum, toast } = Dash;
+  const { api, ApiError, escapeHtml, fmtNum, fmtExact, toast } = Dash;
 
   const form = document.getElementById("run-form");
   const defaults = JSON.parse(document.getElementById("form-defaults").textContent);
@@ -28,9 +28,8 @@
     if (kind === "checkbox") el.checked = Boolean(value);
     else if (kind === "lines") el.value = (value || []).join("\n");
     else if (kind === "json") el.value = value && Object.keys(value).length ? JSON.stringify(value) : "";
-    else if (kind === "number" && typeof value === "number" && value !== 0 && Math.abs(value) < 1e-3) {
-      el.value = value.toExponential();   // 8e-6, not 0.000008
-    } else el.value = value === null || value === undefined ? "" : String(value);
+    else if (kind === "number" && typeof value === "number") el.value = fmtExact(value);   // 8e-6, as pages show it
+    else el.value = value === null || value === undefined ? "" : String(value);
   }
 
   /** The request body, or throws {field: message} for input that cannot even be encoded. */
@@ -89,8 +88,7 @@
       formErrors.hidden = false;
     }
     const count = Object.keys(errors).length;
-    validateStatus.textContent = `${count} problem${count === 1 ? "" : "s"} to fix before launch.`;
-    validateStatus.className = "small error-text";
+    setVerdict("error", `${count} problem${count === 1 ? "" : "s"} to fix before launch.`);
     if (focusFirst && first) first.focus();
   }
 
@@ -104,35 +102,55 @@
   });
 
   // --- validation and preview -----------------------------------------------------------------
+  // Every edit re-checks the configuration (debounced). Until the answer for the latest edit is back,
+  // the verdict says "Checking…": a "valid" never stays beside a value it did not see.
   let validation = 0;
+  let pendingCheck = null;     // the debounced re-check after an edit
+  let lastSent = null;         // the form as last sent for checking: an unchanged form is not re-checked
+  function formSignature() {
+    try { return JSON.stringify(readForm()); } catch (local) { return `local:${JSON.stringify(local)}`; }
+  }
+  /** The server's ValidationResult when the configuration may launch, else null (problems shown). */
   async function validate({ focusFirst = false, quiet = false } = {}) {
     if (!Dash.caller.canStart) return false;  // checking a configuration needs the member role too
     const ticket = ++validation;
+    clearTimeout(pendingCheck);
+    lastSent = formSignature();
     let body;
-    try { body = readForm(); } catch (local) { showErrors(local, focusFirst); return false; }
-    validateStatus.textContent = "Checking…";
-    validateStatus.className = "muted small";
+    try { body = readForm(); } catch (local) { showErrors(local, focusFirst); return null; }
+    setVerdict("checking", "Checking…");
     let result;
     try { result = await api("POST", "/api/runs/validate", body); }
-    catch (err) { validateStatus.textContent = `Could not check the configuration: ${err.message}`; return false; }
-    if (ticket !== validation) return false;          // a newer check is under way
+    catch (err) {
+      if (ticket === validation) setVerdict("unknown", `Could not check the configuration: ${err.message}`);
+      return null;
+    }
+    if (ticket !== validation) return null;          // a newer edit is being checked
     renderPreview(result.preview, result.errors || {});
-    if (!result.ok && quiet) { validateStatus.textContent = "Check the configuration before launch."; return false; }
-    if (!result.ok) { showErrors(result.errors || {}, focusFirst); return false; }
+    showAdvice(result.ok ? result.advice || {} : {});
+    if (!result.ok && quiet) { setVerdict("unknown", "Check the configuration before launch."); return null; }
+    if (!result.ok) { showErrors(result.errors || {}, focusFirst); return null; }
     clearErrors();
     for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
-    const advised = showAdvice(result.advice || {});
-    validateStatus.textContent = advised
-      ? `Configuration is valid; ${advised} setting${advised === 1 ? "" : "s"} risk${advised === 1 ? "s" : ""} an ORPO pitfall (see the notes beside ${advised === 1 ? "it" : "them"}).`
-      : "Configuration looks good.";
-    validateStatus.className = advised ? "small advice-text" : "small ok-text";
-    return true;
+    const advised = Object.keys(result.advice || {}).filter((field) => document.getElementById(`advice-${field}`)).length;
+    if (advised) {
+      setVerdict("advice", `Configuration is valid; ${advised} setting${advised === 1 ? "" : "s"} ` +
+        `risk${advised === 1 ? "s" : ""} a problem (see the notes beside ${advised === 1 ? "it" : "them"}). ` +
+        "Start asks you to confirm.");
+    } else setVerdict("ok", "Configuration looks good.");
+    return result;
   }
 
-  /** Advice does not block the launch: a deliberate setting stays the user's call. */
+  const VERDICT_CLASS = { checking: "muted small", unknown: "muted small", ok: "small ok-text", advice: "small advice-text", error: "small error-text" };
+  function setVerdict(state, text) {
+    validateStatus.textContent = text;
+    validateStatus.className = VERDICT_CLASS[state];
+    validateStatus.dataset.state = state;
+  }
+
+  /** Advice does not block the launch: a deliberate setting stays the user's call, asked at Start. */
   function showAdvice(advice) {
     for (const el of form.querySelectorAll(".field .advice")) { el.hidden = true; el.textContent = ""; }
-    let shown = 0;
     for (const [field, message] of Object.entries(advice)) {
       const slot = document.getElementById(`advice-${field}`);
       if (!slot) continue;
@@ -140,9 +158,7 @@
       slot.hidden = false;
       const section = slot.closest("details");
       if (section) section.open = true;
-      shown += 1;
     }
-    return shown;
   }
 
   const previewBody = document.getElementById("preview-body");
@@ -168,17 +184,44 @@
       </table>`;
   }
 
-  const validateSoon = debounce(() => validate(), 400);
-  for (const name of ["model", "dataset", "eval_dataset"]) input(name).addEventListener("change", validateSoon);
+  function edited() {
+    // A blur's change event (pressing Start fires one) or an edit undone: nothing new to check.
+    if (formSignature() === lastSent) return;
+    validation += 1;                       // any answer still on its way is for an older value
+    setVerdict("checking", "Checking…");
+    clearTimeout(pendingCheck);
+    pendingCheck = setTimeout(() => validate(), 400);
+  }
+  form.addEventListener("input", edited);
+  form.addEventListener("change", edited);  // selects and checkboxes
   document.getElementById("validate-btn").addEventListener("click", () => validate({ focusFirst: true }));
+
+  // --- advice at Start: shown, and the launch confirmed, whenever there is any -----------------------
+  const adviceDialog = document.getElementById("advice-dialog");
+  function confirmAdvice(advice) {
+    const label = (field) => document.querySelector(`label[for="f-${field}"]`)?.textContent || field;
+    document.getElementById("advice-list").innerHTML = Object.entries(advice).map(([field, message]) =>
+      `<li data-field="${escapeHtml(field)}"><strong>${escapeHtml(label(field))}</strong>: ${escapeHtml(message)}</li>`).join("");
+    adviceDialog.returnValue = "";
+    return new Promise((resolve) => {
+      adviceDialog.addEventListener("close", () => resolve(adviceDialog.returnValue === "start"), { once: true });
+      adviceDialog.showModal();
+    });
+  }
 
   // --- submit ---------------------------------------------------------------------------------
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     submitBtn.disabled = true;
     try {
-      if (!(await validate({ focusFirst: true }))) return;
-      validateStatus.textContent = "Starting…";
+      const checked = await validate({ focusFirst: true });
+      if (!checked) return;
+      const advice = checked.advice || {};
+      if (Object.keys(advice).length && !(await confirmAdvice(advice))) {
+        input(Object.keys(advice)[0])?.focus();   // back to the first setting the advice is about
+        return;
+      }
+      setVerdict("checking", "Starting…");
       const run = await api("POST", "/api/runs", readForm());
       location.href = `/runs/${run.id}`;
     } catch (err) {
@@ -200,6 +243,7 @@
       for (const [name, value] of Object.entries(PRESETS[btn.dataset.preset])) setValue(name, value);
       for (const [name, value] of Object.entries(keep)) input(name).value = value;
       clearErrors();
+      edited();
       toast(`Preset “${btn.textContent}” applied.`);
     });
   }

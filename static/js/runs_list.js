@@ -3,7 +3,7 @@
 "use strict";
 
 (function () {
-  const { api, escapeHtml, fmtNum, fmtDuration, fmtDate, runDuration, statusBadge, alertBadges, confirmAction, toast } = Dash;
+  const { api, escapeHtml, fmtNum, fmtDuration, fmtDate, runDuration, statusBadge, alertBadges, confirmAction, errorTooltip, toast } = Dash;
 
   const { fmtBytes, plannedSteps, queueText, phaseText } = RunProgress;
   const REFRESH_MS = 3000;
@@ -66,7 +66,7 @@
     return `<tr data-run-id="${r.id}">
       <td><input type="checkbox" class="select-run" data-fk="${r.id}:select" value="${r.id}" aria-label="Select ${escapeHtml(r.name)}"${checked}></td>
       <td class="run-name-cell"><a href="/runs/${r.id}" data-fk="${r.id}:open" title="${escapeHtml(r.name)}">${escapeHtml(r.name)}</a> <span class="muted small">#${r.id}</span>${tags}</td>
-      <td${r.error ? ` title="${escapeHtml(r.error.split("\n").filter(Boolean).pop())}"` : ""}>${statusBadge(r.status)}</td>
+      <td class="status-cell"${r.error ? ` title="${escapeHtml(errorTooltip(r.error))}"` : ""}>${statusBadge(r.status)}</td>
       <td><div class="cell-progress"><div class="progress" data-status="${escapeHtml(r.status)}"><div class="progress-fill" style="width:${pct}%"></div></div>
         <span class="progress-label">${escapeHtml(progressLabel(r))}</span></div></td>
       <td class="stacked"><span class="ellipsis" title="${escapeHtml(r.config.model)}">${escapeHtml(basename(r.config.model))}</span>

@@ -57,7 +57,7 @@ def test_validation_errors_sit_next_to_their_fields_and_preview_shows_pairs(
     page.locator("#advice-beta").wait_for(state="visible")
     assert "over-penalization" in page.inner_text("#advice-beta")
     assert page.locator("#error-beta").is_hidden()
-    assert "risks an ORPO pitfall" in page.inner_text("#validate-status")
+    assert "1 setting risks a problem" in page.inner_text("#validate-status")
     shot("new-run-advice")
     page.fill("#f-beta", "0.2")
     page.click("#validate-btn")
@@ -155,3 +155,98 @@ def test_the_form_says_which_launcher_starts_the_run(live_server, page, tmp_path
         page.wait_for_function("() => document.getElementById('launcher-resources').textContent.length > 0")
         assert f"could not read the Ray cluster at {nowhere}" in resources.inner_text()
         page.goto("about:blank")
+
+
+MOBILE = {"width": 390, "height": 844}
+
+
+def _wait_verdict(page, state: str) -> str:  # type: ignore[no-untyped-def]
+    page.wait_for_selector(f"#validate-status[data-state={state}]")
+    return page.inner_text("#validate-status")
+
+
+@pytest.fixture
+def hub_cache_server(tmp_path):  # type: ignore[no-untyped-def]
+    """A dashboard with the local launcher whose workers see an empty Hugging Face cache."""
+    from tests.conftest import _serve
+
+    (tmp_path / "hf-cache").mkdir()
+    yield from _serve(tmp_path, None, {"HF_HUB_CACHE": str(tmp_path / "hf-cache")})
+
+
+def test_the_verdict_follows_every_edit_and_start_asks_about_advice(hub_cache_server, page, shot, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20 points 1 and 2 at 1400x900: no stale "valid" beside a bad value; Start lists the advice and
+    asks; a hub model that is not cached is warned about, and its run then fails in seconds."""
+    server = hub_cache_server
+    page.goto(server.url + "/runs/new")
+    assert page.input_value("#f-learning_rate") == "2e-5"  # the one number format, in the form too
+    assert "Configuration looks good." in _wait_verdict(page, "ok")
+
+    # An invalid value: the verdict drops "looks good" on the keystroke, then names the problem.
+    page.fill("#f-learning_rate", "abc")
+    assert page.get_attribute("#validate-status", "data-state") == "checking"
+    assert "good" not in page.inner_text("#validate-status") and "valid" not in page.inner_text("#validate-status")
+    assert "1 problem" in _wait_verdict(page, "error")
+    page.locator("#error-learning_rate").wait_for(state="visible")
+    assert "learning_rate must be a number (got 'abc')" in page.inner_text("#error-learning_rate")
+    shot("new-run-stale-verdict-fixed")
+
+    # The empty dataset names the field and the way out.
+    page.fill("#f-learning_rate", "2e-5")
+    page.fill("#f-dataset", "")
+    _wait_verdict(page, "error")
+    assert page.inner_text("#error-dataset").startswith("dataset is required: choose a .jsonl, .json, .csv or .parquet file")
+    assert "keep the bundled default bundled:orpo-demo-prefs" in page.inner_text("#error-dataset")
+    page.fill("#f-dataset", str(tiny_dataset_file))
+
+    # Risky but valid settings, and a hub model this machine has not downloaded: advice, no button pressed.
+    page.fill("#f-model", "no-such-org/no-such-model")
+    page.fill("#f-learning_rate", "5e-3")
+    page.fill("#f-beta", "5")
+    page.fill("#f-max_steps", "2")
+    assert "3 settings risk a problem" in _wait_verdict(page, "advice")
+    assert "needs network, not cached here" in page.inner_text("#advice-model")
+    assert page.inner_text("#advice-learning_rate").startswith("learning_rate 0.005 is high for full fine-tuning (above 1e-4)")
+
+    # Start shows the advice and asks; "Change settings" goes back to the form and starts nothing.
+    page.click("#submit-btn")
+    dialog = page.locator("#advice-dialog")
+    dialog.wait_for(state="visible")
+    items = page.locator("#advice-list li")
+    assert sorted(items.evaluate_all("els => els.map(e => e.dataset.field)")) == ["beta", "learning_rate", "model"]
+    assert "Start anyway" in page.inner_text("#advice-start") and "Change settings" in page.inner_text("#advice-change")
+    shot("new-run-advice-dialog")
+    page.click("#advice-change")
+    dialog.wait_for(state="hidden")
+    assert page.evaluate("() => document.activeElement.id") == "f-beta"  # the first setting the advice is about
+    assert server.api("GET", "/api/runs").json() == []
+
+    # "Start anyway" launches; the worker cannot get the model and the run fails within seconds, saying why.
+    page.click("#submit-btn")
+    dialog.wait_for(state="visible")
+    page.click("#advice-start")
+    page.wait_for_url(re.compile(r"/runs/\d+$"))
+    page.wait_for_selector('#run-status [data-status="failed"]', timeout=60_000)
+    assert "no-such-org/no-such-model" in page.inner_text("#run-error-headline")
+    shot("new-run-hub-model-failed-fast")
+
+
+def test_the_form_at_390px_asks_before_starting_with_advice(live_server, page, shot, artifacts_dir) -> None:  # type: ignore[no-untyped-def]
+    page.set_viewport_size(MOBILE)
+    page.goto(live_server.url + "/runs/new")
+    _wait_verdict(page, "ok")
+    page.fill("#f-beta", "x")
+    assert page.get_attribute("#validate-status", "data-state") == "checking"
+    _wait_verdict(page, "error")
+    page.fill("#f-beta", "5")
+    _wait_verdict(page, "advice")
+    page.click("#submit-btn")
+    page.locator("#advice-dialog").wait_for(state="visible")
+    box = page.locator("#advice-dialog").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= MOBILE["width"]  # fits the screen
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= MOBILE["width"]
+    shot("new-run-advice-dialog-390")
+    page.screenshot(path=str(artifacts_dir / "pages-new-run-advice-dialog-390-screen.png"))  # what the phone shows
+    page.click("#advice-change")
+    page.locator("#advice-dialog").wait_for(state="hidden")
+    assert live_server.api("GET", "/api/runs").json() == []

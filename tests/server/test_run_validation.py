@@ -33,6 +33,10 @@ def _tiny_run(model_dir: Path, dataset: Path) -> dict:
         ("output_dir", "{dataset}/run", "cannot be created: {dataset} is a file"),
         ("output_dir", "/proc/orpo-dash-run", "ORPO_DASH_OUTPUT_ROOT"),
         ("alert_thresholds", {"min_stp": 80}, "did you mean 'min_step'?"),
+        # An empty field says it is required and how to fill it, not "dataset '' is a directory".
+        ("dataset", "", "dataset is required: choose a .jsonl, .json, .csv or .parquet file"),
+        ("dataset", "  ", "or keep the bundled default bundled:orpo-demo-prefs"),
+        ("model", "", "model is required: give a local folder saved with save_pretrained"),
     ],
 )
 def test_bad_input_gets_a_per_field_422_and_creates_no_run(client, tiny_model_dir, tiny_dataset_file, field, value, expected) -> None:  # type: ignore[no-untyped-def]
@@ -54,7 +58,7 @@ def test_one_422_lists_schema_and_file_problems_with_their_fixes(client, tmp_pat
     assert response.status_code == 422
     problems = {tuple(d["loc"])[-1]: d["msg"] for d in response.json()["detail"]}
     assert set(problems) == {"dataset", "model", "learning_rate", "learnig_rate"}
-    assert problems["learning_rate"] == "learning_rate must be greater than 0 (got -1); the default is 2e-05"
+    assert problems["learning_rate"] == "learning_rate must be greater than 0 (got -1); the default is 2e-5"
     assert problems["learnig_rate"] == "unknown field 'learnig_rate': did you mean 'learning_rate'?"
     assert "bundled:orpo-demo-prefs" in problems["dataset"]
     not_json = client.post("/api/runs", content=b"{oops", headers={"content-type": "application/json"})
