@@ -215,14 +215,19 @@ def loss_rising(get: Lookup, th: Mapping[str, float], step: int, st: EvalBest | 
     # The eval *loss*: a rising eval NLL alone is catastrophic_forgetting's evidence, not a second alert.
     if st is None or (src := _first(get, (m.EVAL_PREFIX + m.LOSS,))) is None:
         return train
-    held = _eval_rising(src[0], src[1], st, th, th["eval_rise_frac"], "loss_rising")
-    if held is None or train is None:
-        return train or held
-    if train.firing:
-        return train
-    if held.firing:
-        return held
-    return Verdict(False, train.clear and held.clear, train.severity, train.onset_step, train.message)
+    return _either(train, _eval_rising(src[0], src[1], st, th, th["eval_rise_frac"], "loss_rising"))
+
+
+def _either(first: Verdict | None, second: Verdict | None) -> Verdict | None:
+    """One verdict from two rules for the same kind: the firing one (first wins), else clear only when
+    both are; `first` speaks for the pair while neither fires."""
+    if first is None or second is None:
+        return first or second
+    if first.firing:
+        return first
+    if second.firing:
+        return second
+    return Verdict(False, first.clear and second.clear, first.severity, first.onset_step, first.message)
 
 
 def _train_loss_rising(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | None:
@@ -411,14 +416,7 @@ def _over_penalization_verdict(lor: Series, cs: Series, sign: float, th: Mapping
     by_trend = _over_penalization_trend(lor, cs, sign, th, step)
     if st is None or th["op_level_drop"] <= 0:
         return by_trend
-    by_level = _chosen_below_its_best(lor, cs, sign, th, step, st)
-    if by_trend is None or by_level is None:
-        return by_trend or by_level
-    if by_trend.firing:
-        return by_trend
-    if by_level.firing:
-        return by_level
-    return Verdict(False, by_trend.clear and by_level.clear, by_trend.severity, by_trend.onset_step, by_trend.message)
+    return _either(by_trend, _chosen_below_its_best(lor, cs, sign, th, step, st))
 
 
 def _chosen_below_its_best(lor: Series, cs: Series, sign: float, th: Mapping[str, float], step: int,
