@@ -29,7 +29,10 @@ from tests.conftest import LiveServer, serve_with_auth
 # per-run token its launcher or `orpo-dash train --server` was given (checked below all the same).
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("POST", "/logout"), ("WS", "/ws/worker/{run_id}")}
 # State-changing routes a viewer may use: their own API tokens (which carry their own role).
-VIEWER_MAY_CHANGE = {("POST", "/settings/tokens"), ("POST", "/settings/tokens/{token_id}/revoke")}
+# Every role manages its own account: its tokens and its password (tests/server/test_account_security.py).
+VIEWER_MAY_CHANGE = {
+    ("POST", "/settings/tokens"), ("POST", "/settings/tokens/{token_id}/revoke"), ("POST", "/settings/password"),
+}
 
 
 @pytest.fixture(scope="module")
