@@ -144,7 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 hub.publish_threadsafe(item.run_id, {"type": "samples", "samples": item.samples})
             now = time.monotonic()
             with announce_lock:
-                due = item.status_changed or item.alerts or now - last_announced.get(item.run_id, 0) > RUN_ANNOUNCE_INTERVAL
+                due = item.push_now or item.alerts or now - last_announced.get(item.run_id, 0) > RUN_ANNOUNCE_INTERVAL
                 if item.run_changed and due:
                     last_announced[item.run_id] = now
                 else:

@@ -52,7 +52,7 @@ def announcement_payload(origin: str, item: Announcement) -> str:
     if item.points:
         payload["p"] = min(point[0] for point in item.points)
     if item.run_changed:
-        payload["u"] = 2 if item.status_changed else 1
+        payload["u"] = 2 if item.push_now else 1
     if item.alerts:
         payload["a"] = [alert.id for alert in item.alerts]
     for key, kind in (("l", LogLine), ("s", Sample)):
@@ -189,7 +189,7 @@ class PostgresFanout:
             return
         now = time.monotonic()
         with_run = changes.run_changed and (
-            changes.status_changed or bool(changes.alert_ids)
+            changes.push_now or bool(changes.alert_ids)
             or now - self._run_refreshed.get(run_id, 0.0) > RUN_REFRESH_INTERVAL)
         if with_run:
             self._run_refreshed[run_id] = now

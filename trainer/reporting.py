@@ -96,7 +96,7 @@ class MetricsFileReporter(NullReporter):
 class ConsoleReporter(NullReporter):
     """Human-readable progress on a stream (stderr by default) for command-line runs.
 
-    `forward` also receives the progress lines (steps, status) that no other reporter turns into log
+    `forward` also receives the progress lines (steps, status, phases) that no other reporter turns into log
     lines: a streaming worker passes its log tail here, so the dashboard's worker-log panel shows what
     worker.log shows. (The console stream itself is bound before stderr is teed to the dashboard, and
     log() lines reach the dashboard on their own, so forwarding those would show them twice.)
@@ -124,7 +124,7 @@ class ConsoleReporter(NullReporter):
     def phase(self, name: str, *, done: int | None = None, total: int | None = None) -> None:
         # Only where a phase begins: one line per eval batch would bury the step lines.
         if not done and name != "training":
-            self._print(f"{name}" + (f" ({total} parts)" if total else "") + "…", forward=True)
+            self._print(f"phase: {name}" + (f" ({total} parts)" if total else "") + "…", forward=True)
 
     def log(self, text: str) -> None:
         self._print(text)

@@ -43,7 +43,9 @@ class Announcement:
     run_id: int
     points: list[Point] = field(default_factory=list)
     run_changed: bool = False
-    status_changed: bool = False
+    # A new status or a new phase (not a phase's progress) is always pushed at once: the run-frame
+    # throttle would otherwise drop the last change of a burst for good (no later batch re-sends it).
+    push_now: bool = False
     alerts: list[Alert] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -201,12 +203,15 @@ def apply_batch(
             announcement.alerts.append(_record_alert(session=session, run_id=run_id, change=change))
 
     if message.get("phase") is not None:
-        run.phase = parse_phase(message["phase"])
+        phase = parse_phase(message["phase"])
+        if (run.phase or {}).get("name") != phase["name"]:
+            announcement.push_now = True
+        run.phase = phase
         announcement.run_changed = True
     status = message.get("status")
     if status:
         _apply_status(run, status)
-        announcement.run_changed = announcement.status_changed = True
+        announcement.run_changed = announcement.push_now = True
         if run.status in TERMINAL_STATUSES:
             # The detectors judge a step once the next one starts; the last step is judged at the end.
             engine = state.alerts.for_run(session=session, run=run)

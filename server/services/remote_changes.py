@@ -35,7 +35,7 @@ class RunChanges:
 
     first_step: int | None = None  # lowest step among the notified points
     run_changed: bool = False
-    status_changed: bool = False
+    push_now: bool = False
     alert_ids: set[int] = field(default_factory=set)
     log_ids: list[int] = field(default_factory=list)  # [lowest, highest] id; LogLine ids of one run
     sample_ids: list[int] = field(default_factory=list)
@@ -46,7 +46,7 @@ class RunChanges:
             self.first_step = low if self.first_step is None else min(self.first_step, low)
         if payload.get("u"):
             self.run_changed = True
-            self.status_changed = self.status_changed or payload["u"] == 2
+            self.push_now = self.push_now or payload["u"] == 2
         self.alert_ids.update(int(i) for i in payload.get("a", ()))
         self.log_ids = _widen(self.log_ids, payload.get("l"))
         self.sample_ids = _widen(self.sample_ids, payload.get("s"))

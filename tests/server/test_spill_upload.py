@@ -70,10 +70,10 @@ def test_run_with_dashboard_down_is_delivered_complete_by_upload(
         assert series[name]["value"] == pytest.approx([by_step[step] for step in sorted(by_step)]), name
 
     # The run log came along too, in order: each line the worker logged (its console shows them with a
-    # time prefix, among the step and status lines).
+    # time prefix, among the step, status and phase lines).
     logs = live_server.api("GET", f"/api/runs/{run_id}/logs", params={"tail": 5000}).json()
     console = [line for line in trained.stderr.splitlines() if line.startswith("[")]
-    logged = [line.split("] ", 1)[1] for line in console if not re.match(r"\[[\d:]+\] (step \d+|status):", line)]
+    logged = [line.split("] ", 1)[1] for line in console if not re.match(r"\[[\d:]+\] (step \d+|status|phase):", line)]
     assert any(text.startswith("loading model") for text in logged)
     assert [line["text"] for line in logs if line["stream"] == "log"] == logged
 
