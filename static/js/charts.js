@@ -93,6 +93,35 @@
   }
 
   /**
+   * Paces every chart redraw of the page together. Each round draws all charts with new data in one
+   * animation frame, and the next round waits at least four times as long as this one took (and
+   * 250 ms): a fast run streaming points, or a slow machine, then spends at most about a fifth of the
+   * page's main thread on charts. Drawing on every frame saturated it, and a saturated page stops
+   * answering clicks and scrolling (seen with a tiny model on two busy cores).
+   */
+  const Redraws = {
+    MIN_GAP_MS: 250,
+    dirty: new Set(), timer: null, frame: null, lastEnd: -Infinity, lastCost: 0,
+    request(panel) {
+      this.dirty.add(panel);
+      if (this.timer || this.frame) return;
+      const wait = this.lastEnd + Math.max(this.MIN_GAP_MS, 4 * this.lastCost) - performance.now();
+      const draw = () => { this.timer = null; this.frame = requestAnimationFrame(() => this.round()); };
+      if (wait > 0) this.timer = setTimeout(draw, wait); else draw();
+    },
+    cancel(panel) { this.dirty.delete(panel); },
+    round() {
+      this.frame = null;
+      const start = performance.now();
+      const panels = [...this.dirty];
+      this.dirty.clear();
+      for (const panel of panels) panel.flush();
+      this.lastEnd = performance.now();
+      this.lastCost = this.lastEnd - start;
+    },
+  };
+
+  /**
    * One Plotly chart holding several lines. A line = {key, label, series, timeline, color,
    * dashed (eval), train, axis: "y"|"y2"}. Each line owns two traces: the raw curve (faded when
    * smoothing is on) and its EMA. `options` is shared by every panel of a page:
@@ -126,13 +155,10 @@
     scheduleFull() { this.needsFull = true; this.schedule(); }
     /** Redraw everything now; resolves once Plotly has drawn it. */
     renderNow() {
-      if (this.frame) { cancelAnimationFrame(this.frame); this.frame = null; }
+      Redraws.cancel(this);
       return Promise.resolve(this.render());
     }
-    schedule() {
-      if (this.frame) return;
-      this.frame = requestAnimationFrame(() => { this.frame = null; this.flush(); });
-    }
+    schedule() { Redraws.request(this); }
     flush() {
       const reordered = this.lines.some((l) => l.series.reordered);
       if (this.needsFull || !this.drawn || reordered) { this.render(); return; }

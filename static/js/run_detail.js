@@ -360,7 +360,17 @@
 
   // --- logs, samples, config, checkpoints -----------------------------------------------------
   const logTail = document.getElementById("log-tail");
+  // Lines are added at most four times a second: a run logging every step would otherwise lay the
+  // whole page out once per line (reading scrollHeight forces a layout).
+  const LOG_FLUSH_MS = 250;
+  let pendingLogs = [];
   function appendLogs(lines) {
+    if (!lines.length) return;
+    if (!pendingLogs.length) setTimeout(() => { const batch = pendingLogs; pendingLogs = []; drawLogs(batch); }, LOG_FLUSH_MS);
+    pendingLogs.push(...lines);
+  }
+  function drawLogs(lines) {
+    lines = lines.slice(-MAX_LOG_LINES);
     const atBottom = logTail.scrollHeight - logTail.scrollTop - logTail.clientHeight < 30;
     const frag = document.createDocumentFragment();
     for (const line of lines) {
@@ -493,7 +503,7 @@
       renderAlerts();
       downsampled = !!metrics.downsampled;
       addSeries(metrics.series);
-      appendLogs(logs);
+      drawLogs(logs);
       appendSamples(samples);
     } catch (err) {
       toast(`Could not load the run: ${err.message}`, "error");

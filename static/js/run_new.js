@@ -64,10 +64,20 @@
     for (const el of form.querySelectorAll(".field .error")) { el.hidden = true; el.textContent = ""; }
     formErrors.hidden = true;
     formErrors.innerHTML = "";
+    markSections();
   }
 
-  /** Show each message next to its field (opening a collapsed section); the rest at the top. */
-  function showErrors(errors, focusFirst) {
+  /** A collapsed section says on its summary that it holds an error or advice. */
+  function markSections() {
+    for (const section of form.querySelectorAll("details")) {
+      section.classList.toggle("has-problem", Boolean(section.querySelector(".error:not([hidden]), .advice:not([hidden])")));
+    }
+  }
+
+  /** Show each message next to its field; the rest at the top. A collapsed section with a problem is
+   *  opened when the user asked (Check, Start), and only marked on its summary after an edit: a section
+   *  the user just closed must not spring open under the cursor. */
+  function showErrors(errors, focusFirst, reveal = true) {
     clearErrors();
     const general = [];
     let first = null;
@@ -79,7 +89,7 @@
       const wrapper = slot.closest(".field");
       wrapper.classList.add("has-error");
       const section = wrapper.closest("details");
-      if (section) section.open = true;
+      if (section && reveal) section.open = true;
       first = first || input(field);
       input(field)?.setAttribute("aria-invalid", "true");
     }
@@ -87,6 +97,7 @@
       formErrors.innerHTML = `<strong>Please fix:</strong><ul>${general.map((m) => `<li>${escapeHtml(m)}</li>`).join("")}</ul>`;
       formErrors.hidden = false;
     }
+    markSections();
     const count = Object.keys(errors).length;
     setVerdict("error", `${count} problem${count === 1 ? "" : "s"} to fix before launch.`);
     if (focusFirst && first) first.focus();
@@ -111,13 +122,13 @@
     try { return JSON.stringify(readForm()); } catch (local) { return `local:${JSON.stringify(local)}`; }
   }
   /** The server's ValidationResult when the configuration may launch, else null (problems shown). */
-  async function validate({ focusFirst = false, quiet = false } = {}) {
+  async function validate({ focusFirst = false, quiet = false, reveal = true } = {}) {
     if (!Dash.caller.canStart) return false;  // checking a configuration needs the member role too
     const ticket = ++validation;
     clearTimeout(pendingCheck);
     lastSent = formSignature();
     let body;
-    try { body = readForm(); } catch (local) { showErrors(local, focusFirst); return null; }
+    try { body = readForm(); } catch (local) { showErrors(local, focusFirst, reveal); return null; }
     setVerdict("checking", "Checking…");
     let result;
     try { result = await api("POST", "/api/runs/validate", body); }
@@ -127,9 +138,9 @@
     }
     if (ticket !== validation) return null;          // a newer edit is being checked
     renderPreview(result.preview, result.errors || {});
-    showAdvice(result.ok ? result.advice || {} : {});
+    showAdvice(result.ok ? result.advice || {} : {}, reveal);
     if (!result.ok && quiet) { setVerdict("unknown", "Check the configuration before launch."); return null; }
-    if (!result.ok) { showErrors(result.errors || {}, focusFirst); return null; }
+    if (!result.ok) { showErrors(result.errors || {}, focusFirst, reveal); return null; }
     clearErrors();
     for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
     const advised = Object.keys(result.advice || {}).filter((field) => document.getElementById(`advice-${field}`)).length;
@@ -149,7 +160,7 @@
   }
 
   /** Advice does not block the launch: a deliberate setting stays the user's call, asked at Start. */
-  function showAdvice(advice) {
+  function showAdvice(advice, reveal = true) {
     for (const el of form.querySelectorAll(".field .advice")) { el.hidden = true; el.textContent = ""; }
     for (const [field, message] of Object.entries(advice)) {
       const slot = document.getElementById(`advice-${field}`);
@@ -157,8 +168,9 @@
       slot.textContent = message;
       slot.hidden = false;
       const section = slot.closest("details");
-      if (section) section.open = true;
+      if (section && reveal) section.open = true;
     }
+    markSections();
   }
 
   const previewBody = document.getElementById("preview-body");
@@ -190,7 +202,7 @@
     validation += 1;                       // any answer still on its way is for an older value
     setVerdict("checking", "Checking…");
     clearTimeout(pendingCheck);
-    pendingCheck = setTimeout(() => validate(), 400);
+    pendingCheck = setTimeout(() => validate({ reveal: false }), 400);
   }
   form.addEventListener("input", edited);
   form.addEventListener("change", edited);  // selects and checkboxes

@@ -31,7 +31,10 @@ def test_validation_errors_sit_next_to_their_fields_and_preview_shows_pairs(
     page.click("#section-schedule > summary")  # open the collapsed section, type, collapse it again
     page.fill("#f-warmup_ratio", "2")
     page.click("#section-schedule > summary")
+    # The automatic re-check after an edit marks the collapsed section, but leaves it closed.
+    page.wait_for_selector('#validate-status[data-state="error"]')
     assert page.locator("#section-schedule").get_attribute("open") is None
+    assert "has-problem" in (page.locator("#section-schedule").get_attribute("class") or "")
     page.click("#validate-btn")
     page.locator("#error-beta").wait_for(state="visible")
     page.locator("#error-warmup_ratio").wait_for(state="visible")
