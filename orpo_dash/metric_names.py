@@ -98,3 +98,14 @@ def from_trl(logs: dict[str, float], *, prefix: str = "") -> dict[str, float]:
     if LOGPS_CHOSEN in out and LOGPS_REJECTED in out and MARGIN not in out:
         out[MARGIN] = out[LOGPS_CHOSEN] - out[LOGPS_REJECTED]
     return out
+
+# Which way is better, for "best" columns and the compare summary. Metrics not listed (learning rate,
+# log-probs, throughput) have no better direction, so no "best" is claimed for them.
+LOWER_IS_BETTER = frozenset({LOSS, NLL_LOSS, OR_LOSS, PPL_CHOSEN})
+HIGHER_IS_BETTER = frozenset({LOG_ODDS_RATIO, ACCURACY, MARGIN})
+
+
+def better_direction(name: str) -> int:
+    """-1 when lower is better, 1 when higher is, 0 when neither; an eval/ name goes like its train metric."""
+    base = name.removeprefix(EVAL_PREFIX)
+    return -1 if base in LOWER_IS_BETTER else 1 if base in HIGHER_IS_BETTER else 0

@@ -89,6 +89,9 @@ class RunPublic(BaseModel):
     last_step: int | None
     error: str | None
     latest: dict[str, float | None]
+    best: dict[str, float | None] = Field(
+        default_factory=dict, description="Best value logged per metric asked for with ?best= (lowest loss, highest "
+                                          "accuracy...); metrics with no better direction are left out.")
     alerts: list[AlertPublic]
     output_dir: str | None
     output_dir_exists: bool = Field(False, description="Whether output_dir exists on the dashboard's machine (an external "

@@ -135,9 +135,12 @@ def list_runs(
     session: SessionDep,
     status_filter: Annotated[RunStatus | None, Query(alias="status", description="Only runs with this status.")] = None,
     q: Annotated[str | None, Query(description="Text search over name, status, model, dataset and tags.")] = None,
+    best: Annotated[str | None, Query(max_length=2000, description="Comma-separated metric names (e.g. eval/loss,accuracy) "
+                                      "whose best logged value each run should carry in `best`.")] = None,
 ) -> list[RunPublic]:
     runs = run_service.list_runs(session=session, status=status_filter, query=q)
-    return run_service.public_runs(session=session, runs=runs)
+    names = [name.strip() for name in (best or "").split(",") if name.strip()]
+    return run_service.public_runs(session=session, runs=runs, best=names)
 
 
 @router.get("/runs/{run_id}", response_model=RunPublic)

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic.fields import FieldInfo
 
+from orpo_dash.metric_names import HIGHER_IS_BETTER, LOWER_IS_BETTER
 from orpo_dash.number_format import format_exact
 from orpo_dash.protocol import shown
 from orpo_dash.run_config import RunConfig, field_groups
@@ -171,7 +172,12 @@ def plotly_js() -> FileResponse:
 
 @router.get("/", response_class=HTMLResponse, name="runs_list")
 def runs_list(request: Request) -> HTMLResponse:
-    return templates.TemplateResponse(request, "runs_list.html", {})
+    return templates.TemplateResponse(request, "runs_list.html", {"metric_directions": _metric_directions()})
+
+
+def _metric_directions() -> dict[str, list[str]]:
+    """Which metrics have a "best" (lower or higher is better), for the pages' scripts."""
+    return {"lower": sorted(LOWER_IS_BETTER), "higher": sorted(HIGHER_IS_BETTER)}
 
 
 @router.get("/runs/new", response_class=HTMLResponse, name="run_new")
@@ -202,7 +208,8 @@ def run_detail(request: Request, run_id: str, session: SessionDep) -> HTMLRespon
     run = get_run(session=session, run_id=number) if number is not None else None
     if run is None:
         return _not_found(request, f"There is no run with id {run_id}. It may have been deleted.")
-    context = {"run": run, "chart_groups": CHART_GROUPS, "config_groups": list(field_groups().items())}
+    context = {"run": run, "chart_groups": CHART_GROUPS, "config_groups": list(field_groups().items()),
+               "metric_directions": _metric_directions()}
     return templates.TemplateResponse(request, "run_detail.html", context)
 
 
@@ -219,5 +226,6 @@ def compare(request: Request, session: SessionDep, runs: str = "") -> HTMLRespon
             not_ids.append(part)
     found = [run_id for run_id in ids if get_run(session=session, run_id=run_id) is not None]
     missing = [str(run_id) for run_id in ids if run_id not in found] + [shown(part) for part in not_ids]
-    context = {"run_ids": found, "missing": missing, "metrics": COMPARE_METRICS, "config_groups": list(field_groups().items())}
+    context = {"run_ids": found, "missing": missing, "metrics": COMPARE_METRICS, "config_groups": list(field_groups().items()),
+               "metric_directions": _metric_directions()}
     return templates.TemplateResponse(request, "compare.html", context)

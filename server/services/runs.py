@@ -8,9 +8,10 @@ import secrets
 import time
 from pathlib import Path
 
-from sqlalchemy import Select, delete, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
+from orpo_dash.metric_names import better_direction
 from orpo_dash.protocol import TERMINAL_STATUSES
 from orpo_dash.run_config import RunConfig
 from server.models import Alert, LogLine, MetricPoint, Run, Sample
@@ -188,8 +189,9 @@ def alerts_for(*, session: Session, run_id: int) -> list[Alert]:
     return list(session.scalars(select(Alert).where(Alert.run_id == run_id).order_by(Alert.id)))
 
 
-def to_public(run: Run, alerts: list[Alert], *, queue_position: int | None = None) -> RunPublic:
-    """The run as the API shows it; `queue_position` from queue_positions() for a queued run."""
+def to_public(run: Run, alerts: list[Alert], *, queue_position: int | None = None,
+              best: dict[str, float | None] | None = None) -> RunPublic:
+    """The run as the API shows it; `queue_position` from queue_positions() for a queued run, `best` from best_values()."""
     latest = run.latest_metrics or {}
     output_dir_exists = bool(run.output_dir) and Path(run.output_dir or "").is_dir()
     return RunPublic(
@@ -205,6 +207,7 @@ def to_public(run: Run, alerts: list[Alert], *, queue_position: int | None = Non
         last_step=run.last_step,
         error=run.error,
         latest={**{name: None for name in LIST_LATEST}, **latest},
+        best=best or {},
         alerts=[AlertPublic.model_validate(alert) for alert in alerts],
         output_dir=run.output_dir,
         output_dir_exists=output_dir_exists,
@@ -223,14 +226,34 @@ def public_run(*, session: Session, run: Run) -> RunPublic:
     return to_public(run, alerts_for(session=session, run_id=run.id), queue_position=position)
 
 
-def public_runs(*, session: Session, runs: list[Run]) -> list[RunPublic]:
+def best_values(*, session: Session, run_ids: list[int], names: list[str]) -> dict[int, dict[str, float | None]]:
+    """Run id -> {metric: best value logged} for the named metrics that have a better direction, in one
+    grouped query (the primary key run_id, name, step makes each group one index range)."""
+    names = [name for name in dict.fromkeys(names) if better_direction(name)]
+    result: dict[int, dict[str, float | None]] = {run_id: dict.fromkeys(names) for run_id in run_ids}
+    if not run_ids or not names:
+        return result
+    rows = session.execute(
+        select(MetricPoint.run_id, MetricPoint.name, func.min(MetricPoint.value), func.max(MetricPoint.value))
+        .where(MetricPoint.run_id.in_(run_ids), MetricPoint.name.in_(names))
+        .group_by(MetricPoint.run_id, MetricPoint.name)
+    )
+    for run_id, name, low, high in rows:
+        result[run_id][name] = low if better_direction(name) < 0 else high
+    return result
+
+
+def public_runs(*, session: Session, runs: list[Run], best: list[str] | None = None) -> list[RunPublic]:
+    """The runs with their alerts, queue places and, for the metrics named in `best`, their best values."""
     if not runs:
         return []
     by_run: dict[int, list[Alert]] = {run.id: [] for run in runs}
     for alert in session.scalars(select(Alert).where(Alert.run_id.in_(by_run)).order_by(Alert.id)):
         by_run[alert.run_id].append(alert)
     positions = queue_positions(session=session) if any(run.status == "queued" for run in runs) else {}
-    return [to_public(run, by_run[run.id], queue_position=positions.get(run.id)) for run in runs]
+    bests = best_values(session=session, run_ids=list(by_run), names=best) if best else {}
+    return [to_public(run, by_run[run.id], queue_position=positions.get(run.id), best=bests.get(run.id))
+            for run in runs]
 
 
 def recent_logs(*, session: Session, run_id: int, tail: int) -> list[LogLine]:

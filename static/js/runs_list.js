@@ -14,7 +14,8 @@
   const selectAll = document.getElementById("select-all");
   const params = new URLSearchParams(location.search);
   let runs = [];
-  let sort = { key: "id", dir: -1 };
+  const DEFAULT_SORT = { key: "id", dir: -1 };
+  let sort = { key: params.get("sort") || DEFAULT_SORT.key, dir: params.get("dir") === "asc" ? 1 : -1 };
   const selected = new Set();
   let lastHtml = "";
   search.value = params.get("q") || "";
@@ -37,11 +38,85 @@
     started: (r) => r.started_at || "",
   };
 
+  // --- chosen extra columns: "config:<field>", "latest:<metric>" or "best:<metric>", kept in localStorage ---
+  const COLUMNS_KEY = "orpo-dash:runs-columns";
+  const directions = JSON.parse(document.getElementById("metric-directions").textContent);
+  const hasBest = (name) => {
+    const base = name.replace(/^eval\//, "");
+    return directions.lower.includes(base) || directions.higher.includes(base);
+  };
+  // Already shown by the fixed columns: not offered again.
+  const FIXED_CONFIG = new Set(["beta", "learning_rate", "model", "dataset", "output_dir"]);
+  let columns = [];
+  try { columns = JSON.parse(localStorage.getItem(COLUMNS_KEY) || "[]").filter((c) => /^(config|latest|best):./.test(c)); }
+  catch (err) { columns = []; }
+  const columnParts = (column) => { const i = column.indexOf(":"); return [column.slice(0, i), column.slice(i + 1)]; };
+  const columnLabel = (column) => {
+    const [kind, name] = columnParts(column);
+    return kind === "config" ? name : `${name} (${kind})`;
+  };
+  const columnValue = (r, column) => {
+    const [kind, name] = columnParts(column);
+    const v = kind === "config" ? (r.config || {})[name] : kind === "latest" ? (r.latest || {})[name] : (r.best || {})[name];
+    return v === undefined ? null : v;
+  };
+  const showValue = (v) => (v === null ? '<span class="muted">—</span>' : typeof v === "number" ? fmtNum(v)
+    : escapeHtml(typeof v === "object" ? JSON.stringify(v) : String(v)));
+  const sortValue = (key) => SORT_VALUE[key] || ((r) => {
+    const v = columnValue(r, key);
+    return v !== null && typeof v === "object" ? JSON.stringify(v) : v;
+  });
+  const bestNames = () => columns.filter((c) => c.startsWith("best:")).map((c) => columnParts(c)[1]);
+
+  function renderColumnHeaders() {
+    for (const th of document.querySelectorAll("#runs-table th[data-extra]")) th.remove();
+    const before = document.querySelector('#runs-table th[data-sort-key="alerts"]');
+    for (const column of columns) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.className = "no-upper" + (columnParts(column)[0] === "config" ? "" : " num");
+      th.dataset.sortKey = column;
+      th.dataset.extra = "";
+      th.dataset.label = columnLabel(column);
+      th.innerHTML = `<button type="button" class="sort">${escapeHtml(columnLabel(column))}</button>`;
+      before.before(th);
+    }
+  }
+
+  /** The chooser lists every config field and every metric the loaded runs have (not a fixed list:
+   *  a new metric or field shows up by itself). */
+  function renderColumnChooser() {
+    const list = document.getElementById("columns-list");
+    if (list.contains(document.activeElement)) return;   // never rebuild under the user's hands
+    const fields = new Set(), metricNames = new Set();
+    for (const r of runs) {
+      Object.keys(r.config || {}).forEach((k) => { if (!FIXED_CONFIG.has(k)) fields.add(k); });
+      Object.keys(r.latest || {}).forEach((k) => metricNames.add(k));
+    }
+    columns.forEach((c) => { const [kind, name] = columnParts(c); (kind === "config" ? fields : metricNames).add(name); });
+    const box = (column, label) => `<label class="check-row"><input type="checkbox" data-column="${escapeHtml(column)}"${columns.includes(column) ? " checked" : ""}> ${escapeHtml(label)}</label>`;
+    const metricRows = [...metricNames].sort((a, b) => (b.startsWith("eval/") - a.startsWith("eval/")) || a.localeCompare(b))
+      .map((name) => `<div class="column-metric"><span>${escapeHtml(name)}</span>${box(`latest:${name}`, "latest")}${hasBest(name) ? box(`best:${name}`, "best") : ""}</div>`);
+    const html = `<p class="menu-heading">Metrics</p>${metricRows.join("") || '<p class="muted small">No metrics logged yet.</p>'}
+      <p class="menu-heading">Settings</p>${[...fields].sort().map((name) => box(`config:${name}`, name)).join("")}`;
+    if (list.innerHTML !== html) list.innerHTML = html;
+  }
+
+  document.getElementById("columns-list").addEventListener("change", (event) => {
+    const column = event.target.dataset.column;
+    if (!column) return;
+    columns = event.target.checked ? [...columns.filter((c) => c !== column), column] : columns.filter((c) => c !== column);
+    localStorage.setItem(COLUMNS_KEY, JSON.stringify(columns));
+    renderColumnHeaders();
+    lastHtml = "";
+    if (column.startsWith("best:")) load(); else render();   // best values come from the server
+  });
+
   function visibleRuns() {
     const q = search.value.trim().toLowerCase();
     const list = runs.filter((r) => !q || [r.name, r.config.model, r.config.dataset, ...(r.tags || []), `#${r.id}`]
       .some((s) => String(s || "").toLowerCase().includes(q)));
-    const value = SORT_VALUE[sort.key];
+    const value = sortValue(sort.key);
     return list.sort((a, b) => {
       const va = value(a), vb = value(b);
       if (va === vb) return b.id - a.id;
@@ -64,21 +139,22 @@
     const checked = selected.has(r.id) ? " checked" : "";
     const whyNotDelete = Dash.caller.whyNotChange(r);
     return `<tr data-run-id="${r.id}">
-      <td><input type="checkbox" class="select-run" data-fk="${r.id}:select" value="${r.id}" aria-label="Select ${escapeHtml(r.name)}"${checked}></td>
+      <td class="select-cell"><input type="checkbox" class="select-run" data-fk="${r.id}:select" value="${r.id}" aria-label="Select ${escapeHtml(r.name)}"${checked}></td>
       <td class="run-name-cell"><a href="/runs/${r.id}" data-fk="${r.id}:open" title="${escapeHtml(r.name)}">${escapeHtml(r.name)}</a> <span class="muted small">#${r.id}</span>${tags}</td>
-      <td class="status-cell"${r.error ? ` title="${escapeHtml(errorTooltip(r.error))}"` : ""}>${statusBadge(r.status)}</td>
-      <td><div class="cell-progress"><div class="progress" data-status="${escapeHtml(r.status)}"><div class="progress-fill" style="width:${pct}%"></div></div>
+      <td class="status-cell" data-label="Status"${r.error ? ` title="${escapeHtml(errorTooltip(r.error))}"` : ""}>${statusBadge(r.status)}</td>
+      <td class="progress-cell" data-label="Progress"><div class="cell-progress"><div class="progress" data-status="${escapeHtml(r.status)}"><div class="progress-fill" style="width:${pct}%"></div></div>
         <span class="progress-label">${escapeHtml(progressLabel(r))}</span></div></td>
-      <td class="stacked"><span class="ellipsis" title="${escapeHtml(r.config.model)}">${escapeHtml(basename(r.config.model))}</span>
+      <td class="stacked" data-label="Model / dataset"><span class="ellipsis" title="${escapeHtml(r.config.model)}">${escapeHtml(basename(r.config.model))}</span>
         <span class="ellipsis muted" title="${escapeHtml(r.config.dataset)}">${escapeHtml(basename(r.config.dataset))}</span></td>
-      <td class="num">${fmtNum(r.config.beta)}</td>
-      <td class="num">${fmtNum(r.config.learning_rate)}</td>
-      <td class="num">${fmtNum(latest.loss)}</td>
-      <td class="num">${fmtNum(latest.log_odds_ratio)}</td>
-      <td class="num">${fmtNum(latest.accuracy, 3)}</td>
-      <td>${alertBadges(r.alerts)}</td>
-      <td class="num" data-checkpoint-bytes="${r.checkpoint_bytes || 0}">${r.checkpoint_bytes ? fmtBytes(r.checkpoint_bytes) : '<span class="muted">—</span>'}</td>
-      <td class="stacked">${fmtDate(r.started_at)}<span class="muted">${fmtDuration(runDuration(r))}</span>${r.created_by ? `<span class="muted run-owner">by ${escapeHtml(r.created_by)}</span>` : ""}</td>
+      <td class="num" data-label="λ">${fmtNum(r.config.beta)}</td>
+      <td class="num" data-label="LR">${fmtNum(r.config.learning_rate)}</td>
+      <td class="num" data-label="Loss">${fmtNum(latest.loss)}</td>
+      <td class="num" data-label="Log OR">${fmtNum(latest.log_odds_ratio)}</td>
+      <td class="num" data-label="Acc.">${fmtNum(latest.accuracy, 3)}</td>
+      ${columns.map((c) => `<td class="${c.startsWith("config:") ? "" : "num"}" data-column="${escapeHtml(c)}" data-label="${escapeHtml(columnLabel(c))}">${showValue(columnValue(r, c))}</td>`).join("")}
+      <td class="alerts-cell" data-label="Alerts">${alertBadges(r.alerts)}</td>
+      <td class="num" data-label="Checkpoints" data-checkpoint-bytes="${r.checkpoint_bytes || 0}">${r.checkpoint_bytes ? fmtBytes(r.checkpoint_bytes) : '<span class="muted">—</span>'}</td>
+      <td class="stacked" data-label="Started">${fmtDate(r.started_at)}<span class="muted">${fmtDuration(runDuration(r))}</span>${r.created_by ? `<span class="muted run-owner">by ${escapeHtml(r.created_by)}</span>` : ""}</td>
       <td class="row-actions">
         <details class="menu" data-menu="${r.id}">
           <summary class="btn btn-small" data-fk="${r.id}:menu" aria-label="Actions for ${escapeHtml(r.name)}">Actions ▾</summary>
@@ -106,7 +182,7 @@
       const openKey = openMenu ? openMenu.dataset.menu : null;
       body.innerHTML = html;
       lastHtml = html;
-      if (openKey) { const menu = body.querySelector(`details.menu[data-menu="${openKey}"]`); if (menu) menu.open = true; }
+      if (openKey) { const menu = body.querySelector(`details.menu[data-menu="${openKey}"]`); if (menu) { menu.open = true; placeMenu(menu); } }
       if (focusKey) { const el = body.querySelector(`[data-fk="${focusKey}"]`); if (el) el.focus(); }
     }
     document.getElementById("runs-empty").hidden = runs.length > 0 || Boolean(statusFilter.value);
@@ -117,6 +193,7 @@
       else th.removeAttribute("aria-sort");
     }
     renderSelection(list);
+    renderColumnChooser();
   }
 
   function renderSelection(list = visibleRuns()) {
@@ -155,8 +232,10 @@
     if (loading) return;
     loading = true;
     try {
-      const qs = statusFilter.value ? `?status=${encodeURIComponent(statusFilter.value)}` : "";
-      runs = await api("GET", `/api/runs${qs}`);
+      const query = new URLSearchParams();
+      if (statusFilter.value) query.set("status", statusFilter.value);
+      if (bestNames().length) query.set("best", bestNames().join(","));
+      runs = await api("GET", `/api/runs${query.toString() ? `?${query}` : ""}`);
       render();
     } catch (err) {
       toast(`Could not load runs: ${err.message}`, "error");
@@ -167,6 +246,7 @@
     const p = new URLSearchParams();
     if (search.value.trim()) p.set("q", search.value.trim());
     if (statusFilter.value) p.set("status", statusFilter.value);
+    if (sort.key !== DEFAULT_SORT.key || sort.dir !== DEFAULT_SORT.dir) { p.set("sort", sort.key); p.set("dir", sort.dir > 0 ? "asc" : "desc"); }
     history.replaceState(null, "", p.toString() ? `?${p}` : location.pathname);
   }
 
@@ -177,7 +257,8 @@
     const th = event.target.closest("th[data-sort-key]");
     if (!th) return;
     const key = th.dataset.sortKey;
-    sort = { key, dir: sort.key === key ? -sort.dir : (["name", "model", "dataset", "status"].includes(key) ? 1 : -1) };
+    sort = { key, dir: sort.key === key ? -sort.dir : (["name", "model", "dataset", "status"].includes(key) || key.startsWith("config:") ? 1 : -1) };
+    syncUrl();
     lastHtml = "";
     render();
   });
@@ -256,18 +337,47 @@
     a.remove();
   }
 
-  // Close an open actions menu on outside click or Escape.
+  /** An open menu is placed in the viewport (position: fixed), not inside the table's scroll box, which
+   *  clipped the menu of the bottom row (the only row when there is one run). It opens below its button,
+   *  or above when there is no room below, and stays inside the screen sideways. */
+  const MARGIN = 8;
+  function placeMenu(menu) {
+    const list = menu.querySelector(".menu-list");
+    const anchor = menu.querySelector("summary").getBoundingClientRect();
+    list.classList.add("menu-fixed");
+    const { width, height } = list.getBoundingClientRect();
+    const alignRight = !menu.classList.contains("menu-left");
+    let left = alignRight ? anchor.right - width : anchor.left;
+    left = Math.max(MARGIN, Math.min(left, innerWidth - width - MARGIN));
+    let top = anchor.bottom + 4;
+    if (top + height > innerHeight - MARGIN) {
+      const above = anchor.top - 4 - height;
+      top = above >= MARGIN ? above : Math.max(MARGIN, innerHeight - MARGIN - height);
+    }
+    list.style.left = `${left}px`;
+    list.style.top = `${top}px`;
+  }
+  const openMenus = () => document.querySelectorAll("details.menu[open]");
+  // "toggle" does not bubble: listen in the capture phase for every menu, rows re-rendered included.
+  document.addEventListener("toggle", (event) => {
+    if (event.target.matches && event.target.matches("details.menu") && event.target.open) placeMenu(event.target);
+  }, true);
+  addEventListener("resize", () => openMenus().forEach(placeMenu));
+  addEventListener("scroll", () => openMenus().forEach(placeMenu), true);  // the page or the table scrolled
+
+  // Close an open menu on outside click or Escape.
   document.addEventListener("click", (event) => {
-    for (const menu of body.querySelectorAll("details.menu[open]")) if (!menu.contains(event.target)) menu.open = false;
+    for (const menu of openMenus()) if (!menu.contains(event.target)) menu.open = false;
   });
   document.addEventListener("keydown", (event) => {
     if (event.key !== "Escape") return;
-    const menu = body.querySelector("details.menu[open]");
+    const menu = document.querySelector("details.menu[open]");
     if (menu) { menu.open = false; menu.querySelector("summary").focus(); }
   });
 
   // --- refresh while visible --------------------------------------------------------------------
   setInterval(() => { if (document.visibilityState === "visible" && !document.querySelector("dialog[open]")) load(); }, REFRESH_MS);
   document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") load(); });
+  renderColumnHeaders();
   load();
 })();
