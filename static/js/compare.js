@@ -4,15 +4,32 @@
 
 (function () {
   const { api, escapeHtml, fmtNum, fmtExact, fmtDuration, runDuration, isTerminal, statusBadge, toast, RunSocket } = Dash;
-  const { PALETTE, Series, Timeline, ChartPanel, splitMetric, chartOptions } = Charts;
+  const { PALETTE, Series, Timeline, ChartPanel, Ema, splitMetric, chartOptions } = Charts;
 
   const root = document.getElementById("compare-page");
   const runIds = root.dataset.runIds.split(",").filter(Boolean).map(Number);
   const metrics = root.dataset.metrics.split(",");
   const configGroups = JSON.parse(document.getElementById("config-groups").textContent);
   const options = chartOptions("orpo-dash:compare-options", () => panels.forEach((p) => p.scheduleFull()));
-  const LOWER_IS_BETTER = new Set(["loss", "nll_loss", "or_loss"]);
-  const HIGHER_IS_BETTER = new Set(["log_odds_ratio", "accuracy", "margin"]);
+  const directions = JSON.parse(document.getElementById("metric-directions").textContent);
+  const LOWER_IS_BETTER = new Set(directions.lower);
+  const HIGHER_IS_BETTER = new Set(directions.higher);
+  // A train metric's value is its EMA (one batch is noise); its best skips the first steps, where the
+  // EMA is still close to single batches.
+  const SUMMARY_EMA = 0.95;
+  const SUMMARY_WARMUP = 20;
+  // Two runs' values of a metric are like with like only when these settings match: the data and the
+  // lengths decide what is measured; the held-out split for eval metrics; λ weighs the total loss.
+  const SAME_DATA = ["dataset", "max_length", "max_prompt_length", "prompt_loss"];
+  const SAME_EVAL_DATA = ["eval_dataset", "eval_fraction"];
+  const comparabilityFields = (metric) => {
+    const { base, isEval } = splitMetric(metric);
+    return [...SAME_DATA, ...(isEval ? SAME_EVAL_DATA : []), ...(base === "loss" ? ["beta"] : [])];
+  };
+  const PICKED_KEY = "orpo-dash:compare-hidden-metrics";
+  let hiddenMetrics = new Set();
+  try { hiddenMetrics = new Set(JSON.parse(localStorage.getItem(PICKED_KEY) || "[]")); } catch (err) { /* none hidden */ }
+  const hasData = new Set();        // metrics some run has logged: only those get a chart
 
   const MAX_POINTS = 1000;          // per series on first draw; zooming fetches full resolution
   const runs = new Map();           // id -> {run, colour, store: Map(name -> Series), timeline, socket, downsampled}
@@ -53,11 +70,27 @@
       key, label: isEval ? `${e.run.name} (eval)` : e.run.name, series: e.store.get(name), timeline: e.timeline,
       color: e.colour, dashed: isEval, train: !isEval,
     });
-    const card = document.getElementById(`card-${base}`);
-    if (card.hidden) {                    // charts appear once some run has the metric
-      card.hidden = false;
-      if (panel.drawn) Plotly.Plots.resize(panel.div);
-    }
+    hasData.add(base);                    // charts appear once some run has the metric (and it is picked)
+    showCard(base);
+  }
+
+  function showCard(metric) {
+    const card = document.getElementById(`card-${metric}`);
+    const visible = hasData.has(metric) && !hiddenMetrics.has(metric);
+    if (card.hidden === !visible) return;
+    card.hidden = !visible;
+    const panel = panels.get(metric);
+    if (visible && panel.drawn) Plotly.Plots.resize(panel.div);
+  }
+
+  // The metric picker: which charts are drawn, remembered for the next comparison.
+  for (const box of document.querySelectorAll("#metric-picker input[data-metric]")) {
+    box.checked = !hiddenMetrics.has(box.dataset.metric);
+    box.addEventListener("change", () => {
+      if (box.checked) hiddenMetrics.delete(box.dataset.metric); else hiddenMetrics.add(box.dataset.metric);
+      localStorage.setItem(PICKED_KEY, JSON.stringify([...hiddenMetrics]));
+      showCard(box.dataset.metric);
+    });
   }
 
   function addPoints(id, points) {
@@ -82,14 +115,31 @@
     }).join("");
   }
 
+  /** The value a run ends on and the best it reached: eval points as they are (each one is a whole
+   *  held-out pass); a train metric through an EMA, so neither is one lucky batch. */
   function finalAndBest(series, metric) {
     if (!series || !series.length) return { final: null, best: null };
-    const values = series.value.filter(Number.isFinite);
-    const final = series.value[series.length - 1];
+    const { base, isEval } = splitMetric(metric);
+    let values = series.value;
+    let from = 0;
+    if (!isEval) {
+      const ema = new Ema(SUMMARY_EMA);
+      values = Array.from(values, (v) => ema.next(v));
+      from = values.length > SUMMARY_WARMUP ? SUMMARY_WARMUP : values.length;   // too short: no best claimed
+    }
+    const seen = values.slice(from).filter(Number.isFinite);
+    const finite = values.filter(Number.isFinite);
+    const final = finite.length ? finite[finite.length - 1] : null;
     let best = null;
-    if (LOWER_IS_BETTER.has(metric) && values.length) best = Math.min(...values);
-    if (HIGHER_IS_BETTER.has(metric) && values.length) best = Math.max(...values);
+    if (LOWER_IS_BETTER.has(base) && seen.length) best = Math.min(...seen);
+    if (HIGHER_IS_BETTER.has(base) && seen.length) best = Math.max(...seen);
     return { final, best };
+  }
+
+  /** The settings that differ across the runs and make `metric` not like with like ([] when comparable). */
+  function incomparableBecause(metric, ids) {
+    return comparabilityFields(metric).filter((field) =>
+      new Set(ids.map((id) => JSON.stringify((entry(id).run.config || {})[field] ?? null))).size > 1);
   }
 
   function renderSummary() {
@@ -102,14 +152,21 @@
     info("Steps", (e) => `${Math.max(e.run.last_step || 0, e.maxStep, 0)} / ${e.run.total_steps ?? "?"}`);
     info("Duration", (e) => fmtDuration(runDuration(e.run)));
     info("Open alerts", (e) => String((e.run.alerts || []).filter((a) => a.state !== "closed").length));
-    for (const metric of [...metrics, ...metrics.map((m) => `eval/${m}`)]) {
-      const cells = ids.map((id) => finalAndBest(entry(id).store.get(metric), splitMetric(metric).base));
+    // Eval metrics first: a held-out pass is what compares runs best.
+    for (const metric of [...metrics.map((m) => `eval/${m}`), ...metrics]) {
+      const cells = ids.map((id) => finalAndBest(entry(id).store.get(metric), metric));
       if (cells.every((c) => c.final === null)) continue;
       const base = splitMetric(metric).base;
       const finals = cells.map((c) => c.final).filter(Number.isFinite);
-      const winner = LOWER_IS_BETTER.has(base) ? Math.min(...finals) : HIGHER_IS_BETTER.has(base) ? Math.max(...finals) : null;
-      rows.push(`<tr data-metric="${escapeHtml(metric)}"><th scope="row">${escapeHtml(metric)}</th>${cells.map((c) => `
-        <td class="num${winner !== null && c.final === winner && ids.length > 1 ? " winner" : ""}">${fmtNum(c.final)}
+      const differ = incomparableBecause(metric, ids);
+      let winner = null;
+      if (!differ.length && finals.length > 1) {
+        winner = LOWER_IS_BETTER.has(base) ? Math.min(...finals) : HIGHER_IS_BETTER.has(base) ? Math.max(...finals) : null;
+      }
+      const note = differ.length && (LOWER_IS_BETTER.has(base) || HIGHER_IS_BETTER.has(base))
+        ? `<span class="muted not-comparable" title="These runs differ in ${escapeHtml(differ.join(", "))}, so their ${escapeHtml(metric)} measures different things.">not comparable: ${escapeHtml(differ.join(", "))} differ</span>` : "";
+      rows.push(`<tr data-metric="${escapeHtml(metric)}" data-comparable="${differ.length ? "false" : "true"}"><th scope="row">${escapeHtml(metric)}${note}</th>${cells.map((c) => `
+        <td class="num${winner !== null && c.final === winner ? " winner" : ""}">${fmtNum(c.final)}
           ${c.best !== null ? `<span class="muted small best">best ${fmtNum(c.best)}</span>` : ""}</td>`).join("")}</tr>`);
     }
     document.getElementById("summary-table").innerHTML = `${head}<tbody>${rows.join("")}</tbody>`;
