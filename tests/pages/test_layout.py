@@ -227,4 +227,8 @@ def test_login_and_account_at_390px(auth_server, page, shot) -> None:  # type: i
         assert width <= inner, f"{path} is {width} px wide at {inner} px"
         nav = page.locator(".topbar-inner").bounding_box()
         assert nav is not None and nav["height"] <= 56, f"the nav wraps on {path}"
+        # ...and no item wraps inside itself ("Log" over "out"): each is one line of text.
+        heights = page.locator(".topbar-inner .nav-link, .topbar-inner .brand, #logout-btn").evaluate_all(
+            "els => els.map(e => e.getBoundingClientRect().height)")
+        assert max(heights) <= 40, heights  # one line of a nav link is 36 px with its padding; two are 58
     shot("layout-390-account")
