@@ -63,7 +63,10 @@ class Run(Base):
     phase: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # Who started the run: a user name (kept as text so it outlives the account); NULL when auth was off.
     created_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
-
+    # "Clone with this fix": the run and the alert this run was started to fix. Plain columns, not foreign
+    # keys (alerts already reference runs: a cycle), set to NULL by delete_run when those go.
+    parent_run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    from_alert_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 class MetricPoint(Base):
     __tablename__ = "metric_points"
@@ -126,6 +129,8 @@ class Alert(Base):
     step: Mapped[int] = mapped_column(Integer)
     message: Mapped[str] = mapped_column(Text)
     advice: Mapped[str] = mapped_column(Text)
+    # The config change the advice suggests: {"field", "from", "to"} (orpo_dash/diagnostics/advice.py), or NULL.
+    suggested_change: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     state: Mapped[str] = mapped_column(String(10))  # open/closed
     closed_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
