@@ -254,6 +254,16 @@
     return alert.state !== "closed" && !wasOpen;
   }
 
+  /** "Clone with this fix": the new-run form, pre-filled from this run with the alert's change applied. */
+  function fixLink(a) {
+    const change = a.suggested_change;
+    if (!change) return "";
+    return `<p class="fix-row"><a class="btn btn-small btn-fix" href="/runs/new?clone=${runId}&amp;fix=${Number(a.id)}"
+        data-fix-alert="${Number(a.id)}">Clone with this fix</a>
+      <span class="muted small"><code>${escapeHtml(change.field)}</code> ${escapeHtml(fmtChange(change.from))} → ${escapeHtml(fmtChange(change.to))}</span></p>`;
+  }
+  const fmtChange = (value) => (typeof value === "number" ? fmtNum(value) : String(value));
+
   function renderAlerts() {
     const list = document.getElementById("alerts-list");
     document.getElementById("alerts-count").textContent = alerts.filter((a) => a.state !== "closed").length;
@@ -268,6 +278,7 @@
           </div>
           <p>${escapeHtml(a.message)}</p>
           ${a.advice ? `<p class="advice"><strong>What to try:</strong> ${escapeHtml(a.advice)}</p>` : ""}
+          ${fixLink(a)}
         </li>`).join("");
     renderBanner();
     for (const [id, g] of panels) {
@@ -293,6 +304,7 @@
           <span class="muted small">since step ${a.onset_step}</span>
           <p>${escapeHtml(a.message)}</p>
           ${a.advice ? `<p class="advice"><strong>What to try:</strong> ${escapeHtml(a.advice)}</p>` : ""}
+          ${fixLink(a)}
         </div>
         <button type="button" class="btn-link banner-dismiss" data-dismiss="${a.id}" aria-label="Hide this alert from the banner">Dismiss</button>
       </div>`).join("");

@@ -33,7 +33,8 @@ def _healthy(step: int) -> dict[str, float]:
 
 
 def test_non_finite_loss_shows_banner_marker_and_notification_live(live_server, page, shot, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
-    run_id, token = register_run(live_server, tiny_dataset_file, name="nan watch")
+    # float16: the advice is fitted to it (try bfloat16); a float32 run is pointed at its data instead.
+    run_id, token = register_run(live_server, tiny_dataset_file, name="nan watch", dtype="float16")
     reporter = StreamingReporter(live_server.url, run_id, token)
     try:
         reporter.status("running", total_steps=40)
@@ -58,7 +59,8 @@ def test_non_finite_loss_shows_banner_marker_and_notification_live(live_server, 
         banner.wait_for(state="visible")
         text = banner.inner_text()
         assert "non finite" in text.lower() and "step 11" in text
-        assert "What to try:" in text and "bfloat16" in text  # the advice, not just the symptom
+        assert "What to try:" in text and "dtype is float16" in text and "bfloat16" in text  # fitted advice
+        assert page.locator("#alert-banner [data-kind=non_finite] [data-fix-alert]").inner_text() == "Clone with this fix"
         assert page.locator("#alert-banner").get_attribute("data-severity") == "critical"
         assert page.evaluate("window.__sameDocument") is True
 
