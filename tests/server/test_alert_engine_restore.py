@@ -129,4 +129,4 @@ def test_an_engine_that_missed_batches_applied_by_another_process_is_reloaded(fa
     _apply(factory, process_a, run_id, 1, range(0, 100))
     _apply(factory, process_b, run_id, 2, range(100, 200))  # the worker reconnected to B
     _apply(factory, process_a, run_id, 3, range(200, 300))  # and back to A
-    assert process_a.alerts._engines[run_id].state() == _uninterrupted(range(0, 300)).state()
+    assert process_a.alerts._engines[run_id].state() == _uninterrupted(range(0, 300), factory, run_id).state()
