@@ -66,7 +66,9 @@ def fmt(value: float) -> str:
     """A number as people write it in a config: 2e-3, 0.05, 10 (not 0.002 or 10.0)."""
     if value == 0 or not math.isfinite(value):
         return str(value)
-    if 1e-2 <= abs(value) < 1e4:
+    if value == int(value) and abs(value) < 1e6:
+        return str(int(value))  # 5000, not 5e+03
+    if 1e-2 <= abs(value) < 1e3:
         return f"{value:.{SIGNIFICANT_DIGITS}g}"
     mantissa, exponent = f"{value:.{SIGNIFICANT_DIGITS - 1}e}".split("e")
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
@@ -158,10 +160,9 @@ class _Run:
             return "beta (unknown)"
         return f"beta {fmt(self.beta)}" + (" (the paper's value)" if math.isclose(self.beta, PAPER_BETA) else "")
 
-    def lr_trouble(self) -> str | None:
-        """The evidence that the learning rate is too high, or None."""
-        if self.lr is not None and self.lr < LR_TOO_LOW[self.lora]:
-            return None  # a rate this low cannot be what blew up
+    def blow_up(self) -> list[str]:
+        """What the numbers show of an optimizer overshooting (a grad-norm spike, a loss blow-up), whatever
+        the learning rate."""
         n, found = self.n, []
         peak, median = n.get("grad_norm_peak"), n.get("grad_norm_median")
         if peak is not None and median and peak >= GRAD_SPIKE_FACTOR * median:
@@ -170,16 +171,28 @@ class _Run:
         start, top = n.get("loss_start"), n.get("loss_peak")
         if start and top is not None and start > 0 and top >= LOSS_BLOWUP_FACTOR * start:
             found.append(f"loss {fmt(start)} -> {fmt(top)} by step {int(n['loss_peak_step'])}")
+        return found
+
+    def lr_trouble(self) -> str | None:
+        """The evidence that the learning rate is too high, as words that follow "the learning rate X",
+        or None."""
+        if self.too_low_lr():
+            return None  # a rate this low cannot be what blew up
+        found = self.blow_up()
         ceiling = LORA_LR_ABOVE if self.lora else FULL_FINETUNE_LR_ABOVE
-        if self.lr is not None and self.lr > ceiling:
-            found.append(f"above {fmt(ceiling)}, the top of the usual range for {'LoRA' if self.lora else 'full fine-tuning'}")
-        return ", ".join(found) or None
+        above = self.lr is not None and self.lr > ceiling
+        usual = f"above {fmt(ceiling)}, the top of the usual range for {'LoRA' if self.lora else 'full fine-tuning'}"
+        if found:
+            return f" with {', '.join(found)}" + (f" is {usual}" if above else "") + ": the optimizer overshoots"
+        if above:  # no overshoot seen yet, only the setting
+            return f" is {usual}: the optimizer is likely to overshoot"
+        return None
 
     def lower_lr(self, evidence: str, lead: str = "") -> Advice:
         to = _rounded(self.lr / LR_CUT) if self.lr is not None else None
         warmup = self.known and not self.cfg["warmup_steps"] and not self.cfg["warmup_ratio"]
         tried = f"try {fmt(to)}" if to is not None else f"lower it about {LR_CUT:.0f}x"
-        text = (f"{lead}{self.lr_text()} with {evidence}: the optimizer overshoots. {tried.capitalize()}"
+        text = (f"{lead}{'the' if lead else 'The'} {self.lr_text()}{evidence}. {tried.capitalize()}"
                 + (f" and warmup (warmup_ratio {WARMUP_RATIO:g})" if warmup else "") + ".")
         return Advice(text, self.change("learning_rate", to) if to is not None else None)
 
@@ -188,7 +201,7 @@ class _Run:
 
     def raise_lr(self, what: str) -> Advice:
         to = LR_TO_RAISE_TO[self.lora]
-        return Advice(f"{self.lr_text()} is far too low to move the model ({what}): try {fmt(to)}.",
+        return Advice(f"The {self.lr_text()} is far too low to move the model ({what}): try {fmt(to)}.",
                       self.change("learning_rate", to))
 
     def share_text(self, joint: str = " and ") -> str:
@@ -214,8 +227,10 @@ def _loss_rising(r: _Run) -> Advice:
         return r.lower_lr(evidence)
     if r.beta_matters():
         return r.lower_beta("the preference penalty fights the SFT objective")
+    seen = r.blow_up()  # with a learning rate too low to be their cause
+    lr_note = f"too low to cause the {', '.join(seen)}" if seen else "no grad-norm spike, no blow-up"
     return Advice(
-        f"Neither the {r.lr_text()} (no grad-norm spike, no blow-up) nor {r.beta_text()} explains the rise"
+        f"Neither the {r.lr_text()} ({lr_note}) nor {r.beta_text()} explains the rise"
         f"{r.share_text(' (')}{')' if r.share is not None else ''}: compare the eval loss, check whether the data changes partway (a second epoch, unshuffled or "
         "mixed sources) and whether the schedule raises the learning rate (warmup longer than intended).")
 
@@ -265,12 +280,13 @@ def _catastrophic_forgetting(r: _Run) -> Advice:
     epochs = float(r.cfg["num_epochs"])
     if r.known and r.cfg["max_steps"] is None and epochs > 1:
         to = max(1.0, float(math.floor(epochs / 2)))
-        return Advice(f"{fmt(epochs)} epochs revisit the same pairs without a reference model: try {fmt(to)}.{keep}",
+        return Advice(f"num_epochs is {fmt(epochs)}: each epoch revisits the same pairs, and nothing (no reference "
+                      f"model) holds the policy near where it started. Try {fmt(to)}.{keep}",
                       r.change("num_epochs", to))
     if r.beta is not None and r.beta >= BETA_ADVICE_ABOVE:
         return r.lower_beta("a strong penalty drifts the policy from sensible outputs")
     if not r.lora and r.lr is not None and r.lr > FORGET_LR_ABOVE:
-        return Advice(f"{r.lr_text()} is above the paper's 5e-6 to {fmt(PAPER_LR)} for full fine-tuning: try "
+        return Advice(f"The {r.lr_text()} is above the paper's 5e-6 to {fmt(PAPER_LR)} for full fine-tuning: try "
                       f"{fmt(PAPER_LR)}.{keep}", r.change("learning_rate", PAPER_LR))
     return Advice(f"The {r.lr_text()} and {r.beta_text()} are moderate already: stop at the best eval step rather "
                   f"than change them, and check that the eval split is drawn like the training data.{keep}")
@@ -286,8 +302,9 @@ def _non_finite(r: _Run) -> Advice:
                       r.change("max_grad_norm", SAFE_MAX_GRAD_NORM))
     if (evidence := r.lr_trouble()) is not None:
         return r.lower_lr(evidence)
-    settings = f"dtype {r.cfg['dtype']}, clipping at {fmt(float(r.cfg['max_grad_norm']))} and " if r.known else ""
-    return Advice(f"{settings}{r.lr_text()} are safe settings: look for an empty or all-padding response in the data "
+    settings = (f"dtype {r.cfg['dtype']}, clipping at {fmt(float(r.cfg['max_grad_norm']))} and {r.lr_text()} are safe "
+                "settings" if r.known else "No overshoot shows in the numbers")
+    return Advice(f"{settings}: look for an empty or all-padding response in the data "
                   f"(a mean over zero tokens) or a corrupted checkpoint.{resume}")
 
 

@@ -109,8 +109,8 @@ def test_non_finite_fixes_the_setting_that_is_unsafe_and_otherwise_points_at_the
 
 
 def test_numbers_read_like_a_config() -> None:
-    assert [fmt(v) for v in (2e-3, 2e-4, 0.05, 10.0, 1.0, 8e-6, 0.1, 220.0)] == [
-        "2e-3", "2e-4", "0.05", "10", "1", "8e-6", "0.1", "220"]
+    assert [fmt(v) for v in (2e-3, 2e-4, 0.05, 10.0, 1.0, 8e-6, 0.1, 220.0, 5000.0, 1e4, 1234.5, 2.5e6)] == [
+        "2e-3", "2e-4", "0.05", "10", "1", "8e-6", "0.1", "220", "5000", "10000", "1.23e3", "2.5e6"]
 
 
 def _blow_up_then_flat(steps: int = 60) -> dict[str, list[tuple[int, float]]]:
@@ -148,3 +148,19 @@ def test_a_restored_engine_keeps_the_suggested_change_and_reads_old_states() -> 
         if saved["alert"]:
             del saved["alert"]["suggested_change"]
     assert all(x.suggested_change is None for x in AlertEngine.restored(state).open_alerts())
+
+
+def test_advice_reads_as_sentences_and_never_denies_the_evidence_it_was_given() -> None:
+    """A rate above the usual range with no overshoot seen yet is "likely to overshoot" (not "with above
+    ..."); a blow-up at a rate too low to cause it is named as such, never "no grad-norm spike"."""
+    for config, kind, numbers in itertools.product(_configs(), KINDS, NUMBERS):
+        text = advise(kind, numbers, config).text
+        assert text[0].isupper() or text.startswith(("beta ", "dtype ", "num_epochs ")), text
+        assert " with above " not in text and " with :" not in text, text
+        if "grad_norm_peak" in numbers or "loss_peak" in numbers:
+            assert "no grad-norm spike" not in text, (kind, config["learning_rate"], text)
+    only_high = advise(a.LOG_ODDS_FLAT, {}, {"learning_rate": 5e-3})
+    assert only_high.text.startswith("Do not raise the learning rate: the learning rate 5e-3 is above 1e-4")
+    assert "likely to overshoot" in only_high.text
+    slow_spike = advise(a.LOSS_RISING, NUMBERS[1], {"learning_rate": 1e-9, "beta": 0.1})
+    assert "too low to cause the grad norm 220 at step 14" in slow_spike.text and slow_spike.change is None
