@@ -204,6 +204,13 @@ class _Run:
         return Advice(f"The {self.lr_text()} is far too low to move the model ({what}): try {fmt(to)}.",
                       self.change("learning_rate", to))
 
+    def settings(self, verdict: str) -> str:
+        """'The learning rate 2e-5 and beta 0.1 <verdict>', or, when neither is known (a metrics file
+        without them), that the numbers do not point at either (never a verdict on unknown settings)."""
+        if self.lr is None and self.beta is None:
+            return "Nothing in the logged numbers points at the learning rate or beta"
+        return f"The {self.lr_text()} and {self.beta_text()} {verdict}"
+
     def share_text(self, joint: str = " and ") -> str:
         return "" if self.share is None else f"{joint}the odds-ratio term is {self.share:.0%} of the loss"
 
@@ -255,7 +262,7 @@ def _log_odds_flat(r: _Run) -> Advice:
         return Advice(f"beta is {fmt(r.beta)}, well below the paper's {PAPER_BETA:g}: the preference term barely "
                       f"counts in the loss. Try {PAPER_BETA:g}.", r.change("beta", PAPER_BETA))
     return Advice(
-        f"The {r.lr_text()} and {r.beta_text()} are in the usual range: check the data. Are chosen and rejected "
+        f"{r.settings('are in the usual range')}: check the data. Are chosen and rejected "
         "swapped (a negative log odds ratio says so), nearly identical, or is the preference too subtle for this "
         "model? Then train longer.")
 
@@ -268,7 +275,7 @@ def _format_not_learned(r: _Run) -> Advice:
     if (r.beta is not None and r.beta >= BETA_ADVICE_ABOVE and r.share is not None and r.share >= OR_SHARE_DOMINANT):
         return r.lower_beta("the SFT term that teaches the format barely counts")
     return Advice(
-        f"The {r.lr_text()} and {r.beta_text()} are not what holds the format back: check that the chosen responses "
+        f"{r.settings('are not what holds the format back')}: check that the chosen responses "
         "are high quality and well-formatted (empty, truncated or noisy ones, a wrong chat template), and that "
         "max_length does not cut them off.")
 
@@ -288,7 +295,7 @@ def _catastrophic_forgetting(r: _Run) -> Advice:
     if not r.lora and r.lr is not None and r.lr > FORGET_LR_ABOVE:
         return Advice(f"The {r.lr_text()} is above the paper's 5e-6 to {fmt(PAPER_LR)} for full fine-tuning: try "
                       f"{fmt(PAPER_LR)}.{keep}", r.change("learning_rate", PAPER_LR))
-    return Advice(f"The {r.lr_text()} and {r.beta_text()} are moderate already: stop at the best eval step rather "
+    return Advice(f"{r.settings('are moderate already')}: stop at the best eval step rather "
                   f"than change them, and check that the eval split is drawn like the training data.{keep}")
 
 

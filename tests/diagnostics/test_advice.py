@@ -164,3 +164,11 @@ def test_advice_reads_as_sentences_and_never_denies_the_evidence_it_was_given() 
     assert "likely to overshoot" in only_high.text
     slow_spike = advise(a.LOSS_RISING, NUMBERS[1], {"learning_rate": 1e-9, "beta": 0.1})
     assert "too low to cause the grad norm 220 at step 14" in slow_spike.text and slow_spike.change is None
+
+
+@pytest.mark.parametrize("kind", [a.LOG_ODDS_FLAT, a.FORMAT_NOT_LEARNED, a.CATASTROPHIC_FORGETTING])
+def test_unknown_settings_are_never_called_usual(kind: str) -> None:
+    """diagnose on a file that logs neither the learning rate nor beta: no verdict on them."""
+    text = advise(kind, {}, None).text
+    assert text.startswith("Nothing in the logged numbers points at the learning rate or beta"), text
+    assert "(not logged)" not in text and "(unknown)" not in text
