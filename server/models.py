@@ -127,7 +127,8 @@ class Alert(Base):
     severity: Mapped[str] = mapped_column(String(20))
     onset_step: Mapped[int] = mapped_column(Integer)
     step: Mapped[int] = mapped_column(Integer)
-    message: Mapped[str] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)  # a plain sentence
+    details: Mapped[str] = mapped_column(Text, default="", server_default="")  # the statistics behind it
     advice: Mapped[str] = mapped_column(Text)
     # The config change the advice suggests: {"field", "from", "to"} (orpo_dash/diagnostics/advice.py), or NULL.
     suggested_change: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

@@ -67,7 +67,8 @@ class AlertPublic(BaseModel):
     severity: str
     onset_step: int
     step: int
-    message: str
+    message: str = Field(description="What is wrong, as a plain sentence.")
+    details: str = Field("", description="The statistics behind the message (trend tests, medians, steps); may be empty.")
     advice: str
     suggested_change: dict[str, Any] | None = Field(
         None, description='The config change the advice suggests, {"field": ..., "from": ..., "to": ...}; null when none.',

@@ -187,7 +187,8 @@ class Alert:
     and their steps, the `cause` it points at, and the kinds it `explains`: while it is open those do not
     open, since their advice would treat a symptom of this cause). `advice` is fitted to the run
     (advice.py); `suggested_change` is the one config change to try ({"field", "from", "to"}), None when
-    no config change is right or the config is unknown.
+    no config change is right or the config is unknown. `message` is a plain sentence ("the log odds
+    ratio has stayed near zero for the last 40 steps"); `details` holds the statistics behind it.
     """
 
     kind: str
@@ -199,6 +200,7 @@ class Alert:
     state: str = OPEN
     evidence: dict[str, object] = field(default_factory=dict)
     suggested_change: dict[str, Any] | None = None
+    details: str = ""  # the statistics behind `message` (a plain sentence), shown second
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

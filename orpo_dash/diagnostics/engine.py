@@ -238,7 +238,7 @@ class AlertEngine:
             return []
         onset = v.onset_step if st.alert is None else st.alert.onset_step
         st.alert = a.Alert(a.LOSS_RISING, a.CRITICAL, onset, step, v.message, evidence=v.evidence,
-                           **self._advice(a.LOSS_RISING, v))
+                           details=v.details, **self._advice(a.LOSS_RISING, v))
         st.streak = st.clear_streak = 0
         return [st.alert]
 
@@ -265,7 +265,7 @@ class AlertEngine:
             st.streak = st.streak + 1 if v.firing and not self._explained(kind) else 0
             if st.streak >= self._open_after[kind]:
                 st.alert = a.Alert(kind, v.severity, v.onset_step, step, v.message, evidence=v.evidence,
-                                   **self._advice(kind, v))
+                                   details=v.details, **self._advice(kind, v))
                 st.streak = st.clear_streak = 0
                 return [st.alert]
             return []
@@ -273,12 +273,12 @@ class AlertEngine:
         if st.clear_streak >= self.th["close_after"]:
             closed = a.Alert(kind, st.alert.severity, st.alert.onset_step, step,
                              f"cleared: {v.message}", st.alert.advice, a.CLOSED,
-                             suggested_change=st.alert.suggested_change)
+                             suggested_change=st.alert.suggested_change, details=v.details)
             st.alert, st.clear_streak = None, 0
             return [closed]
         if v.firing and v.severity == a.CRITICAL and st.alert.severity == a.WARNING:
             st.alert = a.Alert(kind, a.CRITICAL, st.alert.onset_step, step, v.message,
-                               evidence=v.evidence or st.alert.evidence, **self._advice(kind, v))
+                               evidence=v.evidence or st.alert.evidence, details=v.details, **self._advice(kind, v))
             return [st.alert]
         return []
 

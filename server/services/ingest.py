@@ -318,8 +318,8 @@ def _record_alert(*, session: Session, run_id: int, change: AlertChange) -> Aler
     if change.state == "closed":
         if existing is None:
             existing = Alert(run_id=run_id, kind=change.kind, severity=change.severity, onset_step=change.onset_step,
-                             step=change.step, message=change.message, advice=change.advice,
-                             suggested_change=change.suggested_change, state="closed")
+                             step=change.step, message=change.message, details=change.details,
+                             advice=change.advice, suggested_change=change.suggested_change, state="closed")
             session.add(existing)
         existing.state = "closed"
         existing.closed_step = change.step
@@ -328,11 +328,12 @@ def _record_alert(*, session: Session, run_id: int, change: AlertChange) -> Aler
     if existing is not None:
         # Same problem, newer evidence (e.g. warning escalated to critical): one row, updated.
         existing.severity, existing.step, existing.message = change.severity, change.step, change.message
+        existing.details = change.details
         existing.advice, existing.suggested_change = change.advice, change.suggested_change
         session.flush()
         return existing
     alert = Alert(run_id=run_id, kind=change.kind, severity=change.severity, onset_step=change.onset_step,
-                  step=change.step, message=change.message, advice=change.advice,
+                  step=change.step, message=change.message, details=change.details, advice=change.advice,
                   suggested_change=change.suggested_change, state="open")
     session.add(alert)
     session.flush()
