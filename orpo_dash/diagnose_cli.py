@@ -57,7 +57,7 @@ def summarize(changes: list[Alert]) -> list[dict[str, object]]:
     for c in changes:
         if c.state == "open":
             rec = {"kind": c.kind, "severity": c.severity, "onset_step": c.onset_step, "step": c.step,
-                   "message": c.message, "advice": c.advice, "closed_step": None}
+                   "message": c.message, "details": c.details, "advice": c.advice, "closed_step": None}
             out.append(rec)
             if c.kind in live:  # an escalation supersedes the warning it escalates
                 live[c.kind]["closed_step"] = c.step
@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{str(rec['severity']).upper()}] {rec['kind']} at step {rec['step']} "
                   f"(evidence from step {rec['onset_step']}{until})")
             print(f"    {rec['message']}")
+            if rec["details"]:
+                print(f"    details: {rec['details']}")
             print(f"    advice: {rec['advice']}")
         if too_short:
             print(too_short)

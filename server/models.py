@@ -63,7 +63,10 @@ class Run(Base):
     phase: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # Who started the run: a user name (kept as text so it outlives the account); NULL when auth was off.
     created_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
-
+    # "Clone with this fix": the run and the alert this run was started to fix. Plain columns, not foreign
+    # keys (alerts already reference runs: a cycle), set to NULL by delete_run when those go.
+    parent_run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    from_alert_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 class MetricPoint(Base):
     __tablename__ = "metric_points"
@@ -124,8 +127,11 @@ class Alert(Base):
     severity: Mapped[str] = mapped_column(String(20))
     onset_step: Mapped[int] = mapped_column(Integer)
     step: Mapped[int] = mapped_column(Integer)
-    message: Mapped[str] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)  # a plain sentence
+    details: Mapped[str] = mapped_column(Text, default="", server_default="")  # the statistics behind it
     advice: Mapped[str] = mapped_column(Text)
+    # The config change the advice suggests: {"field", "from", "to"} (orpo_dash/diagnostics/advice.py), or NULL.
+    suggested_change: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     state: Mapped[str] = mapped_column(String(10))  # open/closed
     closed_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

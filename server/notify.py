@@ -27,7 +27,8 @@ def slack_payload(*, run_id: int, run_name: str, alert: dict[str, Any], dashboar
     return {
         "text": f"{headline}: {alert['message']}",
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{headline}*\n{alert['message']}"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{headline}*\n{alert['message']}"
+                                                       + (f"\n_{alert['details']}_" if alert.get("details") else "")}},
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*Advice:* {alert['advice']}"}},
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"<{link}|Open the run> · evidence from step {alert['onset_step']}"}]},
         ],

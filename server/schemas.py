@@ -37,12 +37,17 @@ Tag = Annotated[str, StringConstraints(max_length=MAX_TAG_CHARS)]
 
 
 class RunCreate(RunConfig):
-    """POST /api/runs body: every run-config field as in the config file, plus an optional display name."""
+    """POST /api/runs body: every run-config field as in the config file, plus an optional display name
+    and, for a run started from "Clone with this fix", the run and alert it fixes."""
 
     name: str | None = Field(None, max_length=MAX_NAME_CHARS, description="Display name; defaults to run-<id>.")
+    parent_run_id: int | None = Field(None, ge=1, description="The run this one was cloned from.")
+    from_alert_id: int | None = Field(
+        None, ge=1, description="The alert of parent_run_id whose suggested change this run applies (needs parent_run_id).",
+    )
 
     def run_config(self) -> RunConfig:
-        return RunConfig.model_validate(self.model_dump(exclude={"name"}))
+        return RunConfig.model_validate(self.model_dump(exclude={"name", "parent_run_id", "from_alert_id"}))
 
 
 class RunUpdate(BaseModel):
@@ -62,8 +67,12 @@ class AlertPublic(BaseModel):
     severity: str
     onset_step: int
     step: int
-    message: str
+    message: str = Field(description="What is wrong, as a plain sentence.")
+    details: str = Field("", description="The statistics behind the message (trend tests, medians, steps); may be empty.")
     advice: str
+    suggested_change: dict[str, Any] | None = Field(
+        None, description='The config change the advice suggests, {"field": ..., "from": ..., "to": ...}; null when none.',
+    )
     state: str
     closed_step: int | None = None
     created_at: UtcDatetime
@@ -102,6 +111,8 @@ class RunPublic(BaseModel):
     queue_position: int | None = Field(
         None, description="1 for the next queued run to start, 2 for the one after...; None unless queued.")
     phase: PhasePublic | None = Field(None, description="What a running run's worker is doing now, if it says.")
+    parent_run_id: int | None = None  # "Clone with this fix": the run it was cloned from...
+    from_alert_id: int | None = None  # ...and the alert it fixes
 
 
 class RunRegistered(RunPublic):

@@ -12,6 +12,7 @@ import difflib
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 LOG_ODDS_FLAT = "log_odds_flat"
 LOSS_RISING = "loss_rising"
@@ -184,7 +185,10 @@ class Alert:
     severity) and "closed" when its condition has cleared at `step`. `onset_step` is where the evidence
     starts; `step` is where the change was decided. `evidence` holds the numbers behind it (metric values
     and their steps, the `cause` it points at, and the kinds it `explains`: while it is open those do not
-    open, since their advice would treat a symptom of this cause).
+    open, since their advice would treat a symptom of this cause). `advice` is fitted to the run
+    (advice.py); `suggested_change` is the one config change to try ({"field", "from", "to"}), None when
+    no config change is right or the config is unknown. `message` is a plain sentence ("the log odds
+    ratio has stayed near zero for the last 40 steps"); `details` holds the statistics behind it.
     """
 
     kind: str
@@ -195,6 +199,8 @@ class Alert:
     advice: str
     state: str = OPEN
     evidence: dict[str, object] = field(default_factory=dict)
+    suggested_change: dict[str, Any] | None = None
+    details: str = ""  # the statistics behind `message` (a plain sentence), shown second
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -99,6 +99,9 @@ class Verdict:
     onset_step: int = 0
     message: str = ""
     evidence: dict[str, object] = field(default_factory=dict)
+    # `message` is a plain sentence a reader acts on ("the log odds ratio has stayed near zero for 40
+    # steps"); `details` holds the statistics behind it (Theil-Sen, Mann-Kendall, medians), shown second.
+    details: str = ""
 
 
 Lookup = Callable[[str], "Series | None"]
@@ -123,6 +126,12 @@ def _fmt(t: Trend) -> str:
     return f"Theil-Sen change {t.change:+.3g}, Mann-Kendall z={t.z:+.1f}"
 
 
+def _steps(onset: int, step: int) -> str:
+    """'since step 21 (40 steps)': how long a trend has held when it was judged. An open alert keeps
+    the message it opened with, so it names steps, never "the last N steps" (stale a minute later)."""
+    return f"since step {onset} ({step - onset} steps)"
+
+
 def log_odds_flat(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | None:
     s = get(m.LOG_ODDS_RATIO)
     w = int(th["window"])
@@ -133,20 +142,22 @@ def log_odds_flat(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | 
     onset = int(win[0][0])
     clear_level, not_falling_z = th["lor_clear_level"] * level, -th["lor_clear_z_frac"] * zc
     if t.median > clear_level and t.z >= not_falling_z:  # well above zero and not falling: clear, no slope needed
-        return Verdict(False, True, a.WARNING, onset,
-                       f"log odds ratio median {t.median:.2f} over steps {onset}-{step} (z={t.z:+.1f})")
+        return Verdict(False, True, a.WARNING, onset, "the log odds ratio is well above zero",
+                       details=f"median {t.median:.2f} over steps {onset}-{step}, Mann-Kendall z={t.z:+.1f}")
     flat = t.median < level and t.change < rise and not _still_rising(s, th, step)
     if flat and not t.z < -zc and _writes_the_answers_and_still_learns(get, th, step):
         return Verdict(False, False, a.WARNING, onset)  # not judged yet: neither firing nor clear
     falling = t.z < -zc and t.change < -max(drop, th["lor_drop_frac"] * abs(t.median))
     if falling and not flat:
-        msg = f"log odds ratio is falling: {_fmt(t)} over steps {onset}-{step} (median {t.median:.2f})"
+        msg = f"the log odds ratio has been falling {_steps(onset, step)}: the model prefers the chosen responses less"
     else:
-        msg = (f"log odds ratio stays near zero: median {t.median:.2f} over steps {onset}-{step} "
-               f"({_fmt(t)}; healthy runs are above {level:g} and rising by step {th['min_step']:g})")
+        msg = (f"the log odds ratio has stayed near zero {_steps(onset, step)}: the model is not learning to "
+               "prefer the chosen responses")
+    details = (f"median {t.median:.2f} over steps {onset}-{step}, {_fmt(t)}; healthy runs are above {level:g} "
+               f"and rising by step {th['min_step']:g}")
     severity = a.CRITICAL if t.median < -level else a.WARNING
     clear = (t.median > clear_level or t.change > th["lor_clear_rise"] * rise) and not t.z < not_falling_z
-    return Verdict(flat or falling, clear, severity, onset, msg)
+    return Verdict(flat or falling, clear, severity, onset, msg, details=details)
 
 
 def _writes_the_answers_and_still_learns(get: Lookup, th: Mapping[str, float], step: int) -> bool:
@@ -204,7 +215,7 @@ def _two_scales(th: Mapping[str, float], judge: Callable[[int], Verdict | None],
         return short
     if long.firing:
         return long
-    return Verdict(False, short.clear, short.severity, short.onset_step, short.message)
+    return Verdict(False, short.clear, short.severity, short.onset_step, short.message, details=short.details)
 
 
 def loss_rising(get: Lookup, th: Mapping[str, float], step: int, st: EvalBest | None = None) -> Verdict | None:
@@ -227,7 +238,8 @@ def _either(first: Verdict | None, second: Verdict | None) -> Verdict | None:
         return first
     if second.firing:
         return second
-    return Verdict(False, first.clear and second.clear, first.severity, first.onset_step, first.message)
+    return Verdict(False, first.clear and second.clear, first.severity, first.onset_step, first.message,
+                   details=first.details)
 
 
 def _train_loss_rising(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | None:
@@ -240,19 +252,20 @@ def _train_loss_rising(get: Lookup, th: Mapping[str, float], step: int) -> Verdi
             return None
         t = _trend(s, w)
         if t.z < -th["loss_falling_z"]:  # falling: clear, and the slope is not needed
-            return Verdict(False, True, a.WARNING, int(win[0][0]),
-                           f"total loss is falling over steps {int(win[0][0])}-{step} (Mann-Kendall z={t.z:+.1f})")
+            return Verdict(False, True, a.WARNING, int(win[0][0]), "the total loss is falling",
+                           details=f"steps {int(win[0][0])}-{step}, Mann-Kendall z={t.z:+.1f}")
         need = th["loss_rise_frac"] * abs(t.median)
         firing = t.z > th["trend_z"] and t.change > need
         onset = int(win[0][np.argmin(_running_mean(win[1]))]) if firing else int(win[0][0])
         base = s.baseline
         severity = a.CRITICAL if base is not None and t.median > base else a.WARNING
-        msg = (f"total loss is rising: {_fmt(t)} over steps {int(win[0][0])}-{step}, "
-               f"{t.change / max(abs(t.median), TINY):+.0%} of its median {t.median:.3g}")
+        msg = f"the total loss has been rising {_steps(onset, step)}"
+        details = (f"{_fmt(t)} over steps {int(win[0][0])}-{step}, {t.change / max(abs(t.median), TINY):+.0%} "
+                   f"of its median {t.median:.3g}")
         clear = t.change < th["loss_clear_frac"] * need and t.z < th["loss_clear_z"]
         evidence = {"metric": m.LOSS, "from_step": int(win[0][0]), "to_step": step, "change": round(t.change, 4),
                     "median": round(t.median, 4), "mann_kendall_z": round(t.z, 2)}
-        return Verdict(firing, clear, severity, onset, msg, evidence)
+        return Verdict(firing, clear, severity, onset, msg, evidence, details)
 
     return _two_scales(th, judge, lambda: _trend(s, int(th["window"])).z > th["loss_leans_z"])
 
@@ -297,17 +310,18 @@ def loss_blowup(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | No
         return Verdict(False, False)
     lr = get(m.LEARNING_RATE)
     lr_now = float(lr.values[-1]) if lr is not None and lr.values else None
-    lr_text = f" at learning rate {lr_now:.3g}" if lr_now is not None else ""
-    msg = (f"loss blew up: {ref:.3g} -> {level:.3g} (x{level / ref:.1f}) from step {first} to {step}, with grad "
-           f"norm {g_max:.3g} at step {g_step} (x{g_max / max(g_ref, TINY):.0f} its level before){lr_text}: "
-           "the learning rate is too high")
+    lr_text = f", learning rate {lr_now:.3g}" if lr_now is not None else ""
+    msg = (f"the loss jumped from {ref:.3g} to {level:.3g} (x{level / ref:.1f}) between steps {first} and {step}, "
+           "with a grad-norm spike: the learning rate is too high")
+    details = (f"grad norm {g_max:.3g} at step {g_step}, x{g_max / max(g_ref, TINY):.0f} its level before "
+               f"({g_ref:.3g}){lr_text}; loss medians of the last {k} points against the {len(before)} before")
     evidence: dict[str, object] = {
         "cause": "learning_rate", "metric": m.LOSS, "loss_before": round(ref, 4), "loss_now": round(level, 4),
         "from_step": first, "to_step": step, "grad_norm": round(g_max, 4), "grad_norm_step": int(g_step),
         "grad_norm_before": round(g_ref, 4), "explains": list(EXPLAINED_BY_LR)}
     if lr_now is not None:
         evidence["learning_rate"] = lr_now
-    return Verdict(True, False, a.CRITICAL, first, msg, evidence)
+    return Verdict(True, False, a.CRITICAL, first, msg, evidence, details)
 
 
 def _small_median(values: list[float]) -> float:
@@ -357,10 +371,11 @@ def _eval_rising(name: str, es: Series, st: EvalBest, th: Mapping[str, float], r
     rise, newest = (smooth - st.best) / scale, (values[-1] - st.best) / scale
     firing = rise > rise_frac and newest > rise_frac and smooth - st.best > th["forget_noise_k"] * _eval_noise(es, name)
     severity = a.CRITICAL if rise > th["forget_critical_factor"] * rise_frac else a.WARNING
-    msg = f"held-out {name} {smooth:.3g} at step {at} is {rise:+.0%} above its best {st.best:.3g} (step {st.best_step})"
+    msg = f"the held-out {name} has risen {rise:.0%} above its best (step {st.best_step})"
+    details = f"{smooth:.3g} at step {at} (median of the last evals) against a best of {st.best:.3g} at step {st.best_step}"
     evidence = {"metric": name, "value": round(smooth, 4), "step": at, "best": round(st.best, 4),
                 "best_step": st.best_step, "rise": round(rise, 4), "kind": kind}
-    return Verdict(firing, rise < 0.5 * rise_frac and not firing, severity, st.best_step, msg, evidence)
+    return Verdict(firing, rise < 0.5 * rise_frac and not firing, severity, st.best_step, msg, evidence, details)
 
 
 class PenalizationState:
@@ -395,7 +410,8 @@ def over_penalization(get: Lookup, th: Mapping[str, float], step: int,
     evidence = {**verdict.evidence, "cause": "beta", "metric": name}
     if share is not None:
         evidence["or_share"] = round(share, 4)
-    return Verdict(verdict.firing, verdict.clear, verdict.severity, verdict.onset_step, verdict.message, evidence)
+    return Verdict(verdict.firing, verdict.clear, verdict.severity, verdict.onset_step, verdict.message, evidence,
+                   verdict.details)
 
 
 def _or_share(get: Lookup, th: Mapping[str, float]) -> float | None:
@@ -436,10 +452,12 @@ def _chosen_below_its_best(lor: Series, cs: Series, sign: float, th: Mapping[str
     fall, lor_gain = st.best - level, lor_level - st.lor_at_best
     firing = fall > th["op_level_drop"] and lor_gain > 0
     severity = a.CRITICAL if fall > th["op_critical_factor"] * th["op_logp_drop"] + th["op_level_drop"] else a.WARNING
-    msg = (f"chosen log-prob is {fall:.3f} nats/token below its best ({st.best:.3f}, step {st.best_step}) at "
-           f"step {step} while the log odds ratio rose {lor_gain:+.2f} (window medians)")
+    msg = (f"the chosen responses' log-prob has fallen {fall:.3f} nats/token below its best (step {st.best_step}) "
+           "while the log odds ratio kept rising")
+    details = (f"window medians: chosen log-prob {level * sign:.3f} at step {step} against a best of "
+               f"{st.best * sign:.3f}; log odds ratio {lor_gain:+.2f} since then")
     clear = fall < th["op_level_clear_frac"] * th["op_level_drop"] or lor_gain <= 0
-    return Verdict(firing, clear, severity, st.best_step, msg)
+    return Verdict(firing, clear, severity, st.best_step, msg, details=details)
 
 
 def _over_penalization_trend(lor: Series, cs: Series, sign: float, th: Mapping[str, float], step: int
@@ -458,10 +476,12 @@ def _over_penalization_trend(lor: Series, cs: Series, sign: float, th: Mapping[s
         firing = tc.z < -zc and tc.change < -drop and tl.z > th["op_lor_z"] and tl.change > 0
         onset = int(cw[0][np.argmax(_running_mean(sign * cw[1]))]) if firing else int(cw[0][0])
         severity = a.CRITICAL if tc.change < -th["op_critical_factor"] * drop else a.WARNING
-        msg = (f"chosen log-prob falls while the log odds ratio grows, steps {int(cw[0][0])}-{step}: "
-               f"chosen {tc.change:+.3f} nats/token (z={tc.z:+.1f}), log odds ratio {tl.change:+.2f} (z={tl.z:+.1f})")
+        msg = (f"the chosen responses' log-prob has been falling {_steps(onset, step)} while the log odds "
+               "ratio grows")
+        details = (f"Theil-Sen change: chosen log-prob {tc.change:+.3f} nats/token (Mann-Kendall z={tc.z:+.1f}), "
+                   f"log odds ratio {tl.change:+.2f} (z={tl.z:+.1f})")
         clear = tc.change > small_fall or tl.z < th["op_clear_lor_z"]
-        return Verdict(firing, clear, severity, onset, msg)
+        return Verdict(firing, clear, severity, onset, msg, details=details)
 
     return _two_scales(th, judge, lambda: sign * _trend(cs, int(th["window"])).z < -th["op_leans_z"])
 
@@ -487,8 +507,8 @@ def catastrophic_forgetting(get: Lookup, th: Mapping[str, float], step: int, st:
     if firing and rise <= th["forget_sure_frac"]:
         firing = _rising_since_best(es, name, st, th)
     label = "eval NLL" if name != m.EVAL_PREFIX + m.LOSS else "eval loss"
-    msg = (f"{label} {smooth:.3f} at step {at} is {rise:+.0%} above its best {st.best:.3f} "
-           f"(step {st.best_step})")
+    msg = f"the {label} has risen {rise:.0%} above its best (step {st.best_step})"
+    details = f"{smooth:.3f} at step {at} (median of the last evals) against a best of {st.best:.3f} at step {st.best_step}"
     evidence: dict[str, object] = {"metric": name, "value": round(smooth, 4), "step": at, "best": round(st.best, 4),
                                    "best_step": st.best_step, "rise": round(rise, 4)}
     train = _first(get, (m.NLL_LOSS,))
@@ -497,12 +517,12 @@ def catastrophic_forgetting(get: Lookup, th: Mapping[str, float], step: int, st:
         gap = (smooth - train_nll) / max(smooth, TINY)
         if gap > th["forget_gap_frac"] and _trend(train[1], int(th["window"])).z < -th["trend_z"]:
             firing = True
-            msg = (f"eval NLL {smooth:.3f} departs from train NLL {train_nll:.3f} ({gap:.0%} of eval) "
-                   f"while train NLL keeps falling, step {at}")
+            msg = "the eval NLL is drifting away from the train NLL while the train NLL keeps falling"
+            details = f"eval NLL {smooth:.3f}, train NLL {train_nll:.3f} ({gap:.0%} of eval) at step {at}"
             evidence.update(train_nll=round(train_nll, 4), gap=round(gap, 4))
     severity = a.CRITICAL if rise > th["forget_critical_factor"] * th["forget_rise_frac"] else a.WARNING
     clear = rise < th["forget_clear_frac"] * th["forget_rise_frac"]
-    return Verdict(firing, clear and not firing, severity, st.best_step, msg, evidence)
+    return Verdict(firing, clear and not firing, severity, st.best_step, msg, evidence, details)
 
 
 def _rising_since_best(es: Series, name: str, st: EvalBest, th: Mapping[str, float]) -> bool:
@@ -549,13 +569,13 @@ def format_not_learned(get: Lookup, th: Mapping[str, float], step: int) -> Verdi
     if typical < th["fnl_nll_floor"]:
         # A model that already predicts its chosen responses this well (a pretrained or SFT'd model on
         # data in its own format) has the format, even when the NLL barely moves from its start.
-        return Verdict(False, True, a.WARNING, int(win[0][0]),
-                       f"chosen NLL {typical:.3f} at step {step} is below {th['fnl_nll_floor']:g} nats/token")
+        return Verdict(False, True, a.WARNING, int(win[0][0]), "the model already predicts the chosen responses well",
+                       details=f"chosen NLL {typical:.3f} at step {step}, below {th['fnl_nll_floor']:g} nats/token")
     level = typical / base
     cleared_level = th["fnl_level"] - th["fnl_clear_margin"]
     if level < cleared_level:  # far below its start: clear, and the trend is not needed
-        return Verdict(False, True, a.WARNING, int(win[0][0]),
-                       f"chosen NLL is down to {level:.0%} of its starting {base:.3f} at step {step}")
+        return Verdict(False, True, a.WARNING, int(win[0][0]), f"the chosen NLL is down to {level:.0%} of its start",
+                       details=f"starting {base:.3f}, step {step}")
     t = _trend(s, int(th["window"])) if name == m.NLL_LOSS else trend(win[0], values)
     level, fall = t.median / base, -t.change / base
     # A significantly rising NLL is another pitfall (over-penalization, forgetting), not an unlearned format.
@@ -564,10 +584,12 @@ def format_not_learned(get: Lookup, th: Mapping[str, float], step: int) -> Verdi
         return Verdict(False, False, a.WARNING, int(win[0][0]))  # not judged yet: neither firing nor clear
     late = step >= th["fnl_critical_after"] * th["min_step"]
     severity = a.CRITICAL if level > th["fnl_critical_level"] and late else a.WARNING
-    msg = (f"chosen NLL is still {t.median:.3f} ({level:.0%} of its starting {base:.3f}) at step {step} "
-           f"and falling only {fall:.1%} of that per {int(th['window'])} points ({_fmt(t)})")
+    msg = (f"the chosen NLL has barely fallen: still {level:.0%} of its starting value at step {step}, so the model "
+           "is not learning the chosen responses")
+    details = (f"median {t.median:.3f} against {base:.3f} at the start, falling {fall:.1%} of that per "
+               f"{int(th['window'])} points ({_fmt(t)})")
     clear = level < cleared_level or fall > th["fnl_clear_factor"] * th["fnl_min_drop"]
-    return Verdict(firing, clear, severity, int(win[0][0]), msg)
+    return Verdict(firing, clear, severity, int(win[0][0]), msg, details=details)
 
 
 def _running_mean(values: np.ndarray, k: int = ONSET_SMOOTH_POINTS) -> np.ndarray:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orpo_dash import metric_names as m
+from orpo_dash.diagnostics import advice as adv
 from orpo_dash.diagnostics import alerts as a
 from orpo_dash.diagnostics import detectors as d
 
@@ -42,11 +43,15 @@ class _Hysteresis:
 class AlertEngine:
     """`planned_steps`: the run's planned length (max_steps, or the hello's total_steps; diagnose on a
     file takes its last step), which scales the step thresholds (alerts.for_planned_length); None keeps
-    the defaults."""
+    the defaults. `config`: the run's config, which advice is fitted to (None: unknown, e.g. a metrics
+    file: advice from the numbers only, no suggested change). A keyword, so that it never lands in
+    planned_steps."""
 
-    def __init__(self, thresholds: Mapping[str, float] | None = None, planned_steps: int | None = None) -> None:
+    def __init__(self, thresholds: Mapping[str, float] | None = None, planned_steps: int | None = None, *,
+                 config: Mapping[str, Any] | None = None) -> None:
         self.planned_steps = planned_steps
         self.th = a.for_planned_length(a.resolve_thresholds(thresholds), planned_steps, keep=set(thresholds or ()))
+        self._config = config
         self._series: dict[str, d.Series] = {}
         self._last_step: dict[str, int] = {}
         self._current: int | None = None  # the step not finalized yet
@@ -77,7 +82,8 @@ class AlertEngine:
         for _, inputs, _ in self._detectors:
             for name in inputs:
                 self._series.setdefault(name, d.Series(self._maxlen))
-        for name in (m.GRAD_NORM, m.LEARNING_RATE):  # the blow-up rule's evidence of the cause
+        # Kept beyond the detectors' inputs: the blow-up rule's evidence of the cause, and what advice reads.
+        for name in (m.GRAD_NORM, m.LEARNING_RATE, *adv.CONTEXT_METRICS):
             self._series.setdefault(name, d.Series(self._maxlen))
 
     # ----- public -----
@@ -143,11 +149,11 @@ class AlertEngine:
 
     @classmethod
     def restored(cls, state: Mapping[str, Any], thresholds: Mapping[str, float] | None = None,
-                 planned_steps: int | None = None) -> AlertEngine:
+                 planned_steps: int | None = None, *, config: Mapping[str, Any] | None = None) -> AlertEngine:
         """An engine continuing from state() (ValueError if the state is from another version)."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"alert engine state version {state.get('version')!r}, expected {STATE_VERSION}")
-        engine = cls(thresholds, planned_steps)
+        engine = cls(thresholds, planned_steps, config=config)
         for name, saved in state["series"].items():
             series = engine._series.setdefault(name, d.Series(engine._maxlen))
             series.steps.extend(saved["steps"])
@@ -179,18 +185,25 @@ class AlertEngine:
         s = self._series.get(name)
         return s if s is not None and s.version else None
 
+    def _advice(self, kind: str, verdict: d.Verdict | None) -> dict[str, Any]:
+        """Alert(advice=..., suggested_change=...) for `kind`, from the run's numbers and config."""
+        numbers = {**adv.run_numbers(self._get), **(getattr(verdict, "evidence", None) or {})}
+        fitted = adv.advise(kind, numbers, self._config)
+        return {"advice": fitted.text, "suggested_change": fitted.change}
+
     def _non_finite_point(self, step: int, name: str, value: float) -> list[a.Alert]:
         self._bad_now.append(name)
         st = self._state[a.NON_FINITE]
         severity = a.CRITICAL if name in _CORE else a.WARNING
         msg = f"{name} = {value} at step {step}"
         if st.alert is None:
-            st.alert = a.Alert(a.NON_FINITE, severity, step, step, "non-finite value: " + msg, a.ADVICE[a.NON_FINITE])
+            st.alert = a.Alert(a.NON_FINITE, severity, step, step, "non-finite value: " + msg,
+                               **self._advice(a.NON_FINITE, None))
             return [st.alert]
         if severity == a.CRITICAL and st.alert.severity == a.WARNING:
             st.alert = a.Alert(a.NON_FINITE, a.CRITICAL, st.alert.onset_step, step,
                                f"non-finite value now in a core metric: {msg} (first at step {st.alert.onset_step})",
-                               a.ADVICE[a.NON_FINITE])
+                               **self._advice(a.NON_FINITE, None))
             return [st.alert]
         return []
 
@@ -224,8 +237,8 @@ class AlertEngine:
         if st.alert is not None and st.alert.severity == a.CRITICAL:
             return []
         onset = v.onset_step if st.alert is None else st.alert.onset_step
-        st.alert = a.Alert(a.LOSS_RISING, a.CRITICAL, onset, step, v.message, a.ADVICE[a.LOSS_RISING],
-                           evidence=v.evidence)
+        st.alert = a.Alert(a.LOSS_RISING, a.CRITICAL, onset, step, v.message, evidence=v.evidence,
+                           details=v.details, **self._advice(a.LOSS_RISING, v))
         st.streak = st.clear_streak = 0
         return [st.alert]
 
@@ -240,7 +253,8 @@ class AlertEngine:
         self._finite_steps = 0 if bad else self._finite_steps + 1
         if st.alert is not None and self._finite_steps >= self.th["nonfinite_clear_steps"]:
             closed = a.Alert(a.NON_FINITE, st.alert.severity, st.alert.onset_step, step,
-                             f"all metrics finite for {self._finite_steps} steps", st.alert.advice, a.CLOSED)
+                             f"all metrics finite for {self._finite_steps} steps", st.alert.advice, a.CLOSED,
+                             suggested_change=st.alert.suggested_change)
             st.alert = None
             return [closed]
         return []
@@ -250,25 +264,27 @@ class AlertEngine:
         if st.alert is None:
             st.streak = st.streak + 1 if v.firing and not self._explained(kind) else 0
             if st.streak >= self._open_after[kind]:
-                st.alert = a.Alert(kind, v.severity, v.onset_step, step, v.message, a.ADVICE[kind], evidence=v.evidence)
+                st.alert = a.Alert(kind, v.severity, v.onset_step, step, v.message, evidence=v.evidence,
+                                   details=v.details, **self._advice(kind, v))
                 st.streak = st.clear_streak = 0
                 return [st.alert]
             return []
         st.clear_streak = st.clear_streak + 1 if v.clear else 0
         if st.clear_streak >= self.th["close_after"]:
             closed = a.Alert(kind, st.alert.severity, st.alert.onset_step, step,
-                             f"cleared: {v.message}", st.alert.advice, a.CLOSED)
+                             f"cleared: {v.message}", st.alert.advice, a.CLOSED,
+                             suggested_change=st.alert.suggested_change, details=v.details)
             st.alert, st.clear_streak = None, 0
             return [closed]
         if v.firing and v.severity == a.CRITICAL and st.alert.severity == a.WARNING:
-            st.alert = a.Alert(kind, a.CRITICAL, st.alert.onset_step, step, v.message, a.ADVICE[kind],
-                               evidence=v.evidence or st.alert.evidence)
+            st.alert = a.Alert(kind, a.CRITICAL, st.alert.onset_step, step, v.message,
+                               evidence=v.evidence or st.alert.evidence, details=v.details, **self._advice(kind, v))
             return [st.alert]
         return []
 
 
 def diagnose(series: Mapping[str, Sequence[tuple[int, float]]], thresholds: Mapping[str, float] | None = None,
-             planned_steps: int | None = None) -> list[a.Alert]:
+             planned_steps: int | None = None, *, config: Mapping[str, Any] | None = None) -> list[a.Alert]:
     """Every alert state change for a whole run: the series merged in step order through one engine.
 
     The run's planned length defaults to its last step: a finished run's file is as long as it was planned."""
@@ -278,5 +294,5 @@ def diagnose(series: Mapping[str, Sequence[tuple[int, float]]], thresholds: Mapp
     )
     if planned_steps is None and points:
         planned_steps = points[-1][0]
-    engine = AlertEngine(thresholds, planned_steps)
+    engine = AlertEngine(thresholds, planned_steps, config=config)
     return engine.feed(points) + engine.flush()

@@ -88,6 +88,7 @@ def _machine_warnings(config: RunConfig, request: Request) -> dict[str, str]:
 def create_run(
     run_in: RunCreate,
     request: Request,
+    session: SessionDep,
     caller: MemberDep,
     launch: Annotated[bool, Query(description="Start a local worker; false registers the run for an external worker and returns its token.")] = True,
 ) -> RunPublic | RunRegistered:
@@ -108,6 +109,9 @@ def create_run(
         # own labels, stored in the config and shown, never opened by the dashboard (run.output_dir,
         # the one folder it lists and serves, is set only inside the output root; server/services/runs.py).
         errors = {}
+    # "Clone with this fix": the parent run and its alert must exist and belong together.
+    errors = {**run_service.lineage_errors(session=session, parent_run_id=run_in.parent_run_id,
+                                           from_alert_id=run_in.from_alert_id), **errors}
     if errors:
         raise _field_errors_as_422(errors)
     state = request.app.state
@@ -118,6 +122,7 @@ def create_run(
             output_root=state.settings.path_roots().output, launched=launch, dataset_pairs=dataset_pairs,
         )
         run.created_by = caller.name
+        run.parent_run_id, run.from_alert_id = run_in.parent_run_id, run_in.from_alert_id
         if not launch:
             run_status.mark_running(run, started_at=run.created_at)  # its worker is the caller, already running
         session.flush()

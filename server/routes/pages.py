@@ -24,7 +24,7 @@ from orpo_dash.protocol import shown
 from orpo_dash.run_config import RunConfig, field_groups
 from server.auth import current_caller
 from server.db import SessionDep
-from server.services.runs import get_run
+from server.services.runs import get_run, lineage_of
 from server.settings import Settings
 from server.templating import templates
 
@@ -181,7 +181,7 @@ def _metric_directions() -> dict[str, list[str]]:
 
 
 @router.get("/runs/new", response_class=HTMLResponse, name="run_new")
-def run_new(request: Request, clone: int | None = None) -> HTMLResponse:
+def run_new(request: Request, clone: int | None = None, fix: int | None = None) -> HTMLResponse:
     sections = form_sections()
     context = {
         "sections": sections,
@@ -189,6 +189,8 @@ def run_new(request: Request, clone: int | None = None) -> HTMLResponse:
         # What the form's script needs to turn inputs back into JSON values.
         "field_kinds": {f.name: {"kind": f.kind, "nullable": f.nullable} for _, _, fields in sections for f in fields},
         "clone_id": clone,
+        # "Clone with this fix": the alert of the cloned run whose suggested change the form applies.
+        "fix_alert_id": fix if clone is not None else None,
         # The kind and address only: the cluster's resources are fetched by the page (/api/launcher), so an
         # unreachable Ray head never slows the form down.
         "launcher": _launcher_kind(request.app.state.settings),
@@ -209,7 +211,7 @@ def run_detail(request: Request, run_id: str, session: SessionDep) -> HTMLRespon
     if run is None:
         return _not_found(request, f"There is no run with id {run_id}. It may have been deleted.")
     context = {"run": run, "chart_groups": CHART_GROUPS, "config_groups": list(field_groups().items()),
-               "metric_directions": _metric_directions()}
+               "metric_directions": _metric_directions(), "lineage": lineage_of(session=session, run=run)}
     return templates.TemplateResponse(request, "run_detail.html", context)
 
 

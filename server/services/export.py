@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.models import MetricPoint, Run
+from server.models import Alert, MetricPoint, Run
+from server.schemas import AlertPublic
 
 # Rows fetched from the database (and sent) per chunk.
 EXPORT_PAGE_ROWS = 5000
@@ -58,8 +59,9 @@ def runs_csv(*, session_factory: sessionmaker[Session], run_ids: Sequence[int]) 
 
 
 def run_json(*, session_factory: sessionmaker[Session], run_id: int) -> Iterator[str]:
-    """One run as {"run": {id, name, status, config}, "points": [{step, name, value, time}, ...]},
-    byte for byte what json.dumps of the whole object gives."""
+    """One run as {"run": {id, name, status, config, parent_run_id, from_alert_id}, "alerts": [alert objects,
+    as the API gives them], "points": [{step, name, value, time}, ...]}, byte for byte what json.dumps of the
+    whole object gives."""
     with session_factory() as session:
         yield from _run_json(session, run_id)
 
@@ -80,8 +82,11 @@ def _run_json(session: Session, run_id: int) -> Iterator[str]:
     if run is None:  # deleted since the route checked it
         yield "null"
         return
-    header: dict[str, Any] = {"id": run.id, "name": run.name, "status": run.status, "config": run.config}
-    yield '{"run": ' + json.dumps(header) + ', "points": ['
+    header: dict[str, Any] = {"id": run.id, "name": run.name, "status": run.status, "config": run.config,
+                              "parent_run_id": run.parent_run_id, "from_alert_id": run.from_alert_id}
+    alerts = [AlertPublic.model_validate(alert).model_dump(mode="json")
+              for alert in session.scalars(select(Alert).where(Alert.run_id == run_id).order_by(Alert.id))]
+    yield '{"run": ' + json.dumps(header) + ', "alerts": ' + json.dumps(alerts) + ', "points": ['
     first = True
     for page in point_pages(session=session, run_id=run_id):
         text = ", ".join(json.dumps({"step": s, "name": n, "value": v, "time": t}) for s, n, v, t in page)

@@ -105,11 +105,11 @@ class AlertEngines:
         engine = None
         if saved is not None:
             try:
-                engine = AlertEngine.restored(json.loads(saved.state), thresholds, planned)
+                engine = AlertEngine.restored(json.loads(saved.state), thresholds, planned, config=run.config)
             except (ValueError, KeyError, TypeError):
                 engine = None  # saved by another version of the engine: rebuild from the history below
         if engine is None:
-            engine = AlertEngine(thresholds, planned)
+            engine = AlertEngine(thresholds, planned, config=run.config)
         # The points committed after the save (all of them without one). Their state changes were
         # stored when they first happened: discard them here.
         tail = points_after_each(session=session, run_id=run.id, names=sorted(run.latest_metrics or {}),
@@ -318,7 +318,8 @@ def _record_alert(*, session: Session, run_id: int, change: AlertChange) -> Aler
     if change.state == "closed":
         if existing is None:
             existing = Alert(run_id=run_id, kind=change.kind, severity=change.severity, onset_step=change.onset_step,
-                             step=change.step, message=change.message, advice=change.advice, state="closed")
+                             step=change.step, message=change.message, details=change.details,
+                             advice=change.advice, suggested_change=change.suggested_change, state="closed")
             session.add(existing)
         existing.state = "closed"
         existing.closed_step = change.step
@@ -327,10 +328,13 @@ def _record_alert(*, session: Session, run_id: int, change: AlertChange) -> Aler
     if existing is not None:
         # Same problem, newer evidence (e.g. warning escalated to critical): one row, updated.
         existing.severity, existing.step, existing.message = change.severity, change.step, change.message
+        existing.details = change.details
+        existing.advice, existing.suggested_change = change.advice, change.suggested_change
         session.flush()
         return existing
     alert = Alert(run_id=run_id, kind=change.kind, severity=change.severity, onset_step=change.onset_step,
-                  step=change.step, message=change.message, advice=change.advice, state="open")
+                  step=change.step, message=change.message, details=change.details, advice=change.advice,
+                  suggested_change=change.suggested_change, state="open")
     session.add(alert)
     session.flush()
     return alert

@@ -8,7 +8,7 @@ import secrets
 import time
 from pathlib import Path
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from orpo_dash.metric_names import better_direction
@@ -136,9 +136,38 @@ def delete_run(*, session: Session, run: Run) -> None:
     # metric_points has no foreign key to catch such a straggler (models.MetricPoint).
     session.execute(select(Run.id).where(Run.id == run.id).with_for_update())
     # Explicit deletes keep SQLite and PostgreSQL alike even where FK cascades are off.
+    alert_ids = select(Alert.id).where(Alert.run_id == run.id)
+    session.execute(update(Run).where(Run.from_alert_id.in_(alert_ids)).values(from_alert_id=None))
+    session.execute(update(Run).where(Run.parent_run_id == run.id).values(parent_run_id=None))
     for table in (MetricPoint, Alert, LogLine, Sample):
         session.execute(delete(table).where(table.run_id == run.id))
     session.delete(run)
+
+
+def lineage_errors(*, session: Session, parent_run_id: int | None, from_alert_id: int | None) -> dict[str, str]:
+    """Field -> message for a parent run or alert that does not exist or do not belong together."""
+    if from_alert_id is not None and parent_run_id is None:
+        return {"from_alert_id": "from_alert_id needs parent_run_id: the run whose alert this run fixes"}
+    if parent_run_id is None:
+        return {}
+    if get_run(session=session, run_id=parent_run_id) is None:
+        return {"parent_run_id": f"parent_run_id {parent_run_id}: there is no such run (deleted?); leave it empty"}
+    if from_alert_id is not None:
+        alert = session.get(Alert, from_alert_id) if from_alert_id <= MAX_RUN_ID else None
+        if alert is None or alert.run_id != parent_run_id:
+            return {"from_alert_id": f"from_alert_id {from_alert_id} is not an alert of run {parent_run_id}; "
+                                     "leave it empty or pick one from that run's page"}
+    return {}
+
+
+def lineage_of(*, session: Session, run: Run) -> dict[str, object] | None:
+    """What the run page says about a run cloned to fix an alert: the parent (if it still exists) and the alert."""
+    if run.parent_run_id is None:
+        return None
+    parent = get_run(session=session, run_id=run.parent_run_id)
+    alert = session.get(Alert, run.from_alert_id) if run.from_alert_id is not None else None
+    return {"parent_id": run.parent_run_id, "parent_name": parent.name if parent else None,
+            "alert": alert if alert is not None and alert.run_id == run.parent_run_id else None}
 
 
 def request_stop(*, session: Session, run: Run) -> Run:
@@ -217,6 +246,8 @@ def to_public(run: Run, alerts: list[Alert], *, queue_position: int | None = Non
         queue_position=queue_position if run.status == "queued" else None,
         # Only while it runs: an ended run is doing nothing, whatever its worker said last.
         phase=PhasePublic.model_validate(run.phase) if run.phase and run.status == "running" else None,
+        parent_run_id=run.parent_run_id,
+        from_alert_id=run.from_alert_id,
     )
 
 

@@ -243,6 +243,11 @@
     format_not_learned: ["loss"],
   };
   const kindLabel = (kind) => kind.replaceAll("_", " ");
+  /** An alert's message as a sentence: capital first letter, full stop (the detectors write lower-case clauses). */
+  const sentence = (text) => {
+    const t = String(text || "").trim();
+    return t ? t[0].toUpperCase() + t.slice(1) + (/[.!?]$/.test(t) ? "" : ".") : "";
+  };
   const dismissed = new Set();       // alert ids hidden from the banner (they stay in the panel)
   const notified = new Set();        // alert ids already shown as a desktop notification
 
@@ -254,20 +259,32 @@
     return alert.state !== "closed" && !wasOpen;
   }
 
+  /** "Clone with this fix": the new-run form, pre-filled from this run with the alert's change applied. */
+  function fixLink(a) {
+    const change = a.suggested_change;
+    if (!change) return "";
+    return `<p class="fix-row"><a class="btn btn-small btn-fix" href="/runs/new?clone=${runId}&amp;fix=${Number(a.id)}"
+        data-fix-alert="${Number(a.id)}">Clone with this fix</a>
+      <span class="muted small"><code>${escapeHtml(change.field)}</code> ${escapeHtml(fmtChange(change.from))} → ${escapeHtml(fmtChange(change.to))}</span></p>`;
+  }
+  const fmtChange = (value) => (typeof value === "number" ? fmtNum(value) : String(value));
+
   function renderAlerts() {
     const list = document.getElementById("alerts-list");
     document.getElementById("alerts-count").textContent = alerts.filter((a) => a.state !== "closed").length;
     document.getElementById("alerts-empty").hidden = alerts.length > 0;
     list.innerHTML = alerts.slice().sort((a, b) => (a.state === "closed") - (b.state === "closed") || b.onset_step - a.onset_step)
       .map((a) => `
-        <li class="alert alert-${escapeHtml(a.severity)}${a.state === "closed" ? " closed" : ""}" data-kind="${escapeHtml(a.kind)}" data-alert-id="${a.id}">
+        <li class="alert alert-${escapeHtml(a.severity)}${a.state === "closed" ? " closed" : ""}" id="alert-${Number(a.id)}" data-kind="${escapeHtml(a.kind)}" data-alert-id="${a.id}" tabindex="-1">
           <div class="alert-head">
             <span class="badge alert-${escapeHtml(a.severity)}">${severityOf(a).icon} ${escapeHtml(a.severity)}</span>
             <strong>${escapeHtml(kindLabel(a.kind))}</strong>
             <span class="muted small">from step ${a.onset_step}${a.state === "closed" ? ` · resolved at step ${a.closed_step ?? a.step}` : ""}</span>
           </div>
-          <p>${escapeHtml(a.message)}</p>
+          <p class="alert-message">${escapeHtml(sentence(a.message))}</p>
+          ${a.details ? `<p class="alert-details muted small"><span class="alert-details-label">Statistics:</span> ${escapeHtml(a.details)}</p>` : ""}
           ${a.advice ? `<p class="advice"><strong>What to try:</strong> ${escapeHtml(a.advice)}</p>` : ""}
+          ${fixLink(a)}
         </li>`).join("");
     renderBanner();
     for (const [id, g] of panels) {
@@ -279,6 +296,8 @@
     }
   }
 
+  // The banner is one line per open alert, pointing at its entry in the alerts panel, where the full
+  // alert lives (sentence, statistics, advice, fix): each alert is read in one place, not twice.
   const banner = document.getElementById("alert-banner");
   function renderBanner() {
     const open = alerts.filter((a) => a.state !== "closed" && !dismissed.has(a.id))
@@ -288,16 +307,28 @@
     banner.innerHTML = open.map((a) => `
       <div class="banner-item banner-${escapeHtml(a.severity)}" data-alert-id="${a.id}" data-kind="${escapeHtml(a.kind)}">
         <span class="banner-icon" aria-hidden="true">!</span>
-        <div class="banner-text">
+        <p class="banner-text">
           <strong>${escapeHtml(a.severity === "critical" ? "Critical" : "Warning")}: ${escapeHtml(kindLabel(a.kind))}</strong>
-          <span class="muted small">since step ${a.onset_step}</span>
-          <p>${escapeHtml(a.message)}</p>
-          ${a.advice ? `<p class="advice"><strong>What to try:</strong> ${escapeHtml(a.advice)}</p>` : ""}
-        </div>
+          <span class="banner-sentence">${escapeHtml(sentence(a.message))}</span>
+          <a class="banner-more" href="#alert-${Number(a.id)}" data-goto-alert="${Number(a.id)}">Details and what to try</a>
+        </p>
         <button type="button" class="btn-link banner-dismiss" data-dismiss="${a.id}" aria-label="Hide this alert from the banner">Dismiss</button>
       </div>`).join("");
   }
   banner.addEventListener("click", (event) => {
+    const more = event.target.closest("[data-goto-alert]");
+    if (more) {   // scroll to the panel entry and flash it (a plain #hash would not re-flash on a second click)
+      event.preventDefault();
+      const entry = document.getElementById(`alert-${more.dataset.gotoAlert}`);
+      if (entry) {
+        entry.scrollIntoView({ behavior: "smooth", block: "center" });
+        entry.focus({ preventScroll: true });
+        entry.classList.remove("flash");
+        void entry.offsetWidth;   // restart the animation
+        entry.classList.add("flash");
+      }
+      return;
+    }
     const btn = event.target.closest("[data-dismiss]");
     if (!btn) return;
     dismissed.add(Number(btn.dataset.dismiss));
@@ -336,7 +367,7 @@
     notified.add(alert.id);
     if (!notifyEnabled() || !document.hidden) return;
     const note = new Notification(`${run ? run.name : `Run ${runId}`}: ${kindLabel(alert.kind)} (${alert.severity})`, {
-      body: `${alert.message}${alert.advice ? `\nWhat to try: ${alert.advice}` : ""}`,
+      body: `${sentence(alert.message)}${alert.advice ? `\nWhat to try: ${alert.advice}` : ""}`,
       tag: `orpo-dash-alert-${alert.id}`,
     });
     note.onclick = () => { window.focus(); note.close(); };

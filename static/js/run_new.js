@@ -234,7 +234,7 @@
         return;
       }
       setVerdict("checking", "Starting…");
-      const run = await api("POST", "/api/runs", readForm());
+      const run = await api("POST", "/api/runs", { ...readForm(), ...lineage });
       location.href = `/runs/${run.id}`;
     } catch (err) {
       if (err instanceof ApiError && err.status === 422 && Array.isArray(err.body?.detail)) {
@@ -274,6 +274,8 @@
       }
       input("name").value = `${run.name} (clone)`;
       banner.innerHTML = `Cloned from <a href="/runs/${run.id}">${escapeHtml(run.name)}</a> (#${run.id}). Change what you want to try, then start.`;
+      const fixId = form.getAttribute("data-fix-alert");
+      if (fixId) applyFix(run, Number(fixId), banner);
       banner.hidden = false;
       validate();
     } catch (err) {
@@ -281,6 +283,36 @@
       banner.textContent = `Could not load run ${id} to clone: ${err.message}`;
       banner.hidden = false;
     }
+  }
+
+  // "Clone with this fix": the alert's suggested change applied on top of the cloned config, the field
+  // marked, and the new run linked to its parent run and the alert (sent with the form on submit).
+  let lineage = {};
+  const showValue = (value) => (typeof value === "number" && value !== 0 && Math.abs(value) < 1e-3
+    ? value.toExponential() : String(value));
+  function applyFix(run, alertId, banner) {
+    const alert = (run.alerts || []).find((a) => a.id === alertId);
+    const change = alert && alert.suggested_change;
+    const label = alert ? alert.kind.replaceAll("_", " ") : "";
+    if (!change || !input(change.field)) {
+      banner.innerHTML += ` Alert #${alertId} of this run suggests no config change, so nothing was changed for it.`;
+      return;
+    }
+    setValue(change.field, change.to);
+    const field = input(change.field).closest(".field");
+    field.classList.add("changed-by-alert");
+    const note = document.createElement("p");
+    note.className = "fix-note";
+    note.id = `fix-note-${change.field}`;
+    note.textContent = `Changed by alert ${label} (#${alert.id}): from ${showValue(change.from)} to ${showValue(change.to)}`;
+    field.insertBefore(note, field.querySelector(".error"));
+    const section = field.closest("details.section");
+    if (section) section.open = true;
+    input("name").value = `${run.name} (fix ${label})`;
+    lineage = { parent_run_id: run.id, from_alert_id: alert.id };
+    banner.innerHTML = `Cloned from <a href="/runs/${run.id}">${escapeHtml(run.name)}</a> (#${run.id}) to fix ` +
+      `<strong>${escapeHtml(label)}</strong>: <code>${escapeHtml(change.field)}</code> is changed as the alert suggests ` +
+      `(marked below). Start to train it; its page links to a comparison with run #${run.id}.`;
   }
 
   // --- the launcher: who starts the run, and what the Ray cluster has ----------------------------

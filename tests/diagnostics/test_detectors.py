@@ -106,7 +106,7 @@ def test_log_odds_flat_waits_while_a_model_that_writes_the_answers_still_improve
     grace = DEFAULT_THRESHOLDS["answers_grace_step"]
     opened = _flat_alerts(late_start, 31)
     assert opened and grace <= opened[0].step <= grace + DEFAULT_THRESHOLDS["check_every"]
-    assert "stays near zero" in opened[0].message
+    assert "stayed near zero" in opened[0].message
     assert _flat_alerts(late_start, 31, {"answers_nll_z": 99}, nll_fall=0.6)
     # A model still learning the format gets no such wait: flagged at min_step, NLL falling or not.
     opened = _flat_alerts(late_start, 31, nll_start=3.7, nll_fall=2.5)

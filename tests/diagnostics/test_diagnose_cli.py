@@ -38,7 +38,20 @@ def test_json_output_and_critical_exit(tmp_path, capsys):
     assert {"log_odds_flat", "format_not_learned", "non_finite"} <= set(by_kind)
     nf = by_kind["non_finite"]
     assert (nf["severity"], nf["onset_step"], nf["step"]) == ("critical", 200, 200)
-    assert set(nf) == {"kind", "severity", "onset_step", "step", "message", "advice", "closed_step"}
+    assert set(nf) == {"kind", "severity", "onset_step", "step", "message", "details", "advice", "closed_step"}
+    flat = by_kind["log_odds_flat"]  # a plain sentence first, the statistics apart
+    assert flat["message"].startswith("the log odds ratio has stayed near zero since step")
+    assert "Mann-Kendall" not in flat["message"] and "Theil-Sen" not in flat["message"]
+    assert "Theil-Sen change" in flat["details"] and "Mann-Kendall z=" in flat["details"]
+
+
+def test_text_output_reads_the_sentence_then_its_statistics(tmp_path, capsys):
+    main([str(_write_jsonl(tmp_path / "m.jsonl", stuck=True))])
+    lines = capsys.readouterr().out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("[") and "log_odds_flat" in line)
+    assert lines[head + 1].startswith("    the log odds ratio has stayed near zero")
+    assert lines[head + 2].startswith("    details: median ") and "Mann-Kendall" in lines[head + 2]
+    assert lines[head + 3].startswith("    advice: ")
 
 
 def test_threshold_override_on_command_line(tmp_path, capsys):

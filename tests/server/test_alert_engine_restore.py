@@ -56,8 +56,10 @@ def _stream_300_steps(factory, run_id: int) -> IngestState:  # type: ignore[no-u
     return state
 
 
-def _uninterrupted(steps: range) -> AlertEngine:
-    engine = AlertEngine()
+def _uninterrupted(steps: range, factory, run_id: int) -> AlertEngine:  # type: ignore[no-untyped-def]
+    with factory() as session:  # the server's engine fits its advice to the run's config: so does this one
+        config = run_service.get_run(session=session, run_id=run_id).config
+    engine = AlertEngine(config=config)
     engine.feed((step, name, value) for step, name, value, _ in _batch(0, steps)["points"])
     return engine
 
@@ -74,7 +76,7 @@ def test_restart_restores_the_saved_engine_and_needs_no_history(factory, tmp_pat
         session.execute(delete(MetricPoint).where(MetricPoint.run_id == run_id, MetricPoint.step < 290))
     restarted = IngestState()
     _apply(factory, restarted, run_id, 7, range(300, 400))
-    assert restarted.alerts._engines[run_id].state() == _uninterrupted(range(0, 400)).state()
+    assert restarted.alerts._engines[run_id].state() == _uninterrupted(range(0, 400), factory, run_id).state()
 
 
 def test_points_committed_after_the_last_save_are_replayed(factory, tmp_path, tiny_dataset_file):  # type: ignore[no-untyped-def]
@@ -85,7 +87,7 @@ def test_points_committed_after_the_last_save_are_replayed(factory, tmp_path, ti
         assert saved is not None and '"current":49' in saved.state.replace(" ", "")
     restarted = IngestState()
     _apply(factory, restarted, run_id, 7, range(300, 350))
-    assert restarted.alerts._engines[run_id].state() == _uninterrupted(range(0, 350)).state()
+    assert restarted.alerts._engines[run_id].state() == _uninterrupted(range(0, 350), factory, run_id).state()
 
 
 def test_a_failing_batch_leaves_other_runs_engines_alone(factory, tmp_path, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
@@ -127,4 +129,4 @@ def test_an_engine_that_missed_batches_applied_by_another_process_is_reloaded(fa
     _apply(factory, process_a, run_id, 1, range(0, 100))
     _apply(factory, process_b, run_id, 2, range(100, 200))  # the worker reconnected to B
     _apply(factory, process_a, run_id, 3, range(200, 300))  # and back to A
-    assert process_a.alerts._engines[run_id].state() == _uninterrupted(range(0, 300)).state()
+    assert process_a.alerts._engines[run_id].state() == _uninterrupted(range(0, 300), factory, run_id).state()

@@ -44,7 +44,9 @@ def _in_memory_export(client: TestClient, run_id: int, format: str) -> str:
         ).all()
         if format == "json":
             return json.dumps({
-                "run": {"id": run.id, "name": run.name, "status": run.status, "config": run.config},
+                "run": {"id": run.id, "name": run.name, "status": run.status, "config": run.config,
+                        "parent_run_id": None, "from_alert_id": None},
+                "alerts": [],
                 "points": [{"step": s, "name": n, "value": v, "time": t} for s, n, v, t in rows],
             })
     buffer = io.StringIO()
