@@ -26,6 +26,21 @@ EVAL_METRICS = tuple(EVAL_PREFIX + name for name in (
     LOSS, NLL_LOSS, OR_LOSS, LOG_ODDS_RATIO, ACCURACY, LOGPS_CHOSEN, LOGPS_REJECTED, MARGIN, PPL_CHOSEN,
 ))
 
+# Machine load, sampled by the worker every few seconds (trainer/system_metrics.py), at the step it had reached.
+# They describe the machine, not the training: no alert reads them, and they never count as progress or a result.
+SYSTEM_PREFIX = "sys/"
+SYS_CPU_PERCENT = SYSTEM_PREFIX + "cpu_percent"  # the worker process's CPU time / wall time, all threads (100 = one core)
+SYS_RSS_MB = SYSTEM_PREFIX + "rss_mb"  # the worker process's resident memory
+SYS_GPU_UTIL = SYSTEM_PREFIX + "gpu_util"  # the GPU's busy percentage (CUDA with pynvml installed only)
+SYS_GPU_MEM_MB = SYSTEM_PREFIX + "gpu_mem_mb"  # tensors allocated by this process on its GPU (CUDA only)
+SYS_GPU_MAX_MEM_MB = SYSTEM_PREFIX + "gpu_max_mem_mb"  # the peak of gpu_mem_mb since the run started (CUDA only)
+SYSTEM_METRICS = (SYS_CPU_PERCENT, SYS_RSS_MB, SYS_GPU_UTIL, SYS_GPU_MEM_MB, SYS_GPU_MAX_MEM_MB)
+
+
+def is_system(name: str) -> bool:
+    return name.startswith(SYSTEM_PREFIX)
+
+
 # Other tools' names, one key at a time (docs/metrics.md, "Reading other tools' files", has the table).
 # TRL's ORPOTrainer (trl/experimental/orpo/orpo_trainer.py, get_batch_loss_metrics) logs these through the
 # Hugging Face Trainer, which prefixes evaluation metrics with "eval_" (ours use "eval/").
@@ -56,7 +71,7 @@ _SHARED = {LOSS, NLL_LOSS, LEARNING_RATE, EPOCH, GRAD_NORM, AMBIGUOUS_LOG_ODDS}
 _OURS_ONLY = frozenset(TRAIN_METRICS) - _SHARED
 _TRL_ONLY = (frozenset(TRL_TO_OURS) | frozenset(TRL_UNMAPPED)) - _SHARED
 KNOWN_NAMES = frozenset(
-    {*TRAIN_METRICS, *EVAL_METRICS, *TRL_TO_OURS, *TRL_NEGATED_TO_OURS, *TRL_UNMAPPED}
+    {*TRAIN_METRICS, *EVAL_METRICS, *SYSTEM_METRICS, *TRL_TO_OURS, *TRL_NEGATED_TO_OURS, *TRL_UNMAPPED}
     | {HF_EVAL_PREFIX + k for k in (*TRL_TO_OURS, *TRL_NEGATED_TO_OURS, *TRL_UNMAPPED)}
 )
 

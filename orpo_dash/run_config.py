@@ -126,6 +126,11 @@ class RunConfig(BaseModel):
 
     # --- evaluation, samples, logging ---
     logging_every: int = Field(1, gt=0, le=MAX_STEPS, description="Report train metrics every N optimizer steps.")
+    system_metrics_seconds: float = Field(
+        2.0, ge=0.0, le=3600.0,
+        description="Seconds between samples of the worker's CPU, memory and GPU use (the System chart; 0: none). "
+                    "Taken between steps: a step longer than this gives one sample per step.",
+    )
     eval_every: int = Field(0, ge=0, le=MAX_STEPS, description="Evaluate on the held-out split every N steps (0: only at the end).")
     sample_every: int = Field(0, ge=0, le=MAX_STEPS, description="Generate greedy samples for sample_prompts every N steps (0: never).")
     sample_prompts: list[Annotated[str, StringConstraints(max_length=MAX_PROMPT_CHARS)]] = Field(
@@ -214,7 +219,7 @@ def field_groups() -> dict[str, list[str]]:
             "weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_epsilon", "seed",
         ],
         "Schedule": ["lr_scheduler", "warmup_steps", "warmup_ratio"],
-        "Evaluation": ["logging_every", "eval_every", "sample_every", "sample_prompts", "sample_max_new_tokens"],
+        "Evaluation": ["logging_every", "system_metrics_seconds", "eval_every", "sample_every", "sample_prompts", "sample_max_new_tokens"],
         "LoRA": ["lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"],
         "Checkpoints": [
             "output_dir", "save_every", "keep_last_checkpoints", "keep_best_checkpoint", "save_optimizer_state", "resume_from",

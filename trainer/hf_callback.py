@@ -35,6 +35,7 @@ from orpo_dash.protocol import API_TOKEN_ENV, spill_file_name
 from orpo_dash.run_config import RunConfig
 from trainer.reporting import MetricsFileReporter, MultiReporter, Reporter
 from trainer.streaming import StreamingReporter
+from trainer.system_metrics import SystemSampler
 
 # What a run on the dashboard shows as its dataset when the caller does not say (RunConfig needs one).
 IN_MEMORY_DATASET = "in-memory dataset (Hugging Face Trainer)"
@@ -150,6 +151,7 @@ class DashboardCallback(TrainerCallback):
         self._atexit_registered = False
         self._phase: str | None = None  # the last phase reported, so each is sent once
         self._eval_batches = 0
+        self._system = SystemSampler(0)  # the sys/ metrics; on_train_begin starts the real one
 
     @property
     def run_id(self) -> int | None:
@@ -173,6 +175,8 @@ class DashboardCallback(TrainerCallback):
         if self.metrics_out:
             reporters.append(MetricsFileReporter(self.metrics_out))
         self._reporter = MultiReporter(*reporters)
+        self._system = SystemSampler(config.get("system_metrics_seconds", RunConfig.model_fields["system_metrics_seconds"].default),
+                                     device=args.device)
         self._stopped_by_dashboard = False
         self._reporter.status("running", total_steps=state.max_steps or None)
         self._phase = None
@@ -200,6 +204,8 @@ class DashboardCallback(TrainerCallback):
             self._reporter.log(f"stop requested from the dashboard; stopping after step {state.global_step}")
             control.should_save = True
             control.should_training_stop = True
+        if self._reporter is not None and self._system.due():
+            self._reporter.metrics(state.global_step, self._system.sample())
         # The Trainer's own callbacks have decided by now what follows this step.
         if control.should_evaluate:
             self._report_phase("evaluating")

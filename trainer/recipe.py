@@ -37,6 +37,7 @@ from trainer.loss import ORPOSums, pair_sums
 from trainer.models import DTYPES, add_lora, load_model, load_tokenizer, resolve_device
 from trainer.packing import pack_pairs
 from trainer.reporting import Reporter
+from trainer.system_metrics import SystemSampler
 
 SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 N_EVAL_SAMPLE_PROMPTS = 3
@@ -70,6 +71,7 @@ class ORPORecipe:
         self.optimizer: Any = None
         self.scheduler: Any = None
         self._eval_loss_at: tuple[int, float] | None = None  # (step, eval/loss) of the latest evaluation
+        self.system = SystemSampler(0)  # the sys/ metrics; train() starts the real one
 
     # ------------------------------------------------------------------ setup
 
@@ -186,6 +188,8 @@ class ORPORecipe:
         window: ORPOSums | None = None  # sums since the last report; logged metrics average over them
         window_tokens, window_time, window_steps = 0, 0.0, 0
         last_saved = last_eval = last_sampled = -1
+        # Only rank 0 reports, so only its process is sampled.
+        self.system = SystemSampler(cfg.system_metrics_seconds if self.world.is_main else 0, device=self.device)
 
         while self.step < self.total_steps:
             t0 = time.perf_counter()
@@ -260,6 +264,9 @@ class ORPORecipe:
                 last_saved = self.step
             if self.step < self.total_steps and self.step in (last_eval, last_saved, last_sampled):
                 self._report_phase("training")  # back from an evaluation, samples or a save
+            # After the step's eval, samples and save, so a sample's CPU time covers them too.
+            if self.system.due():
+                self._report_metrics(self.system.sample())
             # Every rank must agree to stop at the same step, or the others hang in all-reduce. Under
             # DDP the vote is a one-element all-reduce read back on the host: one host-device sync per
             # step, the price of stopping within one step; a single process decides without a sync.

@@ -115,6 +115,8 @@ class ConsoleReporter(NullReporter):
 
     def metrics(self, step: int, values: Mapping[str, float]) -> None:
         shown = [(k, v) for k, v in values.items() if k.removeprefix("eval/") in self.SHOWN]
+        if not shown:
+            return  # a report of sys/ metrics only: machine load is for the charts, not a progress line
         self._print(f"step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in shown), forward=True)
 
     def status(self, status: str, *, total_steps: int | None = None, error: str | None = None) -> None:

@@ -24,6 +24,7 @@ from orpo_dash import metric_names as m
 from orpo_dash.diagnostics import advice as adv
 from orpo_dash.diagnostics import alerts as a
 from orpo_dash.diagnostics import detectors as d
+from orpo_dash.metric_names import SYSTEM_PREFIX
 
 # Metrics whose NaN/Inf means the run itself is broken; NaN only elsewhere (say an inf grad norm
 # on a step the fp16 loss scaler skips) opens a warning that escalates if the loss follows.
@@ -97,6 +98,11 @@ class AlertEngine:
                 continue  # a repeat of (name, step) already seen, or out of order for this name
             last_step[name] = step
             if step != current:
+                # Machine load (sys/, sampled every few seconds at whatever step the worker had reached) must not
+                # finalize a step: that would move when the detectors run. Checked only here and for NaN below,
+                # off the per-point path.
+                if name.startswith(SYSTEM_PREFIX):
+                    continue
                 if current is None:
                     current = self._current = int(step)
                 elif step > current:
@@ -106,7 +112,7 @@ class AlertEngine:
                 s = series.get(name)
                 if s is not None:
                     s.append(int(step), float(value))
-            else:
+            elif not name.startswith(SYSTEM_PREFIX):  # machine load says nothing about the training
                 changes += self._non_finite_point(int(step), name, float(value))
         return changes
 

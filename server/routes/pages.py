@@ -58,12 +58,15 @@ CHART_GROUPS: tuple[tuple[str, str, list[str], list[str]], ...] = (
     ("logps", "Log-probs", ["logps_chosen", "logps_rejected"], []),
     ("optimisation", "Optimisation", ["grad_norm"], ["learning_rate"]),
     ("throughput", "Throughput", ["tokens_per_sec"], ["step_time"]),
+    # Machine load (trainer/system_metrics.py): percentages on the left, megabytes on the right.
+    ("system", "System", ["sys/cpu_percent", "sys/gpu_util"], ["sys/rss_mb", "sys/gpu_mem_mb", "sys/gpu_max_mem_mb"]),
     ("other", "Other metrics", ["ppl_chosen"], []),
 )
 # Compare-page charts, one per metric; eval/<name> is overlaid dashed.
 COMPARE_METRICS = (
     "loss", "log_odds_ratio", "accuracy", "nll_loss", "or_loss", "margin",
     "logps_chosen", "logps_rejected", "learning_rate", "grad_norm", "tokens_per_sec",
+    "sys/cpu_percent", "sys/rss_mb", "sys/gpu_util", "sys/gpu_mem_mb",
 )
 BETA_EXPLAINER = (
     "ORPO minimises L = L_SFT + λ·L_OR. L_SFT teaches the chosen responses; L_OR pushes the odds of "

@@ -51,8 +51,9 @@
       axis: group.right.includes(base) ? "y2" : "y",
     });
     metricPanel.set(name, group.panel);
-    if (id === "other" && document.getElementById("card-other").hidden) {
-      document.getElementById("card-other").hidden = false;
+    const card = document.getElementById(`card-${id}`);
+    if (card.hidden) {                  // "other" and "system" appear with their first line
+      card.hidden = false;
       if (group.panel.drawn) Plotly.Plots.resize(group.panel.div);   // it was laid out while hidden
     }
   }

@@ -99,6 +99,8 @@ def make_config(tmp_path: Path, tiny_model_dir: Path, pairs_file: Path):
             model=str(tiny_model_dir), dataset=str(pairs_file), eval_fraction=0.25, max_length=64,
             max_prompt_length=32, batch_size=2, learning_rate=1e-2, max_steps=3, seed=0,
             output_dir=str(tmp_path / "out"), lr_scheduler="constant",
+            # sys/ metrics are wall-clock samples: off, so tests that compare reports exactly stay exact.
+            system_metrics_seconds=0,
         )
         fields.update(overrides)
         return RunConfig(**fields)
