@@ -62,6 +62,9 @@ CHART_GROUPS: tuple[tuple[str, str, list[str], list[str]], ...] = (
     ("system", "System", ["sys/cpu_percent", "sys/gpu_util"], ["sys/rss_mb", "sys/gpu_mem_mb", "sys/gpu_max_mem_mb"]),
     ("other", "Other metrics", ["ppl_chosen"], []),
 )
+# Axis titles where a chart's metrics share a unit rather than a name (left, right): three long sys/ names
+# would not fit beside the right axis.
+AXIS_TITLES = {"system": ("%", "MiB")}
 # Compare-page charts, one per metric; eval/<name> is overlaid dashed.
 COMPARE_METRICS = (
     "loss", "log_odds_ratio", "accuracy", "nll_loss", "or_loss", "margin",
@@ -213,7 +216,7 @@ def run_detail(request: Request, run_id: str, session: SessionDep) -> HTMLRespon
     run = get_run(session=session, run_id=number) if number is not None else None
     if run is None:
         return _not_found(request, f"There is no run with id {run_id}. It may have been deleted.")
-    context = {"run": run, "chart_groups": CHART_GROUPS, "config_groups": list(field_groups().items()),
+    context = {"run": run, "chart_groups": CHART_GROUPS, "axis_titles": AXIS_TITLES, "config_groups": list(field_groups().items()),
                "metric_directions": _metric_directions(), "lineage": lineage_of(session=session, run=run)}
     return templates.TemplateResponse(request, "run_detail.html", context)
 

@@ -28,7 +28,8 @@
     const left = div.dataset.metrics ? div.dataset.metrics.split(",") : [];
     const right = div.dataset.metricsRight ? div.dataset.metricsRight.split(",") : [];
     const panel = new ChartPanel(div, {
-      options, yTitle: left.length === 1 ? left[0] : "", y2Title: right.join(", "), onZoom: zoomed,
+      options, onZoom: zoomed,
+      yTitle: div.dataset.yTitle ?? (left.length === 1 ? left[0] : ""), y2Title: div.dataset.y2Title ?? right.join(", "),
     });
     panels.set(div.dataset.metricGroup, { panel, left, right, extra: 0 });
   }
