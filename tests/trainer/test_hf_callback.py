@@ -83,6 +83,8 @@ def test_trainer_run_metrics_and_completion_reach_the_dashboard(live_server, tmp
     assert series["eval/loss"]["value"] == pytest.approx([entry["eval_loss"] for entry in eval_logs])
     assert "eval/runtime" in series
     assert not {"train_runtime", "train_loss", "eval_loss"} & set(series)  # the end summary is a log line, not a series
+    # Machine load, sampled from on_step_end: the first step, then at most every system_metrics_seconds (2 s).
+    assert series["sys/cpu_percent"]["step"][0] == 1 and series["sys/rss_mb"]["value"][0] > 50
 
     logs = [line["text"] for line in live_server.api("GET", f"/api/runs/{callback.run_id}/logs").json()]
     assert any(text.startswith("train summary:") for text in logs)
