@@ -41,7 +41,18 @@ async def watch_workers(app: Any) -> None:
 
 async def persist_last_heard(app: Any) -> None:
     heard = app.state.last_heard.snapshot()
-    await asyncio.wrap_future(app.state.writer.submit(lambda session: persist(session=session, heard=heard)))
+    if app.state.engine.dialect.name == "sqlite":
+        # One writer per SQLite file: through the writer's queue, like every other write.
+        await asyncio.wrap_future(app.state.writer.submit(lambda session: persist(session=session, heard=heard)))
+        return
+
+    # PostgreSQL takes concurrent writers. Behind a long ingest queue this would reach the database late,
+    # and another dashboard process sharing it would take a busy run's worker for lost meanwhile.
+    def write() -> None:
+        with app.state.session_factory() as session, session.begin():
+            persist(session=session, heard=heard)
+
+    await asyncio.to_thread(write)
 
 
 async def check_workers(app: Any) -> None:

@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -106,7 +107,7 @@ def test_dashboard_shutdown_stops_its_runs_instead_of_calling_them_completed(liv
 @pytest.mark.slow
 def test_a_worker_killed_mid_run_leaves_the_run_failed_with_the_signal_named(live_server, tiny_model_dir, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
     run_id = _start_long_run(live_server, tiny_model_dir, tiny_dataset_file)
-    pids = _worker_pids(run_id)
+    pids = _worker_pids(run_id, live_server.url)
     assert len(pids) == 1, pids
     # The run's token reaches the worker through its environment: never on a command line `ps` shows.
     assert "--token" not in Path(f"/proc/{pids[0]}/cmdline").read_bytes().decode().split("\0")
@@ -121,7 +122,7 @@ def test_deleting_a_running_run_stops_its_worker_and_leaves_nothing_behind_but_c
     run_id = _start_long_run(live_server, tiny_model_dir, tiny_dataset_file)
     assert live_server.api("DELETE", f"/api/runs/{run_id}").status_code == 204
     deadline = time.monotonic() + 60
-    while _worker_pids(run_id):
+    while _worker_pids(run_id, live_server.url):
         assert time.monotonic() < deadline, "the deleted run's worker kept training"
         time.sleep(0.2)
     assert live_server.api("GET", f"/api/runs/{run_id}").status_code == 404
@@ -143,14 +144,20 @@ def _start_long_run(server, model_dir: Path, dataset: Path) -> int:  # type: ign
     return int(run_id)
 
 
-def _worker_pids(run_id: int) -> list[int]:
-    """Processes running `python -m trainer ... --run-id RUN_ID` (read from /proc: no pgrep needed)."""
+def _worker_pids(run_id: int, server_url: str | None = None) -> list[int]:
+    """Processes running `python -m trainer ... --run-id RUN_ID` (read from /proc: no pgrep needed),
+    only those of the dashboard at `server_url` when given: run ids restart at 1 in every test's
+    database, and a worker another test left behind must not be taken for this one."""
+    port = urlsplit(server_url).port if server_url else None
     pids = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             argv = cmdline.read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue  # the process ended while we looked
-        if argv[1:3] == ["-m", "trainer"] and "--run-id" in argv and argv[argv.index("--run-id") + 1] == str(run_id):
-            pids.append(int(cmdline.parent.name))
+        if argv[1:3] != ["-m", "trainer"] or "--run-id" not in argv or argv[argv.index("--run-id") + 1] != str(run_id):
+            continue
+        if port is not None and ("--server" not in argv or urlsplit(argv[argv.index("--server") + 1]).port != port):
+            continue
+        pids.append(int(cmdline.parent.name))
     return pids

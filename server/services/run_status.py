@@ -27,7 +27,8 @@ for every path above means the single database writer (server/writer.py).
 
 from __future__ import annotations
 
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
@@ -104,6 +105,12 @@ def mark_lost(*, session: Session, run_id: int, last_seen: datetime, silence: fl
     run = session.get(Run, run_id)
     if run is None or run.status != "running":
         return False
+    # Another dashboard process sharing this database (PostgreSQL) may have heard from the worker since
+    # this one read the run: its persisted last sign of life is the newer word.
+    if run.last_seen_at is not None:
+        seen = run.last_seen_at if run.last_seen_at.tzinfo else run.last_seen_at.replace(tzinfo=UTC)  # SQLite: naive UTC
+        if time.time() - seen.timestamp() <= timeout:
+            return False
     run.status = "lost"
     run.finished_at = utcnow()
     run.error = (

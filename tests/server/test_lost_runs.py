@@ -10,11 +10,17 @@ import os
 import re
 import signal
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from websockets.sync.client import connect
 
+from orpo_dash.run_config import RunConfig
+from server.db import make_engine, make_session_factory
+from server.migrate import upgrade_to_head
+from server.models import Run
+from server.services import run_status
+from server.services import runs as run_service
 from tests.conftest import _serve
 from tests.server.test_worker_stream import _hello, _register, _send
 from tests.test_end_to_end import _tiny_run, _worker_pids
@@ -45,7 +51,7 @@ def test_a_paused_worker_is_lost_within_the_timeout_and_stops_when_it_runs_again
         while (_run(server, run_id)["last_step"] or 0) < 2:
             assert time.monotonic() < deadline, "the run never started"
             time.sleep(0.2)
-        [pid] = _worker_pids(run_id)
+        [pid] = _worker_pids(run_id, server.url)
         os.kill(pid, signal.SIGSTOP)
         try:
             _wait_status(server, run_id, "lost", within=TIMEOUT + 10)
@@ -57,7 +63,7 @@ def test_a_paused_worker_is_lost_within_the_timeout_and_stops_when_it_runs_again
             os.kill(pid, signal.SIGCONT)
         # Running again, it learns it was lost, stops at a checkpoint and exits; the run stays lost.
         deadline = time.monotonic() + 60
-        while _worker_pids(run_id):
+        while _worker_pids(run_id, server.url):
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
                 raise AssertionError("the lost worker kept training after it ran again")
@@ -194,3 +200,30 @@ def test_a_worker_that_finished_while_the_dashboard_was_down_is_delivered_not_lo
             time.sleep(0.1)
         logs = [line["text"] for line in server.api("GET", f"/api/runs/{run_id}/logs").json()]
         assert logs == ["saved checkpoint out/checkpoint-3"]
+
+
+def test_a_run_another_dashboard_process_heard_from_recently_is_not_marked_lost(tmp_path: Path, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+    """Two dashboards on one PostgreSQL: the one the worker does not stream to judges from the persisted
+    last sign of life, re-read in the marking transaction (its own earlier read may be stale)."""
+    url = f"sqlite:///{tmp_path / 'lost.sqlite3'}"
+    upgrade_to_head(url)
+    factory = make_session_factory(make_engine(url))
+    with factory() as session, session.begin():
+        run, _ = run_service.create_run(session=session, config=RunConfig(dataset=str(tiny_dataset_file)), name=None,
+                                        runs_dir=tmp_path, output_root=tmp_path)
+        run.status, run.started_at = "running", datetime.now(UTC) - timedelta(seconds=600)
+        run_id = run.id
+    stale = datetime.now(UTC) - timedelta(seconds=600)
+
+    def mark() -> bool:
+        with factory() as session, session.begin():
+            return run_status.mark_lost(session=session, run_id=run_id, last_seen=stale, silence=600, timeout=60, log_tail="")
+
+    with factory() as session, session.begin():
+        session.get(Run, run_id).last_seen_at = datetime.now(UTC) - timedelta(seconds=5)  # the other process's word
+    assert mark() is False
+    with factory() as session, session.begin():
+        session.get(Run, run_id).last_seen_at = stale
+    assert mark() is True
+    with factory() as session:
+        assert session.get(Run, run_id).status == "lost"

@@ -18,6 +18,7 @@ import pytest
 
 from orpo_dash.protocol import WORKER_TOKEN_ENV
 from tests.conftest import REPO_ROOT, LiveServer, _serve, free_port
+from tests.test_end_to_end import _worker_pids
 
 pytestmark = pytest.mark.slow
 # The `ray` extra is optional: without it this module is skipped, saying so.
@@ -113,7 +114,7 @@ def test_jobs_outlive_a_dashboard_restart_and_end_their_runs_stopped_or_failed_w
         _wait_for_steps(server, run_id, server.api("GET", f"/api/runs/{run_id}").json()["last_step"] + 1)
 
     assert server.api("POST", f"/api/runs/{to_stop}/stop").status_code == 200
-    pids = _worker_pids(to_kill)
+    pids = _worker_pids(to_kill, server.url)
     assert pids, "the job's worker process should be running"
     for pid in pids:
         os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would: the worker reports nothing
@@ -158,17 +159,4 @@ def _wait_for_steps(server: LiveServer, run_id: int, steps: int) -> None:
         assert run["status"] in ("queued", "running"), run
         assert time.monotonic() < deadline, "the run never started training"
         time.sleep(0.3)
-
-
-def _worker_pids(run_id: int) -> list[int]:
-    """This run's `python -m trainer … --run-id RUN_ID` processes (Ray's shell around it excluded)."""
-    pids = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            argv = cmdline.read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if argv[1:3] == ["-m", "trainer"] and "--run-id" in argv and argv[argv.index("--run-id") + 1] == str(run_id):
-            pids.append(int(cmdline.parent.name))
-    return pids
 
