@@ -23,6 +23,7 @@ from orpo_dash.number_format import format_exact
 from orpo_dash.protocol import shown
 from orpo_dash.run_config import RunConfig, field_groups
 from server.auth import current_caller
+from server.charts import CHART_GROUPS, COMPARE_METRICS, metric_axes_json
 from server.db import SessionDep
 from server.services.runs import get_run, lineage_of
 from server.settings import Settings
@@ -51,26 +52,6 @@ LABELS = {
     "eval_dataset": "Eval dataset",
     "max_steps": "Max steps",
 }
-# Run-page chart groups: (id, title, left-axis metrics, right-axis metrics). eval/<name> joins <name>'s chart.
-CHART_GROUPS: tuple[tuple[str, str, list[str], list[str]], ...] = (
-    ("loss", "Loss", ["loss", "nll_loss", "or_loss"], []),
-    ("preference", "Preference", ["log_odds_ratio", "margin"], ["accuracy"]),
-    ("logps", "Log-probs", ["logps_chosen", "logps_rejected"], []),
-    ("optimisation", "Optimisation", ["grad_norm"], ["learning_rate"]),
-    ("throughput", "Throughput", ["tokens_per_sec"], ["step_time"]),
-    # Machine load (trainer/system_metrics.py): percentages on the left, megabytes on the right.
-    ("system", "System", ["sys/cpu_percent", "sys/gpu_util"], ["sys/rss_mb", "sys/gpu_mem_mb", "sys/gpu_max_mem_mb"]),
-    ("other", "Other metrics", ["ppl_chosen"], []),
-)
-# Axis titles where a chart's metrics share a unit rather than a name (left, right): three long sys/ names
-# would not fit beside the right axis.
-AXIS_TITLES = {"system": ("%", "MiB")}
-# Compare-page charts, one per metric; eval/<name> is overlaid dashed.
-COMPARE_METRICS = (
-    "loss", "log_odds_ratio", "accuracy", "nll_loss", "or_loss", "margin",
-    "logps_chosen", "logps_rejected", "learning_rate", "grad_norm", "tokens_per_sec",
-    "sys/cpu_percent", "sys/rss_mb", "sys/gpu_util", "sys/gpu_mem_mb",
-)
 BETA_EXPLAINER = (
     "ORPO minimises L = L_SFT + λ·L_OR. L_SFT teaches the chosen responses; L_OR pushes the odds of "
     "the chosen response above the rejected one. Raise λ to learn preferences harder (risk: an over-"
@@ -216,7 +197,7 @@ def run_detail(request: Request, run_id: str, session: SessionDep) -> HTMLRespon
     run = get_run(session=session, run_id=number) if number is not None else None
     if run is None:
         return _not_found(request, f"There is no run with id {run_id}. It may have been deleted.")
-    context = {"run": run, "chart_groups": CHART_GROUPS, "axis_titles": AXIS_TITLES, "config_groups": list(field_groups().items()),
+    context = {"run": run, "chart_groups": CHART_GROUPS, "metric_axes": metric_axes_json(), "config_groups": list(field_groups().items()),
                "metric_directions": _metric_directions(), "lineage": lineage_of(session=session, run=run)}
     return templates.TemplateResponse(request, "run_detail.html", context)
 
@@ -234,6 +215,6 @@ def compare(request: Request, session: SessionDep, runs: str = "") -> HTMLRespon
             not_ids.append(part)
     found = [run_id for run_id in ids if get_run(session=session, run_id=run_id) is not None]
     missing = [str(run_id) for run_id in ids if run_id not in found] + [shown(part) for part in not_ids]
-    context = {"run_ids": found, "missing": missing, "metrics": COMPARE_METRICS, "config_groups": list(field_groups().items()),
-               "metric_directions": _metric_directions()}
+    context = {"run_ids": found, "missing": missing, "metrics": COMPARE_METRICS, "metric_axes": metric_axes_json(),
+               "config_groups": list(field_groups().items()), "metric_directions": _metric_directions()}
     return templates.TemplateResponse(request, "compare.html", context)

@@ -9,6 +9,8 @@
   // and asserts CIE76 ΔE >= 15). Colour is never the only cue: eval lines are dashed, legends name runs.
   const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"];
   const EVAL_PREFIX = "eval/";
+  // Raw values in hover text: enough digits that two neighbouring steps do not read the same.
+  const HOVER_FORMAT = ".5~g";
 
   /** One metric of one run, kept sorted by step; at most one point per step. */
   class Series {
@@ -122,32 +124,38 @@
   };
 
   /**
-   * One Plotly chart holding several lines. A line = {key, label, series, timeline, color,
-   * dashed (eval), train, axis: "y"|"y2"}. Each line owns two traces: the raw curve (faded when
-   * smoothing is on) and its EMA. `options` is shared by every panel of a page:
-   * {smoothing: 0..0.99, xMode, logY}.
+   * One Plotly chart holding several lines. A line = {key, label, metric (its base name), series,
+   * timeline, color, dashed (eval), train, axis: "y"|"y2"}. Each line owns two traces: the raw curve
+   * (faded when smoothing is on) and its EMA. `options` is shared by every panel of a page:
+   * {smoothing: 0..0.99, xMode, logY}. `axes` maps a metric to {title, no_log} (server/charts.py):
+   * an axis with a metric that has a `no_log` reason stays linear when log scale is on, and the
+   * card's .log-note says why, instead of a log axis dropping every value <= 0 (a blank chart).
    */
   class ChartPanel {
-    constructor(div, { options, yTitle = "", y2Title = "", onZoom = null }) {
+    constructor(div, { options, yTitle = "", y2Title = "", onZoom = null, axes = {} }) {
       this.div = div;
       this.options = options;
       this.yTitle = yTitle;
       this.y2Title = y2Title;
       this.onZoom = onZoom;
+      this.axes = axes;
+      this.logNote = div.closest(".chart-card") ? div.closest(".chart-card").querySelector(".log-note") : null;
       this.lines = [];
       this.markers = [];
       this.pending = new Set();
       this.drawn = false;
       this.ignoreRelayout = false;
+      this.logAxes = new Set();     // the y axes drawn on a log scale by the last full render
+      this.fixedValue = {};         // axis -> the one value it framed (its range is not automatic)
     }
     line(key) { return this.lines.find((l) => l.key === key); }
     addLine(line) {
-      this.lines.push(Object.assign({ drawnCount: 0, ema: null, axis: "y" }, line));
+      this.lines.push(Object.assign({ drawnCount: 0, ema: null, axis: "y", metric: line.key }, line));
       this.scheduleFull();
     }
     setMarkers(markers) { this.markers = markers; this.scheduleFull(); }
 
-    /** New points arrived in `key`'s series: extend the traces on the next animation frame. */
+    /** New points arrived in `key`'s series: extend the traces on a coming animation frame. */
     grew(key) {
       this.pending.add(key);
       this.schedule();
@@ -159,9 +167,26 @@
       return Promise.resolve(this.render());
     }
     schedule() { Redraws.request(this); }
+    /** Whether the points since the last draw need a full redraw rather than extendTraces: a line
+     *  reaching its second point drops its markers, a value <= 0 cannot sit on a log axis, and an
+     *  axis framing a single value needs a new range for any other value. */
+    needsRedraw() {
+      if (this.needsFull || !this.drawn) return true;
+      for (const line of this.lines) {
+        const s = line.series;
+        if (s.reordered) return true;
+        if (!this.pending.has(line.key) || line.drawnCount >= s.length) continue;
+        if (line.drawnCount < 2 && s.length >= 2) return true;
+        const log = this.logAxes.has(line.axis) && !this.axes[line.metric], fixed = this.fixedValue[line.axis];
+        for (let i = line.drawnCount; i < s.length; i++) {
+          const v = s.value[i];
+          if ((log && v <= 0) || (fixed !== undefined && Number.isFinite(v) && v !== fixed)) return true;
+        }
+      }
+      return false;
+    }
     flush() {
-      const reordered = this.lines.some((l) => l.series.reordered);
-      if (this.needsFull || !this.drawn || reordered) { this.render(); return; }
+      if (this.needsRedraw()) { this.render(); return; }
       const update = { x: [], y: [] }, indices = [];
       this.lines.forEach((line, i) => {
         if (!this.pending.has(line.key) || line.drawnCount >= line.series.length) return;
@@ -194,29 +219,66 @@
         line.drawnCount = line.series.length;
         line.series.reordered = false;
         const smoothed = this.smoothed(line);
-        const common = {
-          type: "scatter", x: xs, legendgroup: line.key, yaxis: line.axis,
-          hovertemplate: `${line.label}: %{y:.4g}<extra></extra>`,
-        };
+        const common = { type: "scatter", x: xs, legendgroup: line.key, yaxis: line.axis };
         const dash = line.dashed ? "dash" : "solid";
+        // A line needs two points: until then (the first minute of a run) the point is a marker.
+        const few = line.series.length < 2;
+        // Hover names both values when smoothing is on: the EMA is not what the run logged.
+        const rawName = smoothed ? `${line.label} (raw)` : line.label;
         traces.push(Object.assign({}, common, {
-          y: raw, name: line.label, mode: line.dashed ? "lines+markers" : "lines",
+          y: raw, name: line.label, mode: line.dashed || few ? "lines+markers" : "lines",
           showlegend: !smoothed, opacity: smoothed ? 0.25 : 1,
-          line: { color: line.color, width: smoothed ? 1 : 1.8, dash }, marker: { size: 5 },
-          hoverinfo: smoothed ? "skip" : undefined, hovertemplate: smoothed ? undefined : common.hovertemplate,
+          line: { color: line.color, width: smoothed ? 1 : 1.8, dash }, marker: { size: few ? 8 : 5 },
+          hovertemplate: `${rawName}: %{y:${HOVER_FORMAT}}<extra></extra>`,
           meta: { role: "raw", key: line.key, train: !!line.train },
         }));
         traces.push(Object.assign({}, common, {
-          y: smoothed ? smooth : [], x: smoothed ? xs : [], name: line.label, mode: "lines",
-          visible: smoothed, showlegend: smoothed, line: { color: line.color, width: 2, dash },
+          y: smoothed ? smooth : [], x: smoothed ? xs : [], name: line.label, mode: few ? "lines+markers" : "lines",
+          visible: smoothed, showlegend: smoothed, line: { color: line.color, width: 2, dash }, marker: { size: 8 },
+          hovertemplate: `${line.label} (smoothed): %{y:${HOVER_FORMAT}}<extra></extra>`,
           meta: { role: "smooth", key: line.key, train: !!line.train },
         }));
       }
       return traces;
     }
+    /** Why `axis` cannot be drawn on a log scale ("" when it can): a metric on it that takes values
+     *  <= 0 by definition (said up front, so the scale does not flip when the first one arrives), or
+     *  one the server does not describe with a value <= 0 drawn. A described positive metric stays
+     *  log: its rare 0 (a cosine schedule's last learning rate) is the only point left out. */
+    whyNoLog(axis) {
+      const lines = this.lines.filter((l) => l.axis === axis);
+      for (const line of lines) {
+        const known = this.axes[line.metric];
+        if (known && known.no_log) return `${line.metric} ${known.no_log}`;
+      }
+      for (const line of lines) {
+        if (!this.axes[line.metric] && line.series.value.some((v) => v <= 0)) return `${line.metric} has values ≤ 0`;
+      }
+      return "";
+    }
+    /** The y axes' scales, and the card's note saying why log scale is off where it is. */
+    scales(hasY2) {
+      const o = this.options, axes = hasY2 ? ["y", "y2"] : ["y"];
+      const why = Object.fromEntries(axes.map((a) => [a, o.logY ? this.whyNoLog(a) : ""]));
+      // Which axis a reason is about, when the other one did go log.
+      const side = { y: hasY2 && !why.y2 ? "left axis on a " : "", y2: why.y ? "" : "right axis on a " };
+      const reasons = [...new Set(axes.filter((a) => why[a]).map((a) => `${side[a]}linear scale: ${why[a]}`))];
+      const type = {};
+      for (const a of axes) type[a] = o.logY && !why[a] ? "log" : "linear";
+      this.logAxes = new Set(axes.filter((a) => type[a] === "log"));
+      if (this.logNote) {
+        this.logNote.hidden = !reasons.length;
+        this.logNote.textContent = reasons.join("; ");
+        this.logNote.title = reasons.length ? "A log scale cannot show values ≤ 0, so this chart stays linear." : "";
+      }
+      this.div.dataset.yScale = type.y;
+      if (hasY2) this.div.dataset.y2Scale = type.y2; else delete this.div.dataset.y2Scale;
+      return type;
+    }
     layout() {
-      const o = this.options, type = o.logY ? "log" : "linear";
+      const o = this.options;
       const hasY2 = this.lines.some((l) => l.axis === "y2");
+      const type = this.scales(hasY2);
       const shapes = [], annotations = [];
       for (const m of this.markers) {
         const x = m.timeline.x(o.xMode, m.step, m.timeline.timeAt(m.step));
@@ -242,8 +304,10 @@
         legend: { orientation: "h", x: 0, y: -0.14, yanchor: "top", font: { size: 11 } },
         xaxis: { title: { text: AXIS_TITLES[o.xMode], standoff: 4, font: { size: 11, color: "#6b7280" } },
           type: o.xMode === "time" ? "date" : "linear", gridcolor: "#eef0f3", zeroline: false, automargin: true },
-        yaxis: { title: { text: this.yTitle }, type, gridcolor: "#eef0f3", zeroline: false, automargin: true,
-          exponentformat: "e", tickformat: ".4~g" },
+        // No fixed tickformat: Plotly's own picks as many digits as the tick spacing needs, so ticks
+        // never repeat (".4~g" printed "14.9" five times on a loss that moved in the fourth digit).
+        yaxis: { title: { text: this.yTitle, font: { size: 11, color: "#6b7280" } }, type: type.y, gridcolor: "#eef0f3",
+          zeroline: false, automargin: true, exponentformat: "e" },
         shapes, annotations,
       };
       if (empty) {                       // no made-up axes around an empty chart
@@ -251,24 +315,44 @@
         layout.yaxis.visible = false;
       }
       if (hasY2) {
-        layout.yaxis2 = { title: { text: this.y2Title }, type, overlaying: "y", side: "right",
-          showgrid: false, zeroline: false, automargin: true, tickmode: "auto", exponentformat: "e", tickformat: ".4~g" };
+        layout.yaxis2 = { title: { text: this.y2Title, font: { size: 11, color: "#6b7280" } }, type: type.y2,
+          overlaying: "y", side: "right", showgrid: false, zeroline: false, automargin: true, tickmode: "auto",
+          exponentformat: "e" };
       }
-      // Tiny values (learning rates) read better as 8e-6 than as 0.000008.
+      this.fixedValue = {};
       for (const [axis, key] of [["y", "yaxis"], ["y2", "yaxis2"]]) {
-        const largest = layout[key] ? this.largest(axis) : 0;
-        if (largest > 0 && largest < 1e-3) layout[key].tickformat = "~e";
+        if (!layout[key]) continue;
+        const { min, max } = this.extent(axis, type[axis] === "log");
+        // A log axis's own labels name only the mantissa between decades ("2 … 9, 0.1, 2 …"), which
+        // repeat: spell each value out, in exponent form for tiny ones (learning rates).
+        if (type[axis] === "log") layout[key].tickformat = Math.max(Math.abs(min), Math.abs(max)) < 1e-3 ? "~e" : "~g";
+        // One value (a first point, a constant learning rate): Plotly's autorange spans float
+        // round-off and labels ticks 3.3429749576, 3.3429749599, ...; frame the value by ±10% instead.
+        // The right axis puts its value higher up, so two first points do not hide each other.
+        if (min === max) {
+          this.fixedValue[axis] = min;
+          const [below, above] = axis === "y2" ? [0.2, 0.1] : [0.1, 0.1];
+          const [lo, hi] = type[axis] === "log" ? [Math.log10(min), Math.log10(min)] : [min, min];
+          const span = type[axis] === "log" ? 0.5 : min === 0 ? 10 : Math.abs(min);
+          layout[key].autorange = false;
+          layout[key].range = [lo - below * span, hi + above * span];
+        }
       }
       return layout;
     }
-    /** The largest |value| drawn on one y axis. */
-    largest(axis) {
-      let max = 0;
+    /** The smallest and largest finite value drawn on one y axis (both NaN when there is none);
+     *  on a log axis, of the positive values only (the others are not drawn). */
+    extent(axis, log) {
+      let min = Infinity, max = -Infinity;
       for (const line of this.lines) {
         if (line.axis !== axis) continue;
-        for (const v of line.series.value) if (Number.isFinite(v) && Math.abs(v) > max) max = Math.abs(v);
+        for (const v of line.series.value) {
+          if (!Number.isFinite(v) || (log && v <= 0)) continue;
+          if (v < min) min = v;
+          if (v > max) max = v;
+        }
       }
-      return max;
+      return min <= max ? { min, max } : { min: NaN, max: NaN };
     }
     render() {
       this.needsFull = false;
@@ -341,6 +425,8 @@
     xMode.value = options.xMode;
     if (!xMode.value) xMode.value = options.xMode = "step";
     logY.checked = options.logY;
+    logY.closest("label").title = "Charts of a metric that takes values ≤ 0 (log-probs, log odds ratio, margin, " +
+      "accuracy) stay linear, with a note saying why.";
     function changed() { localStorage.setItem(key, JSON.stringify(options)); redraw(); }
     smoothing.addEventListener("input", () => {
       options.smoothing = Number(smoothing.value);
@@ -352,5 +438,11 @@
     return options;
   }
 
-  window.Charts = { PALETTE, EVAL_PREFIX, Series, Timeline, ChartPanel, Ema, splitMetric, lowerBound, chartOptions };
+  /** The server's metric axes ({metric: {title, no_log}}), from the page's #metric-axes JSON block. */
+  function metricAxes() {
+    const block = document.getElementById("metric-axes");
+    return block ? JSON.parse(block.textContent) : {};
+  }
+
+  window.Charts = { PALETTE, EVAL_PREFIX, Series, Timeline, ChartPanel, Ema, splitMetric, lowerBound, chartOptions, metricAxes };
 })();

@@ -4,7 +4,7 @@
 
 (function () {
   const { api, escapeHtml, fmtNum, fmtExact, fmtDuration, runDuration, isTerminal, statusBadge, toast, RunSocket } = Dash;
-  const { PALETTE, Series, Timeline, ChartPanel, Ema, splitMetric, chartOptions } = Charts;
+  const { PALETTE, Series, Timeline, ChartPanel, Ema, splitMetric, chartOptions, metricAxes } = Charts;
 
   const root = document.getElementById("compare-page");
   const runIds = root.dataset.runIds.split(",").filter(Boolean).map(Number);
@@ -33,10 +33,13 @@
 
   const MAX_POINTS = 1000;          // per series on first draw; zooming fetches full resolution
   const runs = new Map();           // id -> {run, colour, store: Map(name -> Series), timeline, socket, downsampled}
+  const axes = metricAxes();
   const panels = new Map();         // metric -> ChartPanel
   for (const metric of metrics) {
     const div = document.getElementById(`chart-${metric}`);
-    panels.set(metric, new ChartPanel(div, { options, yTitle: metric, onZoom: (panel, range) => zoomed(metric, panel, range) }));
+    panels.set(metric, new ChartPanel(div, {
+      options, axes, yTitle: (axes[metric] || {}).title || metric, onZoom: (panel, range) => zoomed(metric, panel, range),
+    }));
   }
 
   /** Zoomed into a chart: refetch that step range at full resolution for every run that was downsampled. */
@@ -67,7 +70,7 @@
     if (!panel || panel.line(key)) return;
     const e = entry(id);
     panel.addLine({
-      key, label: isEval ? `${e.run.name} (eval)` : e.run.name, series: e.store.get(name), timeline: e.timeline,
+      key, label: isEval ? `${e.run.name} (eval)` : e.run.name, metric: base, series: e.store.get(name), timeline: e.timeline,
       color: e.colour, dashed: isEval, train: !isEval,
     });
     hasData.add(base);                    // charts appear once some run has the metric (and it is picked)

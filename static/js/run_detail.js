@@ -4,7 +4,7 @@
 
 (function () {
   const { api, escapeHtml, fmtNum, fmtExact, fmtDuration, fmtDate, isTerminal, statusBadge, confirmAction, errorTooltip, errorHeadline, toast, RunSocket } = Dash;
-  const { PALETTE, Series, Timeline, ChartPanel, splitMetric, chartOptions } = Charts;
+  const { PALETTE, Series, Timeline, ChartPanel, splitMetric, chartOptions, metricAxes } = Charts;
   const { fmtBytes, plannedSteps, queueText, phaseText } = RunProgress;
 
   const root = document.getElementById("run-page");
@@ -24,12 +24,12 @@
   let socket = null;
 
   // --- charts ---------------------------------------------------------------------------------
+  const axes = metricAxes();
   for (const div of root.querySelectorAll(".chart[data-metric-group]")) {
     const left = div.dataset.metrics ? div.dataset.metrics.split(",") : [];
     const right = div.dataset.metricsRight ? div.dataset.metricsRight.split(",") : [];
     const panel = new ChartPanel(div, {
-      options, onZoom: zoomed,
-      yTitle: div.dataset.yTitle ?? (left.length === 1 ? left[0] : ""), y2Title: div.dataset.y2Title ?? right.join(", "),
+      options, yTitle: div.dataset.yTitle, y2Title: div.dataset.y2Title, onZoom: zoomed, axes,
     });
     panels.set(div.dataset.metricGroup, { panel, left, right, extra: 0 });
   }
@@ -47,7 +47,7 @@
     let index = [...group.left, ...group.right].indexOf(base);
     if (index < 0) { index = group.left.length + group.right.length + group.extra; group.extra += isEval ? 0 : 1; }
     group.panel.addLine({
-      key: name, label: name, series: store.get(name), timeline,
+      key: name, label: name, metric: base, series: store.get(name), timeline,
       color: PALETTE[index % PALETTE.length], dashed: isEval, train: !isEval,
       axis: group.right.includes(base) ? "y2" : "y",
     });
