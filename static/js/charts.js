@@ -325,7 +325,11 @@
         const { min, max } = this.extent(axis, type[axis] === "log");
         // A log axis's own labels name only the mantissa between decades ("2 … 9, 0.1, 2 …"), which
         // repeat: spell each value out, in exponent form for tiny ones (learning rates).
-        if (type[axis] === "log") layout[key].tickformat = Math.max(Math.abs(min), Math.abs(max)) < 1e-3 ? "~e" : "~g";
+        if (type[axis] === "log") {
+          layout[key].tickformat = Math.max(Math.abs(min), Math.abs(max)) < 1e-3 ? "~e" : "~g";
+          // Over a decade or more, label 1, 2 and 5 of each decade only: 2…9 spelled out overlap.
+          if (max / min >= 10) layout[key].dtick = "D2";
+        }
         // One value (a first point, a constant learning rate): Plotly's autorange spans float
         // round-off and labels ticks 3.3429749576, 3.3429749599, ...; frame the value by ±10% instead.
         // The right axis puts its value higher up, so two first points do not hide each other.
