@@ -138,7 +138,8 @@ def test_hover_names_the_raw_and_the_smoothed_value(live_server, page, shot, art
     def hover_text(smoothing: float) -> str:
         _set_smoothing(page, smoothing)
         page.wait_for_function(
-            f"() => document.querySelector('[data-metric-group=loss]').data.some(t => t.meta.role === 'smooth' && t.visible === {str(smoothing > 0).lower()})"
+            "() => document.querySelector('[data-metric-group=loss]').data.some(t => t.meta.key === 'loss' && "
+            f"t.meta.role === 'smooth' && t.visible === {str(smoothing > 0).lower()})"
         )
         page.mouse.move(0, 0)
         box = page.locator("[data-metric-group=loss] .nsewdrag").first.bounding_box()
@@ -269,7 +270,8 @@ def test_a_fast_stream_redraws_a_chart_at_most_four_times_a_second(live_server, 
     })""")
     draws, seconds = result["draws"], result["seconds"]
     gaps = [b - a for a, b in itertools.pairwise(draws)]
-    assert result["steps"] > 2 * len(draws), result  # points were coalesced, not drawn one frame each
-    assert min(gaps) >= 240, [round(g) for g in gaps]
+    assert draws and result["steps"] > 2 * len(draws), result  # points were coalesced, not drawn one frame each
+    assert all(gap >= 240 for gap in gaps), [round(g) for g in gaps]
     assert len(draws) <= 4 * seconds + 2, (len(draws), seconds)
-    assert result["lag"] < 5000, result  # a round waits 4x the last one's cost: slow, but well within a test's wait
+    # A round waits 4x the last one's cost (seconds on a loaded machine): still within a test's 20 s wait.
+    assert result["lag"] < 15_000, result
