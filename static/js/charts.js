@@ -103,11 +103,14 @@
    */
   const Redraws = {
     MIN_GAP_MS: 250,
+    // A starved page's rounds look slow because the machine is busy, not because drawing is: never
+    // leave the charts more than this far behind.
+    MAX_GAP_MS: 2000,
     dirty: new Set(), timer: null, frame: null, lastEnd: -Infinity, lastCost: 0,
     request(panel) {
       this.dirty.add(panel);
       if (this.timer || this.frame) return;
-      const wait = this.lastEnd + Math.max(this.MIN_GAP_MS, 4 * this.lastCost) - performance.now();
+      const wait = this.lastEnd + Math.min(this.MAX_GAP_MS, Math.max(this.MIN_GAP_MS, 4 * this.lastCost)) - performance.now();
       const draw = () => { this.timer = null; this.frame = requestAnimationFrame(() => this.round()); };
       if (wait > 0) this.timer = setTimeout(draw, wait); else draw();
     },
