@@ -1,0 +1,83 @@
+"""Importing a run made elsewhere: judge its metrics with the alert engine, then store it as a run with
+status `imported`, through the same point storage and rollups as a streamed run (docs/metrics.md,
+"Importing runs"). Reading the file is orpo_dash.run_import's."""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
+
+from orpo_dash.diagnostics import Alert as AlertChange
+from orpo_dash.diagnostics import AlertEngine
+from orpo_dash.metric_names import EVAL_PREFIX
+from orpo_dash.protocol import MAX_NAME, MAX_STEP, Point
+from orpo_dash.run_import import ImportedRun, RunImportError
+from server.models import Run
+from server.services import run_status
+from server.services.ingest import IngestState, record_alert
+from server.services.metrics import insert_points
+from server.services.runs import hash_token
+
+MAX_RUN_NAME = 200
+
+
+def judge(imported: ImportedRun, points: list[Point]) -> list[AlertChange]:
+    """The alert engine over the whole run, as if it had streamed: every state change, in order. Its
+    planned length is the run's last step (the step thresholds scale with it, as for a native run).
+    Advice is fitted to the config only when it is a whole run config of ours (a JSON export): a
+    trainer_state.json says nothing of beta or the peak learning rate, and advice must not assume defaults."""
+    config = imported.config
+    known = config if all(key in config for key in ("beta", "learning_rate", "model")) else None
+    thresholds = config.get("alert_thresholds") if isinstance(config.get("alert_thresholds"), dict) else None
+    try:
+        engine = AlertEngine(thresholds or None, imported.last_step or None, config=known)
+    except ValueError:  # thresholds from another version, say: judge with the defaults
+        engine = AlertEngine(None, imported.last_step or None, config=known)
+    return engine.feed((step, name, value) for step, name, value, _ in points) + engine.flush()
+
+
+def check_points(imported: ImportedRun) -> None:
+    """What the database cannot hold: a step past its integer column, a name past its text column."""
+    for name, series in imported.series.items():
+        if len(name) > MAX_NAME or "\x00" in name:
+            raise RunImportError(f"metric name {name[:60]!r}... is longer than {MAX_NAME} characters or holds a NUL; "
+                                 "rename it in the file")
+        if len(series) and (int(series.steps[0]) < 0 or int(series.steps[-1]) > MAX_STEP):
+            raise RunImportError(f"metric {name!r} has steps outside 0..{MAX_STEP}; steps are optimizer step numbers")
+
+
+def store(*, session: Session, imported: ImportedRun, points: list[Point], changes: list[AlertChange],
+          name: str | None, created_by: str | None, state: IngestState) -> Run:
+    """Insert the run, its points (with their rollups) and its alerts, in the caller's transaction."""
+    times = [p[3] for p in points]
+    started = datetime.fromtimestamp(min(times), UTC) if imported.times and times else None
+    finished = datetime.fromtimestamp(max(times), UTC) if imported.times and times else None
+    run = Run(name=(name or imported.name or "")[:MAX_RUN_NAME], config=imported.config, tags=[], latest_metrics={},
+              worker_token_hash=hash_token(secrets.token_urlsafe(32)), created_by=created_by)
+    run_status.mark_imported(run, started_at=started, finished_at=finished)
+    session.add(run)
+    session.flush()  # assigns run.id
+    if not run.name:
+        run.name = f"run-{run.id}"
+    insert_points(session=session, run_id=run.id, points=points)
+    state.rollups.update(session=session, run_id=run.id, points=points)
+    latest: dict[str, float | None] = {}
+    last_step = None
+    for step, metric, value, _ in points:  # in step order: the last value of each metric wins
+        latest[metric] = value if math.isfinite(value) else None
+        if not metric.startswith(EVAL_PREFIX):
+            last_step = step
+    run.latest_metrics, run.last_step = latest, last_step
+    run.total_steps = imported.config.get("max_steps") if isinstance(imported.config.get("max_steps"), int) else last_step
+    for change in changes:
+        record_alert(session=session, run_id=run.id, change=change)
+    return run
+
+
+def default_time() -> float:
+    """The time given to points whose source records none (trainer_state.json, JSONL without times)."""
+    return time.time()
