@@ -65,6 +65,18 @@ class ImportedRun:
         steps = [int(s.steps[-1]) for s in self.series.values() if len(s)]
         return max(steps) if steps else None
 
+    def rows_by_name(self, default_time: float) -> list[tuple[str, list[tuple[int, str, float, float]]]]:
+        """Per metric in name order, its (step, name, value, time) rows in step order: the order of the
+        points table's primary key (run, name, step), so storing them appends to its B-tree instead of
+        inserting all over it (several times faster for a long run)."""
+        out = []
+        for name in sorted(self.series):
+            series = self.series[name]
+            times = self.times[name].tolist() if name in self.times else [default_time] * len(series)
+            out.append((name, list(zip(series.steps.tolist(), [name] * len(series), series.values.tolist(), times,
+                                       strict=True))))
+        return out
+
     def points(self, default_time: float) -> list[tuple[int, str, float, float]]:
         """(step, name, value, time) in step order, names in reading_order within a step: the order the
         alert engine is fed and the dashboard stores. Sorted with numpy: an import holds millions."""

@@ -50,12 +50,13 @@ def check_points(imported: ImportedRun) -> None:
             raise RunImportError(f"metric {name!r} has steps outside 0..{MAX_STEP}; steps are optimizer step numbers")
 
 
-def store(*, session: Session, imported: ImportedRun, points: list[Point], changes: list[AlertChange],
-          name: str | None, created_by: str | None, state: IngestState) -> Run:
+def store(*, session: Session, imported: ImportedRun, changes: list[AlertChange], name: str | None,
+          created_by: str | None, state: IngestState) -> Run:
     """Insert the run, its points (with their rollups) and its alerts, in the caller's transaction."""
-    times = [p[3] for p in points]
-    started = datetime.fromtimestamp(min(times), UTC) if imported.times and times else None
-    finished = datetime.fromtimestamp(max(times), UTC) if imported.times and times else None
+    now = default_time()
+    walls = [float(t.min()) for t in imported.times.values() if len(t)], [float(t.max()) for t in imported.times.values() if len(t)]
+    started = datetime.fromtimestamp(min(walls[0]), UTC) if walls[0] else None
+    finished = datetime.fromtimestamp(max(walls[1]), UTC) if walls[1] else None
     run = Run(name=(name or imported.name or "")[:MAX_RUN_NAME], config=imported.config, tags=[], latest_metrics={},
               worker_token_hash=hash_token(secrets.token_urlsafe(32)), created_by=created_by)
     run_status.mark_imported(run, started_at=started, finished_at=finished)
@@ -63,16 +64,19 @@ def store(*, session: Session, imported: ImportedRun, points: list[Point], chang
     session.flush()  # assigns run.id
     if not run.name:
         run.name = f"run-{run.id}"
-    insert_points(session=session, run_id=run.id, points=points)
-    state.rollups.update(session=session, run_id=run.id, points=points)
     latest: dict[str, float | None] = {}
     last_step = None
-    for step, metric, value, _ in points:  # in step order: the last value of each metric wins
+    for metric, rows in imported.rows_by_name(now):
+        # One metric at a time, in the primary key's order; each is in step order, which the rollups' fast path wants.
+        insert_points(session=session, run_id=run.id, points=rows)
+        state.rollups.update(session=session, run_id=run.id, points=rows)
+        step, _, value, _ = rows[-1]
         latest[metric] = value if math.isfinite(value) else None
         if not metric.startswith(EVAL_PREFIX):
-            last_step = step
+            last_step = step if last_step is None else max(last_step, step)
     run.latest_metrics, run.last_step = latest, last_step
-    run.total_steps = imported.config.get("max_steps") if isinstance(imported.config.get("max_steps"), int) else last_step
+    max_steps = imported.config.get("max_steps")
+    run.total_steps = max_steps if isinstance(max_steps, int) and not isinstance(max_steps, bool) else last_step
     for change in changes:
         record_alert(session=session, run_id=run.id, change=change)
     return run
