@@ -69,7 +69,7 @@ def store(*, session: Session, imported: ImportedRun, changes: list[AlertChange]
     for metric, rows in imported.rows_by_name(now):
         # One metric at a time, in the primary key's order; each is in step order, which the rollups' fast path wants.
         insert_points(session=session, run_id=run.id, points=rows)
-        state.rollups.update(session=session, run_id=run.id, points=rows)
+        state.rollups.write_new_series(session=session, run_id=run.id, name=metric, points=rows)
         step, _, value, _ = rows[-1]
         latest[metric] = value if math.isfinite(value) else None
         if not metric.startswith(EVAL_PREFIX):
