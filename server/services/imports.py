@@ -16,9 +16,9 @@ from orpo_dash.diagnostics import AlertEngine
 from orpo_dash.metric_names import EVAL_PREFIX
 from orpo_dash.protocol import MAX_NAME, MAX_STEP, Point
 from orpo_dash.run_import import ImportedRun, RunImportError
-from server.models import Run
+from server.models import LogLine, Run
 from server.services import run_status
-from server.services.ingest import IngestState, record_alert
+from server.services.ingest import MAX_LOG_LINE, IngestState, record_alert
 from server.services.metrics import insert_points
 from server.services.runs import hash_token
 
@@ -79,6 +79,12 @@ def store(*, session: Session, imported: ImportedRun, changes: list[AlertChange]
     run.total_steps = max_steps if isinstance(max_steps, int) and not isinstance(max_steps, bool) else last_step
     for change in changes:
         record_alert(session=session, run_id=run.id, change=change)
+    # The run page's log says where the run came from, and what the reader skipped (a half-written last line).
+    source = imported.config.get("imported_from", {})
+    lines = [f"imported from {source.get('file')} ({source.get('format')}): {imported.point_count} points of "
+             f"{len(imported.series)} metrics up to step {imported.last_step}"]
+    lines += [f"import note: {note}" for note in imported.notes]
+    session.add_all(LogLine(run_id=run.id, time=now, stream="dashboard", text=line[:MAX_LOG_LINE]) for line in lines)
     return run
 
 
