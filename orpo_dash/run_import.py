@@ -14,6 +14,7 @@ uploaded file; the CLI only finds the file to upload in a folder (find_run_file)
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from dataclasses import dataclass, field
@@ -149,6 +150,11 @@ def read_run(path: str | Path, *, display_name: str | None = None, source: str |
         if "expected" not in message:
             message += f"; expected {FORMATS}"
         raise RunImportError(message) from None
+    except (csv.Error, ValueError, OverflowError, RecursionError) as error:
+        # What the readers do not phrase themselves: a CSV cell past the csv module's limit, a JSON document
+        # nested too deep, a number too large for a float.
+        raise RunImportError(f"{shown_as} cannot be read ({type(error).__name__}: {str(error)[:200]}); "
+                             f"expected {FORMATS}") from None
     if not run.series:
         raise RunImportError(f"{shown_as}: no numeric metrics found; expected {FORMATS}")
     run.config["imported_from"] = {"format": run.format, "file": Path(shown_as).name}
