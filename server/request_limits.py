@@ -10,6 +10,10 @@
 Refusals are 413/422 in FastAPI's shape (`detail` is a list of {type, loc, msg}), so clients parse
 them like any validation error. Websockets pass through: their frames are checked in their handlers
 (server/ws_frames.py).
+
+An import (`POST /api/imports`, a run's metrics file) has its own, larger limit and is not JSON-checked (a
+trainer_state.json holds NaN literals): it is passed through unread, so that the route streams it to a file
+after the caller's role is checked, counting its bytes (server/routes/api_imports.py).
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_JSON_DEPTH = 32
+IMPORT_PATH = "/api/imports"
 
 
 class RequestLimits:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_import_bytes: int | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_import_bytes = max_import_bytes or max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,6 +42,12 @@ class RequestLimits:
             await _refuse(send, 422, "url", "the URL contains a NUL character (%00); remove it")
             return
         declared = _content_length(scope)
+        if scope.get("path") == IMPORT_PATH and scope.get("method") == "POST":
+            if declared is not None and declared > self.max_import_bytes:
+                await _refuse(send, 413, "body", import_too_large(self.max_import_bytes))
+                return
+            await self.app(scope, receive, send)
+            return
         if declared is not None and declared > self.max_body_bytes:
             await _refuse(send, 413, "body", self._too_large())
             return
@@ -72,6 +84,11 @@ class RequestLimits:
     def _too_large(self) -> str:
         return (f"the request body is larger than {self.max_body_bytes} bytes, this dashboard's limit "
                 "(ORPO_DASH_MAX_REQUEST_BYTES); a run config is a few KiB, so send less")
+
+
+def import_too_large(limit: int) -> str:
+    return (f"the file is larger than {limit} bytes, this dashboard's limit for imports "
+            "(ORPO_DASH_MAX_IMPORT_BYTES); gzip it (.gz files are read too) or raise the limit")
 
 
 def json_problem(body: bytes) -> str | None:

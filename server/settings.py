@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         1024 * 1024, ge=1024, description="Largest HTTP request body accepted; larger ones get 413.",
     )
+    max_import_bytes: int = Field(
+        512 * 1024 * 1024, ge=1024,
+        description="Largest file `orpo-dash import` and the Import page may upload (a 100,000-step trainer_state.json "
+                    "is about 60 MB); larger ones get 413.",
+    )
     worker_url: str = Field(
         "", description="URL workers use to reach this dashboard (e.g. http://dashboard-host:8000); empty: "
                         "http://<host>:<port>, loopback when bound to 0.0.0.0. Set it when workers run on other machines. "

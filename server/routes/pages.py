@@ -185,6 +185,12 @@ def run_new(request: Request, clone: int | None = None, fix: int | None = None) 
     return templates.TemplateResponse(request, "run_new.html", context)
 
 
+@router.get("/import", response_class=HTMLResponse, name="run_import")
+def run_import(request: Request) -> HTMLResponse:
+    """Upload a run made elsewhere (POST /api/imports does the work; static/js/import.js drives it)."""
+    return templates.TemplateResponse(request, "import.html", {})
+
+
 def _launcher_kind(settings: Settings) -> dict[str, str]:
     kind = "none" if not settings.launch_workers else settings.launcher
     return {"kind": kind, "ray_address": settings.ray_address}

@@ -200,7 +200,7 @@ def apply_batch(
         announcement.points = points
         _update_progress(run, points)
         for change in engine.feed((step, name, value) for step, name, value, _ in points):
-            announcement.alerts.append(_record_alert(session=session, run_id=run_id, change=change))
+            announcement.alerts.append(record_alert(session=session, run_id=run_id, change=change))
 
     if message.get("phase") is not None:
         phase = parse_phase(message["phase"])
@@ -216,7 +216,7 @@ def apply_batch(
             # The detectors judge a step once the next one starts; the last step is judged at the end.
             engine = state.alerts.for_run(session=session, run=run)
             for change in engine.flush():
-                announcement.alerts.append(_record_alert(session=session, run_id=run_id, change=change))
+                announcement.alerts.append(record_alert(session=session, run_id=run_id, change=change))
     if points:
         announcement.run_changed = True
 
@@ -311,7 +311,7 @@ def _text(value: Any) -> str:
     return str(value).replace("\x00", "\ufffd")
 
 
-def _record_alert(*, session: Session, run_id: int, change: AlertChange) -> Alert:
+def record_alert(*, session: Session, run_id: int, change: AlertChange) -> Alert:
     existing = session.scalars(
         select(Alert).where(Alert.run_id == run_id, Alert.kind == change.kind, Alert.state == "open")
     ).first()

@@ -9,6 +9,8 @@ the end of a series is always read raw, so live charts lose nothing.
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from itertools import islice
@@ -61,6 +63,23 @@ class RollupTracker:
                 _summarise(session, run_id, name, level, start, end)
             self._sealed_below[key] = new_sealed_below
 
+    def write_new_series(self, *, session: Session, run_id: int, name: str, points: Sequence[Point]) -> None:
+        """Summaries of a series just stored whole, in step order (an import): level 0 straight from the
+        points in memory rather than read back from the table (that read was a third of an import's time),
+        the levels above from level 0 as update() builds them. The last bucket stays open, as in update()."""
+        if not points:
+            return
+        sealed_below = points[-1][0] // BUCKET_WIDTH
+        end = bisect_left(points, sealed_below * BUCKET_WIDTH, key=itemgetter(0))
+        rows = [(step, value if math.isfinite(value) else None, when) for step, _, value, when in islice(points, end)]
+        _write_summaries(session, [(run_id, name, 0, *summary) for summary in _summarise_points(rows)])
+        for level in range(1, LEVELS):
+            last = sealed_below // FANOUT**level
+            if last <= 0:
+                break
+            _summarise(session, run_id, name, level, 0, last)
+        self._sealed_below[(run_id, name)] = sealed_below
+
     @staticmethod
     def _load(session: Session, run_id: int, name: str) -> int:
         top = session.scalar(
@@ -112,8 +131,15 @@ def _summarise(session: Session, run_id: int, name: str, level: int, first_bucke
             low, high, nan = _extremes(members)
             values.append((run_id, name, level, bucket, *(low or (None, None, None)), *(high or (None, None, None)),
                            *(nan[0::2] if nan else (None, None))))
+    _write_summaries(session, values)
+
+
+def _write_summaries(session: Session, values: list[tuple]) -> None:
+    """Insert or replace summary rows (run_id, name, level, bucket, min..., max..., nan...)."""
     if not values:
         return
+    connection = session.connection()
+    mark = _mark(session)
     names = ("min_step", "min_value", "min_time", "max_step", "max_value", "max_time", "nan_step", "nan_time")
     columns = "run_id, name, level, bucket, " + ", ".join(names)
     placeholders = ", ".join([mark] * 12)

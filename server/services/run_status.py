@@ -2,6 +2,8 @@
 
 Statuses only move forward: queued -> running -> one terminal status. Transitions, and who makes them:
 - (new) -> queued: a run is created (`queue`).
+- (new) -> imported: a run made elsewhere is brought in from its files (`mark_imported`). It never had a
+  worker and never changes status again.
 - queued -> running: the launcher starts its worker, or an external worker registers it, or its
   worker's first points arrive (`mark_running`). This also starts the worker's liveness clock.
 - queued -> stopped: a stop is requested before it ever started (`stop_unstarted`).
@@ -42,6 +44,14 @@ MAX_ERROR_CHARS = 20000
 def queue(run: Run) -> None:
     """A new run waits for a worker."""
     run.status = "queued"
+
+
+def mark_imported(run: Run, *, started_at: datetime | None = None, finished_at: datetime | None = None) -> None:
+    """A new run imported from another tool's files: ended before it got here, with no worker token."""
+    run.status = "imported"
+    run.started_at = started_at
+    run.finished_at = finished_at or utcnow()
+    run.token_revoked_at = utcnow()
 
 
 def mark_running(run: Run, *, started_at: datetime | None = None) -> None:

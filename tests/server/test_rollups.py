@@ -93,3 +93,33 @@ def test_coarse_levels_keep_extremes_across_level_edges(session_factory) -> None
                 assert (step, value) in zip(loss.step, loss.value, strict=True), (max_points, step)
             assert (99_999, None) in zip(loss.step, loss.value, strict=True)
             assert loss.step[0] == 0 and loss.step[-1] == steps - 1
+
+
+def test_a_series_stored_whole_gets_the_summaries_batches_would_give(session_factory) -> None:  # type: ignore[no-untyped-def]
+    """An import writes level 0 from the points in memory (write_new_series); the rows must be those that
+    streaming the same points in batches builds from the table, NaN and inf (stored as NULL) included."""
+    from sqlalchemy import text
+
+    rng = random.Random(1)
+    points = [(s, "loss", rng.gauss(0, 1), float(s)) for s in range(1, 70_000, 3)]
+    points[500] = (points[500][0], "loss", math.nan, points[500][3])
+    points[9_000] = (points[9_000][0], "loss", math.inf, points[9_000][3])
+    streamed = [(s, "streamed", v, t) for s, _, v, t in points]
+    for start in range(0, len(streamed), 5000):
+        _ingest(session_factory, RollupTracker(), streamed[start:start + 5000])
+    tracker = RollupTracker()
+    with session_factory() as session, session.begin():
+        insert_points(session=session, run_id=session_factory.run_id, points=points)
+        tracker.write_new_series(session=session, run_id=session_factory.run_id, name="loss", points=points)
+
+    def summaries(name: str) -> list[tuple]:
+        with session_factory() as session:
+            return [tuple(row) for row in session.execute(text(
+                "SELECT level, bucket, min_step, min_value, min_time, max_step, max_value, max_time, nan_step, nan_time "
+                "FROM metric_rollups WHERE name = :name ORDER BY level, bucket"), {"name": name})]
+
+    whole = summaries("loss")
+    assert {row[0] for row in whole} == {0, 1, 2}
+    assert whole == summaries("streamed")
+    # Later points of the series (none for an import, but the tracker must know where it stands).
+    assert tracker._sealed_below[(session_factory.run_id, "loss")] == points[-1][0] // BUCKET_WIDTH

@@ -1,0 +1,93 @@
+"""`POST /api/imports`: a run made elsewhere, uploaded as one file, becomes a run with status `imported`.
+
+The body is the file itself (any content type), its name in `?filename=` (the reader goes by it: `.gz`,
+`.json`, `.csv`, `events.out.tfevents.*`). The request-limits middleware passes this body through unread
+(server/request_limits.py); it is streamed to a temporary file here, after the caller's role is checked,
+and refused past ORPO_DASH_MAX_IMPORT_BYTES.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from orpo_dash.run_import import RunImportError, read_run
+from server.auth import Caller, MemberDep, current_caller
+from server.request_limits import import_too_large
+from server.schemas import RunPublic
+from server.services import imports
+from server.services import runs as run_service
+
+IMPORT_WAIT_SECONDS = 600.0
+
+router = APIRouter(prefix="/api", tags=["imports"], dependencies=[Depends(current_caller)])
+
+
+@router.post("/imports", response_model=RunPublic, status_code=status.HTTP_201_CREATED)
+async def import_run(
+    request: Request,
+    caller: MemberDep,
+    filename: Annotated[str, Query(min_length=1, max_length=255, description="The uploaded file's name, e.g. "
+                                   "trainer_state.json, metrics.jsonl.gz, events.out.tfevents.1700000000.host")],
+    name: Annotated[str | None, Query(max_length=200, description="Run name (default: from the file)")] = None,
+    source: Annotated[Literal["trl", "ours"] | None, Query(description="Whose a bare 'log_odds_ratio' is, when the "
+                                                           "file cannot tell (docs/metrics.md)")] = None,
+    model: Annotated[str | None, Query(max_length=500, description="The model the run trained, when the file does not "
+                                       "say (a checkpoint folder's config.json does; `orpo-dash import` sends it)")] = None,
+) -> RunPublic:
+    """Import a run from a TRL/Hugging Face trainer_state.json, our JSONL/CSV/JSON exports or a TensorBoard
+    event file (the request body). Returns the new run; its alerts are the alert engine's over its metrics."""
+    limit = request.app.state.settings.max_import_bytes
+    with tempfile.TemporaryDirectory(prefix="orpo-dash-import-") as folder:
+        path = Path(folder) / _safe_name(filename)
+        size = 0
+        with open(path, "wb") as fh:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(status_code=413, detail=import_too_large(limit))
+                fh.write(chunk)
+        if size == 0:
+            raise _file_error(f"{filename}: the upload is empty; send the file's bytes as the request body")
+        return await run_in_threadpool(_import, request, path, filename, name, source, model, caller)
+
+
+def _import(request: Request, path: Path, filename: str, name: str | None, source: str | None, model: str | None,
+            caller: Caller) -> RunPublic:
+    try:
+        imported = read_run(path, display_name=filename, source=source)
+        imports.check_points(imported)
+    except RunImportError as error:
+        raise _file_error(str(error)) from None
+    if model:
+        imported.config.setdefault("model", model)
+    points = imported.points(imports.default_time())
+    changes = imports.judge(imported, points)
+    writer = request.app.state.writer
+
+    def write(session: Session) -> RunPublic:
+        run = imports.store(session=session, imported=imported, changes=changes, name=name,
+                            created_by=caller.name, state=writer.state)
+        session.flush()
+        return run_service.public_run(session=session, run=run)
+
+    # A long run is one transaction of millions of points: wait for it longer than for a page's write
+    # (WRITE_WAIT_SECONDS), which a busy shared machine can exceed for an import while it is being made.
+    return writer.submit(write).result(timeout=IMPORT_WAIT_SECONDS)
+
+
+def _safe_name(filename: str) -> str:
+    """The upload's name as a plain file name (no folders), keeping what the reader goes by."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", filename.replace("\\", "/").rsplit("/", 1)[-1]).lstrip(".")
+    return base[-150:] or "upload"
+
+
+def _file_error(message: str) -> HTTPException:
+    """422 with the reader's own sentence (it names the file, the line and the format expected)."""
+    return HTTPException(status_code=422, detail=message)

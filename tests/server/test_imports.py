@@ -1,0 +1,145 @@
+"""Issue 17 part 2: `orpo-dash import` and POST /api/imports bring a run made elsewhere into a real
+dashboard as a run with status `imported`, its values equal to what the tool logged, under our names,
+with the alerts the engine finds in it. Fixtures are written by the real tools (tests/import_fixtures.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, assert_no_server_tracebacks
+from tests.import_fixtures import trl_logs, write_tensorboard, write_trainer_state
+from tests.over_penalized import STEPS
+
+
+def _import(server, path: Path, *extra: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run([sys.executable, "-m", "orpo_dash.cli", "import", str(path), "--server", server.url, *extra],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+
+
+def _series(server, run_id: int) -> dict[str, list[tuple[int, float | None]]]:  # type: ignore[no-untyped-def]
+    body = server.api("GET", f"/api/runs/{run_id}/metrics", params={"max_points": 20000}).json()
+    return {name: [(p[0], p[1]) for p in zip(s["step"], s["value"], strict=True)] for name, s in body["series"].items()}
+
+
+def _run_id(done: subprocess.CompletedProcess[str]) -> int:
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.strip().rsplit("/", 1)[1])
+
+
+def test_a_checkpoint_folder_imports_with_trl_values_under_our_names_and_its_alerts(live_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    folder = write_trainer_state(tmp_path / "my-orpo" / f"checkpoint-{STEPS}", model="HuggingFaceTB/SmolLM2-135M")
+    run_id = _run_id(_import(live_server, folder))
+    run = live_server.api("GET", f"/api/runs/{run_id}").json()
+    assert run["status"] == "imported" and run["name"] == f"my-orpo checkpoint-{STEPS}"
+    assert run["config"]["model"] == "HuggingFaceTB/SmolLM2-135M"
+    assert run["config"]["max_steps"] == STEPS and run["config"]["batch_size"] == 8
+    assert run["config"]["imported_from"] == {"format": "trainer_state", "file": "trainer_state.json"}
+    assert run["last_step"] == STEPS and run["finished_at"]
+
+    series = _series(live_server, run_id)
+    logged = {step: trl_logs(step) for step in range(1, STEPS + 1)}
+    # TRL name -> ours (docs/metrics.md): values exactly as logged, negated for TRL's log_odds_ratio.
+    expected = {
+        "loss": ("loss", 1), "nll_loss": ("nll_loss", 1), "or_loss": ("log_odds_ratio", -1),
+        "log_odds_ratio": ("log_odds_chosen", 1), "accuracy": ("rewards/accuracies", 1),
+        "logps_chosen": ("logps/chosen", 1), "logps_rejected": ("logps/rejected", 1),
+        "grad_norm": ("grad_norm", 1), "learning_rate": ("learning_rate", 1),
+    }
+    for ours, (theirs, sign) in expected.items():
+        assert series[ours] == [(step, sign * logged[step][theirs]) for step in range(1, STEPS + 1)], ours
+    assert series["eval/loss"] == [(step, 1.5 - step / 1000) for step in range(20, STEPS + 1, 20)]
+    assert series["eval/or_loss"] == [(step, 0.4) for step in range(20, STEPS + 1, 20)]
+
+    # The alert engine judged it as it judges a streamed run: this run over-penalizes.
+    kinds = {alert["kind"] for alert in run["alerts"]}
+    assert "over_penalization" in kinds, run["alerts"]
+    # Advice is not fitted to settings the file does not have (no beta, no peak learning rate in it).
+    assert all(alert["suggested_change"] is None for alert in run["alerts"])
+    # It is terminal: no stop, and it lists, exports and deletes like any run.
+    assert live_server.api("GET", "/api/runs", params={"status": "imported"}).json()[0]["id"] == run_id
+    exported = live_server.api("GET", f"/api/runs/{run_id}/export", params={"format": "json"}).json()
+    assert exported["run"]["status"] == "imported" and len(exported["points"]) == sum(map(len, series.values()))
+    assert_no_server_tracebacks(live_server)
+
+
+def test_our_json_export_imports_back_with_its_config_and_points(live_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    first = _run_id(_import(live_server, write_trainer_state(tmp_path / "run", steps=30)))
+    export = tmp_path / "exported.json"
+    export.write_bytes(live_server.api("GET", f"/api/runs/{first}/export", params={"format": "json"}).content)
+    again = _run_id(_import(live_server, export, "--name", "round trip"))
+    assert again != first
+    run = live_server.api("GET", f"/api/runs/{again}").json()
+    assert run["name"] == "round trip"
+    assert run["config"]["max_steps"] == 30
+    assert run["config"]["imported_from"] == {"format": "metrics_file", "file": "exported.json"}
+    assert _series(live_server, again) == _series(live_server, first)
+
+
+def test_tensorboard_events_import_with_the_values_logged(live_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("tensorboard", reason='the [import] extra: pip install "orpo-dash[import]"')
+    import numpy as np
+
+    logged = write_tensorboard(tmp_path / "runs" / "tb-run")
+    run_id = _run_id(_import(live_server, tmp_path / "runs" / "tb-run"))
+    run = live_server.api("GET", f"/api/runs/{run_id}").json()
+    assert run["status"] == "imported" and run["name"] == "tb-run"
+    assert run["config"]["imported_from"]["format"] == "tensorboard"
+    series = _series(live_server, run_id)
+    # TensorBoard stores float32: compare with what float32 made of the logged values.
+    as_stored = {tag: [(step, float(np.float32(value))) for step, value in points] for tag, points in logged.items()}
+    assert series["loss"] == as_stored["train/loss"]
+    assert series["or_loss"] == [(step, -value) for step, value in as_stored["train/log_odds_ratio"]]
+    assert series["log_odds_ratio"] == as_stored["train/log_odds_chosen"]
+    assert series["learning_rate"] == as_stored["train/learning_rate"]
+    assert series["eval/loss"] == as_stored["eval/loss"]
+    assert run["started_at"] and run["finished_at"]  # the event files' wall times
+
+
+def test_a_broken_file_is_refused_naming_the_line_and_the_format_expected(live_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    broken = tmp_path / "metrics.jsonl"
+    broken.write_text('{"step": 1, "loss": 0.7}\n{"step": 2, "loss": 0.6\n{"step": 3, "loss": 0.5}\n')
+    done = _import(live_server, broken)
+    assert done.returncode == 2
+    assert "metrics.jsonl: line 2 is not valid JSON" in done.stderr
+    assert 'expected one JSON object per line, e.g. {"step": 12, "loss": 0.71}' in done.stderr
+
+    table = tmp_path / "history.csv"
+    table.write_text("step,loss\n1,0.7\n2,0.6,9\n3,0.5\n")
+    done = _import(live_server, table)
+    assert done.returncode == 2 and "history.csv: line 3 has 3 cells, the header has 2 columns" in done.stderr
+
+    neither = tmp_path / "notes.txt"
+    neither.write_text("hello\nworld\n")
+    done = _import(live_server, neither)
+    assert done.returncode == 2 and "not JSONL, and not a CSV with a 'step'" in done.stderr
+    assert "expected a TRL/Hugging Face trainer_state.json" in done.stderr
+
+    empty_folder = tmp_path / "empty"
+    empty_folder.mkdir()
+    done = _import(live_server, empty_folder)
+    assert done.returncode == 2 and "no trainer_state.json and no TensorBoard event file" in done.stderr
+    assert live_server.api("GET", "/api/runs").json() == []  # nothing half-made
+    assert_no_server_tracebacks(live_server)
+
+
+def test_import_needs_the_member_role_with_auth_on(auth_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    folder = write_trainer_state(tmp_path / "run", steps=5)
+    done = _import(auth_server, folder)
+    assert done.returncode == 1 and "requires a login" in done.stderr and "--token" in done.stderr
+    body = (folder / "trainer_state.json").read_bytes()
+    refused = auth_server.api("POST", "/api/imports", params={"filename": "trainer_state.json"}, content=body)
+    assert refused.status_code == 401
+
+
+def test_import_help_documents_each_source() -> None:
+    done = subprocess.run([sys.executable, "-m", "orpo_dash.cli", "import", "--help"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    for source in ("trainer_state.json", "--metrics-out", "Export CSV", "events.out.tfevents", "--token", "orpo-dash[import]"):
+        assert source in done.stdout, source
+    json.dumps(done.stdout)
