@@ -176,7 +176,7 @@ def test_no_page_scrolls_sideways_at_390px_and_start_is_on_screen(live_server, p
     second = _one_run(live_server, tiny_dataset_file, tmp_path, name="second", tags=["lambda-sweep"])
     page.set_viewport_size(MOBILE)
     pages = {"runs-list": "/", "new-run": "/runs/new", "run-detail": f"/runs/{first}",
-             "compare": f"/compare?runs={first},{second}"}
+             "compare": f"/compare?runs={first},{second}", "import": "/import", "not-found": "/runs/999999"}
     for name, path in pages.items():
         page.goto(live_server.url + path)
         page.wait_for_load_state("networkidle")
