@@ -4,9 +4,11 @@ Not a benchmark (ingest_throughput.py measures the real server); a tool to find 
 --batches frames of 5,000 points (the client's batch size) through exactly what the worker socket and
 the writer do with them: orjson.loads of the frame (as ws_worker does), apply_batch in coalesced transactions (parse, insert,
 rollups, latest metrics, alert engine), commit, then the points fan-out message. Also times the client
-side's encoding of a batch. --no-alerts stubs the alert engine out to see the rest.
+side's encoding of a batch. --no-alerts stubs the alert engine out to see the rest. The garbage
+collector is set as `orpo-dash serve` sets it (server/gc_tuning.py) unless --default-gc.
 
     python -m benchmarks.profile_ingest [--batches 60] [--no-alerts] [--top 25] [--database-url URL]
+        [--default-gc | --gen0 N] [--no-profile]
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import cProfile
 import math
 import pstats
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +26,7 @@ import orjson
 
 from orpo_dash.run_config import RunConfig
 from server.db import make_engine, make_session_factory
+from server.gc_tuning import GEN0_THRESHOLD, tune_gc_for_serving
 from server.migrate import upgrade_to_head
 from server.services import ingest
 from server.services.ingest import IngestState, apply_batch
@@ -61,6 +65,9 @@ def main() -> None:
     parser.add_argument("--coalesce", type=int, default=4, help="batches per transaction (the writer coalesces queued ones)")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--database-url", help="an empty database to profile instead of a new SQLite file")
+    parser.add_argument("--default-gc", action="store_true", help="keep CPython's collector settings (not the server's)")
+    parser.add_argument("--gen0", type=int, default=GEN0_THRESHOLD, help="the server's young-generation threshold to try")
+    parser.add_argument("--no-profile", action="store_true", help="time only, without cProfile's overhead")
     args = parser.parse_args()
     if args.no_alerts:
         ingest.AlertEngine = lambda *a, **k: NoAlerts()  # type: ignore[assignment,misc]
@@ -83,9 +90,12 @@ def main() -> None:
         _dumps({"type": "batch", "seq": 1, "points": [[s, n, v if math.isfinite(v) else None, t] for s, n, v, t in message["points"]]})
     encode_ms = (time.perf_counter() - encode_start) / 10 * 1000
 
+    if not args.default_gc:
+        tune_gc_for_serving(args.gen0)
     profiler = cProfile.Profile()
-    start = time.perf_counter()
-    profiler.enable()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    if not args.no_profile:
+        profiler.enable()
     for first in range(0, len(wire), args.coalesce):
         with factory() as session, session.begin():
             announcements = [apply_batch(session=session, run_id=run_id, message=orjson.loads(frame), state=state)
@@ -94,12 +104,16 @@ def main() -> None:
             assert item is not None
             _ = [[s, n, v if math.isfinite(v) else None, t] for s, n, v, t in item.points]
     profiler.disable()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     points = args.batches * MAX_BATCH_POINTS
-    print(f"server path: {points:,} points in {elapsed:.2f} s under cProfile = {points / elapsed:,.0f} points/s "
-          f"({'alert engine stubbed' if args.no_alerts else 'with the alert engine'})")
+    collector = "default gc" if args.default_gc else f"server gc (gen0 {args.gen0:,})"
+    print(f"server path: {points:,} points in {elapsed:.2f} s {'' if args.no_profile else 'under cProfile '}"
+          f"= {points / elapsed:,.0f} points/s ({'alert engine stubbed' if args.no_alerts else 'with the alert engine'}, "
+          f"{collector}); CPU {cpu / points * 1e6:.1f} us per point (less sensitive to a busy machine)")
+    print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
     print(f"client: decode+encode of one 5,000-point batch: {encode_ms:.2f} ms")
-    pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.top)
+    if not args.no_profile:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.top)
 
 
 if __name__ == "__main__":

@@ -194,6 +194,9 @@ def _serve(args: argparse.Namespace) -> int:
             if not list_users(session=session):
                 print("orpo-dash: auth is on but there are no users yet: create one with `orpo-dash user add NAME --admin`",
                       file=sys.stderr)
+    from server.gc_tuning import tune_gc_for_serving
+
+    tune_gc_for_serving()  # ingestion's short-lived objects made the collector a third of a batch's cost
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", ws_max_size=64 * 1024 * 1024)
     return 0
 
