@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -45,6 +46,13 @@ class Dashboard:
             except httpx.HTTPError:
                 time.sleep(0.1)
         raise RuntimeError((self.data_dir / "server.log").read_text())
+
+    def peak_rss_mb(self) -> float:
+        """The server process's peak resident memory so far (Linux: VmHWM)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return math.nan
 
     def __exit__(self, *exc: object) -> None:
         self.process.send_signal(signal.SIGTERM)

@@ -133,6 +133,7 @@ def main() -> None:
     dataset = tiny_dataset(Path(tempfile.mkdtemp()))
     backends = {"sqlite": None} | ({"other": args.database_url} if args.database_url else {})
     results: dict[str, list[float]] = {}
+    peak_rss: dict[str, list[float]] = {}
 
     def record(label: str, value: float) -> None:
         # Printed as measured too: on a busy machine a run can take long, and a partial result still tells.
@@ -147,10 +148,13 @@ def main() -> None:
                 record(f"{label}: baseline", naive_per_step(dash.url, run_id, token, args.baseline_steps))
                 record(f"{label}: 1 worker", run_workers(dash, dataset, 1, args.points))
                 record(f"{label}: {args.workers} workers", run_workers(dash, dataset, args.workers, args.points // args.workers))
+                peak_rss.setdefault(label, []).append(dash.peak_rss_mb())
 
     print(f"points/s over {args.rounds} interleaved rounds ({args.points:,} points per run, every one read back)")
     for label, values in results.items():
         print(f"  {label:32} {spread(values)}")
+    for label, values in peak_rss.items():
+        print(f"  {label}: server peak RSS {statistics.median(values):,.0f} MB (max {max(values):,.0f})")
     raw = statistics.median(results["raw sqlite3 executemany"])
     for label in backends:
         base = statistics.median(results[f"{label}: baseline"])
