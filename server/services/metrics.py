@@ -136,7 +136,10 @@ def read_series(
     for name in names:
         rows, was_downsampled = _read_one(session, run_id, name, low, high, max_points)
         downsampled = downsampled or was_downsampled
-        result[name] = Series(step=[r[0] for r in rows], value=[r[1] for r in rows], time=[r[2] for r in rows])
+        # Columns straight from the database's typed rows: validating ~40,000 numbers per page load
+        # through pydantic cost more than reading them.
+        result[name] = Series.model_construct(step=list(map(_step_of, rows)), value=list(map(_value_in, rows)),
+                                              time=list(map(_time_in, rows)))
     return result, downsampled
 
 
@@ -222,5 +225,6 @@ def min_max_downsample(rows: Sequence[Row], max_points: int) -> list[Row]:
     return kept
 
 
-def _step_of(row: Row) -> int:
-    return row[0]
+_step_of = itemgetter(0)
+_value_in = itemgetter(1)
+_time_in = itemgetter(2)
