@@ -193,21 +193,25 @@ def _extremes(rows: Sequence[tuple]) -> tuple[PointRow | None, PointRow | None, 
 def _read_level(
     session: Session, run_id: int, name: str, level: int, first_bucket: int, end_bucket: int
 ) -> Sequence[Row[*tuple[Any, ...]]]:
-    mark = _mark(session)
     # Straight to the driver: these reads are the whole cost of drawing a long run's chart.
-    return session.connection().exec_driver_sql(
-        f"SELECT {SUMMARY_COLUMNS} FROM metric_rollups WHERE run_id = {mark} AND name = {mark} AND level = {mark} "
-        f"AND bucket >= {mark} AND bucket < {mark} ORDER BY bucket",
+    return fetch_rows(
+        session,
+        f"SELECT {SUMMARY_COLUMNS} FROM metric_rollups WHERE run_id = ? AND name = ? AND level = ? "
+        "AND bucket >= ? AND bucket < ? ORDER BY bucket",
         (run_id, name, level, first_bucket, end_bucket),
-    ).fetchall()
+    )
 
 
 def summary_points(
     *, session: Session, run_id: int, name: str, low: int, high: int, level: int,
-    raw: Callable[[int, int], list[PointRow]],
+    raw: Callable[[int, int], list[PointRow]], group: int = 1,
 ) -> list[PointRow]:
     """Points standing for [low, high]: whole buckets of `level` from their summaries (min, max, NaN each),
-    the ragged edges from finer levels, and finally raw points (`raw(low, high)`)."""
+    the ragged edges from finer levels, and finally raw points (`raw(low, high)`).
+
+    group > 1 merges that many consecutive buckets of `level` into one (their minimum, maximum and first
+    NaN) while reading them: a chart asking for fewer points than the level has buckets gets them in
+    this one pass, instead of every bucket's points and then a downsampling pass over them."""
     if high < low:
         return []
     if level < 0:
@@ -220,6 +224,9 @@ def summary_points(
     first_covered, end_covered = rows[0][0] * size, (rows[-1][0] + 1) * size
     points = summary_points(session=session, run_id=run_id, name=name, low=low, high=first_covered - 1, level=level - 1, raw=raw)
     append = points.append
+    if group > 1:
+        _append_grouped(rows, group, append)
+        rows = []
     # Each bucket stands for its minimum, maximum and first NaN, in step order. This loop runs for
     # every bucket of every chart of a long run, so it stays a plain loop.
     for _bucket, lo_step, lo, lo_time, hi_step, hi, hi_time, nan_step, nan_time in rows:
@@ -236,6 +243,53 @@ def summary_points(
             append(point)
     points.extend(summary_points(session=session, run_id=run_id, name=name, low=end_covered, high=high, level=level - 1, raw=raw))
     return points
+
+
+def _append_grouped(rows: Sequence[tuple], group: int, append: Callable[[PointRow], None]) -> None:
+    """Per run of `group` consecutive buckets (by bucket // group): its minimum, maximum and first NaN,
+    in step order, with the same choices as _extremes (the first of equal minima or maxima)."""
+    current = None
+    low: PointRow | None = None
+    high: PointRow | None = None
+    nan: PointRow | None = None
+    for bucket, lo_step, lo, lo_time, hi_step, hi, hi_time, nan_step, nan_time in rows:
+        if bucket // group != current:
+            if current is not None:
+                _append_extremes(low, high, nan, append)
+            current, low, high, nan = bucket // group, None, None, None
+        if lo_step is not None and lo is not None and (low is None or lo < low[1]):  # type: ignore[operator]
+            low = (lo_step, lo, lo_time)
+        if hi_step is not None and hi is not None and (high is None or hi > high[1]):  # type: ignore[operator]
+            high = (hi_step, hi, hi_time)
+        if nan_step is not None and nan is None:
+            nan = (nan_step, None, nan_time)
+    if current is not None:
+        _append_extremes(low, high, nan, append)
+
+
+def _append_extremes(low: PointRow | None, high: PointRow | None, nan: PointRow | None,
+                     append: Callable[[PointRow], None]) -> None:
+    kept = [point for point in (low, high, nan) if point is not None]
+    if low is not None and high is not None and high[0] == low[0]:
+        kept.remove(high)
+    kept.sort()
+    for point in kept:
+        append(point)
+
+
+def fetch_rows(session: Session, sql: str, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """The rows of a read through the driver's own cursor, as plain tuples: chart reads fetch tens of
+    thousands of rows, and wrapping each in SQLAlchemy's Row cost about as much as fetching it.
+    `sql` uses ? placeholders (turned into %s for PostgreSQL)."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        sql = sql.replace("?", "%s")
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, parameters)
+        return cursor.fetchall()  # type: ignore[no-any-return]
+    finally:
+        cursor.close()
 
 
 def _mark(session: Session) -> str:
