@@ -199,7 +199,8 @@ def apply_batch(
         state.rollups.update(session=session, run_id=run_id, points=points)
         announcement.points = points
         _update_progress(run, points)
-        for change in engine.feed((step, name, value) for step, name, value, _ in points):
+        # (step, name, value) cut at C speed: a generator expression here cost a Python frame per point.
+        for change in engine.feed(map(itemgetter(0, 1, 2), points)):
             announcement.alerts.append(record_alert(session=session, run_id=run_id, change=change))
 
     if message.get("phase") is not None:

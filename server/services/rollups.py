@@ -115,11 +115,10 @@ def _summarise(session: Session, run_id: int, name: str, level: int, first_bucke
     connection = session.connection()
     mark = _mark(session)
     if level == 0:
-        rows = connection.exec_driver_sql(
-            f"SELECT step, value, time FROM metric_points WHERE run_id = {mark} AND name = {mark} "
-            f"AND step >= {mark} AND step < {mark} ORDER BY step",
+        rows = fetch_rows(
+            session, "SELECT step, value, time FROM metric_points WHERE run_id = ? AND name = ? AND step >= ? AND step < ? ORDER BY step",
             (run_id, name, first_bucket * BUCKET_WIDTH, end_bucket * BUCKET_WIDTH),
-        ).fetchall()
+        )
         values = [(run_id, name, 0, *summary) for summary in _summarise_points(rows)]
     else:
         children = _read_level(session, run_id, name, level - 1, first_bucket * FANOUT, end_bucket * FANOUT)

@@ -14,7 +14,8 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from server.models import MetricPoint, Run
-from server.services.metrics import insert_points
+from server.services.metrics import insert_points, read_series
+from server.services.rollups import RollupTracker
 
 pytestmark = pytest.mark.postgres
 
@@ -74,3 +75,38 @@ def test_postgres_stores_a_lone_non_finite_value_as_null(value: float, postgres_
         session.commit()
         assert session.scalar(select(MetricPoint.value)) is None
         session.get_bind().dispose()
+
+
+SPIKES = {12_345: math.nan, 20_001: 9.0}
+
+
+def _chart_reads(session: Session) -> list[tuple]:
+    """Summaries written while ingesting, then the run page's reads at full resolution and downsampled."""
+    run = Run(name="chart", status="running", config={}, tags=[], worker_token_hash="x" * 64)
+    session.add(run)
+    session.commit()
+    tracker = RollupTracker()
+    for start in range(0, 30_000, 4_999):  # batches straddle bucket edges
+        points = [(step, "loss", SPIKES.get(step, math.sin(step / 300)), float(step))
+                  for step in range(start, min(30_000, start + 4_999))]
+        insert_points(session=session, run_id=run.id, points=points)
+        tracker.update(session=session, run_id=run.id, points=points)
+        session.commit()
+    reads = []
+    for max_points in (40_000, 2_000, 300, 20):
+        series, downsampled = read_series(session=session, run_id=run.id, names=["loss"], max_points=max_points)
+        reads.append((max_points, downsampled, series["loss"].step, series["loss"].value, series["loss"].time))
+    return reads
+
+
+def test_postgres_chart_reads_match_sqlite(tmp_path: Path, postgres_url: str) -> None:
+    with _migrated(f"sqlite:///{tmp_path / 'chart.sqlite3'}") as sqlite_session:
+        expected = _chart_reads(sqlite_session)
+    with _migrated(postgres_url) as postgres_session:
+        got = _chart_reads(postgres_session)
+        postgres_session.get_bind().dispose()
+    assert got == expected
+    assert [downsampled for _, downsampled, *_ in got] == [False, True, True, True]
+    for max_points, _, steps, values, _ in got[1:]:
+        assert len(steps) <= max_points and (20_001, 9.0) in zip(steps, values, strict=True)
+        assert values[steps.index(12_345)] is None  # the NaN, kept as null
