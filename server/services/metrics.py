@@ -164,11 +164,14 @@ def _read_one(session: Session, run_id: int, name: str, low: int, high: int, max
     span = high - low + 1
     level = next((lv for lv in range(LEVELS) if span / width(lv) <= max_points), LEVELS - 1)
     # Up to max_points buckets stand for up to twice as many points (minimum and maximum). When that is
-    # more than max_points, merge neighbours while reading so the whole buckets fill GROUPED_SHARE of
-    # max_points, leaving the rest for the ragged edges: the trim below then has (almost always)
-    # nothing left to do, where it used to go over every bucket's points again.
+    # more than GROUPED_SHARE of max_points, merge neighbours while reading so that the whole buckets
+    # fill at most that share, leaving the rest for the ragged edges (at most ~250 points): the trim
+    # below then has nothing left to do, where it used to go over every bucket's points again. Not in
+    # a chart of a few dozen points, where the edges outnumber the buckets: the trim has to choose
+    # among all of them anyway, and merging first would only blur its choice.
     candidates = 2 * span / width(level)
-    group = 1 if candidates <= max_points else math.ceil(candidates / (GROUPED_SHARE * max_points))
+    grouping = candidates > GROUPED_SHARE * max_points and max_points >= MIN_POINTS_TO_GROUP
+    group = math.ceil(candidates / (GROUPED_SHARE * max_points)) if grouping else 1
     rows = summary_points(session=session, run_id=run_id, name=name, low=low, high=high, level=level,
                           raw=lambda a, b: _raw(session, run_id, name, a, b), group=group)
     first = _raw(session, run_id, name, low, high, limit=1)  # the true start of the curve
@@ -180,6 +183,7 @@ def _read_one(session: Session, run_id: int, name: str, low: int, high: int, max
 Row = tuple[int, float | None, float]
 # The share of a downsampled series' max_points that whole summary buckets may fill.
 GROUPED_SHARE = 0.8
+MIN_POINTS_TO_GROUP = 200
 
 
 def _raw(session: Session, run_id: int, name: str, low: int, high: int, limit: int | None = None) -> list[Row]:
