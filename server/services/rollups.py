@@ -17,7 +17,7 @@ from itertools import islice
 from operator import itemgetter, le
 from typing import Any
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from orpo_dash.protocol import Point
@@ -191,7 +191,7 @@ def _extremes(rows: Sequence[tuple]) -> tuple[PointRow | None, PointRow | None, 
 
 def _read_level(
     session: Session, run_id: int, name: str, level: int, first_bucket: int, end_bucket: int
-) -> Sequence[Row[*tuple[Any, ...]]]:
+) -> list[tuple[Any, ...]]:
     # Straight to the driver: these reads are the whole cost of drawing a long run's chart.
     return fetch_rows(
         session,
