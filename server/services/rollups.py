@@ -112,8 +112,6 @@ def _step_range_per_name(points: Sequence[Point]) -> tuple[dict[str, int], dict[
 
 def _summarise(session: Session, run_id: int, name: str, level: int, first_bucket: int, end_bucket: int) -> None:
     """(Re)write the level's summaries for buckets [first_bucket, end_bucket), from the level below."""
-    connection = session.connection()
-    mark = _mark(session)
     if level == 0:
         rows = fetch_rows(
             session, "SELECT step, value, time FROM metric_points WHERE run_id = ? AND name = ? AND step >= ? AND step < ? ORDER BY step",
