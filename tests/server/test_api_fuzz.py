@@ -6,6 +6,7 @@ instead of training. Bounded to a few examples per operation so it runs in CI in
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import hypothesis
@@ -19,7 +20,7 @@ from tests.conftest import LiveServer, _serve
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES_PER_OPERATION = 15
+EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "15"))
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
