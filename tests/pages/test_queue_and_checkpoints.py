@@ -92,6 +92,8 @@ def test_two_runs_train_at_once_the_third_waits_in_line_then_keeps_its_last_two_
         shown = page.inner_text("#checkpoints-size")
         assert shown == page.evaluate(f"RunProgress.fmtBytes({on_disk})"), shown
         assert page.inner_text("#checkpoints-count") == "2" and page.is_visible("#output-dir-line")
+        # The folders' files come from a second request after the run's: wait for them to be drawn.
+        page.locator("#checkpoints li.checkpoint summary", has_text="checkpoint-4").wait_for()
         assert page.locator("#checkpoints li.checkpoint summary", has_text="checkpoint-4").count() == 1
         # The worker-log panel shows the per-step lines of worker.log.
         worker_log = (server.data_dir / "runs" / str(third["id"]) / "worker.log").read_text()
