@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from orpo_dash.run_config import RunConfig
+from server.db import make_engine, make_session_factory
 from server.migrate import upgrade_to_head
+from server.services import runs as run_service
 from tests.server.in_process import in_process_client
 
 SQLITE_NAME = "orpo-dash.sqlite3"
@@ -48,3 +51,16 @@ def client(data_dir: Path, migrated_sqlite: Path) -> Iterator[TestClient]:
     shutil.copyfile(migrated_sqlite, database)  # already at head: the upgrade in_process_client runs is a no-op
     with in_process_client(data_dir, f"sqlite:///{database}") as test_client:
         yield test_client
+
+
+@pytest.fixture
+def session_factory(tmp_path: Path, tiny_dataset_file: Path):  # type: ignore[no-untyped-def]
+    """A migrated SQLite database holding one run (its id as .run_id), for tests of the services."""
+    url = f"sqlite:///{tmp_path / 'r.sqlite3'}"
+    upgrade_to_head(url)
+    factory = make_session_factory(make_engine(url))
+    with factory() as session, session.begin():
+        run, _ = run_service.create_run(session=session, config=RunConfig(dataset=str(tiny_dataset_file)), name=None,
+                                        runs_dir=tmp_path, output_root=tmp_path)
+    factory.run_id = run.id  # type: ignore[attr-defined]
+    return factory

@@ -15,12 +15,8 @@ from pathlib import Path
 
 from websockets.sync.client import connect
 
-from orpo_dash.run_config import RunConfig
-from server.db import make_engine, make_session_factory
-from server.migrate import upgrade_to_head
 from server.models import Run
 from server.services import run_status
-from server.services import runs as run_service
 from tests.conftest import _serve
 from tests.server.test_worker_stream import _hello, _register, _send
 from tests.test_end_to_end import _tiny_run, _worker_pids
@@ -204,17 +200,14 @@ def test_a_worker_that_finished_while_the_dashboard_was_down_is_delivered_not_lo
         assert logs == ["saved checkpoint out/checkpoint-3"]
 
 
-def test_a_run_another_dashboard_process_heard_from_recently_is_not_marked_lost(tmp_path: Path, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+def test_a_run_another_dashboard_process_heard_from_recently_is_not_marked_lost(session_factory) -> None:  # type: ignore[no-untyped-def]
     """Two dashboards on one PostgreSQL: the one the worker does not stream to judges from the persisted
     last sign of life, re-read in the marking transaction (its own earlier read may be stale)."""
-    url = f"sqlite:///{tmp_path / 'lost.sqlite3'}"
-    upgrade_to_head(url)
-    factory = make_session_factory(make_engine(url))
+    factory = session_factory
+    run_id = factory.run_id
     with factory() as session, session.begin():
-        run, _ = run_service.create_run(session=session, config=RunConfig(dataset=str(tiny_dataset_file)), name=None,
-                                        runs_dir=tmp_path, output_root=tmp_path)
+        run = session.get(Run, run_id)
         run.status, run.started_at = "running", datetime.now(UTC) - timedelta(seconds=600)
-        run_id = run.id
     stale = datetime.now(UTC) - timedelta(seconds=600)
 
     def mark() -> bool:

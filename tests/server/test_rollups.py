@@ -4,28 +4,9 @@ from __future__ import annotations
 
 import math
 import random
-from pathlib import Path
 
-import pytest
-
-from orpo_dash.run_config import RunConfig
-from server.db import make_engine, make_session_factory
-from server.migrate import upgrade_to_head
-from server.services import runs as run_service
 from server.services.metrics import insert_points, read_series
 from server.services.rollups import BUCKET_WIDTH, RollupTracker
-
-
-@pytest.fixture
-def session_factory(tmp_path: Path, tiny_dataset_file: Path):  # type: ignore[no-untyped-def]
-    url = f"sqlite:///{tmp_path / 'r.sqlite3'}"
-    upgrade_to_head(url)
-    factory = make_session_factory(make_engine(url))
-    with factory() as session, session.begin():
-        run, _ = run_service.create_run(session=session, config=RunConfig(dataset=str(tiny_dataset_file)), name=None,
-                                        runs_dir=tmp_path, output_root=tmp_path)
-    factory.run_id = run.id  # type: ignore[attr-defined]
-    return factory
 
 
 def _ingest(factory, tracker: RollupTracker, points) -> None:  # type: ignore[no-untyped-def]
