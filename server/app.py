@@ -34,6 +34,7 @@ from server.routes import (
     api_imports,
     api_launcher,
     api_runs,
+    api_sweeps,
     pages,
     ws_browser,
     ws_worker,
@@ -140,6 +141,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 hub.publish_threadsafe(item.run_id, {"type": "alert", "alert": public_alert})
                 if notifier is not None and public_alert["state"] == "open":
                     notifier.alert_opened(run_id=item.run_id, run_name=_run_name(item.run_id), alert=public_alert)
+            if item.stop_worker:
+                # A sweep's stop_on_critical asked the run to stop: tell its worker, and its launcher
+                # (from another thread: a launcher may be waiting on this writer while holding its lock).
+                hub.command_worker_threadsafe(item.run_id, {"type": "stop"})
+                threading.Thread(target=app.state.launcher.stop, args=(item.run_id,), daemon=True).start()
             if item.logs:
                 hub.publish_threadsafe(item.run_id, {"type": "logs", "lines": item.logs})
             if item.samples:
@@ -168,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(account_pages.router)
     app.include_router(api_docs.router)
     app.include_router(api_runs.router)
+    app.include_router(api_sweeps.router)
     app.include_router(api_files.router)
     app.include_router(api_disk.router)
     app.include_router(api_launcher.router)

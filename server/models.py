@@ -67,6 +67,30 @@ class Run(Base):
     # keys (alerts already reference runs: a cycle), set to NULL by delete_run when those go.
     parent_run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     from_alert_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The sweep that made this run (server/services/sweeps.py); a plain column like the two above.
+    sweep_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+
+
+class Sweep(Base):
+    """A batch of runs made from one base config and a few swept fields (orpo_dash/sweep_spec.py).
+    Its runs carry `runs.sweep_id`; what they are swept over is read back from their configs."""
+
+    __tablename__ = "sweeps"
+    __table_args__ = {"sqlite_autoincrement": True}  # /sweeps/<id> never names a deleted sweep's successor
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    mode: Mapped[str] = mapped_column(String(10))  # grid/random
+    axes: Mapped[dict[str, str]] = mapped_column(JSON)  # field -> the axis text as posted
+    fields: Mapped[list[str]] = mapped_column(JSON)  # the swept fields, in the posted order
+    base_config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    count: Mapped[int | None] = mapped_column(Integer, nullable=True)  # random mode: settings sampled
+    random_seed: Mapped[int] = mapped_column(Integer, default=0)
+    seeds: Mapped[int] = mapped_column(Integer, default=1)
+    max_concurrent: Mapped[int] = mapped_column(Integer, default=1)  # runs of this sweep running at once
+    stop_on_critical: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 class MetricPoint(Base):
     __tablename__ = "metric_points"

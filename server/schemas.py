@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from orpo_dash.run_config import RunConfig
+from orpo_dash.sweep_spec import MAX_AXIS_CHARS, MAX_SEEDS, MAX_SWEEP_RUNS
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -113,6 +114,7 @@ class RunPublic(BaseModel):
     phase: PhasePublic | None = Field(None, description="What a running run's worker is doing now, if it says.")
     parent_run_id: int | None = None  # "Clone with this fix": the run it was cloned from...
     from_alert_id: int | None = None  # ...and the alert it fixes
+    sweep_id: int | None = Field(None, description="The sweep that made this run; null for a run started on its own.")
 
 
 class RunRegistered(RunPublic):
@@ -191,3 +193,82 @@ class LauncherPublic(BaseModel):
     gpus: float | None = Field(None, description="GPUs across the Ray cluster.")
     cpus_per_run: float | None = Field(None, description="CPUs Ray reserves for each run.")
     error: str | None = Field(None, description="Why the cluster could not be described, if it could not.")
+
+
+class SweepCreate(BaseModel):
+    """POST /api/sweeps (and /api/sweeps/preview) body: a base run config and the fields swept over it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("sweep", min_length=1, max_length=MAX_NAME_CHARS, description="Display name; runs are named after it.")
+    config: dict[str, Any] = Field(default_factory=dict, description="The base run config, as POST /api/runs takes it.")
+    axes: dict[str, Annotated[str, StringConstraints(max_length=MAX_AXIS_CHARS)]] = Field(
+        default_factory=dict, description="Field -> values: '0.05, 0.1', '1e-6..5e-6, 4 values' or 'log 5e-6..5e-5, 4 values'.")
+    mode: Literal["grid", "random"] = Field("grid", description="grid: every combination; random: `count` sampled settings.")
+    count: int | None = Field(None, ge=1, le=MAX_SWEEP_RUNS, description="Random mode: how many settings to sample.")
+    random_seed: int = Field(0, ge=0, le=2**31 - 1, description="Random mode: the same seed samples the same settings.")
+    seeds: int = Field(1, ge=1, le=MAX_SEEDS, description="Runs per setting, with seeds config.seed, config.seed + 1, ...")
+    max_concurrent: int = Field(1, ge=1, le=64, description="Runs of this sweep running at once.")
+    stop_on_critical: bool = Field(False, description="Stop a run of the sweep when it raises a critical alert.")
+
+
+class SweepCreated(BaseModel):
+    id: int
+    url: str
+    run_ids: list[int]
+    run_count: int
+    estimated_seconds: float | None
+
+
+class SweepPreview(BaseModel):
+    run_count: int
+    estimated_seconds: float | None
+    estimate_basis: str = Field(description="Where the estimate comes from, or why there is none.")
+    settings: list[dict[str, float | int]]
+
+
+class SweepSummary(BaseModel):
+    id: int
+    name: str
+    created_at: UtcDatetime
+    run_count: int
+    status_counts: dict[str, int]
+
+
+class SweepRunPublic(BaseModel):
+    id: int
+    name: str
+    status: str
+    seed: int | None
+    values: dict[str, float | int | None]
+    final: dict[str, float | None]
+    best: dict[str, float | None]
+    alerts: int
+    critical_alerts: int
+
+
+class SweepSettingPublic(BaseModel):
+    values: dict[str, float | int | None]
+    run_ids: list[int]
+    mean: dict[str, float | None]
+    std: dict[str, float | None]
+    n: int
+
+
+class SweepPublic(BaseModel):
+    id: int
+    name: str
+    created_at: UtcDatetime
+    created_by: str | None
+    mode: str
+    axes: dict[str, str]
+    fields: list[str]
+    count: int | None
+    random_seed: int
+    seeds: int
+    max_concurrent: int
+    stop_on_critical: bool
+    status_counts: dict[str, int]
+    metrics: list[str]
+    runs: list[SweepRunPublic]
+    settings: list[SweepSettingPublic]

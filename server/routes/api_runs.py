@@ -142,8 +142,9 @@ def list_runs(
     q: Annotated[str | None, Query(description="Text search over name, status, model, dataset and tags.")] = None,
     best: Annotated[str | None, Query(max_length=2000, description="Comma-separated metric names (e.g. eval/loss,accuracy) "
                                       "whose best logged value each run should carry in `best`.")] = None,
+    sweep: Annotated[int | None, Query(ge=1, le=run_service.MAX_RUN_ID, description="Only the runs of this sweep.")] = None,
 ) -> list[RunPublic]:
-    runs = run_service.list_runs(session=session, status=status_filter, query=q)
+    runs = run_service.list_runs(session=session, status=status_filter, query=q, sweep_id=sweep)
     names = [name.strip() for name in (best or "").split(",") if name.strip()]
     return run_service.public_runs(session=session, runs=runs, best=names)
 

@@ -27,7 +27,7 @@ from orpo_dash.protocol import (
     shown,
 )
 from server.models import Alert, AlertEngineState, LogLine, Run, Sample
-from server.services import run_status
+from server.services import run_status, sweeps
 from server.services.metrics import insert_points, points_after_each
 from server.services.rollups import RollupTracker
 
@@ -47,6 +47,9 @@ class Announcement:
     # throttle would otherwise drop the last change of a burst for good (no later batch re-sends it).
     push_now: bool = False
     alerts: list[Alert] = field(default_factory=list)
+    # The run was asked to stop while this batch was applied (a sweep's stop_on_critical): its worker
+    # and launcher are told once the stop request is committed.
+    stop_worker: bool = False
     logs: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
     # The LogLine and Sample rows behind `logs` and `samples`: once flushed, their ids tell other
@@ -201,7 +204,10 @@ def apply_batch(
         _update_progress(run, points)
         # (step, name, value) cut at C speed: a generator expression here cost a Python frame per point.
         for change in engine.feed(map(itemgetter(0, 1, 2), points)):
-            announcement.alerts.append(record_alert(session=session, run_id=run_id, change=change))
+            alert = record_alert(session=session, run_id=run_id, change=change)
+            announcement.alerts.append(alert)
+            if run.sweep_id is not None:
+                _stop_for_sweep(session=session, run=run, alert=alert, announcement=announcement)
 
     if message.get("phase") is not None:
         phase = parse_phase(message["phase"])
@@ -238,6 +244,15 @@ def apply_batch(
     run.last_seq = seq
     state.applied(run_id, seq)
     return announcement
+
+
+def _stop_for_sweep(*, session: Session, run: Run, alert: Alert, announcement: Announcement) -> None:
+    """A sweep's stop_on_critical: the stop request and its reason go out with this batch's commit."""
+    line = sweeps.stop_on_critical(session=session, run=run, alert=alert)
+    if line is not None:
+        announcement.stop_worker = announcement.run_changed = announcement.push_now = True
+        announcement.rows.append(line)
+        announcement.logs.append({"time": line.time, "stream": line.stream, "text": line.text})
 
 
 def _update_progress(run: Run, points: list[Point]) -> None:

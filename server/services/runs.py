@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from orpo_dash.metric_names import better_direction
 from orpo_dash.protocol import TERMINAL_STATUSES
 from orpo_dash.run_config import RunConfig
-from server.models import Alert, LogLine, MetricPoint, Run, Sample
+from server.models import Alert, LogLine, MetricPoint, Run, Sample, Sweep
 from server.schemas import AlertPublic, PhasePublic, RunPublic
 from server.services import run_status
 from server.services.allowed_paths import inside, resolve
@@ -105,10 +105,13 @@ def get_run(*, session: Session, run_id: int) -> Run | None:
     return session.get(Run, run_id)
 
 
-def list_runs(*, session: Session, status: str | None = None, query: str | None = None) -> list[Run]:
+def list_runs(*, session: Session, status: str | None = None, query: str | None = None,
+              sweep_id: int | None = None) -> list[Run]:
     statement = select(Run).order_by(Run.id.desc())
     if status:
         statement = statement.where(Run.status == status)
+    if sweep_id is not None:
+        statement = statement.where(Run.sweep_id == sweep_id)
     runs = list(session.scalars(statement))
     if query:
         # Model and dataset live in the JSON config: match in Python so the search is the same on every database.
@@ -190,14 +193,40 @@ def queue_positions(*, session: Session) -> dict[int, int]:
 
 
 def claim_queued_runs(*, session: Session, limit: int) -> list[Run]:
-    """Oldest queued runs, up to `limit`; the caller marks them launched."""
+    """Oldest queued runs, up to `limit`, passing over a sweep's runs while `max_concurrent` of that
+    sweep are running; the caller marks them launched."""
     if limit <= 0:
         return []
-    statement = select(Run).where(Run.status == "queued", Run.stop_requested.is_(False)).order_by(Run.id).limit(limit)
+    statement = select(Run).where(Run.status == "queued", Run.stop_requested.is_(False)).order_by(Run.id)
+    if session.scalar(select(Run.id).where(Run.status == "queued", Run.sweep_id.is_not(None)).limit(1)) is None:
+        statement = statement.limit(limit)
+    else:
+        statement = statement.where(Run.id.in_(_startable_ids(session=session, limit=limit)))
     # The same order as _waiting_in_line (queue positions). On PostgreSQL a run another launcher is
     # claiming right now is skipped, never claimed twice (SQLite has one process, and ignores this).
     statement = statement.with_for_update(skip_locked=True)
     return list(session.scalars(statement))
+
+
+def _startable_ids(*, session: Session, limit: int) -> list[int]:
+    """The first `limit` queued runs in line that their sweep's max_concurrent lets start now."""
+    running = dict(session.execute(
+        select(Run.sweep_id, func.count()).where(Run.status == "running", Run.sweep_id.is_not(None)).group_by(Run.sweep_id)
+    ).all())
+    room = {sweep_id: max_concurrent - running.get(sweep_id, 0)
+            for sweep_id, max_concurrent in session.execute(
+                select(Sweep.id, Sweep.max_concurrent).where(Sweep.id.in_(select(Run.sweep_id).where(Run.status == "queued")))
+            )}
+    chosen: list[int] = []
+    for run_id, sweep_id in session.execute(_waiting_in_line().add_columns(Run.sweep_id)):
+        if sweep_id is not None:
+            if room.get(sweep_id, 1) <= 0:
+                continue
+            room[sweep_id] = room.get(sweep_id, 1) - 1
+        chosen.append(run_id)
+        if len(chosen) >= limit:
+            break
+    return chosen
 
 
 def list_checkpoints(run: Run) -> list[str]:
@@ -248,6 +277,7 @@ def to_public(run: Run, alerts: list[Alert], *, queue_position: int | None = Non
         phase=PhasePublic.model_validate(run.phase) if run.phase and run.status == "running" else None,
         parent_run_id=run.parent_run_id,
         from_alert_id=run.from_alert_id,
+        sweep_id=run.sweep_id,
     )
 
 

@@ -14,7 +14,7 @@ from server.models import Base
 
 TABLES = {
     "runs", "metric_points", "metric_rollups", "alerts", "alert_engine_states", "log_lines", "samples", "users",
-    "api_tokens", "alembic_version",
+    "api_tokens", "sweeps", "alembic_version",
 }
 
 
