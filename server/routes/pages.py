@@ -25,6 +25,7 @@ from orpo_dash.run_config import RunConfig, field_groups
 from server.auth import current_caller
 from server.charts import CHART_GROUPS, COMPARE_METRICS, metric_axes_json
 from server.db import SessionDep
+from server.services import sweeps as sweep_service
 from server.services.runs import get_run, lineage_of
 from server.settings import Settings
 from server.templating import templates
@@ -209,7 +210,12 @@ def run_detail(request: Request, run_id: str, session: SessionDep) -> HTMLRespon
 
 
 @router.get("/compare", response_class=HTMLResponse, name="compare")
-def compare(request: Request, session: SessionDep, runs: str = "") -> HTMLResponse:
+def compare(request: Request, session: SessionDep, runs: str = "", sweep: str = "") -> HTMLResponse:
+    if sweep:  # ?sweep=ID: that sweep's runs, before any listed in ?runs=
+        sweep_id = _run_id(sweep)
+        if sweep_id is None or sweep_service.get_sweep(session=session, sweep_id=sweep_id) is None:
+            return _not_found(request, f"There is no sweep with id {shown(sweep)}.")
+        runs = ",".join([*(str(run.id) for run in sweep_service.sweep_runs(session=session, sweep_id=sweep_id)), runs])
     ids: list[int] = []
     not_ids: list[str] = []
     for part in runs.split(","):

@@ -232,3 +232,16 @@ def _complete_running(client: TestClient, run_id: int) -> None:
         run_status.apply_reported(run, new_status="completed", total_steps=None, error=None)
 
     client.app.state.writer.write(write)  # type: ignore[attr-defined]
+
+
+def test_compare_takes_a_sweep_and_shows_its_runs(client: TestClient, tiny_dataset_file: Path) -> None:
+    sweep = client.post("/api/sweeps", json=_body(tiny_dataset_file, seeds=1)).json()
+    other = client.post("/api/runs", json={"dataset": str(tiny_dataset_file)}).json()["id"]
+    page = client.get("/compare", params={"sweep": sweep["id"]})
+    assert page.status_code == 200
+    assert f'data-run-ids="{",".join(map(str, sweep["run_ids"]))}"' in page.text
+    both = client.get("/compare", params={"sweep": sweep["id"], "runs": str(other)})
+    assert f'data-run-ids="{",".join(map(str, [*sweep["run_ids"], other]))}"' in both.text
+    for bad in ("999", "x"):
+        missing = client.get("/compare", params={"sweep": bad})
+        assert missing.status_code == 404 and "no sweep with id" in missing.text
