@@ -178,6 +178,8 @@ def _as_field_number(value: float, integer: bool) -> float | int:
 def _not_numeric(name: str, fields: Mapping[str, type]) -> str:
     if name in RunConfig.model_fields:
         return f"{name} is not a numeric field, so it cannot be swept; numeric fields: {', '.join(sorted(fields))}"
+    if name == "lambda":
+        return "write the axis as beta: the config's name for the paper's lambda"
     import difflib
 
     close = difflib.get_close_matches(name, sorted(fields), n=1, cutoff=0.75)

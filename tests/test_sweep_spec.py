@@ -59,6 +59,7 @@ def test_only_numeric_fields_are_axes() -> None:
     ("dtype", "1, 2", "not a numeric field"),
     ("betta", "1, 2", "did you mean 'beta'"),
     ("seed", "1, 2", "use seeds"),
+    ("lambda", "0.1, 0.2", "write the axis as beta"),
 ])
 def test_bad_axis_text_names_the_axis_and_the_fix(field: str, text: str, words: str) -> None:
     errors = _errors({field: text})
