@@ -33,6 +33,7 @@ from trainer.data import (
     load_preference_data,
 )
 from trainer.forward import PairScorer
+from trainer.fused_layers import fuse_layers
 from trainer.loss import ORPOSums, pair_sums
 from trainer.models import DTYPES, add_lora, load_model, load_tokenizer, resolve_device
 from trainer.packing import pack_pairs
@@ -114,6 +115,8 @@ class ORPORecipe:
             )
             if cfg.resume_from:
                 checkpoint.load_adapter(model, cfg.resume_from)
+        # Same numbers, about a third less activation memory (trainer/fused_layers.py).
+        lean = fuse_layers(model)
         self.model = model
         self.scorer = PairScorer(model)
         self.train_model = self.scorer
@@ -126,7 +129,8 @@ class ORPORecipe:
         # float16 overflows without loss scaling; bfloat16 has float32's range and needs none.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.dtype == "float16")
         n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        self._log(f"model ready on {self.device}: {n_trainable:,} trainable parameters")
+        self._log(f"model ready on {self.device}: {n_trainable:,} trainable parameters "
+                  f"({lean['mlp']} MLP and {lean['rmsnorm']} norm layers with the lean backward)")
 
     def _setup_data(self) -> None:
         cfg = self.cfg

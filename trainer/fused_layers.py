@@ -1,0 +1,137 @@
+"""Leaner backward for the two layers that hold most of a small decoder's activations.
+
+Autograd keeps every intermediate an op needs for its gradient. In a Llama-style layer that is,
+per token, four [intermediate]-wide tensors in the MLP (gate, up, silu(gate), and their product,
+which down_proj keeps as its input) and two copies of the hidden state in each RMSNorm (its input
+and the normalised value before the weight). Here:
+
+* `SwiGLUDown` keeps only gate and up (and down_proj's weight); silu(gate) * up is recomputed in
+  the backward pass, an elementwise op that costs little beside the three matmuls around it;
+* `RMSNormFunction` keeps its input and one inverse root per token, and recomputes the normalised
+  value.
+
+Same arithmetic in the forward pass (bit for bit), the same gradients up to float rounding
+(tests/trainer/test_fused_layers.py): about a third less activation memory for SmolLM2
+(benchmarks/trainer_vs_reference.py). Only modules known to compute exactly this are changed
+(`fuse_layers`); anything else, a LoRA-wrapped down_proj included, keeps its own forward.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+# Classes whose forward is exactly `self.weight * (x.float() * rsqrt(mean(x.float()**2) + eps)).to(x.dtype)`
+# (Gemma's norm multiplies by 1 + weight and is not among them).
+RMSNORM_CLASSES = frozenset({"LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm"})
+# Classes whose forward is exactly `down_proj(act_fn(gate_proj(x)) * up_proj(x))`.
+MLP_CLASSES = frozenset({"LlamaMLP", "MistralMLP", "Qwen2MLP", "Qwen3MLP"})
+
+
+class SwiGLUDown(torch.autograd.Function):
+    """down_proj(silu(gate) * up), keeping gate and up instead of silu(gate) and the product."""
+
+    @staticmethod
+    def forward(ctx: Any, gate: torch.Tensor, up: torch.Tensor, weight: torch.Tensor,
+                bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(gate, up, weight)
+        ctx.has_bias = bias is not None
+        return F.linear(F.silu(gate) * up, weight, bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        gate, up, weight = ctx.saved_tensors
+        need_gate, need_up, need_weight, need_bias = ctx.needs_input_grad
+        # Under autocast the forward ran in the 16-bit dtype of gate/up with a float32 weight cast to it;
+        # the backward runs outside autocast, so the same casts are made here by hand.
+        compute = grad_out.dtype
+        sig = torch.sigmoid(gate)
+        act = gate * sig
+        grad_product = grad_out @ weight.to(compute)
+        grad_gate = grad_up = grad_weight = grad_bias = None
+        flat_grad = grad_out.reshape(-1, grad_out.size(-1))
+        if need_weight:
+            product = (act * up).reshape(-1, gate.size(-1))
+            grad_weight = (flat_grad.t() @ product.to(compute)).to(weight.dtype)
+        if need_bias and ctx.has_bias:
+            grad_bias = flat_grad.sum(0).to(weight.dtype)
+        if need_up:
+            grad_up = (grad_product * act).to(up.dtype)
+        if need_gate:
+            # d silu(g)/dg = sigmoid(g) * (1 + g * (1 - sigmoid(g)))
+            grad_gate = (grad_product * up * (sig * (1 + gate * (1 - sig)))).to(gate.dtype)
+        return grad_gate, grad_up, grad_weight, grad_bias
+
+
+class SwiGLU(torch.autograd.Function):
+    """silu(gate) * up, keeping gate and up only: for an MLP whose down_proj is not a plain Linear
+    (LoRA), which then keeps the product itself."""
+
+    @staticmethod
+    def forward(ctx: Any, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(gate, up)
+        return F.silu(gate) * up
+
+    @staticmethod
+    def backward(ctx: Any, grad_product: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gate, up = ctx.saved_tensors
+        sig = torch.sigmoid(gate)
+        return grad_product * up * (sig * (1 + gate * (1 - sig))), grad_product * gate * sig
+
+
+class RMSNormFunction(torch.autograd.Function):
+    """weight * (x * rsqrt(mean(x^2) + eps)), computed in float32, keeping x and the inverse root."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        xf = x.to(torch.float32)
+        inv_root = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+        ctx.save_for_backward(x, inv_root, weight)
+        return weight * (xf * inv_root).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+        x, inv_root, weight = ctx.saved_tensors
+        normed = x.to(torch.float32) * inv_root
+        grad_weight = None
+        if ctx.needs_input_grad[1]:
+            grad_weight = (grad_out * normed.to(x.dtype)).reshape(-1, weight.numel()).sum(0).to(weight.dtype)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_normed = (grad_out * weight).to(torch.float32)
+            # d/dx of x * r(x), r = mean(x^2)^-1/2: r * (g - normed * mean(g * normed))
+            grad_x = (inv_root * (grad_normed - normed * (grad_normed * normed).mean(-1, keepdim=True))).to(x.dtype)
+        return grad_x, grad_weight, None
+
+
+def _rmsnorm_forward(self: Any, hidden_states: torch.Tensor) -> torch.Tensor:
+    return RMSNormFunction.apply(hidden_states, self.weight, self.variance_epsilon)
+
+
+def _mlp_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    down = self.down_proj
+    if type(down) is torch.nn.Linear:
+        return SwiGLUDown.apply(self.gate_proj(x), self.up_proj(x), down.weight, down.bias)
+    return down(SwiGLU.apply(self.gate_proj(x), self.up_proj(x)))
+
+
+def fuse_layers(model: torch.nn.Module) -> dict[str, int]:
+    """Give the model's known RMSNorm and SwiGLU MLP modules the leaner backward, in place (the
+    parameters and the state dict are untouched). Returns how many of each were changed."""
+    counts = {"rmsnorm": 0, "mlp": 0}
+    for module in model.modules():
+        name = type(module).__name__
+        if name in RMSNORM_CLASSES and hasattr(module, "variance_epsilon"):
+            module.forward = types.MethodType(_rmsnorm_forward, module)  # type: ignore[method-assign]
+            counts["rmsnorm"] += 1
+        elif name in MLP_CLASSES and _is_silu(getattr(module, "act_fn", None)):
+            module.forward = types.MethodType(_mlp_forward, module)  # type: ignore[method-assign]
+            counts["mlp"] += 1
+    return counts
+
+
+def _is_silu(act: Any) -> bool:
+    return isinstance(act, torch.nn.SiLU) or type(act).__name__ == "SiLUActivation"
