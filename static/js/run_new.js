@@ -1,5 +1,6 @@
 /* New-run form: presets, clone, server-side validation with per-field errors and a dataset
-   preview, then POST /api/runs and on to the run page. The user's input is never reset by errors. */
+   preview, then POST /api/runs and on to the run page. The user's input is never reset by errors.
+   In Sweep mode (static/js/sweep_form.js) the same checks and Start go to the sweeps API instead. */
 "use strict";
 
 (function () {
@@ -119,7 +120,8 @@
   let pendingCheck = null;     // the debounced re-check after an edit
   let lastSent = null;         // the form as last sent for checking: an unchanged form is not re-checked
   function formSignature() {
-    try { return JSON.stringify(readForm()); } catch (local) { return `local:${JSON.stringify(local)}`; }
+    try { return JSON.stringify(sweeping() ? ["sweep", sweep.body()] : readForm()); }
+    catch (local) { return `local:${JSON.stringify(local)}`; }
   }
   /** The server's ValidationResult when the configuration may launch, else null (problems shown). */
   async function validate({ focusFirst = false, quiet = false, reveal = true } = {}) {
@@ -127,6 +129,7 @@
     const ticket = ++validation;
     clearTimeout(pendingCheck);
     lastSent = formSignature();
+    if (sweeping()) return sweep.check({ focusFirst, reveal, current: () => ticket === validation });
     let body;
     try { body = readForm(); } catch (local) { showErrors(local, focusFirst, reveal); return null; }
     setVerdict("checking", "Checking…");
@@ -228,6 +231,7 @@
     try {
       const checked = await validate({ focusFirst: true });
       if (!checked) return;
+      if (sweeping()) { await sweep.start(); return; }
       const advice = checked.advice || {};
       if (Object.keys(advice).length && !(await confirmAdvice(advice))) {
         input(Object.keys(advice)[0])?.focus();   // back to the first setting the advice is about
@@ -246,6 +250,11 @@
       }
     } finally { submitBtn.disabled = !Dash.caller.canStart; }
   });
+
+  // --- sweep mode ----------------------------------------------------------------------------------
+  const sweep = window.SweepForm ? SweepForm.install({ form, kinds, input, readForm, showErrors, clearErrors, setVerdict,
+    renderPreview, showAdvice, submitBtn }) : null;
+  function sweeping() { return Boolean(sweep && sweep.active()); }
 
   // --- presets and clone ----------------------------------------------------------------------
   for (const btn of document.querySelectorAll("[data-preset]")) {
