@@ -1,5 +1,5 @@
-/* Runs list: sort, filter, search, select, compare, export, rename/tag, delete.
-   Refreshes every 3 s while the tab is visible (the only page allowed to poll). */
+/* Runs list: sort, filter, search, group by sweep, select, compare, export, rename/tag, delete.
+   Refreshes every 3 s while the tab is visible (it and the sweep page are the only pages that poll). */
 "use strict";
 
 (function () {
@@ -12,6 +12,7 @@
   const search = document.getElementById("run-search");
   const statusFilter = document.getElementById("status-filter");
   const selectAll = document.getElementById("select-all");
+  const groupSweeps = document.getElementById("group-sweeps");
   const params = new URLSearchParams(location.search);
   let runs = [];
   const DEFAULT_SORT = { key: "id", dir: -1 };
@@ -20,6 +21,8 @@
   let lastHtml = "";
   search.value = params.get("q") || "";
   statusFilter.value = params.get("status") || "";
+  groupSweeps.checked = params.get("group") === "sweep";
+  let sweepNames = new Map();          // sweep id -> name, read while grouping is on
 
   const basename = (path) => String(path || "").replace(/^bundled:/, "").replace(/\/+$/, "").split("/").pop();
   const SORT_VALUE = {
@@ -172,9 +175,33 @@
     </tr>`;
   }
 
+  /** Grouped by sweep: each sweep's runs (in the chosen sort) under a heading that links to its page,
+   *  newest sweep first, then the runs of no sweep. */
+  function groupedRows(list) {
+    const columnCount = document.querySelectorAll("#runs-table thead th").length;
+    const bySweep = new Map(), loose = [];
+    for (const r of list) {
+      if (r.sweep_id === null || r.sweep_id === undefined) loose.push(r);
+      else (bySweep.get(r.sweep_id) || bySweep.set(r.sweep_id, []).get(r.sweep_id)).push(r);
+    }
+    const heading = (id, members) => {
+      const counts = {};
+      for (const r of members) counts[r.status] = (counts[r.status] || 0) + 1;
+      const summary = Object.entries(counts).map(([status, n]) => `${n} ${status}`).join(", ");
+      const name = id === null ? "Not in a sweep" : sweepNames.get(id) || `Sweep #${id}`;
+      const title = id === null ? escapeHtml(name) : `<a href="/sweeps/${id}" data-fk="sweep-${id}">${escapeHtml(name)}</a>`;
+      const extra = id === null ? "" : ` · sweep #${id} · <a href="/compare?sweep=${id}">compare</a>`;
+      return `<tr class="sweep-heading" data-sweep-id="${id ?? ""}"><th colspan="${columnCount}" scope="colgroup">${title}
+        <span class="muted small">${members.length} run${members.length === 1 ? "" : "s"}: ${escapeHtml(summary)}${extra}</span></th></tr>`;
+    };
+    const ids = [...bySweep.keys()].sort((a, b) => b - a);
+    return ids.map((id) => heading(id, bySweep.get(id)) + bySweep.get(id).map(row).join("")).join("")
+      + (loose.length && ids.length ? heading(null, loose) : "") + loose.map(row).join("");
+  }
+
   function render() {
     const list = visibleRuns();
-    const html = list.map(row).join("");
+    const html = groupSweeps.checked ? groupedRows(list) : list.map(row).join("");
     if (html !== lastHtml) {
       // Keep keyboard focus and an open actions menu across the periodic refresh.
       const focusKey = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.fk : null;
@@ -235,7 +262,12 @@
       const query = new URLSearchParams();
       if (statusFilter.value) query.set("status", statusFilter.value);
       if (bestNames().length) query.set("best", bestNames().join(","));
-      runs = await api("GET", `/api/runs${query.toString() ? `?${query}` : ""}`);
+      const [loaded, sweeps] = await Promise.all([
+        api("GET", `/api/runs${query.toString() ? `?${query}` : ""}`),
+        groupSweeps.checked ? api("GET", "/api/sweeps").catch(() => null) : null,
+      ]);
+      runs = loaded;
+      if (sweeps) sweepNames = new Map(sweeps.map((s) => [s.id, s.name]));
       render();
     } catch (err) {
       toast(`Could not load runs: ${err.message}`, "error");
@@ -246,6 +278,7 @@
     const p = new URLSearchParams();
     if (search.value.trim()) p.set("q", search.value.trim());
     if (statusFilter.value) p.set("status", statusFilter.value);
+    if (groupSweeps.checked) p.set("group", "sweep");
     if (sort.key !== DEFAULT_SORT.key || sort.dir !== DEFAULT_SORT.dir) { p.set("sort", sort.key); p.set("dir", sort.dir > 0 ? "asc" : "desc"); }
     history.replaceState(null, "", p.toString() ? `?${p}` : location.pathname);
   }
@@ -253,6 +286,7 @@
   // --- events ---------------------------------------------------------------------------------
   search.addEventListener("input", () => { syncUrl(); render(); });
   statusFilter.addEventListener("change", () => { syncUrl(); load(); });
+  groupSweeps.addEventListener("change", () => { syncUrl(); lastHtml = ""; load(); });
   document.querySelector("#runs-table thead").addEventListener("click", (event) => {
     const th = event.target.closest("th[data-sort-key]");
     if (!th) return;
