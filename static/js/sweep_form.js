@@ -18,7 +18,8 @@
     const summary = document.getElementById("sweep-summary");
     const modeSelect = input("sweep_mode");
     const nameLabel = document.querySelector('label[for="f-name"]');
-    const LABELS = { name: nameLabel.textContent, submit: submitBtn.textContent };
+    const nameHelp = document.getElementById("help-name");
+    const LABELS = { name: nameLabel.textContent, help: nameHelp.innerHTML, submit: submitBtn.textContent };
 
     const active = () => toggle.checked;
 
@@ -86,7 +87,10 @@
       document.getElementById("sweep-run-count").textContent = count === null ? "–" : fmtNum(count);
       document.getElementById("sweep-run-word").textContent = count === 1 ? "run" : "runs";
       const seconds = preview ? preview.estimated_seconds : null;
-      document.getElementById("sweep-estimate").textContent = preview ? (seconds === null ? "unknown time" : fmtDuration(seconds)) : "–";
+      const time = document.getElementById("sweep-time");
+      if (!preview) time.innerHTML = '<strong id="sweep-estimate">–</strong>';
+      else if (seconds === null) time.innerHTML = '<strong id="sweep-estimate">time not known yet</strong>';
+      else time.innerHTML = `about <strong id="sweep-estimate">${fmtDuration(seconds)}</strong> in all`;
       document.getElementById("sweep-basis").textContent = preview ? preview.estimate_basis || "" : "";
       const parts = Object.keys(payload ? payload.axes : {}).map((name) => {
         const n = new Set((preview?.settings || []).map((s) => s[name])).size;
@@ -157,6 +161,9 @@
       card.hidden = !on;
       summary.hidden = !on;
       nameLabel.textContent = on ? "Sweep name" : LABELS.name;
+      if (on) nameHelp.innerHTML = "Optional; defaults to <code>sweep</code>. Each run is named after it and its values, " +
+        "e.g. <code>beta sweep · beta=0.1 seed=42</code>.";
+      else nameHelp.innerHTML = LABELS.help;
       submitBtn.textContent = on ? "Start sweep" : LABELS.submit;
       const random = modeSelect.value === "random";
       for (const key of ["count", "random_seed"]) input(`sweep_${key}`).closest(".field").hidden = !random;
