@@ -1,0 +1,119 @@
+"""Issue 17's acceptance in the browser with real training: a 2×2 sweep of a tiny model launched from the
+form, its page filling live as the local launcher runs two at a time, the parallel-coordinates chart
+and the table agreeing with each run's own final metrics, and the best run following the chosen metric."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+METRICS = ("eval/loss", "eval/accuracy", "eval/log_odds_ratio")
+
+
+def _own_metrics(server: Any, run_id: int) -> dict[str, dict[str, float]]:
+    """The run's own eval series (GET /api/runs/{id}/metrics): its last and its best value of each."""
+    series = server.api("GET", f"/api/runs/{run_id}/metrics", params={"names": ",".join(METRICS)}).json()["series"]
+    out: dict[str, dict[str, float]] = {"final": {}, "best": {}}
+    for name in METRICS:
+        values = series[name]["value"]
+        out["final"][name] = values[-1]
+        out["best"][name] = max(values) if name != "eval/loss" else min(values)
+    return out
+
+
+def test_a_2x2_sweep_of_a_tiny_model_fills_its_page_live_and_agrees_with_its_runs(
+    live_server, page, shot, tiny_model_dir, tiny_dataset_file
+) -> None:  # type: ignore[no-untyped-def]
+    server = live_server
+    page.goto(server.url + "/runs/new?sweep=1")
+    page.fill("#f-name", "tiny grid")
+    page.fill("#f-model", str(tiny_model_dir))
+    page.fill("#f-dataset", str(tiny_dataset_file))
+    for field, value in (("max_length", "64"), ("max_prompt_length", "32"), ("batch_size", "2"), ("max_steps", "4"),
+                         ("eval_fraction", "0.2"), ("seed", "0")):
+        page.fill(f"#f-{field}", value)
+    page.click("#section-evaluation > summary")
+    page.fill("#f-eval_every", "2")
+    page.fill("#f-beta", "0.1, 1")
+    page.fill("#f-learning_rate", "1e-3, 3e-3")
+    page.fill("#f-sweep_max_concurrent", "2")
+    page.wait_for_function("() => document.getElementById('sweep-run-count').textContent === '4'")
+    page.click("#submit-btn")
+    page.wait_for_url(re.compile(r"/sweeps/\d+$"), timeout=30_000)
+    sweep_id = int(page.url.rsplit("/", 1)[1])
+
+    # Live: the page moves on by itself; never more than two of its runs train at once.
+    seen_running = 0
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        statuses = page.locator("#sweep-runs tbody tr").evaluate_all("rows => rows.map(r => r.dataset.status)")
+        seen_running = max(seen_running, statuses.count("running"))
+        assert statuses.count("running") <= 2, statuses
+        if len(statuses) == 4 and all(s == "completed" for s in statuses):
+            break
+        assert not {"failed", "lost", "stopped"} & set(statuses), server.api("GET", f"/api/sweeps/{sweep_id}").json()
+        page.wait_for_timeout(300)
+    else:
+        raise AssertionError(f"the sweep did not finish: {server.api('GET', f'/api/sweeps/{sweep_id}').json()}")
+    assert seen_running >= 1  # the page showed a run training, not only the end
+    page.wait_for_selector('#live-state[data-state="finished"]')
+    sweep = server.api("GET", f"/api/sweeps/{sweep_id}").json()
+    assert sorted((r["values"]["beta"], r["values"]["learning_rate"]) for r in sweep["runs"]) == [
+        (0.1, 1e-3), (0.1, 3e-3), (1, 1e-3), (1, 3e-3)]
+
+    # The table: each run's final and best eval metrics are its own series' last and best values.
+    own = {r["id"]: _own_metrics(server, r["id"]) for r in sweep["runs"]}
+    for run_id, values in own.items():
+        row = page.locator(f'#sweep-runs tr[data-run-id="{run_id}"]')
+        for stat in ("final", "best"):
+            for name in METRICS:
+                shown = float(row.locator(f'td[data-metric="{stat}:{name}"]').inner_text())
+                assert shown == pytest.approx(values[stat][name], rel=1e-3, abs=1e-6), (run_id, stat, name)
+
+    # The chart: one line per run across the swept fields and the chosen metric, each at the run's own values.
+    page.wait_for_function("() => document.getElementById('parcoords').dataset.lineCount === '4'")
+    assert page.evaluate("() => JSON.parse(document.getElementById('parcoords').dataset.dimensions)") == [
+        "beta", "learning_rate", "eval/loss (final)"]
+    lines = page.evaluate("() => document.getElementById('parcoords').data.map(t => [t.meta.id, t.meta.values, t.x.length])")
+    assert sorted(line[0] for line in lines) == sorted(own)
+    for run_id, values, points in lines:
+        run = next(r for r in sweep["runs"] if r["id"] == run_id)
+        assert points == 3
+        assert values[:2] == [run["values"]["beta"], run["values"]["learning_rate"]]
+        assert values[2] == pytest.approx(own[run_id]["final"]["eval/loss"], rel=1e-9)
+    assert "WebGL" not in page.inner_text("#parcoords")  # drawn in SVG: the page's CSP forbids parcoords' eval
+
+    # The best run follows the chosen metric: lowest final eval loss, then highest final accuracy.
+    def expect_best(choice: str) -> None:
+        stat, name = choice.split(":", 1)
+        # Ties go to the earlier run.
+        if name == "eval/loss":
+            pick = min(own, key=lambda i: (own[i][stat][name], i))
+        else:
+            pick = max(own, key=lambda i: (own[i][stat][name], -i))
+        page.wait_for_selector(f'#sweep-runs tr.best-run[data-run-id="{pick}"]')
+        assert page.locator("#sweep-runs tr.best-run").count() == 1
+        assert page.get_attribute("#best-run-link", "href") == f"/runs/{pick}"
+        assert page.locator(f'#sweep-runs tr.best-run td[data-metric="{choice}"].metric-best').count() == 1
+
+    expect_best("final:eval/loss")
+    shot("sweep-trained")
+    for choice in ("final:eval/accuracy", "best:eval/log_odds_ratio"):
+        page.select_option("#best-metric", choice)
+        expect_best(choice)
+    assert "metric=best%3Aeval%2Flog_odds_ratio" in page.url or "metric=best:eval/log_odds_ratio" in page.url
+    page.wait_for_function("() => document.getElementById('parcoords').dataset.dimensions.includes('eval/log_odds_ratio (best)')")
+    best_line = page.evaluate("() => document.getElementById('parcoords').data.filter(t => t.line.width > 2).map(t => t.meta.id)")
+    assert best_line == [int((page.get_attribute("#best-run-link", "href") or "").rsplit("/", 1)[1])]
+
+    # Settings: one run each, so the mean is the run's final value and no ± is shown.
+    for setting in sweep["settings"]:
+        (run_id,) = setting["run_ids"]
+        assert setting["mean"]["eval/loss"] == pytest.approx(own[run_id]["final"]["eval/loss"])
+    assert page.locator("#sweep-settings tbody tr").count() == 4
+    assert page.locator("#sweep-settings .pm").count() == 0
