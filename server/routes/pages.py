@@ -27,7 +27,6 @@ from server.charts import CHART_GROUPS, COMPARE_METRICS, metric_axes_json
 from server.db import SessionDep
 from server.services import sweeps as sweep_service
 from server.services.runs import get_run, lineage_of
-from server.services.sweeps import get_sweep
 from server.settings import Settings
 from server.templating import templates
 
@@ -237,7 +236,7 @@ def compare(request: Request, session: SessionDep, runs: str = "", sweep: str = 
 def sweep_detail(request: Request, sweep_id: str, session: SessionDep) -> HTMLResponse:
     """One sweep; static/js/sweep_detail.js fills it from GET /api/sweeps/{id}."""
     number = _run_id(sweep_id)  # the same rule as a run id: digits only, at most 10
-    sweep = get_sweep(session=session, sweep_id=number) if number is not None else None
+    sweep = sweep_service.get_sweep(session=session, sweep_id=number) if number is not None else None
     if sweep is None:
         return _not_found(request, f"There is no sweep with id {shown(sweep_id)}. It may have been deleted.")
     return templates.TemplateResponse(request, "sweep_detail.html",

@@ -189,6 +189,10 @@ def test_stop_all_group_by_sweep_not_found_and_phone_width(queued_server, page, 
     assert page.is_checked("#group-sweeps")
     page.click(f'tr.sweep-heading[data-sweep-id="{sweep_id}"] a[href="/sweeps/{sweep_id}"]')
     page.wait_for_url(f"**/sweeps/{sweep_id}")
+    # Compare: the sweep's runs side by side.
+    page.click("#compare-link")
+    page.wait_for_url(f"**/compare?sweep={sweep_id}")
+    assert page.get_attribute("#compare-page", "data-run-ids") == ",".join(map(str, run_ids))
 
     # A phone: nothing scrolls sideways, the sweep page or the grouped list.
     page.set_viewport_size(MOBILE)
