@@ -28,6 +28,19 @@
     return { position, ticks };
   }
 
+  /** The ticks to label, bottom to top, none closer than MIN_TICK_GAP to the next (labels would overlap);
+   *  the lowest and the highest are always labelled. */
+  const MIN_TICK_GAP = 0.07;
+  function spaced({ ticks, position }) {
+    const placed = ticks.map((tick) => ({ tick, y: position(tick) })).filter((t) => t.y !== null).sort((a, b) => a.y - b.y);
+    const kept = [];
+    for (const t of placed) {
+      if (!kept.length || t.y - kept[kept.length - 1].y >= MIN_TICK_GAP) kept.push(t);
+      else if (t === placed[placed.length - 1] && kept.length > 1) kept[kept.length - 1] = t;  // the top one wins
+    }
+    return kept;
+  }
+
   /**
    * Draws `lines` ({id, name, values: [one per dimension], score: 0 worse .. 1 better, highlight}) across
    * `dimensions` ({label, log}) into `div`; `onClick(id)` when a line is clicked. The traces keep
@@ -57,9 +70,7 @@
       const y = narrow && i % 2 ? 1.11 : 1.03;
       annotations.push({ x: i, y, xref: "x", yref: "y", yanchor: "bottom", showarrow: false,
         text: `<b>${escapeHtml(d.label)}</b>${d.log ? " (log)" : ""}`, font: { size: narrow ? 10 : 12, color: "#1f2937" } });
-      for (const tick of scales[i].ticks) {
-        const y = scales[i].position(tick);
-        if (y === null) continue;
+      for (const { tick, y } of spaced(scales[i])) {
         shapes.push({ type: "line", xref: "x", yref: "y", x0: i - 0.025, x1: i, y0: y, y1: y, line: { color: grey, width: 1 } });
         annotations.push({ x: i, y, xref: "x", yref: "y", xanchor: "right", xshift: -6, showarrow: false,
           text: fmtNum(tick, 3), font: { size: narrow ? 9 : 11, color: muted },

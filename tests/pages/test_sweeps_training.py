@@ -117,3 +117,40 @@ def test_a_2x2_sweep_of_a_tiny_model_fills_its_page_live_and_agrees_with_its_run
         assert setting["mean"]["eval/loss"] == pytest.approx(own[run_id]["final"]["eval/loss"])
     assert page.locator("#sweep-settings tbody tr").count() == 4
     assert page.locator("#sweep-settings .pm").count() == 0
+
+
+def test_seeds_give_mean_and_std_per_setting_from_the_runs_own_metrics(
+    live_server, page, shot, tiny_model_dir, tiny_dataset_file
+) -> None:  # type: ignore[no-untyped-def]
+    """Two λ values, two seeds each: the settings table shows each setting's mean ± std of the final eval
+    metrics over its seeds, which are the statistics of its runs' own last eval values."""
+    import statistics
+
+    server = live_server
+    config = {"model": str(tiny_model_dir), "dataset": str(tiny_dataset_file), "max_length": 64, "max_prompt_length": 32,
+              "batch_size": 2, "max_steps": 3, "eval_fraction": 0.2, "eval_every": 3, "learning_rate": 1e-3, "seed": 0}
+    created = server.api("POST", "/api/sweeps", json={"name": "seeded", "config": config, "axes": {"beta": "0.1, 1"},
+                                                      "seeds": 2, "max_concurrent": 2})
+    assert created.status_code == 201, created.text
+    sweep_id = created.json()["id"]
+    page.goto(f"{server.url}/sweeps/{sweep_id}")
+    page.wait_for_selector('#live-state[data-state="finished"]', timeout=300_000)
+    sweep = server.api("GET", f"/api/sweeps/{sweep_id}").json()
+    assert {r["status"] for r in sweep["runs"]} == {"completed"}, sweep
+    assert page.is_hidden("#settings-note")  # the "one seed per setting" hint is for sweeps without repeats
+
+    rows = page.locator("#sweep-settings tbody tr")
+    assert rows.count() == 2
+    for i, setting in enumerate(sweep["settings"]):
+        finals = [_own_metrics(server, run_id)["final"] for run_id in setting["run_ids"]]
+        assert len(finals) == 2 and setting["n"] == 2
+        row = rows.nth(i)
+        assert float(row.locator('[data-field="beta"]').inner_text().replace("★ best", "")) == setting["values"]["beta"]
+        for name in METRICS:
+            values = [f[name] for f in finals]
+            text = row.locator(f'td[data-metric="{name}"]').inner_text()
+            mean, _, std = text.partition("±")
+            assert float(mean) == pytest.approx(statistics.fmean(values), rel=1e-3, abs=1e-6), (name, text)
+            if values[0] != values[1]:
+                assert float(std) == pytest.approx(statistics.stdev(values), rel=0.05, abs=1e-6), (name, text)  # shown to 2 significant digits
+    shot("sweep-seeds")
