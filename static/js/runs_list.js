@@ -135,7 +135,8 @@
     return `${r.last_step ?? 0}/${plannedSteps(r) ?? "?"}` + (doing ? ` · ${doing}` : "");
   }
 
-  function row(r) {
+  /** `label`: the name shown (under a sweep's heading, without the sweep's name it starts with). */
+  function row(r, label = r.name) {
     const latest = r.latest || {};
     const pct = r.total_steps ? Math.min(100, (100 * r.last_step) / r.total_steps) : 0;
     const tags = (r.tags || []).map((t) => `<span class="tag">${escapeHtml(t)}</span>`).join("");
@@ -143,7 +144,7 @@
     const whyNotDelete = Dash.caller.whyNotChange(r);
     return `<tr data-run-id="${r.id}">
       <td class="select-cell"><input type="checkbox" class="select-run" data-fk="${r.id}:select" value="${r.id}" aria-label="Select ${escapeHtml(r.name)}"${checked}></td>
-      <td class="run-name-cell"><a href="/runs/${r.id}" data-fk="${r.id}:open" title="${escapeHtml(r.name)}">${escapeHtml(r.name)}</a> <span class="muted small">#${r.id}</span>${tags}</td>
+      <td class="run-name-cell"><a href="/runs/${r.id}" data-fk="${r.id}:open" title="${escapeHtml(r.name)}">${escapeHtml(label)}</a> <span class="muted small">#${r.id}</span>${tags}</td>
       <td class="status-cell" data-label="Status"${r.error ? ` title="${escapeHtml(errorTooltip(r.error))}"` : ""}>${statusBadge(r.status)}</td>
       <td class="progress-cell" data-label="Progress"><div class="cell-progress"><div class="progress" data-status="${escapeHtml(r.status)}"><div class="progress-fill" style="width:${pct}%"></div></div>
         <span class="progress-label">${escapeHtml(progressLabel(r))}</span></div></td>
@@ -195,13 +196,17 @@
         <span class="muted small">${members.length} run${members.length === 1 ? "" : "s"}: ${escapeHtml(summary)}${extra}</span></th></tr>`;
     };
     const ids = [...bySweep.keys()].sort((a, b) => b - a);
-    return ids.map((id) => heading(id, bySweep.get(id)) + bySweep.get(id).map(row).join("")).join("")
-      + (loose.length && ids.length ? heading(null, loose) : "") + loose.map(row).join("");
+    const inSweep = (id) => (r) => {
+      const prefix = `${sweepNames.get(id)} · `;
+      return row(r, sweepNames.has(id) && r.name.startsWith(prefix) && r.name.length > prefix.length ? r.name.slice(prefix.length) : r.name);
+    };
+    return ids.map((id) => heading(id, bySweep.get(id)) + bySweep.get(id).map(inSweep(id)).join("")).join("")
+      + (loose.length && ids.length ? heading(null, loose) : "") + loose.map((r) => row(r)).join("");
   }
 
   function render() {
     const list = visibleRuns();
-    const html = groupSweeps.checked ? groupedRows(list) : list.map(row).join("");
+    const html = groupSweeps.checked ? groupedRows(list) : list.map((r) => row(r)).join("");
     if (html !== lastHtml) {
       // Keep keyboard focus and an open actions menu across the periodic refresh.
       const focusKey = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.fk : null;

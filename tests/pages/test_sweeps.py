@@ -179,6 +179,9 @@ def test_stop_all_group_by_sweep_not_found_and_phone_width(queued_server, page, 
     assert heading.locator("a").first.inner_text() == "beta sweep"
     assert heading.locator("a").first.get_attribute("href") == f"/sweeps/{sweep_id}"
     assert "3 runs: 3 stopped" in heading.inner_text()
+    # Under its heading a run is named by its values; the full name stays in its tooltip.
+    link = page.locator(f'tr[data-run-id="{run_ids[0]}"] a[data-fk="{run_ids[0]}:open"]')
+    assert link.inner_text() == "beta=0.1 seed=42" and link.get_attribute("title") == "beta sweep · beta=0.1 seed=42"
     # The rows in order: the sweep's heading, its three runs, then the runs of no sweep.
     order = page.locator("#runs-body tr").evaluate_all(
         "rows => rows.map(r => r.classList.contains('sweep-heading') ? 'h' + r.dataset.sweepId : Number(r.dataset.runId))")
