@@ -30,9 +30,15 @@
       return SWEEP_KEYS.includes(name) ? `sweep_${name}` : name;
     }
 
+    /** {form field: message}. A message the API starts with its key ("axes.beta: beta: 'lots' is not a
+     *  number…") loses that key beside the field: the rest still names the field. */
     function detailErrors(err) {
       const errors = {};
-      for (const d of err.body.detail) errors[fieldOf(d.loc[d.loc.length - 1])] = d.msg;
+      for (const d of err.body.detail) {
+        const key = String(d.loc[d.loc.length - 1]);
+        const msg = String(d.msg);
+        errors[fieldOf(key)] = /^(axes|config)\./.test(key) && msg.startsWith(`${key}: `) ? msg.slice(key.length + 2) : msg;
+      }
       return errors;
     }
 
