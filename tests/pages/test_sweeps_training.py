@@ -154,3 +154,11 @@ def test_seeds_give_mean_and_std_per_setting_from_the_runs_own_metrics(
             if values[0] != values[1]:
                 assert float(std) == pytest.approx(statistics.stdev(values), rel=0.05, abs=1e-6), (name, text)  # shown to 2 significant digits
     shot("sweep-seeds")
+
+    # The same page on a phone: nothing scrolls sideways, the chart is drawn.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(500)  # the resize redraw (debounced)
+    width, inner = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width <= inner, f"/sweeps/{sweep_id} is {width} px wide at {inner} px"
+    assert page.locator("#parcoords .main-svg").first.bounding_box()["width"] <= inner
+    shot("layout-390-sweep-seeds")
