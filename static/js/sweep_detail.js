@@ -196,13 +196,16 @@
 
   // --- live: read the sweep again while it has unfinished runs --------------------------------------------
   let timer = null;
+  let failing = false;                  // one toast per outage, not one every 3 s
   async function load() {
     clearTimeout(timer);
     try {
       sweep = await api("GET", `/api/sweeps/${sweepId}`);
+      failing = false;
       render();
     } catch (err) {
-      toast(`Could not load the sweep: ${err.message}`, "error");
+      if (!failing) toast(`Could not load the sweep: ${err.message}`, "error");
+      failing = true;
     }
     const unfinished = !sweep || sweep.runs.some((r) => !isTerminal(r.status));
     if (unfinished) timer = setTimeout(() => { if (document.visibilityState === "visible") load(); else timer = null; }, REFRESH_MS);

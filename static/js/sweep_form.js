@@ -143,10 +143,15 @@
       }
       clearErrors();
       for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
-      showAdvice(validation.ok ? validation.advice || {} : {}, reveal);
+      const advice = validation.ok ? validation.advice || {} : {};
+      showAdvice(advice, reveal);
       showSummary(preview, payload);
-      const n = preview.run_count;
-      setVerdict("ok", `The sweep is valid: ${fmtNum(n)} run${n === 1 ? "" : "s"}.`);
+      const n = preview.run_count, runs = `${fmtNum(n)} run${n === 1 ? "" : "s"}`;
+      // Advice is about the base config (every run shares it); it does not block the sweep.
+      const advised = Object.keys(advice).filter((field) => document.getElementById(`advice-${field}`)).length;
+      if (advised) setVerdict("advice", `The sweep is valid: ${runs}; ${advised} setting${advised === 1 ? "" : "s"} of the base config ` +
+        `risk${advised === 1 ? "s" : ""} a problem (see the note${advised === 1 ? "" : "s"} beside ${advised === 1 ? "it" : "them"}).`);
+      else setVerdict("ok", `The sweep is valid: ${runs}.`);
       return preview;
     }
 
