@@ -120,6 +120,17 @@ def scenarios() -> list[Scenario]:
         s.append(Scenario(f"sft_noisy_chosen_{i}", seed=970 + i, beta=0.1, lr=1e-3, near_miss=1, sft_steps=300,
                           steps=300, schedule="constant", noisy_chosen=frac,
                           notes=f"SFT first, then ORPO at beta 0.1 with {frac:.0%} of chosen replaced by noise"))
+    # Slow but insufficient descent of the chosen NLL (issue 16's held-out misses were of this kind, in
+    # TRL runs): learning rates 4-20x below the healthy grid and tiny widths, on runs of 150-300 steps,
+    # next to near misses that do get there. Whether each is labelled format_not_learned is for
+    # label_traces.py's rule to say, not this list.
+    slow = [  # (hidden, lr, steps, schedule)
+        (48, 1e-4, 200, "linear"), (48, 2e-4, 200, "linear"), (48, 3e-4, 300, "cosine"), (48, 5e-4, 200, "linear"),
+        (16, 1e-3, 200, "linear"), (24, 2e-3, 150, "linear"), (96, 2e-4, 200, "linear"), (48, 8e-4, 150, "linear"),
+    ]
+    for i, (h, lr, steps, sched) in enumerate(slow):
+        s.append(Scenario(f"slow_{i}", seed=1000 + i, hidden=h, lr=lr, steps=steps, schedule=sched,
+                          notes="slow NLL descent: low lr or tiny width, 150-300 steps"))
     for i, lr in enumerate([3e-2, 1e-1]):
         s.append(Scenario(f"fp16_overflow_{i}", seed=800 + i, train_pairs=24, lr=lr, dtype="float16",
                           schedule="constant", notes="float16 autocast + loss scaling, lr high on a memorisable set"))

@@ -1,8 +1,10 @@
-"""Score the detectors on the labelled trace collections: the tuning set and the held-out set, apart.
+"""Score the detectors on the labelled trace collections: the tuning set and two held-out sets, apart.
 
 The tuning set (traces/) is what the thresholds were derived and tuned on; the held-out set (heldout/,
 see make_heldout_traces.py) was labelled before any detector change and is never tuned on: its
-numbers are the estimate of how the detectors do on runs they have not seen.
+numbers are the estimate of how the detectors do on runs they have not seen. The second held-out
+set (heldout2/, make_heldout2_traces.py and trl_runs.py --set heldout2) was made and labelled after
+the first had shown a miss, before the detector change made for it: runs that change never saw.
 
 Per kind: recall (labelled (trace, kind) pairs where an alert of that kind opened), false alarms
 (alerts of that kind on healthy traces, i.e. labelled []), spurious (that kind on a pitfall trace not
@@ -12,7 +14,7 @@ labelled with it: reported, not a target) and the median detection delay, step o
 Also, for every lr blow-up inside the first 20 steps (a `loss_rising` label with onset <= 20), the
 delay of its alert: the goal is 10 steps at most.
 
-    python benchmarks/alerts/score.py [--set tuning|heldout|both] [--threshold KEY=VALUE ...] [--verbose]
+    python benchmarks/alerts/score.py [--set tuning|heldout|heldout2|all] [--threshold KEY=VALUE ...] [--verbose]
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from orpo_dash.diagnostics import KINDS, diagnose, load_metrics_file
 
 TRACES = Path(__file__).parent / "traces"
 HELDOUT = Path(__file__).parent / "heldout"
+HELDOUT2 = Path(__file__).parent / "heldout2"
 EARLY = 20  # an lr blow-up with its onset at or before this step...
 EARLY_DELAY = 10  # ...must be caught within this many steps
 
@@ -90,14 +93,17 @@ def score_set(folder: Path, th: dict[str, float]) -> dict[str, tuple[dict[str, i
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--set", choices=("tuning", "heldout", "both"), default="both")
+    ap.add_argument("--set", choices=("tuning", "heldout", "heldout2", "all"), default="all")
     ap.add_argument("--threshold", action="append", default=[])
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     th = {k: float(v) for k, v in (s.split("=") for s in args.threshold)}
-    for title, folder in (("tuning", TRACES), ("heldout", HELDOUT)):
-        if args.set in (title, "both"):
+    for title, folder in (("tuning", TRACES), ("heldout", HELDOUT), ("heldout2", HELDOUT2)):
+        if args.set in (title, "all"):
             print(f"== {title} set ({folder.name}/)")
+            if not (folder / "labels.json").exists():
+                print("  no labels.json yet: label it first (label_added.py), then score")
+                continue
             print_table(score_set(folder, th), verbose=args.verbose)
 
 
