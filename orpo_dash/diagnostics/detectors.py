@@ -28,6 +28,8 @@ from orpo_dash.diagnostics.stats import Trend, median, trend
 # Fixed counts and constants, not thresholds: they shape how a series is read, not when a detector fires.
 # The thresholds (what to tune) are alerts.THRESHOLDS.
 BASELINE_POINTS = 10  # points that define a metric's starting level
+START_POINTS = 21  # format_not_learned's forecast measures from the median of this many first points, the
+#                    start label_traces.py's rule measures from (its 41-point running median at step 1)
 BLOWUP_REF_POINTS = 10  # the blow-up rule compares the newest points with the median of this many before them
 EVAL_MEDIAN_POINTS = 3  # catastrophic_forgetting smooths eval NLL as the median of this many evals
 EVAL_NOISE_POINTS = 10  # ...and estimates its point-to-point noise from the last this many
@@ -56,7 +58,7 @@ class Series:
     def append(self, step: int, value: float) -> None:
         self.steps.append(step)
         self.values.append(value)
-        if len(self.head) < BASELINE_POINTS:
+        if len(self.head) < START_POINTS:
             self.head.append(value)
         self.version += 1
 
@@ -86,9 +88,14 @@ class Series:
 
     @property
     def baseline(self) -> float | None:
-        if self._baseline is None and len(self.head) == BASELINE_POINTS:
-            self._baseline = float(np.median(self.head))
+        if self._baseline is None and len(self.head) >= BASELINE_POINTS:
+            self._baseline = float(np.median(self.head[:BASELINE_POINTS]))
         return self._baseline
+
+    @property
+    def start(self) -> float | None:
+        """Median of the first START_POINTS values (None until there are that many)."""
+        return float(np.median(self.head)) if len(self.head) == START_POINTS else None
 
 
 @dataclass(frozen=True)
@@ -552,7 +559,18 @@ def _eval_noise(es: Series, name: str) -> float:
     return float(MAD_TO_SD * np.median(np.abs(np.diff(values))) / math.sqrt(2))
 
 
-def format_not_learned(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | None:
+def format_not_learned(get: Lookup, th: Mapping[str, float], step: int, planned_steps: int | None = None
+                       ) -> Verdict | None:
+    """The chosen NLL not coming down: stalled near its start (`fnl_level`, falling by less than
+    `fnl_min_drop` per window), or, when the run's planned length is known, falling too slowly to end
+    below `fnl_end_level` of its start.
+
+    The second rule is the hindsight label's own definition (benchmarks/alerts/label_traces.py: the
+    smoothed NLL over the last 50 steps still above 0.6 x its smoothed start) turned into a forecast,
+    measured the way the label measures: from the median of the first START_POINTS values, to the
+    middle of the last `fnl_end_tail` planned steps, at `fnl_pace_factor` times the window's Theil-Sen
+    pace; only on runs planned at least twice that tail (shorter ones the label does not judge either). A run falling 6.7 -> 4.2 nats/token in 150 steps falls by ~10 % of its start per window,
+    which the first rule counts as learning; the forecast sees that it will not get there in time."""
     src = _first(get, (m.NLL_LOSS, m.LOGPS_CHOSEN, m.PPL_CHOSEN))
     if src is None or step < th["min_step"]:
         return None
@@ -572,24 +590,57 @@ def format_not_learned(get: Lookup, th: Mapping[str, float], step: int) -> Verdi
         return Verdict(False, True, a.WARNING, int(win[0][0]), "the model already predicts the chosen responses well",
                        details=f"chosen NLL {typical:.3f} at step {step}, below {th['fnl_nll_floor']:g} nats/token")
     level = typical / base
-    cleared_level = th["fnl_level"] - th["fnl_clear_margin"]
-    if level < cleared_level:  # far below its start: clear, and the trend is not needed
+    margin = th["fnl_clear_margin"]
+    cleared_level = th["fnl_level"] - margin
+    # The forecast needs the label's frame: a planned run at least twice its tail (on a 60-step run "the
+    # last 50 steps" is the whole run, and those runs are labelled by hand), not yet past its end.
+    forecast = planned_steps is not None and step <= planned_steps and planned_steps >= 2 * th["fnl_end_tail"]
+    if level < (min(cleared_level, th["fnl_end_level"] - margin) if forecast else cleared_level):
+        # far below its start (and, with a planned length, below the level the run must end under): clear
         return Verdict(False, True, a.WARNING, int(win[0][0]), f"the chosen NLL is down to {level:.0%} of its start",
                        details=f"starting {base:.3f}, step {step}")
     t = _trend(s, int(th["window"])) if name == m.NLL_LOSS else trend(win[0], values)
     level, fall = t.median / base, -t.change / base
+    stalled = level > th["fnl_level"] and fall < th["fnl_min_drop"]
+    end = math.nan
+    if forecast and (first := s.start) is not None and (start := float(conv(np.array([first]))[0])) > 0:
+        # The faster of the two windows' paces (a curve that flattens falls slower in a long window), so
+        # only a run that is behind at both is called behind; carried linearly to the middle of the
+        # label's last fnl_end_tail steps (the median the label takes), never back from a centre past it.
+        slope = t.slope
+        if name == m.NLL_LOSS and (lt := s.trend(int(th["long_window"]))) is not None:
+            slope = min(slope, lt.slope)
+        target = planned_steps - th["fnl_end_tail"] / 2
+        centre = (win[0][0] + win[0][-1]) / 2
+        end = (t.median + th["fnl_pace_factor"] * min(slope, 0.0) * max(target - centre, 0.0)) / start
+    behind = end > th["fnl_end_level"]  # False when there is no forecast (NaN)
     # A significantly rising NLL is another pitfall (over-penalization, forgetting), not an unlearned format.
-    firing = level > th["fnl_level"] and fall < th["fnl_min_drop"] and t.z <= th["trend_z"]
+    firing = (stalled or behind) and t.z <= th["trend_z"]
     if firing and _writes_the_answers_and_still_learns(get, th, step):
         return Verdict(False, False, a.WARNING, int(win[0][0]))  # not judged yet: neither firing nor clear
     late = step >= th["fnl_critical_after"] * th["min_step"]
     severity = a.CRITICAL if level > th["fnl_critical_level"] and late else a.WARNING
-    msg = (f"the chosen NLL has barely fallen: still {level:.0%} of its starting value at step {step}, so the model "
-           "is not learning the chosen responses")
+    if stalled or not behind:
+        msg = (f"the chosen NLL has barely fallen: still {level:.0%} of its starting value at step {step}, so the "
+               "model is not learning the chosen responses")
+    else:
+        msg = (f"the chosen NLL is falling too slowly: {level:.0%} of its starting value at step {step}, on course "
+               f"for about {end:.0%} of it over the last {th['fnl_end_tail']:g} of the {planned_steps} planned steps, "
+               "so the model will not have learned the chosen responses by the end of the run")
     details = (f"median {t.median:.3f} against {base:.3f} at the start, falling {fall:.1%} of that per "
                f"{int(th['window'])} points ({_fmt(t)})")
+    forecast = not math.isnan(end)
+    if forecast:
+        details += (f"; at {th['fnl_pace_factor']:g} x its pace it ends near {end:.0%} of its start "
+                    f"(needs < {th['fnl_end_level']:.0%})")
     clear = level < cleared_level or fall > th["fnl_clear_factor"] * th["fnl_min_drop"]
-    return Verdict(firing, clear, severity, int(win[0][0]), msg, details=details)
+    if forecast:
+        clear = clear and end < th["fnl_end_level"] - margin
+    evidence: dict[str, object] = {"metric": name, "start": round(base, 4), "level": round(level, 4),
+                                   "fall_per_window": round(fall, 4)}
+    if forecast:
+        evidence.update(planned_steps=planned_steps, forecast_end_level=round(end, 4))
+    return Verdict(firing, clear, severity, int(win[0][0]), msg, evidence if firing else {}, details)
 
 
 def _running_mean(values: np.ndarray, k: int = ONSET_SMOOTH_POINTS) -> np.ndarray:

@@ -29,7 +29,7 @@ from orpo_dash.metric_names import SYSTEM_PREFIX
 # Metrics whose NaN/Inf means the run itself is broken; NaN only elsewhere (say an inf grad norm
 # on a step the fp16 loss scaler skips) opens a warning that escalates if the loss follows.
 # Bumped whenever state() changes shape: an older saved state is then rebuilt from history instead.
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 _CORE = (m.LOSS, m.NLL_LOSS, m.OR_LOSS, m.LOG_ODDS_RATIO, m.LOGPS_CHOSEN, m.LOGPS_REJECTED)
 
@@ -77,7 +77,8 @@ class AlertEngine:
              lambda get, th, step: d.over_penalization(get, th, step, self._penalization)),
             (a.CATASTROPHIC_FORGETTING, (m.EVAL_PREFIX + m.NLL_LOSS, m.EVAL_PREFIX + m.PPL_CHOSEN, m.EVAL_PREFIX + m.LOSS),
              lambda get, th, step: d.catastrophic_forgetting(get, th, step, self._forgetting)),
-            (a.FORMAT_NOT_LEARNED, (m.NLL_LOSS, m.LOGPS_CHOSEN, m.PPL_CHOSEN, m.LOG_ODDS_RATIO), d.format_not_learned),
+            (a.FORMAT_NOT_LEARNED, (m.NLL_LOSS, m.LOGPS_CHOSEN, m.PPL_CHOSEN, m.LOG_ODDS_RATIO),
+             lambda get, th, step: d.format_not_learned(get, th, step, self.planned_steps)),
         ]
         # Only these metrics are kept; the others are checked for NaN/Inf and dropped.
         for _, inputs, _ in self._detectors:
