@@ -194,6 +194,46 @@ def test_no_wait_for_a_model_whose_labels_fight_what_it_learned(trace, expected)
     assert expected <= early
 
 
+def _slow_descent(n: int, floor: float, tau: float, seed: int = 21) -> dict[str, list[tuple[int, float]]]:
+    """Chosen NLL falling from ~6.7 nats/token towards `floor` with time constant `tau`, a healthy log
+    odds ratio and an eval NLL that follows: only the pace of the NLL decides."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, n + 1)
+    nll = floor + (6.7 - floor) * np.exp(-t / tau)
+    return _series(t, nll + rng.normal(0, 0.1, n), 3 * (1 - np.exp(-t / 40)) + rng.normal(0, 0.2, n), eval_nll=nll)
+
+
+def test_format_not_learned_forecasts_a_descent_too_slow_for_the_planned_run():
+    # The first held-out set's miss, in the tuning set's terms: a 150-step run whose chosen NLL falls
+    # 6.7 -> ~4.6 falls ~10 % of its start per window (the stall rule calls that learning), but at that
+    # pace it ends near 0.7 x its start, above the 0.6 the label asks for.
+    slow = _slow_descent(150, 3.8, 120)
+    opened = [a for a in diagnose(slow) if a.kind == "format_not_learned" and a.state == "open"]
+    assert opened and opened[0].step <= 100, opened
+    assert "falling too slowly" in opened[0].message and opened[0].evidence["planned_steps"] == 150
+    # The forecast is what catches it: the stall rule alone (an end level no run exceeds) says nothing...
+    assert "format_not_learned" not in kinds(diagnose(slow, {"fnl_end_level": 1.0}), None)
+    # ...and credited with 100 x its pace it is judged only on what it reached, once the window lies
+    # in the label's last 50 steps.
+    late = [a.step for a in diagnose(slow, {"fnl_pace_factor": 100}) if a.kind == "format_not_learned"]
+    assert late and late[0] > 125
+    # The same steps in a run planned for 2,000 have time left: no verdict yet.
+    assert "format_not_learned" not in kinds(diagnose(slow, planned_steps=2000), None)
+    # A near miss that does get below 0.6 x its start in time raises nothing.
+    assert "format_not_learned" not in kinds(diagnose(_slow_descent(150, 2.5, 40)), None)
+
+
+@pytest.mark.parametrize("trace, caught", [
+    ("trl_lr1e-3_0", True), ("trl_lr5e-4_0", True), ("real_slow_1", True),  # labelled format_not_learned
+    ("trl_lr1.5e-3_0", False), ("trl_beta_too_high_1", False), ("real_slow_5", False),  # healthy near misses
+])
+def test_format_not_learned_on_real_slow_descents(trace, caught):
+    # TRL ORPOTrainer and our trainer, read as diagnose reads them (a TRL trainer_state.json, or our JSONL).
+    path = TRACES / f"{trace}.jsonl.gz"
+    series = load_metrics_file(path if path.exists() else TRACES / f"{trace}.json.gz")
+    assert ("format_not_learned" in kinds(diagnose(series))) is caught
+
+
 def test_a_rising_chosen_nll_is_not_called_an_unlearned_format():
     rng = np.random.default_rng(14)
     t = np.arange(1, N + 1)
