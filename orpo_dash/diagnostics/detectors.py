@@ -594,7 +594,8 @@ def format_not_learned(get: Lookup, th: Mapping[str, float], step: int, planned_
     cleared_level = th["fnl_level"] - margin
     # The forecast needs the label's frame: a planned run at least twice its tail (on a 60-step run "the
     # last 50 steps" is the whole run, and those runs are labelled by hand), not yet past its end.
-    forecast = planned_steps is not None and step <= planned_steps and planned_steps >= 2 * th["fnl_end_tail"]
+    plan = planned_steps or 0
+    forecast = step <= plan and plan >= 2 * th["fnl_end_tail"]
     if level < (min(cleared_level, th["fnl_end_level"] - margin) if forecast else cleared_level):
         # far below its start (and, with a planned length, below the level the run must end under): clear
         return Verdict(False, True, a.WARNING, int(win[0][0]), f"the chosen NLL is down to {level:.0%} of its start",
@@ -610,7 +611,7 @@ def format_not_learned(get: Lookup, th: Mapping[str, float], step: int, planned_
         slope = t.slope
         if name == m.NLL_LOSS and (lt := s.trend(int(th["long_window"]))) is not None:
             slope = min(slope, lt.slope)
-        target = planned_steps - th["fnl_end_tail"] / 2
+        target = plan - th["fnl_end_tail"] / 2
         centre = (win[0][0] + win[0][-1]) / 2
         end = (t.median + th["fnl_pace_factor"] * min(slope, 0.0) * max(target - centre, 0.0)) / start
     behind = end > th["fnl_end_level"]  # False when there is no forecast (NaN)
