@@ -25,6 +25,7 @@ from orpo_dash.output_dir import output_dir_problem
 from orpo_dash.protocol import clip_sample_text
 from orpo_dash.run_config import RunConfig
 from trainer import checkpoint, distributed, retention
+from trainer.allocator import keep_freed_memory
 from trainer.data import (
     PairStream,
     PreferenceData,
@@ -81,6 +82,7 @@ class ORPORecipe:
         if cfg.output_dir and (problem := output_dir_problem(cfg.output_dir)):
             raise ValueError(problem)  # before the model loads: the first checkpoint comes after training
         self.device = resolve_device(cfg.device)
+        keep_freed_memory()  # before the first step allocates anything large
         self.world = distributed.init_world(self.device.type)
         if self.world.parallel and self.device.type == "cuda":
             self.device = torch.device("cuda", self.world.local_rank)
