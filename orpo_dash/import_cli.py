@@ -17,9 +17,11 @@ from orpo_dash.protocol import API_TOKEN_ENV
 
 # Kept here, not in orpo_dash.run_import, so that building the CLI's parser loads no numpy.
 FORMATS = ("a TRL/Hugging Face trainer_state.json (or a checkpoint folder holding one), our trainer's --metrics-out "
-           "JSONL, the dashboard's CSV/JSON export, a TRL log history as JSONL/CSV, or TensorBoard event files "
-           "(events.out.tfevents.*)")
+           "JSONL, the dashboard's CSV/JSON export, a TRL log history as JSONL/CSV, TensorBoard event files "
+           "(events.out.tfevents.*), or a W&B history export (CSV/JSON with _step) or run file "
+           "(wandb/run-*/run-<id>.wandb)")
 TENSORBOARD_INSTALL = 'pip install "orpo-dash[import]"  (or: pip install tensorboard)'
+WANDB_INSTALL = 'pip install "orpo-dash[import]"  (or: pip install "wandb>=0.31")'
 CHUNK = 1024 * 1024
 DESCRIPTION = f"""Bring a run made elsewhere into a running dashboard as a run with status 'imported': its
 metrics mapped to our names (docs/metrics.md), its config where the source has one, and the pitfall alerts
@@ -31,6 +33,11 @@ Sources (PATH is a file, or a folder holding one):
   metrics.jsonl[.gz]      our trainer's --metrics-out, or a TRL log history as one JSON object per line
   *.csv, *.json           the dashboard's own exports (Export CSV / Export JSON), or a log history as CSV
   events.out.tfevents.*   TensorBoard event files, or a folder of them (needs: pip install "orpo-dash[import]")
+  W&B history export      the CSV of a run's history (the W&B UI's Export CSV: _step, _runtime, _timestamp,
+                          train/loss, ...; a chart panel's CSV too) or its rows from the API (run.history() /
+                          scan_history() written as JSON or JSONL)
+  wandb/run-*/            an offline or synced W&B run folder (its run-<id>.wandb), or a wandb/ folder (its
+                          latest run); read by the wandb package (needs: pip install "orpo-dash[import]")
 
 Expected formats: {FORMATS}."""
 
@@ -55,7 +62,9 @@ def main(args) -> int:  # type: ignore[no-untyped-def]
     except RunImportError as error:
         print(f"orpo-dash import: error: {error}", file=sys.stderr)
         return 2
-    params = {"filename": file.name, "name": args.name or suggested_name(file)}
+    params = {"filename": file.name}
+    if name := args.name or suggested_name(file):
+        params["name"] = name
     if args.source:
         params["source"] = args.source
     if file.name == "trainer_state.json" and (model := model_config_name(file.parent)):

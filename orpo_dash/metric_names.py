@@ -114,6 +114,23 @@ def from_trl(logs: dict[str, float], *, prefix: str = "") -> dict[str, float]:
         out[MARGIN] = out[LOGPS_CHOSEN] - out[LOGPS_REJECTED]
     return out
 
+# The Hugging Face Trainer's W&B and TensorBoard callbacks (transformers.integrations, rewrite_logs) log TRL's
+# key X as "train/X" and eval_X as "eval/X"; WandbCallback adds "train/global_step", the step it logged at.
+HF_LOGGER_TRAIN_PREFIX = "train/"
+HF_LOGGER_STEP = "train/global_step"
+
+
+def from_hf_logger(key: str, *, hf_keys: bool) -> tuple[str, bool]:
+    """Our name for a key written by the Hugging Face Trainer's W&B or TensorBoard callback, and whether its
+    value is negated: "train/X" is TRL's X and "eval/X" TRL's eval_X when the run has "train/" keys
+    (`hf_keys`); any other key is read like a key of a metrics file (ours, e.g. "loss" or "eval/loss")."""
+    if key.startswith(HF_LOGGER_TRAIN_PREFIX):
+        return our_name(key[len(HF_LOGGER_TRAIN_PREFIX):], log_odds_source="trl")
+    if key.startswith(EVAL_PREFIX) and hf_keys:
+        return our_name(HF_EVAL_PREFIX + key[len(EVAL_PREFIX):], log_odds_source="trl")
+    return key, False
+
+
 # Which way is better, for "best" columns and the compare summary. Metrics not listed (learning rate,
 # log-probs, throughput) have no better direction, so no "best" is claimed for them.
 LOWER_IS_BETTER = frozenset({LOSS, NLL_LOSS, OR_LOSS, PPL_CHOSEN})

@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import csv
 import json
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from orpo_dash import import_wandb
 from orpo_dash import metric_names as m
-from orpo_dash.diagnostics.loading import MetricSeries, load_metrics_file, reading_order
+from orpo_dash.diagnostics.loading import load_metrics_file
 from orpo_dash.diagnostics.records import MetricsFileError
 from orpo_dash.import_cli import FORMATS, TENSORBOARD_INSTALL
+from orpo_dash.import_common import Columns, ImportedRun, RunImportError, is_number, series_from_columns
+
+__all__ = ["ImportedRun", "RunImportError", "find_run_file", "read_run", "suggested_name"]
 
 TENSORBOARD_MARK = "tfevents"
 # trainer_state.json's settings -> our RunConfig fields (what the run page's configuration table shows).
@@ -38,61 +38,6 @@ TRAINER_STATE_CONFIG = {
     "eval_steps": "eval_every",
     "save_steps": "save_every",
 }
-# TensorBoard tags the Hugging Face Trainer writes ("train/loss", "eval/loss"): the prefix is the group.
-_TB_TRAIN_PREFIX = "train/"
-
-
-class RunImportError(MetricsFileError):
-    """The file cannot be imported; the message names the problem and the formats expected."""
-
-
-@dataclass
-class ImportedRun:
-    """What an import brings in: the source's format, a suggested name, config, and series per metric."""
-
-    format: str  # "trainer_state", "tensorboard" or "metrics_file"
-    name: str
-    config: dict[str, Any]
-    series: dict[str, MetricSeries]
-    times: dict[str, np.ndarray] = field(default_factory=dict)  # unix time per point, where the source has it
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def point_count(self) -> int:
-        return sum(len(s) for s in self.series.values())
-
-    @property
-    def last_step(self) -> int | None:
-        steps = [int(s.steps[-1]) for s in self.series.values() if len(s)]
-        return max(steps) if steps else None
-
-    def rows_by_name(self, default_time: float) -> list[tuple[str, list[tuple[int, str, float, float]]]]:
-        """Per metric in name order, its (step, name, value, time) rows in step order: the order of the
-        points table's primary key (run, name, step), so storing them appends to its B-tree instead of
-        inserting all over it (several times faster for a long run)."""
-        out = []
-        for name in sorted(self.series):
-            series = self.series[name]
-            times = self.times[name].tolist() if name in self.times else [default_time] * len(series)
-            out.append((name, list(zip(series.steps.tolist(), [name] * len(series), series.values.tolist(), times,
-                                       strict=True))))
-        return out
-
-    def points(self, default_time: float) -> list[tuple[int, str, float, float]]:
-        """(step, name, value, time) in step order, names in reading_order within a step: the order the
-        alert engine is fed and the dashboard stores. Sorted with numpy: an import holds millions."""
-        names = sorted(self.series, key=reading_order)
-        if not names:
-            return []
-        steps = np.concatenate([self.series[n].steps for n in names])
-        values = np.concatenate([self.series[n].values for n in names])
-        times = np.concatenate([self.times[n] if n in self.times else np.full(len(self.series[n]), default_time)
-                                for n in names])
-        ranks = np.concatenate([np.full(len(self.series[n]), i, dtype=np.int64) for i, n in enumerate(names)])
-        order = np.lexsort((ranks, steps))
-        name_of = [names[i] for i in ranks[order].tolist()]
-        return list(zip(steps[order].tolist(), name_of, values[order].tolist(), times[order].tolist(), strict=True))
-
 
 def find_run_file(path: str | Path) -> Path:
     """The one file to read for `path`: itself, or in a folder its trainer_state.json or its newest
@@ -102,6 +47,8 @@ def find_run_file(path: str | Path) -> Path:
         return path
     if not path.is_dir():
         raise RunImportError(f"{path}: no such file or folder")
+    if (wandb_file := import_wandb.find_wandb_file(path)) is not None:
+        return wandb_file
     for pattern in ("trainer_state.json", "*/trainer_state.json"):
         found = sorted(path.glob(pattern))
         if found:
@@ -109,13 +56,16 @@ def find_run_file(path: str | Path) -> Path:
     events = sorted((p for p in path.rglob(f"*{TENSORBOARD_MARK}*") if p.is_file()), key=lambda p: p.stat().st_size)
     if events:
         return events[-1]
-    raise RunImportError(f"{path} is a folder with no trainer_state.json and no TensorBoard event file "
-                       f"(events.out.tfevents.*) in it; expected {FORMATS}")
+    raise RunImportError(f"{path} is a folder with no trainer_state.json, no TensorBoard event file "
+                         f"(events.out.tfevents.*) and no W&B run (run-<id>.wandb) in it; expected {FORMATS}")
 
 
-def suggested_name(file: Path) -> str:
+def suggested_name(file: Path) -> str | None:
     """A run name for a file found on disk: its folder's name for trainer_state.json and TensorBoard files
-    (`my-run/checkpoint-500/trainer_state.json` -> "my-run checkpoint-500"), else the file's stem."""
+    (`my-run/checkpoint-500/trainer_state.json` -> "my-run checkpoint-500"), None for a W&B run file (it
+    holds the run's own name), else the file's stem."""
+    if file.suffix == import_wandb.WANDB_SUFFIX:
+        return None
     if file.name == "trainer_state.json" or TENSORBOARD_MARK in file.name:
         folder = file.resolve().parent
         if folder.name.startswith("checkpoint-") and folder.parent.name:
@@ -143,6 +93,10 @@ def read_run(path: str | Path, *, display_name: str | None = None, source: str |
     try:
         if TENSORBOARD_MARK in file.name:
             run = _read_tensorboard(file)
+        elif file.suffix == import_wandb.WANDB_SUFFIX:
+            run = import_wandb.read_wandb_log(file)
+        elif import_wandb.is_history_export(file):
+            run = import_wandb.read_history_export(file)
         else:
             run = _read_metrics_file(file, source)
     except MetricsFileError as error:
@@ -171,7 +125,7 @@ def _read_metrics_file(file: Path, source: str | None) -> ImportedRun:
     if isinstance(header.get("log_history"), list):
         fmt = "trainer_state"
         config = {ours: header[theirs] for theirs, ours in TRAINER_STATE_CONFIG.items()
-                  if _is_number(header.get(theirs)) and header[theirs] > 0}
+                  if is_number(header.get(theirs)) and header[theirs] > 0}
         name = file.parent.name if file.parent.name.startswith("checkpoint-") else file.stem
     elif isinstance(header.get("run"), dict):  # the dashboard's own JSON export
         exported = header["run"]
@@ -200,10 +154,6 @@ def _json_header(file: Path) -> dict[str, Any]:
     return data
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _read_tensorboard(file: Path) -> ImportedRun:
     try:
         from tensorboard.backend.event_processing import event_accumulator
@@ -217,7 +167,7 @@ def _read_tensorboard(file: Path) -> ImportedRun:
         accumulator.Reload()
     except Exception as error:  # noqa: BLE001 - its reader raises many types on a damaged file
         raise MetricsFileError(f"{file}: not a readable TensorBoard event file ({error})") from None
-    columns: dict[str, tuple[list[int], list[float], list[float]]] = {}
+    columns: Columns = {}
     tags = accumulator.Tags()
     for tag in tags.get("scalars", []):
         events = accumulator.Scalars(tag)
@@ -232,18 +182,8 @@ def _read_tensorboard(file: Path) -> ImportedRun:
             values.append(array)
         else:
             columns[tag] = ([e.step for e in events], values, [e.wall_time for e in events])
-    series: dict[str, MetricSeries] = {}
-    times: dict[str, np.ndarray] = {}
-    for tag, (steps, values, walls) in columns.items():
-        name, negated = _tensorboard_name(tag, set(columns))
-        if not steps:
-            continue
-        order = np.argsort(np.asarray(steps, dtype=np.int64), kind="stable")
-        s = np.asarray(steps, dtype=np.int64)[order]
-        v = np.asarray(values, dtype=np.float64)[order] * (-1.0 if negated else 1.0)
-        w = np.asarray(walls, dtype=np.float64)[order]
-        last = np.append(s[1:] != s[:-1], True)  # the last logged value of a step wins
-        series[name], times[name] = MetricSeries(s[last], v[last]), w[last]
+    hf_keys = any(tag.startswith(m.HF_LOGGER_TRAIN_PREFIX) for tag in columns)
+    series, times = series_from_columns(columns, lambda tag: m.from_hf_logger(tag, hf_keys=hf_keys))
     if not series:
         raise MetricsFileError(f"{file}: the TensorBoard file holds no scalars")
     name = file.parent.name or file.name
@@ -255,14 +195,3 @@ def _tensor_value(proto: Any) -> float | None:
 
     array = tensor_util.make_ndarray(proto)
     return float(array) if array.size == 1 and array.dtype.kind in "fiu" else None
-
-
-def _tensorboard_name(tag: str, all_tags: set[str]) -> tuple[str, bool]:
-    """Our name for a TensorBoard tag: the Hugging Face Trainer's "train/X" and "eval/X" are TRL's X and
-    eval_X; any other tag is read like a key of a metrics file (ours, e.g. "loss" or "eval/loss")."""
-    if tag.startswith(_TB_TRAIN_PREFIX):
-        return m.our_name(tag[len(_TB_TRAIN_PREFIX):], log_odds_source="trl")
-    hf_tags = any(t.startswith(_TB_TRAIN_PREFIX) for t in all_tags)
-    if tag.startswith(m.EVAL_PREFIX) and hf_tags:
-        return m.our_name(m.HF_EVAL_PREFIX + tag[len(m.EVAL_PREFIX):], log_odds_source="trl")
-    return tag, False

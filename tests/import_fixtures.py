@@ -58,3 +58,86 @@ def write_tensorboard(folder: Path, steps: int = 30) -> dict[str, list[tuple[int
             logged.setdefault(tag, []).append((step, value))
     writer.close()
     return logged
+
+
+def write_wandb_run(root: Path, *, steps: int = STEPS, model: str = "HuggingFaceTB/SmolLM2-135M") -> Path:
+    """An offline W&B run as a TRL run leaves it: transformers' own WandbCallback (which renames TRL's keys
+    train/X and eval/X and logs train/global_step) writing through wandb in offline mode, in a subprocess (wandb
+    starts its service process). The over-penalized run at beta 10, evaluated every 20 steps. Returns the
+    `wandb/` folder (root/wandb)."""
+    import os
+    import subprocess
+    import sys
+
+    root.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(root), "WANDB_SILENT": "true",
+           "WANDB_CONFIG_DIR": str(root / ".config"), "WANDB_CACHE_DIR": str(root / ".cache"),
+           "WANDB_ERROR_REPORTING": "false", "WANDB_PROJECT": "orpo"}
+    code = f"from tests.import_fixtures import _log_to_wandb; _log_to_wandb({str(root)!r}, {steps}, {model!r})"
+    from tests.conftest import REPO_ROOT
+
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, check=True, timeout=300)
+    return root / "wandb"
+
+
+def _log_to_wandb(root: str, steps: int, model: str) -> None:
+    from dataclasses import dataclass
+
+    from transformers import PretrainedConfig, TrainerControl, TrainerState, TrainingArguments
+    from transformers.integrations import WandbCallback
+
+    @dataclass
+    class ORPOArguments(TrainingArguments):  # TRL's ORPOConfig adds beta to the arguments the callback logs
+        beta: float = 0.1
+
+    class _Model:  # what WandbCallback.setup reads of a model: its config (logged with the arguments)
+        config = PretrainedConfig(name_or_path=model)
+
+        def num_parameters(self) -> int:
+            return 135_000_000
+
+    args = ORPOArguments(output_dir=f"{root}/out", report_to=["wandb"], run_name="orpo-beta10", max_steps=steps,
+                         learning_rate=8e-6, per_device_train_batch_size=8, logging_steps=1, eval_steps=20,
+                         eval_strategy="steps", seed=7, beta=10.0)
+    callback, state, control = WandbCallback(), TrainerState(max_steps=steps), TrainerControl()
+    callback.setup(args, state, _Model())
+    for step in range(1, steps + 1):
+        state.global_step = step
+        callback.on_log(args, state, control, logs=trl_logs(step))
+        if step % 20 == 0:
+            callback.on_log(args, state, control, logs={"eval_loss": 1.5 - step / 1000, "eval_log_odds_ratio": -0.4,
+                                                        "epoch": step / steps})
+    callback.on_log(args, state, control, logs={"train_runtime": 12.5, "train_loss": 1.2, "total_flos": 1e12})
+    callback._wandb.finish()
+
+
+def wandb_history_rows(wandb_file: Path) -> list[dict]:
+    """The history rows of a .wandb file as W&B's API returns them (run.scan_history(): one dict per
+    wandb.log call with _step, _runtime, _timestamp and the keys logged), read by wandb's own reader."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_ERROR_REPORTING": "false", "WANDB_SILENT": "true"}
+    done = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(wandb_file)], env=env,
+                          capture_output=True, text=True, check=True, timeout=120)
+    records = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    return [r["history"]["item"] for r in records if r.get("type") == "history"]
+
+
+def write_wandb_exports(rows: list[dict], folder: Path) -> dict[str, Path]:
+    """The history as W&B exports it: the UI's Export CSV (one column per key, W&B's own columns first, an
+    empty cell where a row did not log the key), the API's rows as JSONL (scan_history) and as one JSON list
+    (run.history() written with pandas' to_json(orient="records"): null where a row did not log the key)."""
+    import csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = ["_step", "_runtime", "_timestamp"] + sorted({k for row in rows for k in row} - {"_step", "_runtime", "_timestamp"})
+    paths = {"csv": folder / "wandb_export_history.csv", "jsonl": folder / "history.jsonl", "json": folder / "history.json"}
+    with open(paths["csv"], "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    paths["jsonl"].write_text("".join(json.dumps(row) + "\n" for row in rows))
+    paths["json"].write_text(json.dumps([{k: row.get(k) for k in keys} for row in rows]))
+    return paths

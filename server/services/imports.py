@@ -29,9 +29,11 @@ def judge(imported: ImportedRun, points: list[Point]) -> list[AlertChange]:
     """The alert engine over the whole run, as if it had streamed: every state change, in order. Its
     planned length is the run's last step (the step thresholds scale with it, as for a native run).
     Advice is fitted to the config only when it is a whole run config of ours (a JSON export): a
-    trainer_state.json says nothing of beta or the peak learning rate, and advice must not assume defaults."""
+    trainer_state.json says nothing of beta or the peak learning rate, and a W&B config or MLflow params hold
+    some of our fields but not all (LoRA, dtype, warmup...): advice must not assume our defaults for the rest."""
     config = imported.config
-    known = config if all(key in config for key in ("beta", "learning_rate", "model")) else None
+    ours = imported.format == "metrics_file"
+    known = config if ours and all(key in config for key in ("beta", "learning_rate", "model")) else None
     thresholds = config.get("alert_thresholds") if isinstance(config.get("alert_thresholds"), dict) else None
     try:
         engine = AlertEngine(thresholds or None, imported.last_step or None, config=known)

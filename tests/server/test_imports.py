@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, assert_no_server_tracebacks
-from tests.import_fixtures import trl_logs, write_tensorboard, write_trainer_state
+from tests.import_fixtures import (
+    trl_logs,
+    wandb_history_rows,
+    write_tensorboard,
+    write_trainer_state,
+    write_wandb_exports,
+    write_wandb_run,
+)
 from tests.over_penalized import STEPS
 
 
@@ -122,7 +129,7 @@ def test_a_broken_file_is_refused_naming_the_line_and_the_format_expected(live_s
     empty_folder = tmp_path / "empty"
     empty_folder.mkdir()
     done = _import(live_server, empty_folder)
-    assert done.returncode == 2 and "no trainer_state.json and no TensorBoard event file" in done.stderr
+    assert done.returncode == 2 and "no trainer_state.json, no TensorBoard event file" in done.stderr
     assert live_server.api("GET", "/api/runs").json() == []  # nothing half-made
     assert_no_server_tracebacks(live_server)
 
@@ -140,6 +147,91 @@ def test_import_help_documents_each_source() -> None:
     done = subprocess.run([sys.executable, "-m", "orpo_dash.cli", "import", "--help"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
-    for source in ("trainer_state.json", "--metrics-out", "Export CSV", "events.out.tfevents", "--token", "orpo-dash[import]"):
+    for source in ("trainer_state.json", "--metrics-out", "Export CSV", "events.out.tfevents", "--token", "orpo-dash[import]",
+                   "wandb/run-*", "_step"):
         assert source in done.stdout, source
     json.dumps(done.stdout)
+
+
+def _expected_from_trl(series, steps: int = STEPS) -> None:  # type: ignore[no-untyped-def]
+    """The run's series hold exactly what TRL logged (tests.import_fixtures.trl_logs), under our names."""
+    logged = {step: trl_logs(step) for step in range(1, steps + 1)}
+    expected = {"loss": ("loss", 1), "nll_loss": ("nll_loss", 1), "or_loss": ("log_odds_ratio", -1),
+                "log_odds_ratio": ("log_odds_chosen", 1), "accuracy": ("rewards/accuracies", 1),
+                "logps_chosen": ("logps/chosen", 1), "logps_rejected": ("logps/rejected", 1),
+                "grad_norm": ("grad_norm", 1), "learning_rate": ("learning_rate", 1)}
+    for ours, (theirs, sign) in expected.items():
+        assert series[ours] == [(step, sign * logged[step][theirs]) for step in range(1, steps + 1)], ours
+    assert series["eval/loss"] == [(step, 1.5 - step / 1000) for step in range(20, steps + 1, 20)]
+    assert series["eval/or_loss"] == [(step, 0.4) for step in range(20, steps + 1, 20)]
+
+
+def test_an_offline_wandb_run_imports_with_its_config_values_and_alerts(live_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("wandb", reason='the [import] extra: pip install "orpo-dash[import]"')
+    wandb_dir = write_wandb_run(tmp_path / "project")
+    run_id = _run_id(_import(live_server, wandb_dir))  # the wandb/ folder: its latest run's run-<id>.wandb
+    run = live_server.api("GET", f"/api/runs/{run_id}").json()
+    assert run["status"] == "imported" and run["name"] == "orpo-beta10"
+    config = run["config"]
+    assert config["imported_from"]["format"] == "wandb" and config["imported_from"]["file"].endswith(".wandb")
+    # The Hugging Face arguments the WandbCallback logged as the run's config, under our field names.
+    assert config["model"] == "HuggingFaceTB/SmolLM2-135M" and config["beta"] == 10.0
+    assert config["learning_rate"] == 8e-6 and config["max_steps"] == STEPS and config["batch_size"] == 8
+    assert config["eval_every"] == 20 and config["seed"] == 7
+    assert run["last_step"] == STEPS and run["started_at"] and run["finished_at"]  # wall times from _timestamp
+    # Steps are the trainer's (train/global_step), not W&B's _step, which also counted the eval log calls.
+    _expected_from_trl(_series(live_server, run_id))
+    assert "over_penalization" in {alert["kind"] for alert in run["alerts"]}
+    # A W&B config is not a whole config of ours: advice names no change it cannot know is right.
+    assert all(alert["suggested_change"] is None for alert in run["alerts"])
+    assert_no_server_tracebacks(live_server)
+
+
+def test_wandb_history_exports_import_with_the_run_files_values(live_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("wandb", reason='the [import] extra: pip install "orpo-dash[import]"')
+    from orpo_dash.run_import import find_run_file
+
+    wandb_file = find_run_file(write_wandb_run(tmp_path / "project"))
+    exports = write_wandb_exports(wandb_history_rows(wandb_file), tmp_path / "exports")
+    from_file = _series(live_server, _run_id(_import(live_server, wandb_file)))
+    for kind, path in exports.items():
+        run_id = _run_id(_import(live_server, path))
+        run = live_server.api("GET", f"/api/runs/{run_id}").json()
+        assert run["config"]["imported_from"] == {"format": "wandb_history", "file": path.name}, kind
+        assert run["started_at"] and run["finished_at"], kind
+        assert _series(live_server, run_id) == from_file, kind
+    _expected_from_trl(from_file)
+    # The same file posted to the API directly (what the Import page does).
+    posted = live_server.api("POST", "/api/imports", params={"filename": exports["csv"].name, "name": "from the UI"},
+                             content=exports["csv"].read_bytes())
+    assert posted.status_code == 201, posted.text
+    assert _series(live_server, posted.json()["id"]) == from_file
+
+
+def test_broken_wandb_files_are_refused_naming_what_is_wrong(live_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("wandb", reason='the [import] extra: pip install "orpo-dash[import]"')
+    foreign = tmp_path / "run-abc123.wandb"
+    foreign.write_text("step,loss\n1,0.5\n")
+    done = _import(live_server, foreign)
+    assert done.returncode == 2, done.stderr
+    assert "run-abc123.wandb: not a readable W&B run file (wandb's reader:" in done.stderr
+    assert "expected the run-<id>.wandb file of a wandb/run-* or wandb/offline-run-* folder" in done.stderr
+
+    no_step = tmp_path / "history.csv"
+    no_step.write_text("_step,_runtime,_timestamp,train/loss\n0,1.0,1700000000,0.7\n,2.0,1700000001,0.6\n")
+    done = _import(live_server, no_step)
+    assert done.returncode == 2
+    assert "history.csv: row 3 has no step (neither 'train/global_step' nor '_step' holds a whole number)" in done.stderr
+    assert "expected W&B's history export" in done.stderr
+
+    ragged = tmp_path / "export.csv"
+    ragged.write_text("_step,_runtime,train/loss\n0,1.0,0.7\n1,2.0\n2,3.0,0.5\n")
+    done = _import(live_server, ragged)
+    assert done.returncode == 2 and "export.csv: line 3 has 2 cells, the header has 3 columns" in done.stderr
+
+    empty_wandb = tmp_path / "wandb"
+    (empty_wandb / "offline-run-20240101_000000-abc").mkdir(parents=True)
+    done = _import(live_server, empty_wandb)
+    assert done.returncode == 2 and "no W&B run (run-<id>.wandb)" in done.stderr
+    assert live_server.api("GET", "/api/runs").json() == []
+    assert_no_server_tracebacks(live_server)
