@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,8 @@ from orpo_dash.protocol import API_TOKEN_ENV
 # Kept here, not in orpo_dash.run_import, so that building the CLI's parser loads no numpy.
 FORMATS = ("a TRL/Hugging Face trainer_state.json (or a checkpoint folder holding one), our trainer's --metrics-out "
            "JSONL, the dashboard's CSV/JSON export, a TRL log history as JSONL/CSV, TensorBoard event files "
-           "(events.out.tfevents.*), or a W&B history export (CSV/JSON with _step) or run file "
-           "(wandb/run-*/run-<id>.wandb)")
+           "(events.out.tfevents.*), a W&B history export (CSV/JSON with _step) or run file (wandb/run-*/run-<id>.wandb), "
+           "or an MLflow run (an mlruns folder, or a tracking server URL with --mlflow-run)")
 TENSORBOARD_INSTALL = 'pip install "orpo-dash[import]"  (or: pip install tensorboard)'
 WANDB_INSTALL = 'pip install "orpo-dash[import]"  (or: pip install "wandb>=0.31")'
 CHUNK = 1024 * 1024
@@ -38,30 +39,79 @@ Sources (PATH is a file, or a folder holding one):
                           scan_history() written as JSON or JSONL)
   wandb/run-*/            an offline or synced W&B run folder (its run-<id>.wandb), or a wandb/ folder (its
                           latest run); read by the wandb package (needs: pip install "orpo-dash[import]")
+  mlruns/                 an MLflow file store (mlruns/<experiment>/<run id>/), a run folder in it, or an
+                          experiment folder; with several runs, --mlflow-run RUN_ID picks one (default: the newest)
+  http://HOST:5000        an MLflow tracking server, with --mlflow-run RUN_ID (or a run's URL,
+                          http://HOST:5000/#/experiments/1/runs/RUN_ID): read through its REST API
 
 Expected formats: {FORMATS}."""
 
 
 def add_arguments(parser) -> None:  # type: ignore[no-untyped-def]
-    parser.add_argument("path", help="the file, or a folder holding trainer_state.json or TensorBoard event files")
+    parser.add_argument("path", help="the file, a folder holding one (a checkpoint, a TensorBoard log dir, a wandb/ folder, "
+                        "an mlruns folder), or an MLflow tracking server's URL")
     parser.add_argument("--server", default="http://127.0.0.1:8000", help="dashboard URL (default http://127.0.0.1:8000)")
     parser.add_argument("--token", default=None,
                         help=f"personal API token for a dashboard started with --auth (default: ${API_TOKEN_ENV})")
     parser.add_argument("--name", default=None, help="run name (default: the folder's or file's name)")
     parser.add_argument("--source", choices=("trl", "ours"), default=None,
                         help="whose a bare 'log_odds_ratio' is when the file cannot tell (see docs/metrics.md)")
+    parser.add_argument("--mlflow-run", default=None, metavar="RUN_ID",
+                        help="the MLflow run to import from a tracking server URL or an mlruns folder (default in a "
+                        "folder: the newest run). A server's credentials come from MLFLOW_TRACKING_TOKEN, or "
+                        "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, as for the mlflow client")
 
 
 def main(args) -> int:  # type: ignore[no-untyped-def]
     import httpx
 
-    from orpo_dash.run_import import RunImportError, find_run_file, model_config_name, suggested_name
+    from orpo_dash.run_import import RunImportError, find_run_file
 
-    try:
-        file = find_run_file(args.path)
-    except RunImportError as error:
-        print(f"orpo-dash import: error: {error}", file=sys.stderr)
-        return 2
+    with tempfile.TemporaryDirectory(prefix="orpo-dash-import-") as folder:
+        try:
+            file = _read_mlflow(args, Path(folder)) or find_run_file(args.path)
+        except RunImportError as error:
+            print(f"orpo-dash import: error: {error}", file=sys.stderr)
+            return 2
+        return _upload(args, file, httpx)
+
+
+def _read_mlflow(args, folder: Path) -> Path | None:  # type: ignore[no-untyped-def]
+    """An MLflow run read here (from a tracking server's REST API, or an mlruns folder) and written into
+    `folder` as the one JSON document the dashboard reads; None when PATH is no MLflow source."""
+    import json
+
+    from orpo_dash import import_mlflow
+    from orpo_dash.import_common import RunImportError
+
+    path = str(args.path)
+    if path.startswith(("http://", "https://")):
+        base, run_id = import_mlflow.split_run_url(path, args.mlflow_run)
+        print(f"orpo-dash import: reading MLflow run {run_id} from {base}", file=sys.stderr)
+        document = import_mlflow.fetch_run(base, run_id, headers=import_mlflow.auth_headers(os.environ),
+                                           progress=lambda done, total, key: _progress(done, total, f"metric {key}"))
+        print(file=sys.stderr) if sys.stderr.isatty() else None
+    else:
+        runs = import_mlflow.find_run_folders(Path(path))
+        if not runs:
+            if args.mlflow_run:
+                raise RunImportError(f"{path}: no MLflow run folders in it (mlruns/<experiment>/<run id>/meta.yaml); "
+                                     "--mlflow-run needs an mlruns folder or a tracking server URL")
+            return None
+        run_folder = import_mlflow.choose_run_folder(runs, args.mlflow_run, Path(path))
+        if len(runs) > 1 and not args.mlflow_run:
+            print(f"orpo-dash import: {len(runs)} MLflow runs in {path}; importing the newest, {run_folder.name} "
+                  "(choose another with --mlflow-run RUN_ID)", file=sys.stderr)
+        document = import_mlflow.read_run_folder(run_folder)
+        run_id = run_folder.name
+    file = folder / f"mlflow-run-{run_id}.json"
+    file.write_text(json.dumps(document), encoding="utf-8")
+    return file
+
+
+def _upload(args, file: Path, httpx) -> int:  # type: ignore[no-untyped-def]
+    from orpo_dash.run_import import model_config_name, suggested_name
+
     params = {"filename": file.name}
     if name := args.name or suggested_name(file):
         params["name"] = name

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from orpo_dash import import_wandb
+from orpo_dash import import_mlflow, import_wandb
 from orpo_dash import metric_names as m
 from orpo_dash.diagnostics.loading import load_metrics_file
 from orpo_dash.diagnostics.records import MetricsFileError
@@ -63,8 +63,8 @@ def find_run_file(path: str | Path) -> Path:
 def suggested_name(file: Path) -> str | None:
     """A run name for a file found on disk: its folder's name for trainer_state.json and TensorBoard files
     (`my-run/checkpoint-500/trainer_state.json` -> "my-run checkpoint-500"), None for a W&B run file (it
-    holds the run's own name), else the file's stem."""
-    if file.suffix == import_wandb.WANDB_SUFFIX:
+    holds the run's own name) and the MLflow run `orpo-dash import` read (the same), else the file's stem."""
+    if file.suffix == import_wandb.WANDB_SUFFIX or file.name.startswith("mlflow-run-"):
         return None
     if file.name == "trainer_state.json" or TENSORBOARD_MARK in file.name:
         folder = file.resolve().parent
@@ -95,6 +95,8 @@ def read_run(path: str | Path, *, display_name: str | None = None, source: str |
             run = _read_tensorboard(file)
         elif file.suffix == import_wandb.WANDB_SUFFIX:
             run = import_wandb.read_wandb_log(file)
+        elif import_mlflow.is_mlflow_document(file):
+            run = import_mlflow.read_mlflow_document(file)
         elif import_wandb.is_history_export(file):
             run = import_wandb.read_history_export(file)
         else:

@@ -80,15 +80,25 @@ def write_wandb_run(root: Path, *, steps: int = STEPS, model: str = "HuggingFace
     return root / "wandb"
 
 
-def _log_to_wandb(root: str, steps: int, model: str) -> None:
+def _orpo_arguments(steps: int, *, report_to: str):  # type: ignore[no-untyped-def]
+    """Training arguments as TRL's ORPOConfig has them (a TrainingArguments with beta), which the W&B and
+    MLflow callbacks log as the run's config / params."""
     from dataclasses import dataclass
 
-    from transformers import PretrainedConfig, TrainerControl, TrainerState, TrainingArguments
-    from transformers.integrations import WandbCallback
+    from transformers import TrainingArguments
 
     @dataclass
-    class ORPOArguments(TrainingArguments):  # TRL's ORPOConfig adds beta to the arguments the callback logs
+    class ORPOArguments(TrainingArguments):
         beta: float = 0.1
+
+    return ORPOArguments(output_dir="/tmp/orpo-dash-fixture-out", report_to=[report_to], run_name="orpo-beta10",
+                         max_steps=steps, learning_rate=8e-6, per_device_train_batch_size=8, logging_steps=1,
+                         eval_steps=20, eval_strategy="steps", seed=7, beta=10.0)
+
+
+def _log_to_wandb(root: str, steps: int, model: str) -> None:
+    from transformers import PretrainedConfig, TrainerControl, TrainerState
+    from transformers.integrations import WandbCallback
 
     class _Model:  # what WandbCallback.setup reads of a model: its config (logged with the arguments)
         config = PretrainedConfig(name_or_path=model)
@@ -96,9 +106,7 @@ def _log_to_wandb(root: str, steps: int, model: str) -> None:
         def num_parameters(self) -> int:
             return 135_000_000
 
-    args = ORPOArguments(output_dir=f"{root}/out", report_to=["wandb"], run_name="orpo-beta10", max_steps=steps,
-                         learning_rate=8e-6, per_device_train_batch_size=8, logging_steps=1, eval_steps=20,
-                         eval_strategy="steps", seed=7, beta=10.0)
+    args = _orpo_arguments(steps, report_to="wandb")
     callback, state, control = WandbCallback(), TrainerState(max_steps=steps), TrainerControl()
     callback.setup(args, state, _Model())
     for step in range(1, steps + 1):
@@ -141,3 +149,47 @@ def write_wandb_exports(rows: list[dict], folder: Path) -> dict[str, Path]:
     paths["jsonl"].write_text("".join(json.dumps(row) + "\n" for row in rows))
     paths["json"].write_text(json.dumps([{k: row.get(k) for k in keys} for row in rows]))
     return paths
+
+
+def write_mlflow_run(tracking_uri: str, *, steps: int = STEPS, model: str = "HuggingFaceTB/SmolLM2-135M") -> str:
+    """An MLflow run as a TRL run leaves it: transformers' own MLflowCallback (TRL's keys as they are, eval_X,
+    at step train/global_step; the Hugging Face arguments and the model's config as params) logging through the
+    real mlflow client to `tracking_uri` (a file store `file:/.../mlruns`, or a tracking server's URL), in a
+    subprocess. The over-penalized run at beta 10, evaluated every 20 steps. Returns the run's id."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    # MLflow 3.7+ refuses a new file store unless asked (it wants a database); old ones are what users export.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_ALLOW_FILE_STORE": "true",
+           "MLFLOW_EXPERIMENT_NAME": "orpo", "HF_MLFLOW_LOG_ARTIFACTS": "0", "DISABLE_MLFLOW_INTEGRATION": "false",
+           "MLFLOW_ENABLE_ASYNC_LOGGING": "false"}
+    code = f"from tests.import_fixtures import _log_to_mlflow; print(_log_to_mlflow({steps}, {model!r}))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, check=True, timeout=300,
+                          capture_output=True, text=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def _log_to_mlflow(steps: int, model: str) -> str:
+    from transformers import PretrainedConfig, TrainerControl, TrainerState
+    from transformers.integrations import MLflowCallback
+
+    args = _orpo_arguments(steps, report_to="mlflow")
+
+    class _Model:  # what MLflowCallback.setup reads of a model: its config (logged with the arguments)
+        config = PretrainedConfig(name_or_path=model)
+
+    callback, state, control = MLflowCallback(), TrainerState(max_steps=steps, is_world_process_zero=True), TrainerControl()
+    callback.setup(args, state, _Model())
+    run_id = callback._ml_flow.active_run().info.run_id
+    for step in range(1, steps + 1):
+        state.global_step = step
+        callback.on_log(args, state, control, logs=trl_logs(step))
+        if step % 20 == 0:
+            callback.on_log(args, state, control, logs={"eval_loss": 1.5 - step / 1000, "eval_log_odds_ratio": -0.4,
+                                                        "epoch": step / steps})
+    callback.on_train_end(args, state, control)
+    callback._ml_flow.end_run()
+    return run_id

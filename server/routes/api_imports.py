@@ -1,7 +1,7 @@
 """`POST /api/imports`: a run made elsewhere, uploaded as one file, becomes a run with status `imported`.
 
 The body is the file itself (any content type), its name in `?filename=` (the reader goes by it: `.gz`,
-`.json`, `.csv`, `events.out.tfevents.*`). The request-limits middleware passes this body through unread
+`.json`, `.csv`, `events.out.tfevents.*`, `.wandb`). The request-limits middleware passes this body through unread
 (server/request_limits.py); it is streamed to a temporary file here, after the caller's role is checked,
 and refused past ORPO_DASH_MAX_IMPORT_BYTES.
 """
@@ -34,15 +34,17 @@ async def import_run(
     request: Request,
     caller: MemberDep,
     filename: Annotated[str, Query(min_length=1, max_length=255, description="The uploaded file's name, e.g. "
-                                   "trainer_state.json, metrics.jsonl.gz, events.out.tfevents.1700000000.host")],
+                                   "trainer_state.json, metrics.jsonl.gz, events.out.tfevents.1700000000.host, "
+                                   "run-abc123.wandb")],
     name: Annotated[str | None, Query(max_length=200, description="Run name (default: from the file)")] = None,
     source: Annotated[Literal["trl", "ours"] | None, Query(description="Whose a bare 'log_odds_ratio' is, when the "
                                                            "file cannot tell (docs/metrics.md)")] = None,
     model: Annotated[str | None, Query(max_length=500, description="The model the run trained, when the file does not "
                                        "say (a checkpoint folder's config.json does; `orpo-dash import` sends it)")] = None,
 ) -> RunPublic:
-    """Import a run from a TRL/Hugging Face trainer_state.json, our JSONL/CSV/JSON exports or a TensorBoard
-    event file (the request body). Returns the new run; its alerts are the alert engine's over its metrics."""
+    """Import a run from a TRL/Hugging Face trainer_state.json, our JSONL/CSV/JSON exports, a TensorBoard
+    event file, a W&B history export or run-<id>.wandb file, or the MLflow run document `orpo-dash import`
+    writes (the request body). Returns the new run; its alerts are the alert engine's over its metrics."""
     limit = request.app.state.settings.max_import_bytes
     with tempfile.TemporaryDirectory(prefix="orpo-dash-import-") as folder:
         path = Path(folder) / _safe_name(filename)

@@ -21,6 +21,8 @@ def test_import_page_uploads_a_trainer_state_and_opens_the_run_with_charts_and_a
     page.click("#import-link")
     page.wait_for_url("**/import")
     assert page.locator("#import-btn").is_disabled()  # nothing chosen yet
+    formats = page.locator("#import-formats").inner_text()
+    assert "Weights & Biases" in formats and "run-<id>.wandb" in formats and "trainer_state.json" in formats
 
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"step": 1, "loss": 0.7}\n{"step": 2 "loss": 0.6}\n{"step": 3, "loss": 0.5}\n')

@@ -15,6 +15,7 @@ from tests.conftest import REPO_ROOT, assert_no_server_tracebacks
 from tests.import_fixtures import (
     trl_logs,
     wandb_history_rows,
+    write_mlflow_run,
     write_tensorboard,
     write_trainer_state,
     write_wandb_exports,
@@ -148,7 +149,7 @@ def test_import_help_documents_each_source() -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     for source in ("trainer_state.json", "--metrics-out", "Export CSV", "events.out.tfevents", "--token", "orpo-dash[import]",
-                   "wandb/run-*", "_step"):
+                   "wandb/run-*", "_step", "mlruns/", "--mlflow-run"):
         assert source in done.stdout, source
     json.dumps(done.stdout)
 
@@ -235,3 +236,178 @@ def test_broken_wandb_files_are_refused_naming_what_is_wrong(live_server, tmp_pa
     assert done.returncode == 2 and "no W&B run (run-<id>.wandb)" in done.stderr
     assert live_server.api("GET", "/api/runs").json() == []
     assert_no_server_tracebacks(live_server)
+
+
+RECORDED_MLFLOW = REPO_ROOT / "tests" / "recorded" / "mlflow_rest_run.json"
+
+
+class _RecordedMLflow:
+    """A small real HTTP server answering MLflow's REST API with a real server's recorded answers
+    (tests/recorded/record_mlflow.py says how they were made and why not a live `mlflow server`)."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        recorded = json.loads(RECORDED_MLFLOW.read_text())
+        self.run_id: str = recorded["run_id"]
+        self.requests: list[str] = []
+        requests = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                requests.append(self.path)
+                parts = urlsplit(self.path)
+                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                status, body = 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": "no such endpoint"}
+                if parts.path == "/api/2.0/mlflow/runs/get":
+                    if query.get("run_id") == recorded["run_id"]:
+                        status, body = 200, recorded["runs/get"]
+                    else:
+                        status, body = recorded["runs/get missing"]["status"], recorded["runs/get missing"]["body"]
+                elif parts.path == "/api/2.0/mlflow/metrics/get-history" and query.get("run_id") == recorded["run_id"]:
+                    pages = recorded["metrics/get-history"].get(query.get("metric_key"), [{}])
+                    tokens = [None] + [page.get("next_page_token") for page in pages[:-1]]
+                    if query.get("page_token") in tokens:
+                        status, body = 200, pages[tokens.index(query.get("page_token"))]
+                    else:
+                        status, body = 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "bad page_token"}
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def recorded_mlflow():  # type: ignore[no-untyped-def]
+    server = _RecordedMLflow()
+    yield server
+    server.close()
+
+
+def _check_mlflow_run(server, run_id: int, file_name: str) -> None:  # type: ignore[no-untyped-def]
+    run = server.api("GET", f"/api/runs/{run_id}").json()
+    assert run["status"] == "imported" and run["name"] == "orpo-beta10"
+    config = run["config"]
+    assert config["imported_from"] == {"format": "mlflow", "file": file_name}
+    # MLflowCallback's params (the Hugging Face arguments, strings in MLflow) under our field names.
+    assert config["model"] == "HuggingFaceTB/SmolLM2-135M" and config["beta"] == 10.0
+    assert config["learning_rate"] == 8e-6 and config["max_steps"] == STEPS and config["batch_size"] == 8
+    assert config["eval_every"] == 20 and config["seed"] == 7
+    assert run["last_step"] == STEPS and run["started_at"] and run["finished_at"]
+    _expected_from_trl(_series(server, run_id))
+    assert "over_penalization" in {alert["kind"] for alert in run["alerts"]}
+    assert all(alert["suggested_change"] is None for alert in run["alerts"])
+
+
+def test_an_mlruns_folder_written_by_mlflow_imports_with_its_params_and_values(live_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("mlflow", reason="the fixture is written by the mlflow client (the [test] extra)")
+    first = write_mlflow_run(f"file:{tmp_path / 'mlruns'}")
+    newest = write_mlflow_run(f"file:{tmp_path / 'mlruns'}", steps=30)
+    # The folder holds two runs: the newest is imported unless --mlflow-run names one.
+    done = _import(live_server, tmp_path / "mlruns")
+    assert f"2 MLflow runs in {tmp_path / 'mlruns'}; importing the newest, {newest}" in done.stderr
+    assert live_server.api("GET", f"/api/runs/{_run_id(done)}").json()["last_step"] == 30
+    run_id = _run_id(_import(live_server, tmp_path / "mlruns", "--mlflow-run", first))
+    _check_mlflow_run(live_server, run_id, f"mlflow-run-{first}.json")
+    # A run folder itself imports the same values.
+    (run_folder,) = (tmp_path / "mlruns").glob(f"*/{first}")
+    assert _series(live_server, _run_id(_import(live_server, run_folder))) == _series(live_server, run_id)
+    assert_no_server_tracebacks(live_server)
+
+
+def test_an_mlflow_server_run_imports_through_its_rest_api(live_server, recorded_mlflow) -> None:  # type: ignore[no-untyped-def]
+    mlflow_run = recorded_mlflow.run_id
+    run_id = _run_id(_import(live_server, recorded_mlflow.url, "--mlflow-run", mlflow_run))
+    _check_mlflow_run(live_server, run_id, f"mlflow-run-{mlflow_run}.json")
+    # Every history was read to its end, following the server's next_page_token (pages of 30 points).
+    assert any("metric_key=loss" in path and "page_token=" in path for path in recorded_mlflow.requests)
+    # A run's page URL, as copied from the MLflow UI, names the run itself.
+    again = _run_id(_import(live_server, f"{recorded_mlflow.url}/#/experiments/1/runs/{mlflow_run}"))
+    assert _series(live_server, again) == _series(live_server, run_id)
+    assert_no_server_tracebacks(live_server)
+
+
+def test_mlflow_sources_that_cannot_be_read_are_refused_naming_the_fix(live_server, recorded_mlflow, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    done = _import(live_server, recorded_mlflow.url, "--mlflow-run", "0" * 32)
+    assert done.returncode == 2
+    assert f"the MLflow server at {recorded_mlflow.url} has no run {'0' * 32}" in done.stderr and "--mlflow-run" in done.stderr
+
+    done = _import(live_server, recorded_mlflow.url)
+    assert done.returncode == 2 and "which MLflow run? Pass --mlflow-run RUN_ID" in done.stderr
+
+    done = _import(live_server, live_server.url, "--mlflow-run", "abc")  # the dashboard is no MLflow server
+    assert done.returncode == 2
+    assert "did not answer like an MLflow tracking server's REST API (HTTP 404" in done.stderr
+    assert "pass the server's address, e.g. http://HOST:5000" in done.stderr
+
+    done = _import(live_server, "http://127.0.0.1:9/", "--mlflow-run", "abc")
+    assert done.returncode == 2 and "could not reach the MLflow server at http://127.0.0.1:9" in done.stderr
+
+    run = tmp_path / "mlruns" / "1" / "abc123"
+    (run / "metrics").mkdir(parents=True)
+    (run / "meta.yaml").write_text("run_id: abc123\nrun_name: broken\nexperiment_id: '1'\nstatus: 3\n")
+    (run / "metrics" / "loss").write_text("1700000000000 0.7 1\n1700000000001 0,6 2\n")
+    done = _import(live_server, tmp_path / "mlruns")
+    assert done.returncode == 2
+    assert "metrics/loss: line 2 is not an MLflow metric line: '1700000000001 0,6 2'" in done.stderr
+    assert "expected '1700000000000 0.71 12' (timestamp in ms, value, step)" in done.stderr
+
+    posted = live_server.api("POST", "/api/imports", params={"filename": "mlflow-run-x.json"},
+                             content=b'{"mlflow_run": {"info": "?"}, "metric_history": []}')
+    assert posted.status_code == 422
+    assert "not an MLflow run as orpo-dash import writes it" in posted.json()["detail"]
+    assert "orpo-dash import http://HOST:5000 --mlflow-run RUN_ID" in posted.json()["detail"]
+    assert live_server.api("GET", "/api/runs").json() == []
+    assert_no_server_tracebacks(live_server)
+
+
+def test_a_live_mlflow_server_when_one_is_installed(live_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The REST path against a real `mlflow server`, when ORPO_DASH_TEST_MLFLOW names an `mlflow` executable
+    of a full mlflow install (its own venv: it does not fit ours); CI runs the recorded answers above."""
+    import os
+    import shutil
+    import time
+
+    import httpx
+
+    mlflow = os.environ.get("ORPO_DASH_TEST_MLFLOW")
+    if not mlflow or not shutil.which(mlflow):
+        pytest.skip("set ORPO_DASH_TEST_MLFLOW to a full mlflow install's `mlflow` executable to run a live server")
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([mlflow, "server", "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db",
+                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        mlflow_run = write_mlflow_run(url)
+        run_id = _run_id(_import(live_server, url, "--mlflow-run", mlflow_run))
+        _check_mlflow_run(live_server, run_id, f"mlflow-run-{mlflow_run}.json")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
