@@ -1,5 +1,6 @@
-"""`orpo-dash import` of a 100,000-step x 15-metric run (target <= 10 s), as a TRL trainer_state.json and as
-our --metrics-out JSONL: wall time of the command, and the dashboard's own CPU time for it (read from
+"""`orpo-dash import` of a 100,000-step x 15-metric run (target <= 10 s), as a TRL trainer_state.json, as
+our --metrics-out JSONL, as a W&B history CSV, as an MLflow mlruns folder and (with wandb installed; writing it
+takes about a minute) as an offline W&B run's .wandb file: wall time of the command, and the dashboard's own CPU time for it (read from
 /proc), which is what the wall time would be on an idle machine (the benchmark machine's 2 cores are shared)."""
 
 from __future__ import annotations
@@ -35,12 +36,39 @@ def write_files(folder: Path) -> dict[str, Path]:
     with open(jsonl, "w") as fh:
         for s in range(1, STEPS + 1):
             fh.write(json.dumps({"step": s, **{k: abs(_value(s, i)) for i, k in enumerate(OURS)}}) + "\n")
-    return {"trainer_state.json": state, "metrics.jsonl": jsonl}
+    csv_export = folder / "wandb_export.csv"  # the W&B UI's history export: its own columns, then train/<TRL key>
+    with open(csv_export, "w") as fh:
+        fh.write(",".join(["_step", "_runtime", "_timestamp", "train/global_step", *("train/" + k for k in TRL)]) + "\n")
+        for s in range(1, STEPS + 1):
+            fh.write(",".join(map(str, [s - 1, s * 0.1, 1.7e9 + s * 0.1, s, *(_value(s, i) for i in range(len(TRL)))])) + "\n")
+    run = folder / "mlruns" / "1" / "0123456789abcdef"  # an MLflow file store, as MLflowCallback fills it
+    (run / "params").mkdir(parents=True)
+    (run / "meta.yaml").write_text("run_id: 0123456789abcdef\nrun_name: bench\nexperiment_id: '1'\nstatus: 3\n"
+                                   "start_time: 1700000000000\n")
+    for i, key in enumerate(TRL):
+        (run / "metrics" / key).parent.mkdir(parents=True, exist_ok=True)
+        (run / "metrics" / key).write_text("".join(f"{1700000000000 + s} {_value(s, i)} {s}\n" for s in range(1, STEPS + 1)))
+    files = {"trainer_state.json": state, "metrics.jsonl": jsonl, "wandb_export.csv": csv_export, "mlruns/": folder / "mlruns"}
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        return files
+    code = ("import math, wandb\n"
+            f"run = wandb.init(dir={str(folder)!r}, mode='offline', project='bench')\n"
+            f"for s in range(1, {STEPS} + 1):\n"
+            f"    run.log({{**{{'train/' + k: round(-abs(math.sin(s * 1e-3 + i)) - 1e-3 * i, 6) for i, k in enumerate({TRL!r})}},"
+            " 'train/global_step': s})\n"
+            "run.finish()\n")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "WANDB_SILENT": "true",
+                                                                  "WANDB_ERROR_REPORTING": "false"})
+    files["run-<id>.wandb"] = folder / "wandb"
+    return files
 
 
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    # utime + stime, and the same of its children it has waited for (the wandb reader it starts for a .wandb file)
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -56,7 +84,7 @@ def main() -> None:
                                   cwd=REPO_ROOT, capture_output=True, text=True)
             wall = time.perf_counter() - started
             cpu = _cpu_seconds(dashboard.process.pid) - cpu
-            size = path.stat().st_size / 1e6
+            size = sum(p.stat().st_size for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file()) / 1e6
             print(f"  {label:20s} {size:6.1f} MB  wall {wall:6.1f} s   dashboard CPU {cpu:6.1f} s   "
                   f"{'ok' if done.returncode == 0 else 'FAILED: ' + done.stderr[-300:]}")
 

@@ -79,8 +79,6 @@ def main(args) -> int:  # type: ignore[no-untyped-def]
 def _read_mlflow(args, folder: Path) -> Path | None:  # type: ignore[no-untyped-def]
     """An MLflow run read here (from a tracking server's REST API, or an mlruns folder) and written into
     `folder` as the one JSON document the dashboard reads; None when PATH is no MLflow source."""
-    import json
-
     from orpo_dash import import_mlflow
     from orpo_dash.import_common import RunImportError
 
@@ -105,7 +103,7 @@ def _read_mlflow(args, folder: Path) -> Path | None:  # type: ignore[no-untyped-
         document = import_mlflow.read_run_folder(run_folder)
         run_id = run_folder.name
     file = folder / f"mlflow-run-{run_id}.json"
-    file.write_text(json.dumps(document), encoding="utf-8")
+    import_mlflow.write_document(document, file)
     return file
 
 

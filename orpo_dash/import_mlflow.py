@@ -1,12 +1,14 @@
 """MLflow runs (docs/metrics.md, "Importing runs"): from a tracking server through its REST API, or from a
 file store folder (`mlruns/`), both read by `orpo-dash import` on the user's machine. The CLI uploads what it
-read as one JSON document in MLflow's own REST shapes, which the dashboard reads (read_mlflow_document):
+read as one JSON document, which the dashboard reads (read_mlflow_document):
 
     {"mlflow_run": {"info": {...}, "data": {"params": [{"key", "value"}], "tags": [...]}},
-     "metric_history": {"loss": [{"key", "value", "timestamp", "step"}, ...], ...}, "source": URL or folder}
+     "metric_history": {"loss": {"step": [...], "timestamp": [...], "value": [...]}, ...}, "source": URL or folder}
 
 `info` and `data` are `GET /api/2.0/mlflow/runs/get`'s; each history is `GET /api/2.0/mlflow/metrics/get-history`'s
-pages joined. A file store holds the same: `<experiment>/<run id>/meta.yaml`, `metrics/<key>` (lines
+points (all pages) as columns: a long run's 1.5 million points as 1.5 million small objects would make the
+document several times larger and slower to write and read. A non-finite value is the string "NaN",
+"Infinity" or "-Infinity" (JSON has no such numbers). A file store holds the same: `<experiment>/<run id>/meta.yaml`, `metrics/<key>` (lines
 "timestamp value step", the key's `/` as folders), `params/<key>` and `tags/<key>` (the value as the file's text).
 
 Names: the Hugging Face MLflowCallback logs TRL's keys as they are (`loss`, `rewards/chosen`, `eval_loss`) at
@@ -17,11 +19,14 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
 
 from orpo_dash import metric_names as m
 from orpo_dash.diagnostics.records import MetricsFileError
@@ -32,6 +37,7 @@ PAGE_SIZE = 25_000  # get-history's largest page; a server may send fewer, and s
 # The file store's run status numbers (mlflow.entities.RunStatus).
 _STATUS = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
 _RUN_URL = re.compile(r"/runs/([A-Za-z0-9_-]+)")
+_THREE_COLUMNS = re.compile(r"(?:[^ \n]+ [^ \n]+ [^ \n]+\n)*")  # what MLflow writes: "timestamp value step\n" lines
 _LINE_EXAMPLE = "'1700000000000 0.71 12' (timestamp in ms, value, step)"
 
 
@@ -52,7 +58,7 @@ def read_mlflow_document(file: Path) -> ImportedRun:
     """The run `orpo-dash import` read from an MLflow server or file store: its metric histories under our
     names (TRL's, as the Hugging Face MLflowCallback logs them), its params as config where they map."""
     try:
-        document = json.loads(file.read_text(encoding="utf-8-sig"))
+        document = _loads(file.read_bytes())
         run, histories = document[DOCUMENT_KEY], document["metric_history"]
         info, data = run["info"], run.get("data") or {}
         if not isinstance(histories, dict) or not isinstance(info, dict):
@@ -62,13 +68,23 @@ def read_mlflow_document(file: Path) -> ImportedRun:
                                "run with: orpo-dash import http://HOST:5000 --mlflow-run RUN_ID, or orpo-dash import "
                                "mlruns/") from None
     columns: Columns = {}
-    for key, points in histories.items():
-        rows = sorted((p for p in points if isinstance(p, dict)), key=lambda p: (_int(p.get("step")), _int(p.get("timestamp"))))
-        values = [(p, number(p.get("value"))) for p in rows]
-        kept = [(p, v) for p, v in values if v is not None]
-        if kept:
-            columns[str(key)] = ([_int(p.get("step")) for p, _ in kept], [v for _, v in kept],
-                                 [_int(p.get("timestamp")) / 1000.0 for p, _ in kept])
+    for key, history in histories.items():
+        try:
+            steps = np.asarray(history["step"], dtype=np.int64)
+            stamps = np.asarray(history["timestamp"], dtype=np.int64)
+            raw = history["value"]
+            if not len(steps) == len(stamps) == len(raw):
+                raise ValueError("its step, timestamp and value lists differ in length")
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
+            raise MetricsFileError(f"{file}: metric {str(key)[:80]!r} is not step, timestamp and value lists of "
+                                   f"numbers ({error}); import the run again with orpo-dash import") from None
+        try:
+            values = np.asarray(raw, dtype=np.float64)  # reads the "NaN"/"Infinity" strings too
+        except (TypeError, ValueError):
+            values = np.asarray([np.nan if (v := number(x)) is None else v for x in raw], dtype=np.float64)
+        # In step order, a step's values in the order they were logged (asynchronous logging writes out of order).
+        order = np.lexsort((stamps, steps))
+        columns[str(key)] = (steps[order].tolist(), values[order].tolist(), (stamps[order] / 1000.0).tolist())
     source = _log_odds_source(columns)
     series, times = series_from_columns(columns, lambda key: m.our_name(key, log_odds_source=source))
     params = {str(p.get("key")): p.get("value") for p in data.get("params") or [] if isinstance(p, dict)}
@@ -77,7 +93,19 @@ def read_mlflow_document(file: Path) -> ImportedRun:
     return ImportedRun(format="mlflow", name=str(name), config=hf_args_config(params), series=series, times=times)
 
 
+def _loads(data: bytes) -> Any:
+    """JSON through orjson (a long run's document is large), or json where it refuses the NaN literals."""
+    import orjson
+
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data.decode("utf-8-sig"))
+
+
 def _int(raw: Any) -> int:
+    if type(raw) is int:
+        return raw
     value = number(raw)
     return int(value) if value is not None and value == value and abs(value) != float("inf") else 0
 
@@ -125,12 +153,9 @@ def read_run_folder(folder: Path) -> dict[str, Any]:
             "run_name": meta.get("run_name") or "", "experiment_id": str(meta.get("experiment_id") or ""),
             "start_time": meta.get("start_time"), "end_time": meta.get("end_time"),
             "status": _STATUS.get(status, status) if isinstance(status, int) else status}
-    histories: dict[str, list[dict[str, Any]]] = {}
+    histories: dict[str, dict[str, list[Any]]] = {}
     for file in sorted(p for p in (folder / "metrics").rglob("*") if p.is_file()):
-        key = file.relative_to(folder / "metrics").as_posix()
-        histories[key] = [_metric_line(file, i, line, key)
-                          for i, line in enumerate(file.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
-                          if line.strip()]
+        histories[file.relative_to(folder / "metrics").as_posix()] = _metric_file(file)
     return {DOCUMENT_KEY: {"info": info, "data": {"params": _key_values(folder / "params"),
                                                   "tags": _key_values(folder / "tags")}},
             "metric_history": histories, "source": str(folder)}
@@ -146,15 +171,45 @@ def _meta(folder: Path) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def _metric_line(file: Path, lineno: int, line: str, key: str) -> dict[str, Any]:
-    parts = line.split()
-    # Files from MLflow before 1.0 have no step: "timestamp value" (the step was 0).
-    if len(parts) not in (2, 3) or number(parts[0]) is None or number(parts[1]) is None or (
-            len(parts) == 3 and number(parts[2]) is None):
-        raise RunImportError(f"{file}: line {lineno} is not an MLflow metric line: {line[:80]!r}; expected "
-                             f"{_LINE_EXAMPLE}, one per logged value")
-    return {"key": key, "value": parts[1], "timestamp": int(float(parts[0])),
-            "step": int(float(parts[2])) if len(parts) == 3 else 0}
+def _metric_file(file: Path) -> dict[str, list[Any]]:
+    """A file store's metric file as columns: lines "timestamp value step" (MLflow before 1.0 wrote
+    "timestamp value", at step 0). MLflow writes NaN and infinities as nan, inf and -inf."""
+    text = file.read_text(encoding="utf-8", errors="replace")
+    if _THREE_COLUMNS.fullmatch(text):  # the usual file: one conversion per column, not per line
+        tokens = text.split()
+        try:
+            return {"step": list(map(int, tokens[2::3])), "timestamp": list(map(int, tokens[0::3])),
+                    "value": _json_values(np.asarray(list(map(float, tokens[1::3])), dtype=np.float64))}
+        except ValueError:
+            pass  # a broken line: read line by line, to name it
+    lines = [line for line in text.splitlines() if line.strip()]
+    columns: dict[str, list[Any]] = {"step": [], "timestamp": [], "value": []}
+    for lineno, line in enumerate(lines, 1):
+        parts = line.split()
+        try:
+            if len(parts) not in (2, 3):
+                raise ValueError(line)
+            columns["timestamp"].append(int(parts[0]))
+            columns["value"].append(float(parts[1]))
+            columns["step"].append(int(parts[2]) if len(parts) == 3 else 0)
+        except ValueError:
+            raise RunImportError(f"{file}: line {lineno} is not an MLflow metric line: {line[:80]!r}; expected "
+                                 f"{_LINE_EXAMPLE}, one per logged value") from None
+    columns["value"] = _json_values(np.asarray(columns["value"], dtype=np.float64))
+    return columns
+
+
+def _json_values(values: np.ndarray) -> list[Any]:
+    """Values for the JSON document: floats, and the non-finite ones as "NaN", "Infinity", "-Infinity"."""
+    if bool(np.isfinite(values).all()):
+        return values.tolist()
+    return [v if math.isfinite(v) else "NaN" if v != v else "Infinity" if v > 0 else "-Infinity" for v in values.tolist()]
+
+
+def write_document(document: dict[str, Any], file: Path) -> None:
+    import orjson
+
+    file.write_bytes(orjson.dumps(document))
 
 
 def _key_values(folder: Path) -> list[dict[str, str]]:
@@ -198,7 +253,7 @@ def fetch_run(base: str, run_id: str, *, headers: Mapping[str, str],
     with httpx.Client(base_url=base, headers=dict(headers), timeout=httpx.Timeout(30, read=120)) as client:
         run = _get(client, base, "runs/get", {"run_id": run_id}, run_id)["run"]
         keys = sorted({str(m_["key"]) for m_ in (run.get("data") or {}).get("metrics") or []})
-        histories: dict[str, list[dict[str, Any]]] = {}
+        histories: dict[str, dict[str, list[Any]]] = {}
         for i, key in enumerate(keys, 1):
             points: list[dict[str, Any]] = []
             token: str | None = None
@@ -207,11 +262,15 @@ def fetch_run(base: str, run_id: str, *, headers: Mapping[str, str],
                 if token:
                     params["page_token"] = token
                 page = _get(client, base, "metrics/get-history", params, run_id)
-                points.extend(page.get("metrics") or [])
+                points.extend(p for p in page.get("metrics") or [] if isinstance(p, dict))
                 token = page.get("next_page_token")
                 if not token:
                     break
-            histories[key] = points
+            values = [number(p.get("value")) for p in points]
+            histories[key] = {"step": [_int(p.get("step")) for p in points],
+                              "timestamp": [_int(p.get("timestamp")) for p in points],
+                              "value": _json_values(np.asarray([np.nan if v is None else v for v in values],
+                                                               dtype=np.float64))}
             if progress:
                 progress(i, len(keys), key)
     run.pop("inputs", None), run.pop("outputs", None)

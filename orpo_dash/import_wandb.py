@@ -24,6 +24,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from orpo_dash import metric_names as m
 from orpo_dash.diagnostics.records import MetricsFileError, Records
 from orpo_dash.import_cli import WANDB_INSTALL
@@ -225,9 +227,12 @@ def _wandb_records(file: Path, notes: list[str]) -> Iterator[tuple[int, dict[str
                 if '"type":"history"' not in line and '"type":"config"' not in line and '"type":"run"' not in line:
                     continue
                 try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
+                    record = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    try:
+                        record = json.loads(line)  # NaN/Infinity literals, which orjson refuses
+                    except ValueError:
+                        continue
                 if isinstance(record, dict):
                     yield int(record.get("num") or count), record
             status = reader.wait(timeout=READ_TIMEOUT_SECONDS)
