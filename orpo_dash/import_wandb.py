@@ -87,9 +87,9 @@ def read_history_export(file: Path) -> ImportedRun:
         rows = Records(file, notes)  # JSON rows (a list, or one object per line), with its line-numbered errors
     else:
         rows = _csv_rows(file, notes)
-    columns, unit = _columns(rows, file), "row"
+    columns = _columns(rows, file)
     if not columns:
-        raise MetricsFileError(f"{file}: no numeric metrics found in the W&B history {unit}s; expected "
+        raise MetricsFileError(f"{file}: no numeric metrics found in the W&B history rows; expected "
                                f"W&B's history export, e.g. {_HISTORY_EXAMPLE}")
     run = _run_from_columns(columns, fmt="wandb_history", name=file.name.removesuffix(".gz").rsplit(".", 1)[0],
                             config={})
@@ -200,7 +200,8 @@ def _update_config(config: dict[str, Any], record: Any) -> None:
     if isinstance(update, dict):
         config.update(update)
     for key in record.get("remove") or []:
-        config.pop(key, None) if isinstance(key, str) else None
+        if isinstance(key, str):
+            config.pop(key, None)
 
 
 def _wandb_records(file: Path, notes: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
