@@ -76,3 +76,15 @@ def register_run(server: Any, dataset: Path, **config: Any) -> tuple[int, str]:
 
 def point_count(page: Any, group: str) -> int:
     return int(page.get_attribute(f'[data-metric-group="{group}"]', "data-point-count") or 0)
+
+
+def log_in_page(page: Any, server: Any, name: str) -> None:
+    """Log the browser in as `name` (an account made with tests.accounts' PASSWORD), cookies cleared first."""
+    from tests.accounts import PASSWORD
+
+    page.context.clear_cookies()
+    page.goto(server.url + "/login")
+    page.fill("#login-name", name)
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_url(server.url + "/")

@@ -9,21 +9,13 @@ from typing import Any
 
 import pytest
 
-from tests.accounts import PASSWORD, login
+from tests.accounts import login
 from tests.conftest import LiveServer, serve_with_auth
+from tests.pages.conftest import log_in_page
 
 pytestmark = pytest.mark.browser
 
 NEEDS_MEMBER = "needs the member role"
-
-
-def _log_in(page: Any, server: LiveServer, name: str) -> None:
-    page.context.clear_cookies()
-    page.goto(server.url + "/login")
-    page.fill("#login-name", name)
-    page.fill("#login-password", PASSWORD)
-    page.click("#login-submit")
-    page.wait_for_url(server.url + "/")
 
 
 def _disabled_because(page: Any, selector: str) -> str | None:
@@ -63,7 +55,7 @@ def test_controls_follow_the_callers_role(page: Any, tmp_path: Path, tiny_datase
         assert created.status_code == 201, created.text
         run_id = created.json()["id"]  # running, started by bob
 
-        _log_in(page, server, "carol")  # a viewer
+        log_in_page(page, server, "carol")  # a viewer
         assert page.locator("nav >> text=New run").count() == 0
         assert _row_controls(page, server, run_id) == {
             "clone": NEEDS_MEMBER, "rename": NEEDS_MEMBER, "delete": NEEDS_MEMBER, "new": NEEDS_MEMBER,
@@ -77,13 +69,13 @@ def test_controls_follow_the_callers_role(page: Any, tmp_path: Path, tiny_datase
         page.wait_for_timeout(800)
         assert refused == [], "the viewer's pages called an API that answers 403"
 
-        _log_in(page, server, "dave")  # a member, not the run's owner
+        log_in_page(page, server, "dave")  # a member, not the run's owner
         not_his = "started by bob; only they or an admin can do this"
         assert _row_controls(page, server, run_id) == {
             "clone": None, "rename": None, "delete": not_his, "new": None, "delete selected": not_his, "export selected": None}
         assert _run_page_controls(page, server, run_id) == {"stop": not_his, "clone": None}
 
-        _log_in(page, server, "bob")  # its owner
+        log_in_page(page, server, "bob")  # its owner
         assert _row_controls(page, server, run_id) == {
             "clone": None, "rename": None, "delete": None, "new": None, "delete selected": None, "export selected": None}
         assert _run_page_controls(page, server, run_id) == {"stop": None, "clone": None}

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import LiveServer, _serve
-from tests.pages.conftest import register_run
+from tests.pages.conftest import log_in_page, register_run
 from tests.pages.realistic import Shape, stream_run
 
 pytestmark = pytest.mark.browser
@@ -219,19 +219,11 @@ def test_stop_all_group_by_sweep_not_found_and_phone_width(queued_server, page, 
 def test_stop_all_follows_the_callers_role(page, tmp_path: Path, tiny_dataset_file: Path) -> None:  # type: ignore[no-untyped-def]
     """Stop all is drawn disabled, with the reason, for a viewer and for a member who did not start the
     sweep (the API answers 403 to both); the viewer's Sweep form calls nothing that would answer 403."""
-    from tests.accounts import PASSWORD, login
+    from tests.accounts import login
     from tests.conftest import serve_with_auth
 
     refused: list[str] = []
     page.on("response", lambda response: refused.append(response.url) if response.status == 403 else None)
-
-    def log_in(server: LiveServer, name: str) -> None:
-        page.context.clear_cookies()
-        page.goto(server.url + "/login")
-        page.fill("#login-name", name)
-        page.fill("#login-password", PASSWORD)
-        page.click("#login-submit")
-        page.wait_for_url(server.url + "/")
 
     def stop_all(server: LiveServer, sweep_id: int) -> str | None:
         page.goto(f"{server.url}/sweeps/{sweep_id}")
@@ -246,14 +238,14 @@ def test_stop_all_follows_the_callers_role(page, tmp_path: Path, tiny_dataset_fi
         assert created.status_code == 201, created.text
         sweep_id = created.json()["id"]
 
-        log_in(server, "carol")  # a viewer
+        log_in_page(page, server, "carol")  # a viewer
         assert stop_all(server, sweep_id) == "needs the member role"
         page.goto(server.url + "/runs/new?sweep=1")
         page.fill("#f-beta", "0.1, 0.3")
         page.wait_for_timeout(800)
         assert page.is_disabled("#submit-btn") and page.inner_text("#sweep-run-count") == "–"
-        log_in(server, "dave")  # a member who did not start it
+        log_in_page(page, server, "dave")  # a member who did not start it
         assert stop_all(server, sweep_id) == "started by bob; only they or an admin can do this"
         assert refused == [], "a page called an API that answers 403"
-        log_in(server, "bob")
+        log_in_page(page, server, "bob")
         assert stop_all(server, sweep_id) is None
