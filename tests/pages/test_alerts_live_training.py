@@ -91,10 +91,17 @@ def _start(server: Any, page: Any, model: Path, dataset: Path, **config: Any) ->
     return run_id
 
 
-def _first_seen(page: Any, kind: str | None, timeout_s: float = 60) -> dict:
+def _first_seen(server: Any, run_id: int, page: Any, kind: str | None, timeout_s: float = 60) -> dict:
     """The first alert entry of `kind` (any kind when None) the page showed, with the progress then."""
-    page.wait_for_function(
-        "kind => window.__alertSeen.some(a => kind === null || a.kind === kind)", arg=kind, timeout=timeout_s * 1000)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("kind => window.__alertSeen.some(a => kind === null || a.kind === kind)",
+                               arg=kind, timeout=timeout_s * 1000)
+    except PlaywrightTimeout:
+        run = server.api("GET", f"/api/runs/{run_id}").json()
+        raise AssertionError(f"no {kind or 'alert'} on the page within {timeout_s:g} s; the run is {run['status']} "
+                             f"at step {run['last_step']} with alerts {[(a['kind'], a['step']) for a in run['alerts']]}") from None
     seen = page.evaluate("window.__alertSeen")
     return next(a for a in seen if kind is None or a["kind"] == kind)
 
@@ -121,7 +128,7 @@ def test_a_60_step_run_at_learning_rate_1e9_shows_its_alert_before_step_30(
     # (any real model's step takes far longer than both).
     run_id = _start(live_server, page, tiny_model_dir, tiny_dataset_file, name="lr 1e-9", learning_rate=1e-9,
                     gradient_accumulation_steps=4)
-    entry = _first_seen(page, None)
+    entry = _first_seen(live_server, run_id, page, None)
     step_then = _shown_step(entry)
     assert step_then < 30, f"the first alert ({entry['kind']}) appeared when the page showed {entry['progress']!r}"
     # A "not learning" verdict, advising a higher learning rate.
@@ -145,7 +152,7 @@ def test_a_run_at_learning_rate_5e3_shows_loss_rising_within_10_steps_of_the_tak
     # Warmup as the form suggests for a real run; the loss takes off as the rate ramps past ~3e-3.
     run_id = _start(live_server, page, answering_model_dir, tiny_dataset_file, name="lr 5e-3",
                     learning_rate=5e-3, warmup_steps=8)
-    entry = _first_seen(page, "loss_rising")
+    entry = _first_seen(live_server, run_id, page, "loss_rising")
     step_then = _shown_step(entry)
     run = live_server.wait_for_run(run_id, ("completed", "failed"), timeout=120)
     assert run["status"] == "completed", run["error"]
