@@ -198,8 +198,8 @@ def apply_batch(
 
     if points:
         engine = state.alerts.for_run(session=session, run=run)
-        insert_points(session=session, run_id=run_id, points=points)
-        state.rollups.update(session=session, run_id=run_id, points=points)
+        all_stored = insert_points(session=session, run_id=run_id, points=points)
+        state.rollups.update(session=session, run_id=run_id, points=points, all_stored=all_stored)
         announcement.points = points
         _update_progress(run, points)
         # (step, name, value) cut at C speed: a generator expression here cost a Python frame per point.

@@ -16,10 +16,11 @@ from server.schemas import Series
 from server.services.rollups import LEVELS, fetch_rows, summary_points, width
 
 
-def insert_points(*, session: Session, run_id: int, points: Sequence[Point]) -> None:
+def insert_points(*, session: Session, run_id: int, points: Sequence[Point]) -> bool:
     """Insert points, ignoring any (run, name, step) already stored: a resend never duplicates; within a
     batch the first of two points with the same (name, step) wins. Non-finite values are stored as NULL
-    (JSON has no NaN/Inf).
+    (JSON has no NaN/Inf). True when every point was stored (none was ignored): the rollups may then
+    be computed from the points in memory (RollupTracker.update's all_stored).
 
     Goes straight to the driver with the points as they are (no row built per point in Python): the
     ORM's bookkeeping, and then even building rows, cost more than the database at the rates a busy
@@ -27,16 +28,17 @@ def insert_points(*, session: Session, run_id: int, points: Sequence[Point]) -> 
     binary COPY (benchmarks/ingest_throughput.py).
     """
     if not points:
-        return
+        return True
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        _insert_points_postgres(connection, int(run_id), points)
-        return
+        return _insert_points_postgres(connection, int(run_id), points) == len(points)
     # SQLite stores a NaN as NULL itself, but not ±inf.
     rows = _non_finite_as_none(points) if any(map(math.isinf, map(_value_of, points))) else list(points)
-    connection.exec_driver_sql(
+    result = connection.exec_driver_sql(
         f"INSERT OR IGNORE INTO metric_points (run_id, step, name, value, time) VALUES ({int(run_id)}, ?, ?, ?, ?)", rows
     )
+    # sqlite3 sums an executemany's changes: an ignored point adds none.
+    return bool(result.rowcount == len(points))
 
 
 def _value_of(point: Point) -> float:
@@ -47,10 +49,11 @@ def _non_finite_as_none(points: Sequence[Point]) -> list[tuple[int, str, float |
     return [(step, name, value if math.isfinite(value) else None, when) for step, name, value, when in points]
 
 
-def _insert_points_postgres(connection: Connection, run_id: int, points: Sequence[Point]) -> None:
+def _insert_points_postgres(connection: Connection, run_id: int, points: Sequence[Point]) -> int:
     """COPY the batch straight into the table; only if that meets a point already stored (a resumed run
     logging its steps again) or a (name, step) twice in the batch, redo it as INSERT ... ON CONFLICT
-    DO NOTHING, which costs several times more per row (the speculative insert into the index)."""
+    DO NOTHING, which costs several times more per row (the speculative insert into the index).
+    Returns how many points were stored."""
     import psycopg  # here, not at the top: a dashboard on SQLite never loads the PostgreSQL driver
 
     rows = points if all(map(math.isfinite, map(_value_of, points))) else _non_finite_as_none(points)
@@ -64,23 +67,24 @@ def _insert_points_postgres(connection: Connection, run_id: int, points: Sequenc
     except psycopg.errors.UniqueViolation:
         cursor.execute("ROLLBACK TO SAVEPOINT metric_points_copy")
         cursor.execute("RELEASE SAVEPOINT metric_points_copy")
-        _insert_ignoring_duplicates_postgres(connection, run_id, rows)
-        return
+        return _insert_ignoring_duplicates_postgres(connection, run_id, rows)
     cursor.execute("RELEASE SAVEPOINT metric_points_copy")
+    return len(rows)
 
 
 def _insert_ignoring_duplicates_postgres(
     connection: Connection, run_id: int, rows: Sequence[tuple[int, str, float | None, float]]
-) -> None:
+) -> int:
     steps, names, values, times = (list(column) for column in zip(*rows, strict=True))
     # WITH ORDINALITY + ORDER BY keeps the batch's order, so "first wins" on a duplicate holds.
-    connection.exec_driver_sql(
+    result = connection.exec_driver_sql(
         "INSERT INTO metric_points (run_id, name, step, value, time) "
         "SELECT %s, name, step, value, time FROM unnest(%b::text[], %b::int4[], %b::float8[], %b::float8[]) "
         "WITH ORDINALITY AS batch(name, step, value, time, position) ORDER BY position "
         "ON CONFLICT (run_id, name, step) DO NOTHING",
         (run_id, names, steps, values, times),
     )
+    return int(result.rowcount)
 
 
 def points_after_each(

@@ -13,7 +13,7 @@ import math
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from itertools import islice
+from itertools import groupby, islice
 from operator import itemgetter, le
 from typing import Any
 
@@ -36,18 +36,33 @@ def width(level: int) -> int:
 
 
 class RollupTracker:
-    """Remembers, per (run, name), how many level-0 buckets are sealed (rebuilt from the DB on first use)."""
+    """Remembers, per (run, name), how many level-0 buckets are sealed (rebuilt from the DB on first use),
+    and, once known, the stored rows past them, so that a streaming batch is summarised from memory."""
 
     def __init__(self) -> None:
         self._sealed_below: dict[tuple[int, str], int] = {}
+        # Per (run, name): every stored row (step, value or None, time) at or after the first unsealed
+        # step, in step order. Present only while that is known for sure (see update()).
+        self._open_rows: dict[tuple[int, str], list[PointRow]] = {}
 
     def forget(self, run_id: int) -> None:
-        for key in [key for key in self._sealed_below if key[0] == run_id]:
-            del self._sealed_below[key]
+        for known in (self._sealed_below, self._open_rows):
+            for key in [key for key in known if key[0] == run_id]:
+                del known[key]
 
-    def update(self, *, session: Session, run_id: int, points: Sequence[Point]) -> None:
-        """Call after inserting `points` in the same transaction."""
-        low, high = _step_range_per_name(points)
+    def update(self, *, session: Session, run_id: int, points: Sequence[Point], all_stored: bool = False) -> None:
+        """Call after inserting `points` in the same transaction.
+
+        all_stored: insert_points stored every one of them (none was ignored as already stored). Then a
+        series whose stored rows past its last sealed bucket are known, and whose points in this batch all
+        come after them, is summarised from those rows and the batch in memory: the rows are exactly what
+        reading them back would give. Anything else (a resumed run re-logging steps, a batch out of step
+        order, the first batch after a restart) reads the table, as before.
+        """
+        low, high, in_order = _step_range_per_name(points)
+        in_memory = _rows_by_name(points) if all_stored and in_order else None
+        summaries: list[tuple[Any, ...]] = []
+        dirty: list[tuple[str, int, int]] = []
         for name, max_step in high.items():
             key = (run_id, name)
             sealed_below = self._sealed_below.get(key)
@@ -55,13 +70,31 @@ class RollupTracker:
                 sealed_below = self._load(session, run_id, name)
             first_dirty = min(sealed_below, low[name] // BUCKET_WIDTH)
             new_sealed_below = max(sealed_below, max_step // BUCKET_WIDTH)  # the bucket holding max_step stays open
-            for level in range(LEVELS):
+            open_rows = self._open_rows.pop(key, None)
+            end_step = new_sealed_below * BUCKET_WIDTH
+            if (in_memory is not None and open_rows is not None and first_dirty == sealed_below
+                    and (not open_rows or open_rows[-1][0] < low[name])):
+                rows = open_rows + in_memory[name]
+                cut = bisect_left(rows, end_step, key=_step_of)
+                summaries.extend((run_id, name, 0, *summary) for summary in _summarise_points(rows[:cut]))
+                self._open_rows[key] = rows[cut:]
+            else:
+                if first_dirty < new_sealed_below:
+                    _summarise(session, run_id, name, 0, first_dirty, new_sealed_below)
+                if in_memory is not None:
+                    # Known from here on: the next batch of this series can be summarised in memory.
+                    self._open_rows[key] = fetch_rows(session, OPEN_ROWS_SQL, (run_id, name, end_step))  # type: ignore[assignment]
+            dirty.append((name, first_dirty, new_sealed_below))
+            self._sealed_below[key] = new_sealed_below
+        # Level 0 of every series in one statement; the coarser levels are built from it.
+        _write_summaries(session, summaries)
+        for name, first_dirty, new_sealed_below in dirty:
+            for level in range(1, LEVELS):
                 scale = FANOUT**level
                 start, end = first_dirty // scale, new_sealed_below // scale
                 if start >= end:
                     break
                 _summarise(session, run_id, name, level, start, end)
-            self._sealed_below[key] = new_sealed_below
 
     def write_new_series(self, *, session: Session, run_id: int, name: str, points: Sequence[Point]) -> None:
         """Summaries of a series just stored whole, in step order (an import): level 0 straight from the
@@ -79,6 +112,7 @@ class RollupTracker:
                 break
             _summarise(session, run_id, name, level, 0, last)
         self._sealed_below[(run_id, name)] = sealed_below
+        self._open_rows.pop((run_id, name), None)
 
     @staticmethod
     def _load(session: Session, run_id: int, name: str) -> int:
@@ -89,14 +123,30 @@ class RollupTracker:
         return 0 if top is None else top + 1
 
 
-def _step_range_per_name(points: Sequence[Point]) -> tuple[dict[str, int], dict[str, int]]:
-    """Each metric's lowest and highest step in the batch."""
+OPEN_ROWS_SQL = "SELECT step, value, time FROM metric_points WHERE run_id = ? AND name = ? AND step >= ? ORDER BY step"
+_step_of = itemgetter(0)
+_step_value_time = itemgetter(0, 2, 3)
+
+
+def _rows_by_name(points: Sequence[Point]) -> dict[str, list[PointRow]]:
+    """The batch's (step, value, time) rows per metric, each in the batch's order, as the table returns
+    them (a non-finite value is None). Sorted by name, stable, and cut into runs: the per-point work
+    stays in C."""
+    by_name = sorted(points, key=itemgetter(1))
+    if all(map(math.isfinite, map(itemgetter(2), by_name))):
+        return {name: list(map(_step_value_time, group)) for name, group in groupby(by_name, key=itemgetter(1))}
+    return {name: [(step, value if math.isfinite(value) else None, when) for step, _, value, when in group]
+            for name, group in groupby(by_name, key=itemgetter(1))}
+
+
+def _step_range_per_name(points: Sequence[Point]) -> tuple[dict[str, int], dict[str, int], bool]:
+    """Each metric's lowest and highest step in the batch, and whether the batch is in step order."""
     steps = list(map(itemgetter(0), points))
     names = list(map(itemgetter(1), points))
     if all(map(le, steps, islice(steps, 1, None))):
         # A batch in step order (what a worker sends): a metric's first point has its lowest step and its
         # last the highest, found by dict() at C speed instead of comparisons per point in Python.
-        return dict(zip(reversed(names), reversed(steps), strict=True)), dict(zip(names, steps, strict=True))
+        return dict(zip(reversed(names), reversed(steps), strict=True)), dict(zip(names, steps, strict=True)), True
     low: dict[str, int] = {}
     high: dict[str, int] = {}
     for step, name in zip(steps, names, strict=True):
@@ -107,7 +157,7 @@ def _step_range_per_name(points: Sequence[Point]) -> tuple[dict[str, int], dict[
             low[name] = step
         elif step > high[name]:
             high[name] = step
-    return low, high
+    return low, high, False
 
 
 def _summarise(session: Session, run_id: int, name: str, level: int, first_bucket: int, end_bucket: int) -> None:

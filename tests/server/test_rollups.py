@@ -5,14 +5,18 @@ from __future__ import annotations
 import math
 import random
 
+from sqlalchemy import text
+
+from orpo_dash.run_config import RunConfig
 from server.services.metrics import insert_points, read_series
 from server.services.rollups import BUCKET_WIDTH, RollupTracker
+from server.services.runs import create_run
 
 
 def _ingest(factory, tracker: RollupTracker, points) -> None:  # type: ignore[no-untyped-def]
     with factory() as session, session.begin():
-        insert_points(session=session, run_id=factory.run_id, points=points)
-        tracker.update(session=session, run_id=factory.run_id, points=points)
+        all_stored = insert_points(session=session, run_id=factory.run_id, points=points)
+        tracker.update(session=session, run_id=factory.run_id, points=points, all_stored=all_stored)
 
 
 def test_downsampled_series_keeps_extremes_nans_and_late_points(session_factory) -> None:  # type: ignore[no-untyped-def]
@@ -104,3 +108,59 @@ def test_a_series_stored_whole_gets_the_summaries_batches_would_give(session_fac
     assert whole == summaries("streamed")
     # Later points of the series (none for an import, but the tracker must know where it stands).
     assert tracker._sealed_below[(session_factory.run_id, "loss")] == points[-1][0] // BUCKET_WIDTH
+
+
+def _rollup_rows(session_factory, run_id: int) -> list[tuple]:  # type: ignore[no-untyped-def]
+    with session_factory() as session:
+        return [tuple(row) for row in session.execute(text(
+            "SELECT name, level, bucket, min_step, min_value, min_time, max_step, max_value, max_time, nan_step, nan_time "
+            "FROM metric_rollups WHERE run_id = :run ORDER BY name, level, bucket"), {"run": run_id})]
+
+
+def _stream_with_resends(tracker_for, ingest) -> None:  # type: ignore[no-untyped-def]
+    """Batches of several metrics in step order, straddling bucket edges, with NaN/inf values, a batch
+    that resends stored steps, one out of step order, and a restart (a new tracker) in the middle."""
+    rng = random.Random(3)
+    special = {500: math.nan, 901: math.inf, 1_777: -math.inf, 2_048: math.nan}
+    points = [(step, name, special.get(step, rng.gauss(0, 1)) if name != "acc" else rng.random(), float(step))
+              for step in range(4_000) for name in ("loss", "acc", "eval/loss")[: 3 if step % 50 == 0 else 2]]
+    tracker = tracker_for()
+    position = 0
+    for size in (700, 1_234, 90, 3, 2_500):
+        ingest(tracker, points[position:position + size])
+        position += size
+    ingest(tracker, points[position - 40:position + 10])  # a resend of stored steps, then new ones
+    position += 10
+    tracker = tracker_for()  # a dashboard restart
+    ingest(tracker, points[position:position + 600])
+    position += 600
+    ingest(tracker, points[position:position + 300][::-1])  # out of step order
+    position += 300
+    ingest(tracker, [(3_999 + s, "loss", 1.0, 0.0) for s in range(1, 3)] + [(3_000, "acc", 5.0, 0.0)])  # a late point
+    while position < len(points):
+        ingest(tracker, points[position:position + 777])
+        # New, in step order, yet before the series' last stored step (in its open bucket): read back.
+        last_eval = max(step for step, name, _, _ in points[:position] if name == "eval/loss")
+        if last_eval % BUCKET_WIDTH:
+            ingest(tracker, [(last_eval - 1, "eval/loss", 7.0 + position, 1.0)])
+        position += 777
+
+
+def test_summaries_from_memory_are_those_read_back(session_factory, tmp_path, tiny_dataset_file) -> None:  # type: ignore[no-untyped-def]
+    """update(all_stored=True) summarises streamed batches from memory; the rows must be exactly those the
+    same batches give when every summary is read back from the table (all_stored=False)."""
+    with session_factory() as session, session.begin():
+        other, _ = create_run(session=session, config=RunConfig(dataset=str(tiny_dataset_file)), name=None,
+                              runs_dir=tmp_path, output_root=tmp_path)
+        other_id = other.id
+
+    def read_back(tracker, points):  # type: ignore[no-untyped-def]
+        with session_factory() as session, session.begin():
+            insert_points(session=session, run_id=other_id, points=points)
+            tracker.update(session=session, run_id=other_id, points=points)
+
+    _stream_with_resends(RollupTracker, lambda tracker, points: _ingest(session_factory, tracker, points))
+    _stream_with_resends(RollupTracker, read_back)
+    expected = _rollup_rows(session_factory, other_id)
+    assert len(expected) > 100
+    assert _rollup_rows(session_factory, session_factory.run_id) == expected
