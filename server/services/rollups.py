@@ -189,16 +189,30 @@ def _write_summaries(session: Session, values: list[tuple]) -> None:
     if not values:
         return
     connection = session.connection()
-    mark = _mark(session)
     names = ("min_step", "min_value", "min_time", "max_step", "max_value", "max_time", "nan_step", "nan_time")
     columns = "run_id, name, level, bucket, " + ", ".join(names)
-    placeholders = ", ".join([mark] * 12)
     if connection.dialect.name == "postgresql":
         updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in names)
-        sql = f"INSERT INTO metric_rollups ({columns}) VALUES ({placeholders}) ON CONFLICT (run_id, name, level, bucket) DO UPDATE SET {updates}"
+        conflict = f"ON CONFLICT (run_id, name, level, bucket) DO UPDATE SET {updates}"
+        if len({row[:4] for row in values}) == len(values):
+            # One statement for the whole list, its columns as arrays: psycopg's executemany sends a
+            # statement per row, several times the cost at a batch's ~100 summaries. (A key twice in one
+            # statement is an error for ON CONFLICT DO UPDATE, hence only for distinct keys.)
+            connection.exec_driver_sql(
+                f"INSERT INTO metric_rollups ({columns}) SELECT * FROM unnest({ROLLUP_ARRAYS}) {conflict}",
+                tuple(list(column) for column in zip(*values, strict=True)),
+            )
+            return
+        placeholders = ", ".join(["%s"] * 12)
+        sql = f"INSERT INTO metric_rollups ({columns}) VALUES ({placeholders}) {conflict}"
     else:
+        placeholders = ", ".join(["?"] * 12)
         sql = f"INSERT OR REPLACE INTO metric_rollups ({columns}) VALUES ({placeholders})"
     connection.exec_driver_sql(sql, values)
+
+
+ROLLUP_ARRAYS = ", ".join(f"%b::{kind}[]" for kind in (
+    "int4", "text", "int4", "int4", "int4", "float8", "float8", "int4", "float8", "float8", "int4", "float8"))
 
 
 def _summarise_points(rows: Sequence[tuple]) -> list[tuple]:
@@ -363,7 +377,3 @@ def fetch_rows(session: Session, sql: str, parameters: tuple[Any, ...]) -> list[
         return cursor.fetchall()  # type: ignore[no-any-return]
     finally:
         cursor.close()
-
-
-def _mark(session: Session) -> str:
-    return "%s" if session.get_bind().dialect.name == "postgresql" else "?"

@@ -89,8 +89,9 @@ def _chart_reads(session: Session) -> list[tuple]:
     for start in range(0, 30_000, 4_999):  # batches straddle bucket edges
         points = [(step, "loss", SPIKES.get(step, math.sin(step / 300)), float(step))
                   for step in range(start, min(30_000, start + 4_999))]
-        insert_points(session=session, run_id=run.id, points=points)
-        tracker.update(session=session, run_id=run.id, points=points)
+        # As ingestion does: the first batch's summaries are read back, the later ones built in memory.
+        all_stored = insert_points(session=session, run_id=run.id, points=points)
+        tracker.update(session=session, run_id=run.id, points=points, all_stored=all_stored)
         session.commit()
     reads = []
     for max_points in (40_000, 2_000, 300, 20):
