@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -68,5 +69,5 @@ def test_step_ranges_per_metric_match_the_general_loop() -> None:
         high: dict[str, int] = {}
         for step, name, _, _ in points:
             low[name], high[name] = min(low.get(name, step), step), max(high.get(name, step), step)
-        in_order = all(a[0] <= b[0] for a, b in zip(points, points[1:]))
+        in_order = all(a[0] <= b[0] for a, b in itertools.pairwise(points))
         assert _step_range_per_name(points) == (low, high, in_order)
