@@ -29,3 +29,8 @@ TEMPLATES_DIR = ASSETS_ROOT / "templates"
 STATIC_DIR = ASSETS_ROOT / "static"
 MIGRATIONS_DIR = ASSETS_ROOT / "migrations"
 ALEMBIC_INI = ASSETS_ROOT / "alembic.ini"
+# plotly.js's "strict" bundle, vendored from npm (static/vendor/README.md): unlike the standard bundle it
+# draws its WebGL traces (parcoords) without `new Function`, which our CSP refuses. Its URL carries the
+# version because it is cached as immutable: change both together when upgrading.
+PLOTLY_JS = STATIC_DIR / "vendor" / "plotly-strict.min.js"
+PLOTLY_JS_VERSION = "4.1.1"

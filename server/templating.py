@@ -5,13 +5,12 @@ the app factory mounts `STATIC_DIR` at `/static` under the name "static", so tem
 assets with `url_for('static', path=...)`. Protocol constants the page's JS needs are template
 globals, rendered into data- attributes, so the JS holds no copy of them.
 
-Plotly is served from the installed package with a year of `immutable` caching, so its URL carries
-the package version (`plotly_version`): after an upgrade, browsers fetch the new file.
+Plotly (the vendored strict bundle, static/vendor/) is served with a year of `immutable` caching, so its
+URL carries its version (`plotly_version`): after an upgrade, browsers fetch the new file.
 """
 
 from __future__ import annotations
 
-import plotly
 from fastapi.templating import Jinja2Templates
 
 from orpo_dash.number_format import format_exact, format_number
@@ -20,7 +19,7 @@ from orpo_dash.protocol import (
     RUN_STATUSES,
     TERMINAL_STATUSES,
 )
-from server.assets import STATIC_DIR, TEMPLATES_DIR
+from server.assets import PLOTLY_JS_VERSION, STATIC_DIR, TEMPLATES_DIR
 from server.page_rights import NEEDS_MEMBER, page_rights
 
 __all__ = ["STATIC_DIR", "TEMPLATES_DIR", "templates"]  # the app factory mounts STATIC_DIR from here
@@ -28,7 +27,7 @@ __all__ = ["STATIC_DIR", "TEMPLATES_DIR", "templates"]  # the app factory mounts
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 # common.js reads these from its own <script data-final-close-codes> (templates/base.html).
 templates.env.globals["final_close_codes"] = " ".join(map(str, BROWSER_FINAL_CLOSE_CODES))
-templates.env.globals["plotly_version"] = plotly.__version__
+templates.env.globals["plotly_version"] = PLOTLY_JS_VERSION
 # The status filter, the stop button and common.js (data-terminal-statuses) follow the protocol's
 # lists, so a new status shows up everywhere.
 templates.env.globals["RUN_STATUSES"] = RUN_STATUSES
