@@ -89,14 +89,64 @@
     return best;
   }
 
-  // --- parallel coordinates (static/js/parallel_coords.js) ------------------------------------------
+  // --- parallel coordinates: Plotly's parcoords trace (WebGL; the strict bundle draws it under our CSP) --
+  // Okabe-Ito vermillion (worse) to blue (better): readable on white and apart under the common colour-vision
+  // deficiencies; the best run alone is near-black. The metric's own axis says the same, so colour is never
+  // the only cue. parcoords has no per-line width, hover or click: the table below opens the runs.
+  const WORSE = "rgb(213,94,0)", BETTER = "rgb(0,114,178)", BEST = "rgb(17,24,39)";
+  const OTHERS_UP_TO = 0.97;       // the other runs' colours stay below the best one's stop of the scale
+  const COLORSCALE = [[0, WORSE], [OTHERS_UP_TO, BETTER], [0.985, BEST], [1, BEST]];
+  const MAX_EXACT_TICKS = 6;
+
+  /** One parcoords dimension: values on the axis (log10 for a log-range field: parcoords has no log axis),
+   *  with tick labels that read as the real values: the swept values themselves when there are few, none
+   *  closer than MIN_TICK_GAP of the axis to the next (their labels would overlap). `exact` false: Plotly's
+   *  own round ticks (the metric, whose values may lie close together). */
+  const MIN_TICK_GAP = 0.07;
+  function dimension(label, log, realValues, exact) {
+    const values = realValues.map((v) => (log ? Math.log10(v) : v));
+    const lo = Math.min(...values), hi = Math.max(...values);
+    const pad = hi > lo ? 0 : Math.abs(lo) * 0.5 || 1;     // one distinct value: an axis around it
+    const dim = { label: log ? `${label} (log)` : label, values, range: [lo - pad, hi + pad] };
+    const distinct = [...new Set(realValues)].sort((a, b) => a - b);
+    const ticks = exact && distinct.length <= MAX_EXACT_TICKS ? distinct
+      : log ? [0, 0.25, 0.5, 0.75, 1].map((p) => 10 ** (lo + p * (hi - lo))) : null;
+    if (!ticks) return dim;
+    const at = (t) => (log ? Math.log10(t) : t);
+    const kept = [];
+    for (const t of ticks) {
+      if (!kept.length || (at(t) - at(kept[kept.length - 1])) / (hi - lo || 1) >= MIN_TICK_GAP) kept.push(t);
+      else if (t === ticks[ticks.length - 1] && kept.length > 1) kept[kept.length - 1] = t;  // the top one wins
+    }
+    return Object.assign(dim, { tickvals: kept.map(at), ticktext: kept.map((t) => fmtNum(t, 3)) });
+  }
+
+  /** Axis names: level, centred on their axes, while they fit side by side; otherwise slanted (a phone, many
+   *  swept fields), starting at their axes. And the room they need beside the outer axes (parcoords clips
+   *  them at the chart's edge), with the first axis's tick labels on its left. Widths are estimates. */
+  const LABEL_ANGLE = -25;
+  function axisNames(labels, fontPx, chartWidth) {
+    const width = (text) => text.length * fontPx * 0.55;
+    const angled = labels.length > 1 && labels.reduce((sum, text) => sum + width(text), 0) > 0.8 * chartWidth;
+    const first = width(labels[0]), last = width(labels[labels.length - 1]);
+    const margin = angled
+      ? { l: 44, r: Math.ceil(last * Math.cos(-LABEL_ANGLE * Math.PI / 180)) + 6,
+          t: 34 + Math.ceil(Math.max(...labels.map(width)) * Math.sin(-LABEL_ANGLE * Math.PI / 180)), b: 16 }
+      : { l: Math.max(44, Math.ceil(first / 2) + 6), r: Math.max(24, Math.ceil(last / 2) + 6), t: 48, b: 16 };
+    return { angle: angled ? LABEL_ANGLE : 0, margin };
+  }
+
   function renderChart(best) {
     const choice = select.value;
     document.getElementById("parcoords-metric").textContent = choice ? choiceLabel(choice) : "the metric";
     const div = document.getElementById("parcoords");
-    const runs = sweep.runs.filter((r) => choice && valueOf(r, choice) !== null);
+    const isLog = (f) => /^\s*log\b/i.test((sweep.axes || {})[f] || "");
+    const drawable = (r) => (sweep.fields || []).every((f) => Number.isFinite(r.values[f]) && (!isLog(f) || r.values[f] > 0));
+    // The best run last, so that it is drawn over the others.
+    const runs = sweep.runs.filter((r) => choice && valueOf(r, choice) !== null && drawable(r))
+      .sort((a, b) => Number(best !== null && a.id === best.id) - Number(best !== null && b.id === best.id));
     const narrow = innerWidth < 700;
-    const key = JSON.stringify([choice, runs.map((r) => [r.id, r.values, valueOf(r, choice)]), best && best.id, narrow]);
+    const key = JSON.stringify([choice, runs.map((r) => [r.id, r.values, valueOf(r, choice)]), best && best.id, innerWidth]);
     if (key === drawnChart) return;
     drawnChart = key;
     const missing = sweep.runs.length - runs.length;
@@ -106,8 +156,14 @@
       "(queued, still training, or stopped before its first eval): not drawn.";
     div.dataset.lineCount = String(runs.length);
     div.hidden = !runs.length;                  // an empty 380 px box said nothing the note does not
+    const legend = document.getElementById("parcoords-best");
+    legend.hidden = !best || !runs.length;
     if (!runs.length) { Plotly.purge(div); return; }
-    const isLog = (f) => /^\s*log\b/i.test((sweep.axes || {})[f] || "");
+    if (best) {
+      legend.innerHTML = `The near-black line is the best run, <a href="/runs/${best.id}">${escapeHtml(shortName(best))}</a> ` +
+        `<span class="muted">#${best.id}</span>: ${(sweep.fields || []).map((f) => `${escapeHtml(f)} ${fmtNum(best.values[f])}`).join(", ")}, ` +
+        `${escapeHtml(choiceLabel(choice))} <strong>${fmtNum(valueOf(best, choice))}</strong>.`;
+    }
     const dims = (sweep.fields || []).map((f) => ({ label: f, log: isLog(f), of: (r) => r.values[f] }));
     if (sweep.seeds > 1) dims.push({ label: "seed", log: false, of: (r) => r.seed });
     dims.push({ label: choiceLabel(choice), log: false, of: (r) => valueOf(r, choice) });
@@ -115,10 +171,30 @@
     const scores = runs.map((r) => valueOf(r, choice));
     const lo = Math.min(...scores), hi = Math.max(...scores);
     const score = (v) => (hi === lo ? 0.5 : higherIsBetter(metricOf(choice)) ? (v - lo) / (hi - lo) : (hi - v) / (hi - lo));
-    const lines = runs.map((r) => ({ id: r.id, name: shortName(r), values: dims.map((d) => d.of(r)),
-      score: score(valueOf(r, choice)), highlight: Boolean(best && best.id === r.id) }));
-    ParallelCoords.draw(div, dims.map(({ label, log }) => ({ label, log })), lines,
-      { narrow, onClick: (id) => { location.href = `/runs/${id}`; } });
+    const colour = runs.map((r) => (best && r.id === best.id ? 1 : score(valueOf(r, choice)) * OTHERS_UP_TO));
+    const metricDim = dims.length - 1;
+    const dimensions = dims.map((d, i) => dimension(d.label, d.log, runs.map(d.of), i !== metricDim));
+    const labelPx = narrow ? 10 : 12;
+    const names = axisNames(dimensions.map((d) => d.label), labelPx, div.clientWidth);
+    const trace = {
+      type: "parcoords",
+      dimensions,
+      line: { color: colour, colorscale: COLORSCALE, cmin: 0, cmax: 1, showscale: false },
+      labelfont: { size: labelPx, color: "#1f2937" },
+      tickfont: { size: narrow ? 9 : 11, color: "#4b5563" },
+      // The numbers at the axis ends would be log10 values on a log axis: hidden; the ticks read as real values.
+      rangefont: { size: 1, color: "rgba(0,0,0,0)" },
+      labelangle: names.angle,
+      // Ranges dragged on the axes stay while the page refreshes, until the metric changes.
+      uirevision: choice,
+      meta: { ids: runs.map((r) => r.id), best: best ? best.id : null },
+    };
+    const layout = {
+      margin: names.margin,
+      font: { family: "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", size: 12, color: "#1f2937" },
+      paper_bgcolor: "rgba(0,0,0,0)", uirevision: choice,
+    };
+    Plotly.react(div, [trace], layout, { responsive: true, displaylogo: false, displayModeBar: false });
     div.dataset.dimensions = JSON.stringify(dims.map((d) => d.label));
   }
 

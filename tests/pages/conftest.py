@@ -13,6 +13,9 @@ import pytest
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--no-first-run",
+    # WebGL without a GPU (the sweep page's parcoords chart): SwiftShader, which Chromium is phasing out as
+    # an automatic fallback; this keeps it on. Chromium 156 draws with or without it.
+    "--enable-unsafe-swiftshader",
 ]
 
 
