@@ -174,6 +174,13 @@
     const colour = runs.map((r) => (best && r.id === best.id ? 1 : score(valueOf(r, choice)) * OTHERS_UP_TO));
     const metricDim = dims.length - 1;
     const dimensions = dims.map((d, i) => dimension(d.label, d.log, runs.map(d.of), i !== metricDim));
+    // Ranges dragged on the axes stay while the page refreshes (parcoords writes them into the trace;
+    // uirevision does not carry them over new data), until the metric changes.
+    const drawn = div.data && div.data[0];
+    if (drawn && drawn.meta && drawn.meta.choice === choice) {
+      const dragged = new Map(drawn.dimensions.filter((d) => d.constraintrange).map((d) => [d.label, d.constraintrange]));
+      for (const d of dimensions) if (dragged.has(d.label)) d.constraintrange = dragged.get(d.label);
+    }
     const labelPx = narrow ? 10 : 12;
     const names = axisNames(dimensions.map((d) => d.label), labelPx, div.clientWidth);
     const trace = {
@@ -185,14 +192,12 @@
       // The numbers at the axis ends would be log10 values on a log axis: hidden; the ticks read as real values.
       rangefont: { size: 1, color: "rgba(0,0,0,0)" },
       labelangle: names.angle,
-      // Ranges dragged on the axes stay while the page refreshes, until the metric changes.
-      uirevision: choice,
-      meta: { ids: runs.map((r) => r.id), best: best ? best.id : null },
+      meta: { ids: runs.map((r) => r.id), best: best ? best.id : null, choice },
     };
     const layout = {
       margin: names.margin,
       font: { family: "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", size: 12, color: "#1f2937" },
-      paper_bgcolor: "rgba(0,0,0,0)", uirevision: choice,
+      paper_bgcolor: "rgba(0,0,0,0)",
     };
     Plotly.react(div, [trace], layout, { responsive: true, displaylogo: false, displayModeBar: false });
     div.dataset.dimensions = JSON.stringify(dims.map((d) => d.label));

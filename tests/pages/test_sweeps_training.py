@@ -126,7 +126,16 @@ def test_a_2x2_sweep_of_a_tiny_model_fills_its_page_live_and_agrees_with_its_run
     page.wait_for_function("() => document.getElementById('parcoords').data[0].dimensions[2].constraintrange")
     page.wait_for_timeout(300)
     assert focus_pixels(page) < before
+    dragged = page.evaluate("() => document.getElementById('parcoords').data[0].dimensions[2].constraintrange")
     shot("sweep-trained-filtered")
+    # A redraw with the same metric (here a narrower window; while live, a refresh) keeps the dragged range.
+    page.set_viewport_size({"width": 1200, "height": 900})
+    page.wait_for_function("() => document.getElementById('parcoords').data[0].meta.ids.length === 4"
+                           " && document.getElementById('parcoords').clientWidth < 1200")
+    page.wait_for_timeout(500)  # the resize redraw (debounced)
+    assert page.evaluate("() => document.getElementById('parcoords').data[0].dimensions[2].constraintrange") == dragged
+    assert focus_pixels(page) < before
+    page.set_viewport_size({"width": 1400, "height": 900})
     page.reload()  # the next test steps start from an unfiltered chart
     page.wait_for_function("() => document.getElementById('parcoords').dataset.lineCount === '4'")
 
