@@ -94,9 +94,11 @@ class ImportedRun:
 
 # A tool's columns: per key, its steps, values and unix times (None where the tool records no time).
 Columns = dict[str, tuple[list[int], list[float], list[float] | None]]
+# The same as numpy arrays (the .wandb reader builds its columns with numpy).
+ArrayColumns = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]
 
 
-def series_from_columns(columns: Columns, name_of: Callable[[str], tuple[str, bool]]
+def series_from_columns(columns: Columns | ArrayColumns, name_of: Callable[[str], tuple[str, bool]]
                         ) -> tuple[dict[str, MetricSeries], dict[str, np.ndarray]]:
     """Our series (and times) from a tool's columns: each key renamed (and negated) by `name_of`, sorted by
     step, the last value logged at a step winning. Two keys that map to one name: the later key wins a step."""
@@ -104,7 +106,7 @@ def series_from_columns(columns: Columns, name_of: Callable[[str], tuple[str, bo
     times: dict[str, np.ndarray] = {}
     for key in sorted(columns):
         steps, values, walls = columns[key]
-        if not steps:
+        if not len(steps):
             continue
         name, negated = name_of(key)
         order = np.argsort(np.asarray(steps, dtype=np.int64), kind="stable")

@@ -2,9 +2,10 @@
 (CSV, JSON or JSONL rows with `_step`, `_runtime`, `_timestamp` and the logged keys), and an offline run's
 `run-<id>.wandb` file (W&B's own transaction log of protobuf records), read without the W&B service.
 
-The `.wandb` file is read by the wandb package itself, an optional extra (`pip install "orpo-dash[import]"`):
-since wandb 0.31 its reader lives in the `wandb-core` binary, and `wandb leet inspect --json FILE` prints each
-record (history, config, summary, ...) as one JSON line; older versions' Python DataStore is gone.
+The `.wandb` file is read in-process: orpo_dash.wandb_datastore undoes its framing and wandb's own protobuf
+classes (`wandb.proto.wandb_internal_pb2.Record`, from the wandb package, an optional extra:
+`pip install "orpo-dash[import]"`) parse each record; no W&B service, binary or network is used. History items
+hold JSON values (`value_json`), parsed with orjson a whole record at a time and gathered into numpy columns.
 
 Names: the Hugging Face WandbCallback logs TRL's X as `train/X` and eval_X as `eval/X`, at the step
 `train/global_step` (W&B's own `_step` counts log calls); orpo_dash.metric_names.from_hf_logger maps them.
@@ -16,24 +17,29 @@ import csv
 import gzip
 import io
 import json
-import os
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from orpo_dash import metric_names as m
 from orpo_dash.diagnostics.records import MetricsFileError, Records
 from orpo_dash.import_cli import WANDB_INSTALL
-from orpo_dash.import_common import Columns, ImportedRun, RunImportError, hf_args_config, number, series_from_columns
+from orpo_dash.import_common import (
+    ArrayColumns,
+    Columns,
+    ImportedRun,
+    RunImportError,
+    hf_args_config,
+    number,
+    series_from_columns,
+)
+from orpo_dash.wandb_datastore import DatastoreError, scan
 
 WANDB_SUFFIX = ".wandb"
 W_STEP, W_RUNTIME, W_TIMESTAMP = "_step", "_runtime", "_timestamp"
-READ_TIMEOUT_SECONDS = 600
 # W&B's own keys in a history row, which are not metrics: its step counter, run time, wall time, and
 # its internal `_wandb.*` entries.
 _OWN_KEYS = frozenset({W_STEP, W_RUNTIME, W_TIMESTAMP, m.HF_LOGGER_STEP})
@@ -98,24 +104,35 @@ def read_history_export(file: Path) -> ImportedRun:
 
 
 def read_wandb_log(file: Path) -> ImportedRun:
-    """An offline run's `run-<id>.wandb`: its history, config and name, through wandb's own reader."""
+    """An offline run's `run-<id>.wandb`: its history, config and name, its records parsed by wandb's own
+    protobuf classes. A file cut short (a run still writing, or killed) gives the records before the cut."""
+    try:
+        from google.protobuf.message import DecodeError
+        # wandb re-exports the module built for the installed protobuf major version (v5, v6, v7).
+        from wandb.proto.wandb_internal_pb2 import Record  # type: ignore[attr-defined]
+    except ImportError:
+        raise RunImportError(f"{file.name} is a W&B run file; reading it needs the wandb package: "
+                             f"{WANDB_INSTALL}") from None
     config: dict[str, Any] = {}
     name = file.stem.removeprefix("run-")
-    rows: list[tuple[int, dict[str, Any]]] = []
+    history = _History()
     notes: list[str] = []
-    for number_, record in _wandb_records(file, notes):
-        kind = record.get("type")
-        if kind == "history":
-            item = record.get("history", {}).get("item")
-            if isinstance(item, dict):
-                rows.append((number_, item))
-        elif kind == "run":
-            run = record.get("run", {})
-            name = str(run.get("display_name") or run.get("run_id") or name)
-            _update_config(config, run.get("config"))
-        elif kind == "config":
-            _update_config(config, record.get("config"))
-    columns = _columns(rows, file)
+    record = Record()
+    try:
+        for raw in scan(file.read_bytes(), notes):
+            record.ParseFromString(raw)
+            kind = record.WhichOneof("record_type")
+            if kind == "history":
+                history.add(record.num, record.history.item, file)
+            elif kind == "run":
+                name = record.run.display_name or record.run.run_id or name
+                _update_config(config, record.run.config)
+            elif kind == "config":
+                _update_config(config, record.config)
+    except (DatastoreError, DecodeError) as error:
+        raise MetricsFileError(f"{file}: not a readable W&B run file ({error}); expected the run-<id>.wandb "
+                               f"file of a wandb/run-* or wandb/offline-run-* folder") from None
+    columns = history.columns(file)
     if not columns:
         raise MetricsFileError(f"{file}: the W&B run logged no numeric history (wandb.log) to import")
     settings = {key: value.get("value") if isinstance(value, dict) and "value" in value else value
@@ -125,7 +142,75 @@ def read_wandb_log(file: Path) -> ImportedRun:
     return run
 
 
-def _run_from_columns(columns: Columns, *, fmt: str, name: str, config: dict[str, Any]) -> ImportedRun:
+class _History:
+    """A .wandb file's history records gathered as columns: one dict per record while reading, then per key one
+    list of its values across records turned into numpy arrays at the end, not point by point."""
+
+    def __init__(self) -> None:
+        self._nums: list[int] = []
+        self._rows: list[dict[str, Any]] = []
+        self._keys: set[str] = set()
+
+    def add(self, num: int, items: Sequence[Any], file: Path) -> None:
+        # A key is `key`, or (as wandb-core writes them) `nested_key`: one part for a flat key like train/loss.
+        keys = [item.key or ".".join(item.nested_key) for item in items]
+        text = "[" + ",".join([item.value_json for item in items]) + "]"  # one parse per record, not per value
+        try:
+            values = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            try:
+                values = json.loads(text)  # NaN/Infinity literals, which orjson refuses
+            except ValueError:
+                raise MetricsFileError(f"{file}: history record {num} holds a value that is not JSON; expected "
+                                       "the run-<id>.wandb file of a wandb/run-* or wandb/offline-run-* folder") from None
+        self._nums.append(num)
+        self._rows.append(dict(zip(keys, values, strict=True)))
+        self._keys.update(keys)
+
+    def columns(self, file: Path) -> ArrayColumns:
+        """What `_columns` makes of the same rows: per logged key its (step, value, time) points in file order,
+        the step `train/global_step` where a row has it, else `_step`; a row with neither is refused."""
+        rows = self._rows
+        hf_step, hf_ok = _numbers([row.get(m.HF_LOGGER_STEP) for row in rows])
+        own_step, own_ok = _numbers([row.get(W_STEP) for row in rows])
+        steps = np.where(hf_ok, hf_step, own_step)
+        with np.errstate(invalid="ignore"):
+            bad = ~(hf_ok | own_ok) | ~np.isfinite(steps) | (steps < 0) | (steps != np.floor(steps))
+        if bad.any():
+            raise MetricsFileError(f"{file}: row {self._nums[int(np.argmax(bad))]} has no step (neither "
+                                   f"{m.HF_LOGGER_STEP!r} nor {W_STEP!r} holds a whole number); expected W&B's "
+                                   f"history export, e.g. {_HISTORY_EXAMPLE}")
+        step_ints = steps.astype(np.int64)
+        walls, walls_ok = _numbers([row.get(W_TIMESTAMP) for row in rows])
+        columns: ArrayColumns = {}
+        for key in sorted(self._keys):
+            if key in _OWN_KEYS or key.startswith("_wandb"):
+                continue
+            values, ok = _numbers([row.get(key) for row in rows])
+            if not ok.all():
+                values, key_steps, key_walls, key_walls_ok = values[ok], step_ints[ok], walls[ok], walls_ok[ok]
+            else:
+                key_steps, key_walls, key_walls_ok = step_ints, walls, walls_ok
+            if len(values):  # a time is missing: keep none for this key (as for the exports)
+                columns[key] = (key_steps, values, key_walls if key_walls_ok.all() else None)
+        return columns
+
+
+def _numbers(raw: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Logged values as floats, NaN where not a number, and whether each is one (`number`'s rule: numbers,
+    numeric strings, the NaN/Infinity words; not booleans, text, media, null or a key the row lacks)."""
+    kinds = set(map(type, raw))
+    if kinds <= {float, int}:
+        return np.asarray(raw, dtype=np.float64), np.ones(len(raw), dtype=bool)
+    if kinds <= {float, int, type(None)}:
+        ok = np.fromiter((value is not None for value in raw), dtype=bool, count=len(raw))
+        return np.asarray([np.nan if value is None else value for value in raw], dtype=np.float64), ok
+    found = [number(value) for value in raw]
+    ok = np.fromiter((value is not None for value in found), dtype=bool, count=len(found))
+    return np.asarray([np.nan if value is None else value for value in found], dtype=np.float64), ok
+
+
+def _run_from_columns(columns: Columns | ArrayColumns, *, fmt: str, name: str, config: dict[str, Any]) -> ImportedRun:
     hf_keys = any(key.startswith(m.HF_LOGGER_TRAIN_PREFIX) for key in columns)
     series, times = series_from_columns(columns, lambda key: m.from_hf_logger(key, hf_keys=hf_keys))
     return ImportedRun(format=fmt, name=name, config=config, series=series, times=times)
@@ -194,55 +279,31 @@ def _head(file: Path) -> str | None:
 
 
 def _update_config(config: dict[str, Any], record: Any) -> None:
-    if not isinstance(record, dict):
-        return
-    update = record.get("update")
-    if isinstance(update, dict):
-        config.update(update)
-    for key in record.get("remove") or []:
-        if isinstance(key, str):
-            config.pop(key, None)
-
-
-def _wandb_records(file: Path, notes: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(record number, record) of a .wandb file, as wandb's own reader prints them (`wandb leet inspect
-    --json`). A file cut short (a run still writing, or killed) yields the records before the cut."""
-    try:
-        import wandb  # noqa: F401 - only to say what is missing before starting its CLI
-    except ImportError:
-        raise RunImportError(f"{file.name} is a W&B run file; reading it needs the wandb package: "
-                             f"{WANDB_INSTALL}") from None
-    # Its own settings folder and no telemetry: it reads one local file, nothing else.
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_ERROR_REPORTING": "false", "WANDB_SILENT": "true"}
-    with tempfile.TemporaryDirectory(prefix="orpo-dash-wandb-") as home:
-        env["WANDB_DIR"] = env["WANDB_CONFIG_DIR"] = env["WANDB_CACHE_DIR"] = home
-        errors = Path(home) / "stderr.txt"
-        with open(errors, "w+", encoding="utf-8", errors="replace") as err, subprocess.Popen(
-                [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(file)], cwd=home, env=env,
-                stdout=subprocess.PIPE, stderr=err, text=True, errors="replace") as reader:
-            assert reader.stdout is not None
-            count = 0
-            for line in reader.stdout:
-                count += 1
-                # Only the records an import reads are parsed: a long run's file is mostly summary updates.
-                if '"type":"history"' not in line and '"type":"config"' not in line and '"type":"run"' not in line:
-                    continue
-                try:
-                    record = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    try:
-                        record = json.loads(line)  # NaN/Infinity literals, which orjson refuses
-                    except ValueError:
-                        continue
-                if isinstance(record, dict):
-                    yield int(record.get("num") or count), record
-            status = reader.wait(timeout=READ_TIMEOUT_SECONDS)
-            err.seek(0)
-            error = err.read()
-    detail = " ".join(error.split())[:300]
-    if status == 0 and detail:
-        notes.append(f"wandb's reader: {detail}")  # e.g. "reached the end of an incomplete .wandb file"
-    if status != 0:
-        detail = detail or f"exit status {status}"
-        raise MetricsFileError(f"{file}: not a readable W&B run file (wandb's reader: {detail}); expected the "
-                               f"run-<id>.wandb file of a wandb/run-* or wandb/offline-run-* folder")
+    """Apply a W&B ConfigRecord (`update` and `remove` items; a value is JSON, a key is `key` or the
+    parts of `nested_key`) to the config so far."""
+    for item in record.update:
+        path = [item.key] if item.key else list(item.nested_key)
+        if not path:
+            continue
+        try:
+            value = orjson.loads(item.value_json)
+        except orjson.JSONDecodeError:
+            try:
+                value = json.loads(item.value_json)  # NaN/Infinity literals
+            except ValueError:
+                continue  # a setting we cannot read is not one to import
+        target = config
+        for part in path[:-1]:
+            inner = target.get(part)
+            if not isinstance(inner, dict):
+                inner = target[part] = {}
+            target = inner
+        target[path[-1]] = value
+    for item in record.remove:
+        path = [item.key] if item.key else list(item.nested_key)
+        target = config
+        for part in path[:-1]:
+            inner = target.get(part)
+            target = inner if isinstance(inner, dict) else {}
+        if path:
+            target.pop(path[-1], None)

@@ -3,10 +3,13 @@ optional extra that names the command installing it."""
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import pytest
 
+from orpo_dash.diagnostics.records import MetricsFileError
 from orpo_dash.run_import import RunImportError, find_run_file, read_run, suggested_name
 
 
@@ -53,3 +56,59 @@ def test_a_wandb_chart_panel_csv_reads_its_series_not_its_sampling_bounds(tmp_pa
     assert run.format == "wandb_history" and sorted(run.series) == ["loss"]
     assert list(run.series["loss"]) == [(1, 0.9), (2, 0.7)]
     assert run.times == {}  # a panel export has no wall times: the import's time is used
+
+
+RECORDED_WANDB = Path(__file__).parent / "recorded" / "wandb"
+
+
+def _as_plain(run) -> dict:  # type: ignore[no-untyped-def]
+    return {"name": run.name, "format": run.format, "config": run.config, "notes": run.notes,
+            "series": {k: [[int(s), float(v)] for s, v in zip(x.steps.tolist(), x.values.tolist(), strict=True)]
+                       for k, x in run.series.items()},
+            "times": {k: t.tolist() for k, t in run.times.items()}}
+
+
+def test_the_in_process_wandb_reader_reads_what_wandb_leet_read() -> None:
+    # run-orpo-beta10.wandb: written by wandb 0.31 offline through transformers' WandbCallback
+    # (tests.import_fixtures.write_wandb_run, 80 steps); .expected.json: what the former reader (wandb's own,
+    # `wandb leet inspect --json` through the wandb-core binary) made of it, dumped before it was replaced.
+    pytest.importorskip("wandb", reason='the [import] extra: pip install "orpo-dash[import]"')
+    from orpo_dash.import_wandb import read_wandb_log
+
+    expected = json.loads((RECORDED_WANDB / "run-orpo-beta10.expected.json").read_text())
+    got = _as_plain(read_wandb_log(RECORDED_WANDB / "run-orpo-beta10.wandb"))
+    assert got == expected
+    assert len(got["series"]) == 12 and got["config"]["beta"] == 10.0 and got["name"] == "orpo-beta10"
+
+
+@pytest.mark.parametrize("cut", [32768, 32768 + 20, -50])
+def test_a_wandb_file_cut_short_reads_the_records_before_the_cut_with_a_note(tmp_path, cut: int) -> None:  # type: ignore[no-untyped-def]
+    # A run still writing (or killed): the file ends inside a record. 32768: a message split across blocks whose
+    # FIRST piece is whole and LAST piece missing; +20: inside that LAST piece; -50: inside the file's last record.
+    pytest.importorskip("wandb", reason='the [import] extra: pip install "orpo-dash[import]"')
+    from orpo_dash.import_wandb import read_wandb_log
+
+    whole = (RECORDED_WANDB / "run-orpo-beta10.wandb").read_bytes()
+    cut_file = tmp_path / "run-orpo-beta10.wandb"
+    cut_file.write_bytes(whole[:cut])
+    run = _as_plain(read_wandb_log(cut_file))
+    expected = json.loads((RECORDED_WANDB / "run-orpo-beta10.expected.json").read_text())
+    assert len(run["notes"]) == 1 and "the W&B run file ends inside a record (a run still writing, or stopped)" in run["notes"][0]
+    assert f"of {len(whole[:cut]):,}" in run["notes"][0]
+    if cut > 0:  # cut in the middle of the history: fewer points, none of them wrong
+        assert 0 < len(run["series"]["loss"]) < len(expected["series"]["loss"])
+    for key, points in run["series"].items():  # what was read is what the whole file holds, up to the cut
+        assert points == expected["series"][key][:len(points)], key
+
+
+def test_a_damaged_wandb_file_is_refused_naming_where(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("wandb", reason='the [import] extra: pip install "orpo-dash[import]"')
+    from orpo_dash.import_wandb import read_wandb_log
+
+    data = bytearray((RECORDED_WANDB / "run-orpo-beta10.wandb").read_bytes())
+    data[40000] ^= 0xFF
+    damaged = tmp_path / "run-x.wandb"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(MetricsFileError, match=r"run-x.wandb: not a readable W&B run file \(the record at byte \d+ fails "
+                                               r"its checksum: the file is damaged there\)"):
+        read_wandb_log(damaged)

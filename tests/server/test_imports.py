@@ -215,7 +215,7 @@ def test_broken_wandb_files_are_refused_naming_what_is_wrong(live_server, tmp_pa
     foreign.write_text("step,loss\n1,0.5\n")
     done = _import(live_server, foreign)
     assert done.returncode == 2, done.stderr
-    assert "run-abc123.wandb: not a readable W&B run file (wandb's reader:" in done.stderr
+    assert "run-abc123.wandb: not a readable W&B run file (it does not start with W&B's datastore header" in done.stderr
     assert "expected the run-<id>.wandb file of a wandb/run-* or wandb/offline-run-* folder" in done.stderr
 
     no_step = tmp_path / "history.csv"
