@@ -106,9 +106,9 @@ def read_history_export(file: Path) -> ImportedRun:
 def read_wandb_log(file: Path) -> ImportedRun:
     """An offline run's `run-<id>.wandb`: its history, config and name, its records parsed by wandb's own
     protobuf classes. A file cut short (a run still writing, or killed) gives the records before the cut."""
+    # wandb_internal_pb2 re-exports the module wandb built for the installed protobuf major version (v5, v6, v7).
     try:
         from google.protobuf.message import DecodeError
-        # wandb re-exports the module built for the installed protobuf major version (v5, v6, v7).
         from wandb.proto.wandb_internal_pb2 import Record  # type: ignore[attr-defined]
     except ImportError:
         raise RunImportError(f"{file.name} is a W&B run file; reading it needs the wandb package: "
