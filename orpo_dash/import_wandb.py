@@ -18,6 +18,7 @@ import gzip
 import io
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -143,18 +144,21 @@ def read_wandb_log(file: Path) -> ImportedRun:
 
 
 class _History:
-    """A .wandb file's history records gathered as columns: one dict per record while reading, then per key one
-    list of its values across records turned into numpy arrays at the end, not point by point."""
+    """A .wandb file's history records gathered as columns. A run logs the same keys at most steps, so records
+    are grouped by their keys, and each group becomes one numpy table at the end, not point by point."""
 
     def __init__(self) -> None:
-        self._nums: list[int] = []
-        self._rows: list[dict[str, Any]] = []
-        self._keys: set[str] = set()
+        self._count = 0
+        # sorted keys of a record -> (position in the file, record number, values in key order) per record
+        self._groups: dict[tuple[str, ...], tuple[list[int], list[int], list[list[Any]]]] = {}
 
     def add(self, num: int, items: Sequence[Any], file: Path) -> None:
+        items = list(items)  # each pass over a protobuf repeated field builds its Python objects again
         # A key is `key`, or (as wandb-core writes them) `nested_key`: one part for a flat key like train/loss.
-        keys = [item.key or ".".join(item.nested_key) for item in items]
-        text = "[" + ",".join([item.value_json for item in items]) + "]"  # one parse per record, not per value
+        # wandb-core writes a record's items in no fixed order: sorted, records of the same keys group together.
+        pairs = sorted(zip([item.key or ".".join(item.nested_key) for item in items],
+                           [item.value_json for item in items], strict=True))
+        text = "[" + ",".join([value for _, value in pairs]) + "]"  # one parse per record, not per value
         try:
             values = orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -163,37 +167,63 @@ class _History:
             except ValueError:
                 raise MetricsFileError(f"{file}: history record {num} holds a value that is not JSON; expected "
                                        "the run-<id>.wandb file of a wandb/run-* or wandb/offline-run-* folder") from None
-        self._nums.append(num)
-        self._rows.append(dict(zip(keys, values, strict=True)))
-        self._keys.update(keys)
+        keys = tuple([key for key, _ in pairs])
+        group = self._groups.get(keys)
+        if group is None:
+            group = self._groups[keys] = ([], [], [])
+        group[0].append(self._count)
+        group[1].append(num)
+        group[2].append(values)
+        self._count += 1
 
     def columns(self, file: Path) -> ArrayColumns:
         """What `_columns` makes of the same rows: per logged key its (step, value, time) points in file order,
         the step `train/global_step` where a row has it, else `_step`; a row with neither is refused."""
-        rows = self._rows
-        hf_step, hf_ok = _numbers([row.get(m.HF_LOGGER_STEP) for row in rows])
-        own_step, own_ok = _numbers([row.get(W_STEP) for row in rows])
-        steps = np.where(hf_ok, hf_step, own_step)
-        with np.errstate(invalid="ignore"):
-            bad = ~(hf_ok | own_ok) | ~np.isfinite(steps) | (steps < 0) | (steps != np.floor(steps))
-        if bad.any():
-            raise MetricsFileError(f"{file}: row {self._nums[int(np.argmax(bad))]} has no step (neither "
-                                   f"{m.HF_LOGGER_STEP!r} nor {W_STEP!r} holds a whole number); expected W&B's "
-                                   f"history export, e.g. {_HISTORY_EXAMPLE}")
-        step_ints = steps.astype(np.int64)
-        walls, walls_ok = _numbers([row.get(W_TIMESTAMP) for row in rows])
+        pieces: dict[str, list[tuple[np.ndarray, ...]]] = {}
+        for keys, (order, nums, rows) in self._groups.items():
+            table, ok = _table(rows, len(keys))
+            at = {key: j for j, key in enumerate(keys)}
+            absent = (np.full(len(rows), np.nan), np.zeros(len(rows), dtype=bool))
+            hf_step, hf_ok = (table[:, at[m.HF_LOGGER_STEP]], ok[:, at[m.HF_LOGGER_STEP]]) \
+                if m.HF_LOGGER_STEP in at else absent
+            own_step, own_ok = (table[:, at[W_STEP]], ok[:, at[W_STEP]]) if W_STEP in at else absent
+            steps = np.where(hf_ok, hf_step, own_step)
+            with np.errstate(invalid="ignore"):
+                bad = ~(hf_ok | own_ok) | ~np.isfinite(steps) | (steps < 0) | (steps != np.floor(steps))
+            if bad.any():
+                lineno = min(num for num, b in zip(nums, bad.tolist(), strict=True) if b)
+                raise MetricsFileError(f"{file}: row {lineno} has no step (neither {m.HF_LOGGER_STEP!r} nor "
+                                       f"{W_STEP!r} holds a whole number); expected W&B's history export, "
+                                       f"e.g. {_HISTORY_EXAMPLE}")
+            walls, walls_ok = (table[:, at[W_TIMESTAMP]], ok[:, at[W_TIMESTAMP]]) if W_TIMESTAMP in at else absent
+            group = (np.asarray(order, dtype=np.int64), steps.astype(np.int64), walls, walls_ok)
+            for key, j in at.items():
+                if key in _OWN_KEYS or key.startswith("_wandb"):
+                    continue
+                logged = ok[:, j]
+                if logged.all():
+                    pieces.setdefault(key, []).append((*group, table[:, j]))
+                elif logged.any():
+                    pieces.setdefault(key, []).append((*(part[logged] for part in group), table[logged, j]))
         columns: ArrayColumns = {}
-        for key in sorted(self._keys):
-            if key in _OWN_KEYS or key.startswith("_wandb"):
-                continue
-            values, ok = _numbers([row.get(key) for row in rows])
-            if not ok.all():
-                values, key_steps, key_walls, key_walls_ok = values[ok], step_ints[ok], walls[ok], walls_ok[ok]
-            else:
-                key_steps, key_walls, key_walls_ok = step_ints, walls, walls_ok
-            if len(values):  # a time is missing: keep none for this key (as for the exports)
-                columns[key] = (key_steps, values, key_walls if key_walls_ok.all() else None)
+        for key, parts in pieces.items():
+            in_file_order = np.argsort(np.concatenate([part[0] for part in parts]), kind="stable")
+            steps_, walls_, walls_ok_, values_ = (np.concatenate([part[i] for part in parts])[in_file_order]
+                                                  for i in (1, 2, 3, 4))
+            # a time is missing: keep none for this key (as for the exports)
+            columns[key] = (steps_, values_, walls_ if walls_ok_.all() else None)
         return columns
+
+
+def _table(rows: list[list[Any]], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A group's rows as one float table (NaN where not a number) and where each cell is one. Rows of plain
+    ints and floats (nearly every run) convert in one numpy call; others column by column with `_numbers`."""
+    if set(map(type, chain.from_iterable(rows))) <= {float, int}:
+        return np.array(rows, dtype=np.float64).reshape(len(rows), width), np.ones((len(rows), width), dtype=bool)
+    table, ok = np.empty((len(rows), width)), np.empty((len(rows), width), dtype=bool)
+    for j in range(width):
+        table[:, j], ok[:, j] = _numbers([row[j] for row in rows])
+    return table, ok
 
 
 def _numbers(raw: list[Any]) -> tuple[np.ndarray, np.ndarray]:

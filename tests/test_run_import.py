@@ -112,3 +112,31 @@ def test_a_damaged_wandb_file_is_refused_naming_where(tmp_path) -> None:  # type
     with pytest.raises(MetricsFileError, match=r"run-x.wandb: not a readable W&B run file \(the record at byte \d+ fails "
                                                r"its checksum: the file is damaged there\)"):
         read_wandb_log(damaged)
+
+
+def test_wandb_history_records_make_the_same_columns_as_exported_rows(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # The .wandb reader's numpy columns against the exports' row-by-row `_columns`, on rows a run can log:
+    # keys in any order, a key missing from some rows, booleans, text, null, a numeric string, NaN/Infinity,
+    # `_step` alone where train/global_step is absent, and a step logged twice (the later value wins).
+    pytest.importorskip("wandb", reason='the [import] extra: pip install "orpo-dash[import]"')
+    from wandb.proto.wandb_internal_pb2 import HistoryItem
+
+    from orpo_dash.import_wandb import _columns, _History
+
+    rows = [
+        {"_step": 0, "_timestamp": 1.7e9, "train/global_step": 1, "train/loss": 0.7, "train/ok": True},
+        {"train/loss": 0.6, "_timestamp": 1.7e9 + 1, "train/global_step": 2, "_step": 1, "train/ok": False},
+        {"_step": 2, "_timestamp": 1.7e9 + 2, "train/global_step": 2, "train/loss": 0.5, "note": "text"},
+        {"_step": 3, "_timestamp": 1.7e9 + 3, "eval/loss": float("nan"), "train/loss": None, "media": {"a": 1}},
+        {"_step": 4, "train/loss": "0.25", "eval/loss": float("inf")},
+    ]
+    history = _History()
+    for num, row in enumerate(rows, start=1):
+        items = [HistoryItem(nested_key=[key], value_json=json.dumps(value)) for key, value in row.items()]
+        history.add(num, items, tmp_path / "run-x.wandb")
+    got = {k: (s.tolist(), v.tolist(), None if w is None else w.tolist())
+           for k, (s, v, w) in history.columns(tmp_path / "run-x.wandb").items()}
+    expected = _columns(enumerate(rows, start=1), tmp_path / "run-x.wandb")
+    assert sorted(got) == sorted(expected) == ["eval/loss", "train/loss"]
+    assert got["train/loss"] == expected["train/loss"] == ([1, 2, 2, 4], [0.7, 0.6, 0.5, 0.25], None)
+    assert str(got["eval/loss"]) == str(expected["eval/loss"]) == "([3, 4], [nan, inf], None)"
