@@ -72,6 +72,8 @@ THRESHOLDS: dict[str, tuple[float, str]] = {
     "lor_rising_z": (2.0, "log_odds_flat: a low log odds ratio still rising with this Mann-Kendall z over long_window..."),
     "lor_slow_rise": (0.08, "log_odds_flat: ...by at least this much is a slow learner, not flat..."),
     "lor_grace_step": (120, "log_odds_flat: ...until this step; after it, only the level and lor_min_rise count"),
+    "lor_sure_frac": (0.7, "log_odds_flat: a median below this fraction of lor_flat_level is clearly flat and judged from min_step; one between it and lor_flat_level is borderline..."),
+    "lor_borderline_frac": (0.8, "log_odds_flat: ...and, unless falling significantly, judged only from this fraction of the run's planned length (a slow climber can still pass 0.5)"),
     "lor_drop": (1.0, "log_odds_flat: a significant fall of at least this much over the window also fires..."),
     "lor_drop_frac": (0.3, "log_odds_flat: ...and of at least this fraction of its window median"),
     "lor_clear_level": (1.5, "log_odds_flat: clear once the median is above this many times lor_flat_level..."),

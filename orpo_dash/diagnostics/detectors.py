@@ -139,7 +139,17 @@ def _steps(onset: int, step: int) -> str:
     return f"since step {onset} ({step - onset} steps)"
 
 
-def log_odds_flat(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | None:
+def log_odds_flat(get: Lookup, th: Mapping[str, float], step: int, planned_steps: int | None = None
+                  ) -> Verdict | None:
+    """A log odds ratio near zero (below `lor_flat_level`, not rising) or falling significantly.
+
+    The verdict is graded by the strength of the evidence. A clearly flat one (window median below
+    `lor_sure_frac` x `lor_flat_level`) is judged from min_step. A borderline one (median between that and
+    `lor_flat_level`, not falling significantly) is only judged once the run is `lor_borderline_frac` of
+    its planned length in: a slow climber sits at 0.25-0.3 for a while and may still pass the 0.5 that
+    label_traces.py calls learned (tune_swapped_labels_0: 0.24-0.30 at steps 100-150, past 0.5 near step
+    190), which at step 100 looks exactly like a run that stays there (tune_swapped_labels_2). With no
+    planned length known the borderline is judged from min_step, as before."""
     s = get(m.LOG_ODDS_RATIO)
     w = int(th["window"])
     if s is None or step < th["min_step"] or (win := s.window(w)) is None:
@@ -155,6 +165,8 @@ def log_odds_flat(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | 
     if flat and not t.z < -zc and _writes_the_answers_and_still_learns(get, th, step):
         return Verdict(False, False, a.WARNING, onset)  # not judged yet: neither firing nor clear
     falling = t.z < -zc and t.change < -max(drop, th["lor_drop_frac"] * abs(t.median))
+    if flat and not t.z < -zc and _borderline_waits(t.median, th, step, planned_steps):
+        return Verdict(False, False, a.WARNING, onset)  # borderline, not judged yet: neither firing nor clear
     if falling and not flat:
         msg = f"the log odds ratio has been falling {_steps(onset, step)}: the model prefers the chosen responses less"
     else:
@@ -165,6 +177,14 @@ def log_odds_flat(get: Lookup, th: Mapping[str, float], step: int) -> Verdict | 
     severity = a.CRITICAL if t.median < -level else a.WARNING
     clear = (t.median > clear_level or t.change > th["lor_clear_rise"] * rise) and not t.z < not_falling_z
     return Verdict(flat or falling, clear, severity, onset, msg, details=details)
+
+
+def _borderline_waits(lor_median: float, th: Mapping[str, float], step: int, planned_steps: int | None) -> bool:
+    """Whether a flat verdict on a log odds ratio median that is only borderline low (at or above
+    `lor_sure_frac` x `lor_flat_level`) waits: until `lor_borderline_frac` of the planned length."""
+    if not planned_steps or lor_median < th["lor_sure_frac"] * th["lor_flat_level"]:
+        return False
+    return step < th["lor_borderline_frac"] * planned_steps
 
 
 def _writes_the_answers_and_still_learns(get: Lookup, th: Mapping[str, float], step: int) -> bool:

@@ -70,7 +70,8 @@ class AlertEngine:
         self._last_block: int | None = None  # step // check_every of the last evaluation
         self._maxlen = int(self.th["long_window"])  # no detector looks back further
         self._detectors: list[tuple[str, tuple[str, ...], Callable[..., d.Verdict | None]]] = [
-            (a.LOG_ODDS_FLAT, (m.LOG_ODDS_RATIO, m.NLL_LOSS), d.log_odds_flat),
+            (a.LOG_ODDS_FLAT, (m.LOG_ODDS_RATIO, m.NLL_LOSS),
+             lambda get, th, step: d.log_odds_flat(get, th, step, self.planned_steps)),
             (a.LOSS_RISING, (m.LOSS, m.EVAL_PREFIX + m.LOSS),
              lambda get, th, step: d.loss_rising(get, th, step, self._eval_loss)),
             (a.OVER_PENALIZATION, (m.LOG_ODDS_RATIO, m.LOGPS_CHOSEN, m.NLL_LOSS, m.LOSS),

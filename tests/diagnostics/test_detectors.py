@@ -70,8 +70,9 @@ def test_log_odds_flat_gives_a_slow_learner_time_but_not_forever():
     # Starts near 0 and climbs 0.24 per 60 steps: under the level at min_step, but clearly learning.
     slow = 0.05 + 0.004 * t
     assert _flat_alerts(slow, 21) == []
-    # Without the graces (the slow learner's and the one for a model that writes the answers) it is flat.
-    assert _flat_alerts(slow, 21, {"lor_grace_step": 0, "answers_grace_step": 0})
+    # Without the graces (the slow learner's, the one for a model that writes the answers, and the wait
+    # for a borderline median: 0.21 at step 60) it is flat.
+    assert _flat_alerts(slow, 21, {"lor_grace_step": 0, "answers_grace_step": 0, "lor_borderline_frac": 0})
     # A steady creep of 0.03 per 60 steps is significant but far too slow to count: flagged at min_step
     # in a model that still has the format to learn, at the end of the grace in one that writes the answers.
     creep = 0.05 + 0.0005 * t
@@ -87,11 +88,44 @@ def test_log_odds_flat_gives_a_slow_learner_time_but_not_forever():
     assert opened and grace <= opened[0].step <= grace + DEFAULT_THRESHOLDS["check_every"]
 
 
+def test_log_odds_flat_is_graded_by_how_low_the_log_odds_ratio_sits():
+    # A model that still has the format to learn (no answers grace) and no trend. Clearly flat (median
+    # 0.05): judged at min_step as always. Borderline (0.25, between lor_sure_frac x lor_flat_level and
+    # lor_flat_level): only from lor_borderline_frac of the planned length (the file's last step, N).
+    step0 = DEFAULT_THRESHOLDS["min_step"]
+    every = DEFAULT_THRESHOLDS["check_every"]
+    clear = _flat_alerts(np.full(N, 0.05), 24, nll_start=3.7)
+    assert clear and clear[0].step <= step0 + every
+    wait = DEFAULT_THRESHOLDS["lor_borderline_frac"] * N
+    border = _flat_alerts(np.full(N, 0.25), 25, nll_start=3.7)
+    assert border and wait <= border[0].step <= wait + every
+    # Without the wait it opens at min_step: the wait is what spares it until then.
+    early = _flat_alerts(np.full(N, 0.25), 25, {"lor_borderline_frac": 0}, nll_start=3.7)
+    assert early and early[0].step <= step0 + every
+    # A borderline median that falls significantly is judged at once.
+    falling = _flat_alerts(0.29 - 0.0025 * np.arange(N), 26, sigma=0.02, nll_start=3.7)
+    assert falling and falling[0].step < wait
+
+
+def test_log_odds_flat_spares_the_slow_climber_among_the_all_swapped_runs():
+    # tune_swapped_labels_0 (labelled healthy: past 0.5 near step 190) sits at 0.24-0.30 at steps
+    # 100-150, like _2 (labelled flat, 0.21-0.25 until the end): the borderline wait spares the first
+    # and still catches the second, once the run is lor_borderline_frac in.
+    slow = load_metrics_file(TRACES / "tune_swapped_labels_0.jsonl.gz")
+    assert "log_odds_flat" not in kinds(diagnose(slow), None)
+    assert "log_odds_flat" in kinds(diagnose(slow, {"lor_borderline_frac": 0}))
+    flat = [a for a in diagnose(load_metrics_file(TRACES / "tune_swapped_labels_2.jsonl.gz"))
+            if a.kind == "log_odds_flat" and a.state == "open"]
+    assert flat and flat[0].step <= DEFAULT_THRESHOLDS["lor_borderline_frac"] * 200 + DEFAULT_THRESHOLDS["check_every"]
+
+
 def test_log_odds_flat_spares_the_real_slow_learner():
     # real_sft_healthy_0: beta 0.1 after SFT, log odds 0.21 at step 60 and creeping up; past 0.5 by ~175.
     series = load_metrics_file(TRACES / "real_sft_healthy_0.jsonl.gz")
     assert "log_odds_flat" not in kinds(diagnose(series), None)
-    assert "log_odds_flat" in kinds(diagnose(series, {"lor_grace_step": 0, "answers_grace_step": 0, "answers_nll_z": 99}))
+    # Its median (0.21-0.37 after step 60) is also borderline, so the wait for that is lifted too.
+    assert "log_odds_flat" in kinds(diagnose(series, {"lor_grace_step": 0, "answers_grace_step": 0, "answers_nll_z": 99,
+                                                      "lor_borderline_frac": 0}))
 
 
 def test_log_odds_flat_waits_while_a_model_that_writes_the_answers_still_improves():
