@@ -14,6 +14,11 @@ Same arithmetic in the forward pass (bit for bit), the same gradients up to floa
 (tests/trainer/test_fused_layers.py): about a third less activation memory for SmolLM2
 (benchmarks/trainer_vs_reference.py). Only modules known to compute exactly this are changed
 (`fuse_layers`); anything else, a LoRA-wrapped down_proj included, keeps its own forward.
+
+`sparse_tied_embedding_grad` removes the largest transient at the end of the backward pass: with
+tied input and output embeddings the input side's gradient, a dense [vocab, hidden] tensor (113 MB
+for SmolLM2) of which only the rows of the batch's tokens are non-zero, is made and then added to
+the output side's. As a sparse tensor it is added into that dense gradient in place.
 """
 
 from __future__ import annotations
@@ -131,6 +136,20 @@ def fuse_layers(model: torch.nn.Module) -> dict[str, int]:
             module.forward = types.MethodType(_mlp_forward, module)  # type: ignore[method-assign]
             counts["mlp"] += 1
     return counts
+
+
+def sparse_tied_embedding_grad(model: Any) -> bool:
+    """With tied, trained embeddings, let the input embedding hand autograd a sparse gradient (whether it
+    did). The weight's gradient stays dense: the output projection's dense gradient reaches the
+    shared weight first (the embedding is the first op of the forward, so the last of the backward)
+    and the sparse one is summed into it. Untied embeddings keep dense gradients, which the optimizer
+    needs."""
+    embedding, output = model.get_input_embeddings(), model.get_output_embeddings()
+    tied = output is not None and embedding.weight is getattr(output, "weight", None)
+    if not (tied and type(embedding) is torch.nn.Embedding and embedding.weight.requires_grad):
+        return False
+    embedding.sparse = True
+    return True
 
 
 def _is_silu(act: Any) -> bool:

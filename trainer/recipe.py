@@ -34,7 +34,7 @@ from trainer.data import (
     load_preference_data,
 )
 from trainer.forward import PairScorer
-from trainer.fused_layers import fuse_layers
+from trainer.fused_layers import fuse_layers, sparse_tied_embedding_grad
 from trainer.loss import ORPOSums, pair_sums
 from trainer.models import DTYPES, add_lora, load_model, load_tokenizer, resolve_device
 from trainer.packing import pack_pairs
@@ -119,6 +119,7 @@ class ORPORecipe:
                 checkpoint.load_adapter(model, cfg.resume_from)
         # Same numbers, about a third less activation memory (trainer/fused_layers.py).
         lean = fuse_layers(model)
+        sparse_tied_embedding_grad(model)
         self.model = model
         self.scorer = PairScorer(model)
         self.train_model = self.scorer

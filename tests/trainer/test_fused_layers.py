@@ -10,7 +10,7 @@ import torch
 
 from tests.trainer.test_forward import _objective_and_grads, _pairs
 from trainer.forward import PairScorer
-from trainer.fused_layers import RMSNormFunction, SwiGLU, SwiGLUDown, fuse_layers
+from trainer.fused_layers import RMSNormFunction, SwiGLU, SwiGLUDown, fuse_layers, sparse_tied_embedding_grad
 from trainer.loss import pair_sums
 from trainer.packing import pack_pairs
 
@@ -109,3 +109,29 @@ def test_fused_model_under_bfloat16_autocast(tokenizer, tiny_model, pair_rows) -
     for got, expected in zip(fast_grads, plain_grads, strict=True):
         assert got.dtype == torch.float32
         torch.testing.assert_close(got, expected, rtol=2e-2, atol=2e-2 * expected.abs().max().item())
+
+
+def test_a_sparse_input_embedding_gradient_sums_into_the_tied_dense_one(tokenizer, pair_rows) -> None:
+    from tests.trainer.conftest import build_model
+
+    model = build_model(len(tokenizer))
+    model.config.tie_word_embeddings = True
+    model.tie_weights()
+    sparse = copy.deepcopy(model)
+    assert sparse_tied_embedding_grad(sparse)
+    assert not sparse_tied_embedding_grad(build_model(len(tokenizer)))  # untied: dense, as the optimizer needs
+    ids = torch.tensor([[1, 2, 3]])
+    assert sparse.get_input_embeddings()(ids).grad_fn._saved_sparse  # the [vocab, hidden] temporary is sparse
+    assert not model.get_input_embeddings()(ids).grad_fn._saved_sparse
+    packed = pack_pairs(_pairs(tokenizer, pair_rows, count=8), tokenizer.pad_token_id, prompt_loss=True)
+
+    def two_micro_batches(m: torch.nn.Module) -> list[torch.Tensor]:
+        m.zero_grad(set_to_none=True)
+        for _ in range(2):  # the second accumulates into the first's gradient
+            sums = pair_sums(PairScorer(m)(packed))
+            sums.objective(0.5, nll_tokens=sums.nll_tokens.detach(), pairs=sums.pairs).backward()
+        return [p.grad for p in m.parameters()]
+
+    for got, expected in zip(two_micro_batches(sparse), two_micro_batches(model), strict=True):
+        assert got.layout == torch.strided
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6 * expected.abs().max().item())
