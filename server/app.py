@@ -41,6 +41,8 @@ from server.routes import (
 )
 from server.schemas import AlertPublic
 from server.services import runs as run_service
+from server.services.import_judge import JudgePool
+from server.services.import_judge import in_thread as judge_in_thread
 from server.services.ingest import Announcement
 from server.services.worker_liveness import LastHeard
 from server.settings import Settings, get_settings
@@ -83,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if fanout is not None:
                 fanout.stop()
             app.state.writer.stop()
+            app.state.judge_pool.shutdown()
             if notifier is not None:
                 notifier.close()
             app.state.engine.dispose()
@@ -169,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.writer = DatabaseWriter(app.state.session_factory, on_committed=on_committed,
                                       before_commit=fanout.notify_committing if fanout is not None else None)
     app.state.announce_run = announce_run
+    app.state.judge_pool = JudgePool() if settings.import_judge_process else judge_in_thread()
 
     app.include_router(account_pages.public_router)
     app.include_router(account_pages.router)

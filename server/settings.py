@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     worker_python: str = Field("", description="Python executable for workers; empty means this interpreter.")
     model_cache_dir: Path | None = Field(None, description="Where workers cache converted models (default ~/.cache/orpo-dash).")
     launch_workers: bool = Field(True, description="Start a local worker process for each new run.")
+    import_judge_process: bool = Field(
+        True, description="Judge an imported run's alerts in a separate process while it is stored (faster on two "
+                          "or more cores); false: in the request's thread, before it is stored.",
+    )
     worker_timeout: float = Field(
         60.0, gt=0.0,
         description="A running run whose worker has sent nothing (not even a heartbeat) for this many seconds "

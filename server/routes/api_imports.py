@@ -8,6 +8,7 @@ and refused past ORPO_DASH_MAX_IMPORT_BYTES.
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from pathlib import Path
@@ -17,12 +18,15 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from orpo_dash.diagnostics import Alert as AlertChange
 from orpo_dash.run_import import RunImportError, read_run
 from server.auth import Caller, MemberDep, current_caller
 from server.request_limits import import_too_large
 from server.schemas import RunPublic
 from server.services import imports
 from server.services import runs as run_service
+
+log = logging.getLogger(__name__)
 
 IMPORT_WAIT_SECONDS = 600.0
 
@@ -69,19 +73,38 @@ def _import(request: Request, path: Path, filename: str, name: str | None, sourc
         raise _file_error(str(error)) from None
     if model:
         imported.config.setdefault("model", model)
-    points = imported.points(imports.default_time())
-    changes = imports.judge(imported, points)
+    # The alert engine judges the run in the judge process while the writer stores it; the writer's
+    # transaction waits for its alerts at its end, so the run, points and alerts commit together or not at all.
+    pool = request.app.state.judge_pool
+    judgement = pool.submit(imported)
     writer = request.app.state.writer
 
+    def changes() -> list[AlertChange]:
+        try:
+            return pool.result(judgement, imported, timeout=IMPORT_WAIT_SECONDS)
+        except Exception as error:
+            raise JudgementFailed(error) from error
+
     def write(session: Session) -> RunPublic:
-        run = imports.store(session=session, imported=imported, changes=changes, name=name,
+        run = imports.store(session=session, imported=imported, judgement=changes, name=name,
                             created_by=caller.name, state=writer.state)
         session.flush()
         return run_service.public_run(session=session, run=run)
 
     # A long run is one transaction of millions of points: wait for it longer than for a page's write
     # (WRITE_WAIT_SECONDS), which a busy shared machine can exceed for an import while it is being made.
-    return writer.submit(write).result(timeout=IMPORT_WAIT_SECONDS)
+    try:
+        return writer.submit(write).result(timeout=IMPORT_WAIT_SECONDS)
+    except JudgementFailed as failed:
+        log.error("the alert engine failed on an imported run (%s); nothing was stored", filename,
+                  exc_info=failed.__cause__)
+        raise HTTPException(status_code=500, detail=f"{filename}: the alert engine failed while judging this run "
+                            f"({type(failed.__cause__).__name__}: {failed.__cause__}); nothing was stored. "
+                            "Please report it with the file.") from None
+
+
+class JudgementFailed(Exception):
+    """The alert engine raised on the imported run (in the judge process or here): the import rolls back."""
 
 
 def _safe_name(filename: str) -> str:

@@ -1,45 +1,30 @@
-"""Importing a run made elsewhere: judge its metrics with the alert engine, then store it as a run with
-status `imported`, through the same point storage and rollups as a streamed run (docs/metrics.md,
-"Importing runs"). Reading the file is orpo_dash.run_import's."""
+"""Importing a run made elsewhere: judge its metrics with the alert engine (import_judge.py: in another
+process while it is stored), and store it as a run with status `imported`, through the same point storage and
+rollups as a streamed run (docs/metrics.md, "Importing runs"). Reading the file is orpo_dash.run_import's."""
 
 from __future__ import annotations
 
 import math
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
 from orpo_dash.diagnostics import Alert as AlertChange
-from orpo_dash.diagnostics import AlertEngine
 from orpo_dash.metric_names import EVAL_PREFIX
-from orpo_dash.protocol import MAX_NAME, MAX_STEP, Point
+from orpo_dash.protocol import MAX_NAME, MAX_STEP
 from orpo_dash.run_import import ImportedRun, RunImportError
 from server.models import LogLine, Run
 from server.services import run_status
+from server.services.import_judge import judge
 from server.services.ingest import MAX_LOG_LINE, IngestState, record_alert
 from server.services.metrics import insert_points
 from server.services.runs import hash_token
 
 MAX_RUN_NAME = 200
-
-
-def judge(imported: ImportedRun, points: list[Point]) -> list[AlertChange]:
-    """The alert engine over the whole run, as if it had streamed: every state change, in order. Its
-    planned length is the run's last step (the step thresholds scale with it, as for a native run).
-    Advice is fitted to the config only when it is a whole run config of ours (a JSON export): a
-    trainer_state.json says nothing of beta or the peak learning rate, and a W&B config or MLflow params hold
-    some of our fields but not all (LoRA, dtype, warmup...): advice must not assume our defaults for the rest."""
-    config = imported.config
-    ours = imported.format == "metrics_file"
-    known = config if ours and all(key in config for key in ("beta", "learning_rate", "model")) else None
-    thresholds = config.get("alert_thresholds") if isinstance(config.get("alert_thresholds"), dict) else None
-    try:
-        engine = AlertEngine(thresholds or None, imported.last_step or None, config=known)
-    except ValueError:  # thresholds from another version, say: judge with the defaults
-        engine = AlertEngine(None, imported.last_step or None, config=known)
-    return engine.feed((step, name, value) for step, name, value, _ in points) + engine.flush()
+__all__ = ["check_points", "default_time", "judge", "store"]
 
 
 def check_points(imported: ImportedRun) -> None:
@@ -52,9 +37,11 @@ def check_points(imported: ImportedRun) -> None:
             raise RunImportError(f"metric {name!r} has steps outside 0..{MAX_STEP}; steps are optimizer step numbers")
 
 
-def store(*, session: Session, imported: ImportedRun, changes: list[AlertChange], name: str | None,
+def store(*, session: Session, imported: ImportedRun, judgement: Callable[[], list[AlertChange]], name: str | None,
           created_by: str | None, state: IngestState) -> Run:
-    """Insert the run, its points (with their rollups) and its alerts, in the caller's transaction."""
+    """Insert the run, its points (with their rollups) and its alerts, in the caller's transaction. The
+    alerts are `judgement()`'s, called once the points are in: it may wait for the judge process, which has
+    been judging them meanwhile (import_judge.py); if it raises, so does this, and the caller rolls back."""
     now = default_time()
     walls = [float(t.min()) for t in imported.times.values() if len(t)], [float(t.max()) for t in imported.times.values() if len(t)]
     started = datetime.fromtimestamp(min(walls[0]), UTC) if walls[0] else None
@@ -79,7 +66,7 @@ def store(*, session: Session, imported: ImportedRun, changes: list[AlertChange]
     run.latest_metrics, run.last_step = latest, last_step
     max_steps = imported.config.get("max_steps")
     run.total_steps = max_steps if isinstance(max_steps, int) and not isinstance(max_steps, bool) else last_step
-    for change in changes:
+    for change in judgement():
         record_alert(session=session, run_id=run.id, change=change)
     # The run page's log says where the run came from, and what the reader skipped (a half-written last line).
     source = imported.config.get("imported_from", {})
