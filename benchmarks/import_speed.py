@@ -1,10 +1,21 @@
 """`orpo-dash import` of a 100,000-step x 15-metric run (target <= 10 s), as a TRL trainer_state.json, as
 our --metrics-out JSONL, as a W&B history CSV, as an MLflow mlruns folder and (with wandb installed; writing it
 takes about a minute) as an offline W&B run's .wandb file: wall time of the command, and the dashboard's own CPU time for it (read from
-/proc), which is what the wall time would be on an idle machine (the benchmark machine's 2 cores are shared)."""
+/proc: the server process and its descendants, i.e. the judge process, see server/services/import_judge.py), which
+is what the wall time would be on one idle core (the benchmark machine's 2 cores are shared).
+
+Then the critical path, measured in this process on the same files: the CPU seconds of reading, of judging
+(points + alert engine, what the judge process does) and of storing (into a fresh SQLite file, what the
+writer thread does); judged beside the store, an import costs read + max(judge, store) on two idle cores
+instead of read + judge + store.
+
+    python -m benchmarks.import_speed [--files DIR] [--only trainer_state.json run-<id>.wandb ...] [--no-critical-path]
+
+--files reuses (or first writes) the files in DIR, so that runs to compare read the same bytes."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -65,28 +76,107 @@ def write_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def _cpu_seconds(pid: int) -> float:
+def _own_cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     # utime + stime, and the same of its children it has waited for (the wandb reader it starts for a .wandb file)
     return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
+def _descendants(pid: int) -> list[int]:
+    """Its live children, theirs, and so on (the forkserver and the judge process it forks)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += children
+            todo += children
+    return found
+
+
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """The dashboard's CPU seconds: its own (with the children it reaped), and its live descendants'."""
+    children = 0.0
+    for child in _descendants(pid):
+        try:
+            children += _own_cpu(child)
+        except OSError:  # exited meanwhile
+            continue
+    return _own_cpu(pid), children
+
+
+def critical_path(path: Path) -> str:
+    """CPU seconds of read, judge and store of one file, each alone in this process (see the module doc)."""
+    import shutil
+
+    from orpo_dash.run_import import find_run_file, read_run
+    from server.db import make_engine, make_session_factory
+    from server.migrate import upgrade_to_head
+    from server.services import imports
+    from server.services.import_judge import judge_run
+    from server.services.ingest import IngestState
+
+    file = find_run_file(path)
+    started = time.process_time()
+    imported = read_run(file, display_name=file.name)
+    read = time.process_time() - started
+    started = time.process_time()
+    changes = judge_run(imported)
+    judge = time.process_time() - started
+    folder = Path(tempfile.mkdtemp(prefix="orpo-import-bench-db-"))
+    url = f"sqlite:///{folder / 'store.sqlite3'}"
+    upgrade_to_head(url)
+    engine = make_engine(url)
+    started = time.process_time()
+    with make_session_factory(engine)() as session, session.begin():
+        imports.store(session=session, imported=imported, judgement=lambda: changes, name=None, created_by=None,
+                      state=IngestState())
+    store = time.process_time() - started
+    engine.dispose()
+    shutil.rmtree(folder)
+    return (f"read {read:4.1f} + judge {judge:4.1f} + store {store:4.1f} CPU s: sequential {read + judge + store:5.1f}, "
+            f"judge beside store {read + max(judge, store):5.1f} ({len(changes)} alert changes)")
+
+
 def main() -> None:
-    folder = Path(tempfile.mkdtemp(prefix="orpo-import-bench-"))
-    files = write_files(folder)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", type=Path, help="write the files here once, and reuse them")
+    parser.add_argument("--only", nargs="*", help="import only these (e.g. trainer_state.json run-<id>.wandb)")
+    parser.add_argument("--no-critical-path", action="store_true", help="skip the in-process read/judge/store timing")
+    args = parser.parse_args()
+    folder = args.files or Path(tempfile.mkdtemp(prefix="orpo-import-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    done_mark = folder / "written.json"
+    if done_mark.exists():
+        files = {label: Path(p) for label, p in json.loads(done_mark.read_text()).items()}
+    else:
+        files = write_files(folder)
+        done_mark.write_text(json.dumps({label: str(p) for label, p in files.items()}))
+    if args.only:
+        files = {label: path for label, path in files.items() if label in args.only}
     print(f"import of {STEPS:,} steps x 15 metrics (target <= 10 s); load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs")
     with Dashboard() as dashboard:
         for label, path in files.items():
-            cpu = _cpu_seconds(dashboard.process.pid)
+            own, children = _cpu_seconds(dashboard.process.pid)
+            load = os.getloadavg()[0]
             started = time.perf_counter()
             done = subprocess.run([sys.executable, "-m", "orpo_dash.cli", "import", str(path), "--server", dashboard.url],
                                   cwd=REPO_ROOT, capture_output=True, text=True)
             wall = time.perf_counter() - started
-            cpu = _cpu_seconds(dashboard.process.pid) - cpu
+            own_after, children_after = _cpu_seconds(dashboard.process.pid)
+            own, children = own_after - own, children_after - children
             size = sum(p.stat().st_size for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file()) / 1e6
-            print(f"  {label:20s} {size:6.1f} MB  wall {wall:6.1f} s   dashboard CPU {cpu:6.1f} s   "
+            print(f"  {label:20s} {size:6.1f} MB  wall {wall:6.1f} s   dashboard CPU {own + children:6.1f} s "
+                  f"(server {own:4.1f} + judge process {children:4.1f})   load {load:.1f}   "
                   f"{'ok' if done.returncode == 0 else 'FAILED: ' + done.stderr[-300:]}")
+    if not args.no_critical_path:
+        print("critical path, CPU seconds in this process:")
+        for label, path in files.items():
+            print(f"  {label:20s} {critical_path(path)}")
 
 
 if __name__ == "__main__":
