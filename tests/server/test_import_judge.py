@@ -111,3 +111,64 @@ def test_a_failed_judgement_rolls_the_whole_import_back_with_a_clear_500(client,
     assert answer.status_code == 201, answer.text
     assert "over_penalization" in {alert["kind"] for alert in answer.json()["alerts"]}
     client.app.state.judge_pool.shutdown()
+
+
+def _small_run(tmp_path: Path) -> ImportedRun:
+    from orpo_dash.run_import import read_run
+
+    return read_run(write_trainer_state(tmp_path / "run") / "trainer_state.json")
+
+
+def _long_run(steps: int = 30_000) -> ImportedRun:
+    """A run long enough that its judgement takes a while (about a second), so it can be killed under way."""
+    import numpy as np
+
+    from orpo_dash.diagnostics.loading import MetricSeries
+    from tests.over_penalized import STEPS, over_penalized_metrics
+
+    step = np.arange(1, steps + 1, dtype=np.int64)
+    # The over-penalized run of tests/over_penalized.py, stretched to `steps` (each of its steps held a while).
+    rows = [over_penalized_metrics(1 + int(s) * STEPS // (steps + 1)) for s in step]
+    return ImportedRun(format="trainer_state", name="long", config={},
+                       series={name: MetricSeries(step, np.array([row[name] for row in rows], dtype=np.float64))
+                               for name in rows[0]})
+
+
+def test_without_a_process_pool_the_run_is_judged_in_thread_and_the_log_says_why(tmp_path, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    from server.services import import_judge
+
+    imported = _small_run(tmp_path)
+    expected = import_judge.judge_run(imported)
+    monkeypatch.setattr(import_judge, "START_METHOD", "no-such-start-method")  # as where processes are not allowed
+    pool = JudgePool()
+    with caplog.at_level("WARNING", logger=import_judge.__name__):
+        changes = pool.result(pool.submit(imported), imported, timeout=60)
+    assert changes == expected and expected
+    assert "imports are judged in the request thread: no process pool" in caplog.text
+    assert "no-such-start-method" in caplog.text
+
+
+def test_a_judge_process_killed_mid_judgement_is_replaced_by_judging_in_thread(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+
+    from server.services import import_judge
+
+    imported = _long_run()
+    expected = import_judge.judge_run(imported)
+    pool = JudgePool()
+    try:
+        assert pool.result(pool.submit(imported), imported, timeout=120) == expected  # started, and warm
+        executor = pool._executor
+        assert executor is not None
+        judgement = pool.submit(imported)
+        for pid in list(executor._processes):  # type: ignore[attr-defined]
+            os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
+        with caplog.at_level("WARNING", logger=import_judge.__name__):
+            assert pool.result(judgement, imported, timeout=120) == expected and expected
+        assert "the judge process died during a judgement" in caplog.text
+        # The next import gets a new judge process.
+        assert pool.result(pool.submit(imported), imported, timeout=120) == expected
+        assert pool._executor is not None and pool._executor is not executor
+    finally:
+        pool.shutdown()
