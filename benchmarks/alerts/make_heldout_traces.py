@@ -29,15 +29,13 @@ import argparse
 import json
 import random
 import sys
-import tempfile
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from make_real_traces import GOOD, build_tokenizer, make_pairs, write_jsonl  # noqa: E402
+from make_real_traces import GOOD, build_tokenizer, make_pairs, train_for_trace, write_jsonl, write_runs  # noqa: E402
 from traces import write_trace  # noqa: E402
 
 HELDOUT = Path(__file__).parent / "heldout"
@@ -97,9 +95,6 @@ def save_model(path: Path, tokenizer, hidden: int, layers: int, seed: int) -> No
 
 def run(r: Run, tokenizer, work: Path) -> list[dict]:
     import make_real_traces as mrt
-    import yaml
-
-    from trainer.worker import main as trainer_main
 
     rng = random.Random(r.seed)
     perm = list(range(GOOD))
@@ -121,11 +116,7 @@ def run(r: Run, tokenizer, work: Path) -> list[dict]:
         "lr_scheduler": r.schedule, "warmup_steps": r.warmup, "eval_every": r.eval_every, "logging_every": 1,
         "output_dir": str(d / "out"),
     }
-    (d / "run.yaml").write_text(yaml.safe_dump(config))
-    out = d / "metrics.jsonl"
-    if trainer_main([str(d / "run.yaml"), "--metrics-out", str(out), "--quiet"]) != 0:
-        raise SystemExit(f"{r.name}: the trainer failed")
-    return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    return train_for_trace(r.name, d, config)
 
 
 # ----- synthetic failure classes (issue 16) -----
@@ -265,19 +256,7 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     tokenizer = build_tokenizer()
     meta_path = HELDOUT / "ours_runs.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in runs():
-            if not r.name.startswith(args.only):
-                continue
-            t0 = time.perf_counter()
-            rows = run(r, tokenizer, Path(tmp))
-            write_trace(HELDOUT / f"{r.name}.jsonl.gz", rows)
-            meta[r.name] = {k: v for k, v in asdict(r).items() if k != "name"}
-            meta_path.write_text(json.dumps(dict(sorted(meta.items())), indent=1) + "\n")
-            train = [x for x in rows if "loss" in x]
-            print(f"{r.name:26s} {time.perf_counter() - t0:5.1f}s loss {train[0]['loss']}->{train[-1]['loss']}",
-                  flush=True)
+    write_runs(runs(), run, tokenizer, HELDOUT, meta_path, args.only)
 
 
 

@@ -196,10 +196,6 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def run(sc: Scenario, tokenizer, work: Path) -> list[dict]:
-    import yaml
-
-    from trainer.worker import main as trainer_main
-
     rng = random.Random(sc.seed)
     perm = list(range(GOOD))
     random.Random(0).shuffle(perm)  # one task for every run: only the data quality varies
@@ -219,12 +215,40 @@ def run(sc: Scenario, tokenizer, work: Path) -> list[dict]:
         "lr_scheduler": sc.schedule, "warmup_steps": sc.warmup, "eval_every": 10, "logging_every": 1,
         "output_dir": str(d / "out"),
     }
+    return train_for_trace(sc.name, d, config)
+
+
+def train_for_trace(name: str, d: Path, config: dict) -> list[dict]:
+    """Run our trainer on `config` in folder `d` (its run.yaml and metrics.jsonl land there) and return
+    the --metrics-out rows."""
+    import yaml
+
+    from trainer.worker import main as trainer_main
+
     (d / "run.yaml").write_text(yaml.safe_dump(config))
     out = d / "metrics.jsonl"
     rc = trainer_main([str(d / "run.yaml"), "--metrics-out", str(out), "--quiet"])
     if rc != 0:
-        raise SystemExit(f"{sc.name}: the trainer failed (exit {rc})")
+        raise SystemExit(f"{name}: the trainer failed (exit {rc})")
     return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+
+
+def write_runs(runs: list, run_one, tokenizer, folder: Path, meta_path: Path, only: str) -> None:
+    """Run every run whose name starts with `only` (run_one(run, tokenizer, work) -> rows), write its
+    trace into `folder` and its settings into `meta_path` (kept after each run, so a crash loses one)."""
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in runs:
+            if not r.name.startswith(only):
+                continue
+            t0 = time.perf_counter()
+            rows = run_one(r, tokenizer, Path(tmp))
+            write_trace(folder / f"{r.name}.jsonl.gz", rows)
+            meta[r.name] = {k: v for k, v in asdict(r).items() if k != "name"}
+            meta_path.write_text(json.dumps(dict(sorted(meta.items())), indent=1) + "\n")
+            train = [x for x in rows if "loss" in x]
+            print(f"{r.name:26s} {time.perf_counter() - t0:5.1f}s loss {train[0]['loss']}->{train[-1]['loss']}",
+                  flush=True)
 
 
 def sft_first(sc: Scenario, d: Path) -> Path:

@@ -11,19 +11,15 @@ unchanged) and the labels committed before any detector runs on them.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
-import tempfile
-import time
-from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import make_real_traces as mrt  # noqa: E402
 from make_heldout2_traces import Run  # noqa: E402
 from make_heldout_traces import save_model  # noqa: E402
-from traces import TRACES, write_trace  # noqa: E402
+from traces import TRACES  # noqa: E402
 
 SEED_OFFSET = 70_000
 
@@ -38,10 +34,6 @@ def runs() -> list[Run]:
 
 
 def run(r: Run, tokenizer, work: Path) -> list[dict]:
-    import yaml
-
-    from trainer.worker import main as trainer_main
-
     rng = random.Random(r.seed)
     perm = list(range(mrt.GOOD))
     random.Random(0).shuffle(perm)  # the tuning collection's task
@@ -57,11 +49,7 @@ def run(r: Run, tokenizer, work: Path) -> list[dict]:
         "lr_scheduler": r.schedule, "warmup_steps": r.warmup, "eval_every": 10, "logging_every": 1,
         "output_dir": str(d / "out"),
     }
-    (d / "run.yaml").write_text(yaml.safe_dump(config))
-    out = d / "metrics.jsonl"
-    if trainer_main([str(d / "run.yaml"), "--metrics-out", str(out), "--quiet"]) != 0:
-        raise SystemExit(f"{r.name}: the trainer failed")
-    return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    return mrt.train_for_trace(r.name, d, config)
 
 
 def main() -> None:
@@ -75,19 +63,7 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     tokenizer = mrt.build_tokenizer()
     meta_path = TRACES / "tune_swapped_runs.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in runs():
-            if not r.name.startswith(args.only):
-                continue
-            t0 = time.perf_counter()
-            rows = run(r, tokenizer, Path(tmp))
-            write_trace(TRACES / f"{r.name}.jsonl.gz", rows)
-            meta[r.name] = {k: v for k, v in asdict(r).items() if k != "name"}
-            meta_path.write_text(json.dumps(dict(sorted(meta.items())), indent=1) + "\n")
-            train = [x for x in rows if "loss" in x]
-            print(f"{r.name:26s} {time.perf_counter() - t0:5.1f}s loss {train[0]['loss']}->{train[-1]['loss']}",
-                  flush=True)
+    mrt.write_runs(runs(), run, tokenizer, TRACES, meta_path, args.only)
 
 
 if __name__ == "__main__":
