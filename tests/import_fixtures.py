@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 from tests.over_penalized import STEPS, over_penalized_metrics
 
@@ -109,12 +110,7 @@ def _log_to_wandb(root: str, steps: int, model: str) -> None:
     args = _orpo_arguments(steps, report_to="wandb")
     callback, state, control = WandbCallback(), TrainerState(max_steps=steps), TrainerControl()
     callback.setup(args, state, _Model())
-    for step in range(1, steps + 1):
-        state.global_step = step
-        callback.on_log(args, state, control, logs=trl_logs(step))
-        if step % 20 == 0:
-            callback.on_log(args, state, control, logs={"eval_loss": 1.5 - step / 1000, "eval_log_odds_ratio": -0.4,
-                                                        "epoch": step / steps})
+    _log_training(callback, args, state, control, steps)
     callback.on_log(args, state, control, logs={"train_runtime": 12.5, "train_loss": 1.2, "total_flos": 1e12})
     callback._wandb.finish()
 
@@ -184,12 +180,18 @@ def _log_to_mlflow(steps: int, model: str) -> str:
     callback, state, control = MLflowCallback(), TrainerState(max_steps=steps, is_world_process_zero=True), TrainerControl()
     callback.setup(args, state, _Model())
     run_id = callback._ml_flow.active_run().info.run_id
+    _log_training(callback, args, state, control, steps)
+    callback.on_train_end(args, state, control)
+    callback._ml_flow.end_run()
+    return run_id
+
+
+def _log_training(callback: Any, args: Any, state: Any, control: Any, steps: int) -> None:
+    """What a Trainer logs through a logger callback for an ORPO run of `steps` steps: TRL's metrics every
+    step, an evaluation every 20."""
     for step in range(1, steps + 1):
         state.global_step = step
         callback.on_log(args, state, control, logs=trl_logs(step))
         if step % 20 == 0:
             callback.on_log(args, state, control, logs={"eval_loss": 1.5 - step / 1000, "eval_log_odds_ratio": -0.4,
                                                         "epoch": step / steps})
-    callback.on_train_end(args, state, control)
-    callback._ml_flow.end_run()
-    return run_id
