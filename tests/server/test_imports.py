@@ -72,6 +72,16 @@ def test_a_checkpoint_folder_imports_with_trl_values_under_our_names_and_its_ale
     assert live_server.api("GET", "/api/runs", params={"status": "imported"}).json()[0]["id"] == run_id
     exported = live_server.api("GET", f"/api/runs/{run_id}/export", params={"format": "json"}).json()
     assert exported["run"]["status"] == "imported" and len(exported["points"]) == sum(map(len, series.values()))
+    # Tagged like any run, compared beside a native run, then deleted.
+    tagged = live_server.api("PATCH", f"/api/runs/{run_id}", json={"tags": ["from-trl"]})
+    assert tagged.status_code == 200 and tagged.json()["tags"] == ["from-trl"]
+    native = live_server.api("POST", "/api/runs", params={"launch": "false"}, json={"name": "native", "max_steps": 5})
+    assert native.status_code == 201, native.text
+    both = f"{run_id},{native.json()['id']}"
+    compare = live_server.api("GET", "/compare", params={"runs": both})
+    assert compare.status_code == 200 and f'data-run-ids="{both}"' in compare.text and 'id="chart-loss"' in compare.text
+    assert live_server.api("DELETE", f"/api/runs/{run_id}").status_code == 204
+    assert live_server.api("GET", f"/api/runs/{run_id}").status_code == 404
     assert_no_server_tracebacks(live_server)
 
 
