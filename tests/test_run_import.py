@@ -42,7 +42,10 @@ def test_a_file_with_no_metrics_is_refused_naming_the_formats(tmp_path) -> None:
 def test_a_wandb_run_file_without_the_package_names_the_install_command(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     run_file = tmp_path / "run-abc123.wandb"
     run_file.write_bytes(b":W&B\x00\x01\x00" + b"\x00" * 16)
-    monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
+    # As if not installed: a module another test imported stays in sys.modules under its full name, and
+    # `from wandb.proto.wandb_internal_pb2 import Record` would find it there without looking at `wandb`.
+    for name in [m for m in sys.modules if m.startswith("wandb.")] + ["wandb", "wandb.proto.wandb_internal_pb2"]:
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(RunImportError, match=r'W&B run file; reading it needs the wandb package: pip install "orpo-dash\[import\]"'):
         read_run(run_file)
 
