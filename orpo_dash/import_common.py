@@ -11,10 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from orpo_dash.diagnostics.loading import MetricSeries, reading_order
+from orpo_dash.diagnostics.loading import NONFINITE_WORDS, MetricSeries, reading_order
 from orpo_dash.diagnostics.records import MetricsFileError
-
-_NONFINITE_WORDS = frozenset({"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
 
 # Hugging Face TrainingArguments / TRL ORPOConfig settings (what W&B's config and MLflow's params hold, as the
 # Hugging Face WandbCallback and MLflowCallback log them) -> our RunConfig fields, with the type each must have.
@@ -128,7 +126,7 @@ def number(raw: Any) -> float | None:
         return float(raw)
     if isinstance(raw, str):
         word = raw.strip()
-        if word.lower() in _NONFINITE_WORDS:
+        if word.lower() in NONFINITE_WORDS:
             return float(word)
         try:
             return float(word) if word else None

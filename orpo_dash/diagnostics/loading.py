@@ -33,7 +33,7 @@ from orpo_dash import metric_names as m
 from orpo_dash.diagnostics.records import MetricsFileError, Records
 
 _STEP_KEYS = ("step", "global_step")
-_NONFINITE_WORDS = frozenset({"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
+NONFINITE_WORDS = frozenset({"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
 _NUMBER_TYPES = frozenset({float, int})
 # Within a step, the metrics whose NaN the alert engine calls critical (engine._CORE) come first, so a step
 # with several NaNs opens one critical alert whatever order the file wrote its keys in; the rest by name.
@@ -253,7 +253,7 @@ def _classify(raw: Any, *, csv: bool) -> tuple[int, float]:
         word = raw.strip()
         if not word:
             return _NULL, math.nan
-        if word.lower() in _NONFINITE_WORDS:
+        if word.lower() in NONFINITE_WORDS:
             return _WORD, float(word)
         if csv:
             try:
