@@ -221,7 +221,8 @@ def test_the_verdict_follows_every_edit_and_start_asks_about_advice(hub_cache_se
     shot("new-run-advice-dialog")
     page.click("#advice-change")
     dialog.wait_for(state="hidden")
-    assert page.evaluate("() => document.activeElement.id") == "f-beta"  # the first setting the advice is about
+    # The dialog hides on the click, its "close" event (which moves focus) fires a task later: wait for the move.
+    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'f-beta'", timeout=5000)
     assert server.api("GET", "/api/runs").json() == []
 
     # "Start anyway" launches; the worker cannot get the model and the run fails within seconds, saying why.
