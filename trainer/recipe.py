@@ -36,6 +36,7 @@ from trainer.data import (
 )
 from trainer.forward import FORCE_GQA_ENV, PairScorer
 from trainer.fused_layers import fuse_layers, sparse_tied_embedding_grad
+from trainer.optimizer_step import clip_and_step
 from trainer.loss import ORPOSums, pair_sums
 from trainer.models import DTYPES, add_lora, load_model, load_tokenizer, resolve_device
 from trainer.packing import pack_pairs
@@ -236,11 +237,8 @@ class ORPORecipe:
             # Unscale before clipping so max_grad_norm applies to the true gradient; the norm is
             # measured before clipping (what we report), and inf/nan under float16 makes the
             # scaler skip this step and lower its scale.
-            self.scaler.unscale_(self.optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm or math.inf)
             learning_rate = self.scheduler.get_last_lr()[0]
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            grad_norm = clip_and_step(self.optimizer, self.scaler, self.params, cfg.max_grad_norm or math.inf)
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
