@@ -23,6 +23,7 @@ from torch.utils.checkpoint import checkpoint
 
 from trainer.loss import PairLogps, at_least_float32
 from trainer.packing import PackedPairs
+from trainer.pair_attention import NAME as PAIR_ATTENTION
 
 # transformers' switch for grouped-query attention in SDPA with a mask (transformers/integrations/sdpa_attention.py).
 FORCE_GQA_ENV = "TRANSFORMERS_SDPA_FORCE_GQA"
@@ -42,8 +43,8 @@ class PairScorer(torch.nn.Module):
     def forward(self, batch: PackedPairs) -> PairLogps:
         decoder, lm_head = self.model.get_decoder(), self.model.get_output_embeddings()
         hidden = decoder(
-            input_ids=batch.input_ids, position_ids=batch.position_ids,
-            attention_mask=_mask_for(self.model, batch), use_cache=False,
+            input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False,
+            **_attention_inputs(self.model, batch),
         ).last_hidden_state
         scored = hidden.reshape(-1, hidden.size(-1)).index_select(0, batch.sources)
         rows = max(1, self.chunk_elements // lm_head.weight.size(0))
@@ -80,16 +81,19 @@ def _token_logps(lm_head: Any, hidden: torch.Tensor, targets: torch.Tensor) -> t
     return -F.cross_entropy(at_least_float32(lm_head(hidden)), targets, reduction="none")
 
 
-def _mask_for(model: Any, batch: PackedPairs) -> torch.Tensor:
-    """The packed attention rule in the form the model's attention takes a custom 4D mask:
-    boolean (True = attend) for SDPA and flex, additive float for eager."""
-    allowed = batch.attention_mask()
+def _attention_inputs(model: Any, batch: PackedPairs) -> dict[str, Any]:
+    """The packed attention rule in the form the model's attention takes it: pair segments for the
+    pair-by-pair attention (trainer/pair_attention.py), else a custom 4D mask, boolean (True =
+    attend) for SDPA and flex, additive float for eager."""
     implementation = getattr(model.config, "_attn_implementation", "sdpa")
+    if implementation == PAIR_ATTENTION:
+        return {"attention_mask": None, "pair_segments": batch.pair_segments()}
+    allowed = batch.attention_mask()
     if implementation in ("sdpa", "flex_attention"):
-        return allowed
+        return {"attention_mask": allowed}
     if implementation == "eager":
         dtype = next(model.parameters()).dtype
-        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+        return {"attention_mask": torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)}
     raise ValueError(
         f"attn_implementation={implementation!r} takes no custom 4D attention mask, which packed pairs need; "
         "load the model with attn_implementation='sdpa' (the default) or 'eager'"

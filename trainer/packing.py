@@ -30,6 +30,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from trainer.data import TokenizedPair
+from trainer.pair_attention import PairSegments, pair_segments
 
 # Tokens per row, about: few enough rows that little is padding, short enough that attention,
 # quadratic in the row's length, stays a small cost beside the rest of the model.
@@ -72,6 +73,10 @@ class PackedPairs:
         causal = idx[None, :, None] >= idx[None, None, :]
         same_context = (branch_k == PROMPT) | (branch_k == branch_q)
         return (causal & (pair_q == pair_k) & same_context)[:, None]
+
+    def pair_segments(self) -> PairSegments:
+        """The same rule as one short segment per pair (trainer/pair_attention.py)."""
+        return pair_segments(self.pair_ids, self.branch, self.n_pairs, prompt=PROMPT)
 
 
 def pack_pairs(pairs: list[TokenizedPair], pad_token_id: int, *, prompt_loss: bool,

@@ -40,6 +40,7 @@ from trainer.optimizer_step import clip_and_step
 from trainer.loss import ORPOSums, pair_sums
 from trainer.models import DTYPES, add_lora, load_model, load_tokenizer, resolve_device
 from trainer.packing import pack_pairs
+from trainer.pair_attention import use_pair_attention
 from trainer.reporting import Reporter
 from trainer.system_metrics import SystemSampler
 
@@ -127,6 +128,8 @@ class ORPORecipe:
         # Same numbers, about a third less activation memory (trainer/fused_layers.py).
         lean = fuse_layers(model)
         sparse_tied_embedding_grad(model)
+        # Attention pair by pair instead of over the whole packed row (trainer/pair_attention.py).
+        use_pair_attention(model)
         self.model = model
         self.scorer = PairScorer(model)
         self.train_model = self.scorer
