@@ -35,7 +35,7 @@ from trainer.data import (
     load_preference_data,
 )
 from trainer.forward import FORCE_GQA_ENV, PairScorer
-from trainer.fused_layers import fuse_layers, sparse_tied_embedding_grad
+from trainer.fused_layers import fuse_layers, sparse_tied_embedding_grad, tied_embedding_grad_in_place
 from trainer.optimizer_step import clip_and_step
 from trainer.loss import ORPOSums, pair_sums
 from trainer.models import DTYPES, add_lora, load_model, load_tokenizer, resolve_device
@@ -127,7 +127,10 @@ class ORPORecipe:
                 checkpoint.load_adapter(model, cfg.resume_from)
         # Same numbers, about a third less activation memory (trainer/fused_layers.py).
         lean = fuse_layers(model)
-        sparse_tied_embedding_grad(model)
+        if self.world.parallel:
+            sparse_tied_embedding_grad(model)
+        else:
+            tied_embedding_grad_in_place(model)
         # Attention pair by pair instead of over the whole packed row (trainer/pair_attention.py).
         use_pair_attention(model)
         self.model = model

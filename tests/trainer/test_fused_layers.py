@@ -10,7 +10,14 @@ import torch
 
 from tests.trainer.test_forward import _objective_and_grads, _pairs
 from trainer.forward import PairScorer
-from trainer.fused_layers import RMSNormFunction, SwiGLU, SwiGLUDown, fuse_layers, sparse_tied_embedding_grad
+from trainer.fused_layers import (
+    RMSNormFunction,
+    SwiGLU,
+    SwiGLUDown,
+    fuse_layers,
+    sparse_tied_embedding_grad,
+    tied_embedding_grad_in_place,
+)
 from trainer.loss import pair_sums
 from trainer.packing import pack_pairs
 
@@ -134,4 +141,29 @@ def test_a_sparse_input_embedding_gradient_sums_into_the_tied_dense_one(tokenize
 
     for got, expected in zip(two_micro_batches(sparse), two_micro_batches(model), strict=True):
         assert got.layout == torch.strided
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6 * expected.abs().max().item())
+
+
+def test_the_tied_embedding_gradient_added_in_place_is_the_plain_one(tokenizer, pair_rows) -> None:
+    from tests.trainer.conftest import build_model
+
+    model = build_model(len(tokenizer))
+    model.config.tie_word_embeddings = True
+    model.tie_weights()
+    model.get_input_embeddings().padding_idx = tokenizer.pad_token_id  # as Llama's embed_tokens has it
+    in_place = copy.deepcopy(model)
+    assert tied_embedding_grad_in_place(in_place)
+    assert not tied_embedding_grad_in_place(build_model(len(tokenizer)))  # untied: left alone
+    ids = torch.tensor([[1, 2, 3]])
+    assert type(in_place.get_input_embeddings()(ids).grad_fn).__name__ == "EmbeddingRowsToGradBackward"
+    packed = pack_pairs(_pairs(tokenizer, pair_rows, count=8), tokenizer.pad_token_id, prompt_loss=True, row_tokens=60)
+
+    def two_micro_batches(m: torch.nn.Module) -> list[torch.Tensor]:
+        m.zero_grad(set_to_none=True)
+        for _ in range(2):  # the second accumulates into the first's gradient
+            sums = pair_sums(PairScorer(m)(packed))
+            sums.objective(0.5, nll_tokens=sums.nll_tokens.detach(), pairs=sums.pairs).backward()
+        return [p.grad for p in m.parameters()]
+
+    for got, expected in zip(two_micro_batches(in_place), two_micro_batches(model), strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6 * expected.abs().max().item())
