@@ -25,8 +25,6 @@ from trainer.loss import PairLogps, at_least_float32
 from trainer.packing import PackedPairs
 from trainer.pair_attention import NAME as PAIR_ATTENTION
 
-# transformers' switch for grouped-query attention in SDPA with a mask (transformers/integrations/sdpa_attention.py).
-FORCE_GQA_ENV = "TRANSFORMERS_SDPA_FORCE_GQA"
 # Logits elements per chunk: 2**24 float32 = 64 MiB, e.g. 341 rows of SmolLM2's 49,152 tokens.
 CHUNK_ELEMENTS = 2**24
 

@@ -10,6 +10,7 @@ same up to float rounding (g * c against g / (1 / c)); tests/trainer/test_optimi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ import torch
 CLIP_EPS = 1e-6
 
 
-def clip_and_step(optimizer: torch.optim.Optimizer, scaler: Any, params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+def clip_and_step(optimizer: torch.optim.Optimizer, scaler: Any, params: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
     """Clip the gradients of `params` to `max_norm` (inf: no clipping), step, and return the norm
     measured before clipping. A float16 loss scaler, or an optimizer that is not fused, takes the
     standard path (unscale, clip in place, step)."""

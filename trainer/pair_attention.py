@@ -25,6 +25,10 @@ import torch
 import torch.nn.functional as F
 
 NAME = "orpo_pair_segments"
+# Devices whose SDPA kernels take grouped key/value heads together with a mask. On CUDA a mask with
+# enable_gqa falls back to the math kernel, so there the shared heads are repeated (small: the
+# segments are short) to keep the memory-efficient kernel.
+GROUPED_HEADS_WITH_MASK = frozenset({"cpu"})
 
 
 @dataclass
@@ -82,9 +86,14 @@ def pair_segment_attention(module: Any, query: torch.Tensor, key: torch.Tensor, 
         flat = states.transpose(1, 2).reshape(rows * length, states.size(1), dim)
         return flat.index_select(0, index).view(n, width, states.size(1), dim).transpose(1, 2)
 
+    keys, values = segments(key), segments(value)
+    groups = heads // key.size(1)
+    if groups > 1 and query.device.type not in GROUPED_HEADS_WITH_MASK:
+        # Each key/value head serves `groups` query heads (head h reads h // groups, as transformers' repeat_kv).
+        keys, values = keys.repeat_interleave(groups, dim=1), values.repeat_interleave(groups, dim=1)
     out = F.scaled_dot_product_attention(
-        segments(query), segments(key), segments(value), attn_mask=pair_segments.mask,
-        dropout_p=dropout, scale=scaling, enable_gqa=key.size(1) != heads,
+        segments(query), keys, values, attn_mask=pair_segments.mask,
+        dropout_p=dropout, scale=scaling, enable_gqa=keys.size(1) != heads,
     )
     out = out.transpose(1, 2).reshape(n * width, heads, dim).index_select(0, pair_segments.scatter)
     return out.view(rows, length, heads, dim), None

@@ -10,7 +10,6 @@ the NLL, pairs for the OR term), so the accumulated gradient equals the big batc
 from __future__ import annotations
 
 import math
-import os
 import random
 import signal
 import time
@@ -34,11 +33,11 @@ from trainer.data import (
     encode_prompt,
     load_preference_data,
 )
-from trainer.forward import FORCE_GQA_ENV, PairScorer
+from trainer.forward import PairScorer
 from trainer.fused_layers import fuse_layers, sparse_tied_embedding_grad, tied_embedding_grad_in_place
-from trainer.optimizer_step import clip_and_step
 from trainer.loss import ORPOSums, pair_sums
 from trainer.models import DTYPES, add_lora, load_model, load_tokenizer, resolve_device
+from trainer.optimizer_step import clip_and_step
 from trainer.packing import pack_pairs
 from trainer.pair_attention import use_pair_attention
 from trainer.reporting import Reporter
@@ -86,11 +85,6 @@ class ORPORecipe:
             raise ValueError(problem)  # before the model loads: the first checkpoint comes after training
         self.device = resolve_device(cfg.device)
         keep_freed_memory()  # before the first step allocates anything large
-        if self.device.type == "cpu":
-            # transformers repeats the shared key/value heads for every query head before SDPA whenever
-            # there is an attention mask (on CUDA its grouped-query path would fall back to the slow math
-            # kernel); on the CPU the grouped path takes the packed 4D mask as it is, with no copies.
-            os.environ.setdefault(FORCE_GQA_ENV, "1")
         self.world = distributed.init_world(self.device.type)
         if self.world.parallel and self.device.type == "cuda":
             self.device = torch.device("cuda", self.world.local_rank)

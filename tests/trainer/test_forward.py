@@ -136,21 +136,3 @@ def test_one_token_responses(tokenizer, tiny_model) -> None:
         fast = pair_sums(PairScorer(model)(pack_pairs(pairs, 0, prompt_loss=True)))
         plain = _plain(model, pairs, 0, prompt_loss=True)
     torch.testing.assert_close(fast.as_tensor().double(), plain.as_tensor().double(), rtol=1e-9, atol=1e-9)
-
-
-def test_grouped_query_attention_without_repeated_heads_gives_the_same_sums(tokenizer, tiny_model, pair_rows,
-                                                                             monkeypatch) -> None:
-    """The CPU trainer turns on transformers' grouped-query SDPA path (FORCE_GQA_ENV) for the packed mask."""
-    from trainer.forward import FORCE_GQA_ENV
-
-    model = tiny_model().double()
-    assert model.config.num_key_value_heads < model.config.num_attention_heads
-    pairs = _pairs(tokenizer, pair_rows)
-    packed = pack_pairs(pairs, tokenizer.pad_token_id, prompt_loss=True)
-    monkeypatch.setenv(FORCE_GQA_ENV, "0")
-    repeated, repeated_grads = _objective_and_grads(model, lambda: pair_sums(PairScorer(model)(packed)))
-    monkeypatch.setenv(FORCE_GQA_ENV, "1")
-    grouped, grouped_grads = _objective_and_grads(model, lambda: pair_sums(PairScorer(model)(packed)))
-    torch.testing.assert_close(grouped.as_tensor(), repeated.as_tensor(), rtol=1e-10, atol=1e-10)
-    for got, expected in zip(grouped_grads, repeated_grads, strict=True):
-        torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-9)

@@ -4,6 +4,7 @@ forward bit for bit, the same gradients up to rounding, and less memory kept for
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 import torch
@@ -118,6 +119,15 @@ def test_fused_model_under_bfloat16_autocast(tokenizer, tiny_model, pair_rows) -
         torch.testing.assert_close(got, expected, rtol=2e-2, atol=2e-2 * expected.abs().max().item())
 
 
+def _two_micro_batches(model: torch.nn.Module, packed: Any) -> list[torch.Tensor]:
+    """The gradients after two backward passes, the second accumulating into the first's."""
+    model.zero_grad(set_to_none=True)
+    for _ in range(2):
+        sums = pair_sums(PairScorer(model)(packed))
+        sums.objective(0.5, nll_tokens=sums.nll_tokens.detach(), pairs=sums.pairs).backward()
+    return [p.grad for p in model.parameters()]
+
+
 def test_a_sparse_input_embedding_gradient_sums_into_the_tied_dense_one(tokenizer, pair_rows) -> None:
     from tests.trainer.conftest import build_model
 
@@ -132,14 +142,7 @@ def test_a_sparse_input_embedding_gradient_sums_into_the_tied_dense_one(tokenize
     assert not model.get_input_embeddings()(ids).grad_fn._saved_sparse
     packed = pack_pairs(_pairs(tokenizer, pair_rows, count=8), tokenizer.pad_token_id, prompt_loss=True)
 
-    def two_micro_batches(m: torch.nn.Module) -> list[torch.Tensor]:
-        m.zero_grad(set_to_none=True)
-        for _ in range(2):  # the second accumulates into the first's gradient
-            sums = pair_sums(PairScorer(m)(packed))
-            sums.objective(0.5, nll_tokens=sums.nll_tokens.detach(), pairs=sums.pairs).backward()
-        return [p.grad for p in m.parameters()]
-
-    for got, expected in zip(two_micro_batches(sparse), two_micro_batches(model), strict=True):
+    for got, expected in zip(_two_micro_batches(sparse, packed), _two_micro_batches(model, packed), strict=True):
         assert got.layout == torch.strided
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6 * expected.abs().max().item())
 
@@ -158,12 +161,5 @@ def test_the_tied_embedding_gradient_added_in_place_is_the_plain_one(tokenizer, 
     assert type(in_place.get_input_embeddings()(ids).grad_fn).__name__ == "EmbeddingRowsToGradBackward"
     packed = pack_pairs(_pairs(tokenizer, pair_rows, count=8), tokenizer.pad_token_id, prompt_loss=True, row_tokens=60)
 
-    def two_micro_batches(m: torch.nn.Module) -> list[torch.Tensor]:
-        m.zero_grad(set_to_none=True)
-        for _ in range(2):  # the second accumulates into the first's gradient
-            sums = pair_sums(PairScorer(m)(packed))
-            sums.objective(0.5, nll_tokens=sums.nll_tokens.detach(), pairs=sums.pairs).backward()
-        return [p.grad for p in m.parameters()]
-
-    for got, expected in zip(two_micro_batches(in_place), two_micro_batches(model), strict=True):
+    for got, expected in zip(_two_micro_batches(in_place, packed), _two_micro_batches(model, packed), strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6 * expected.abs().max().item())

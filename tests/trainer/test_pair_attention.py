@@ -80,3 +80,22 @@ def test_other_implementations_are_left_alone(tiny_model) -> None:  # type: igno
     eager = tiny_model()
     eager.config._attn_implementation = "eager"
     assert not use_pair_attention(eager) and eager.config._attn_implementation == "eager"
+
+
+def test_repeated_key_value_heads_give_the_grouped_numbers(tokenizer, tiny_model, pair_rows, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Where SDPA cannot group heads under a mask (CUDA) the shared heads are repeated: same numbers."""
+    model = tiny_model().double()
+    assert model.config.num_key_value_heads < model.config.num_attention_heads
+    use_pair_attention(model)
+    batch = pack_pairs(_pairs(tokenizer, pair_rows), tokenizer.pad_token_id, prompt_loss=True)
+    grouped, grouped_grads = _objective_and_grads(model, lambda: pair_sums(PairScorer(model)(batch)))
+    monkeypatch.setattr(pair_attention, "GROUPED_HEADS_WITH_MASK", frozenset())
+    heads = []
+    sdpa = pair_attention.F.scaled_dot_product_attention
+    monkeypatch.setattr(pair_attention.F, "scaled_dot_product_attention",
+                        lambda *a, **k: heads.append((a[1].size(1), k["enable_gqa"])) or sdpa(*a, **k))
+    repeated, repeated_grads = _objective_and_grads(model, lambda: pair_sums(PairScorer(model)(batch)))
+    assert set(heads) == {(model.config.num_attention_heads, False)}
+    torch.testing.assert_close(repeated.as_tensor(), grouped.as_tensor(), rtol=1e-10, atol=1e-10)
+    for got, expected in zip(repeated_grads, grouped_grads, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-9)
