@@ -32,8 +32,9 @@ import torch
 from trainer.data import TokenizedPair
 from trainer.pair_attention import PairSegments, pair_segments
 
-# Tokens per row, about: few enough rows that little is padding, short enough that attention,
-# quadratic in the row's length, stays a small cost beside the rest of the model.
+# Tokens per row, about: few enough rows that little is padding, short enough that attention over
+# the whole row (eager and flex attention; quadratic in its length) stays a small cost beside the
+# rest of the model. The pair-by-pair attention (trainer/pair_attention.py) packs one row instead.
 ROW_TOKENS = 512
 
 PROMPT, CHOSEN, REJECTED = 0, 1, 2  # `branch` of each position; padding is a PROMPT of pair -1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 import signal
+import sys
 import time
 from contextlib import nullcontext
 from typing import Any
@@ -38,7 +39,7 @@ from trainer.fused_layers import fuse_layers, sparse_tied_embedding_grad, tied_e
 from trainer.loss import ORPOSums, pair_sums
 from trainer.models import DTYPES, add_lora, load_model, load_tokenizer, resolve_device
 from trainer.optimizer_step import clip_and_step
-from trainer.packing import pack_pairs
+from trainer.packing import ROW_TOKENS, pack_pairs
 from trainer.pair_attention import use_pair_attention
 from trainer.reporting import Reporter
 from trainer.system_metrics import SystemSampler
@@ -71,6 +72,7 @@ class ORPORecipe:
         self.stream = PairStream(0, config.seed)
         self.global_batch = 0  # pairs per optimizer step, over all ranks
         self.total_steps = 0
+        self.row_tokens = ROW_TOKENS  # tokens per packed row (trainer/packing.py); see _setup_model
         self.params: list[torch.nn.Parameter] = []
         self.optimizer: Any = None
         self.scheduler: Any = None
@@ -125,8 +127,9 @@ class ORPORecipe:
             sparse_tied_embedding_grad(model)
         else:
             tied_embedding_grad_in_place(model)
-        # Attention pair by pair instead of over the whole packed row (trainer/pair_attention.py).
-        use_pair_attention(model)
+        # Attention pair by pair instead of over the whole packed row (trainer/pair_attention.py). Its cost
+        # no longer grows with a row's length, so every micro-batch is then packed into one row: no padding.
+        self.row_tokens = sys.maxsize if use_pair_attention(model) else ROW_TOKENS
         self.model = model
         self.scorer = PairScorer(model)
         self.train_model = self.scorer
@@ -234,10 +237,10 @@ class ORPORecipe:
                 del logps, loss, sums  # free this micro-batch's activations before the next forward
             assert step_sums is not None  # gradient_accumulation_steps > 0 (validated), so batches is never empty
 
-            # Unscale before clipping so max_grad_norm applies to the true gradient; the norm is
-            # measured before clipping (what we report), and inf/nan under float16 makes the
-            # scaler skip this step and lower its scale.
             learning_rate = self.scheduler.get_last_lr()[0]
+            # Clipping applies max_grad_norm to the true gradient (unscaled first under float16, where
+            # inf/nan makes the scaler skip this step and lower its scale); the norm reported is the one
+            # measured before clipping.
             grad_norm = clip_and_step(self.optimizer, self.scaler, self.params, cfg.max_grad_norm or math.inf)
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -312,7 +315,7 @@ class ORPORecipe:
 
     def _pack(self, pairs: list[TokenizedPair]) -> dict[str, Any]:
         """One micro-batch laid out for one forward (trainer/packing.py), on the device."""
-        packed = pack_pairs(pairs, self.tokenizer.pad_token_id, prompt_loss=self.cfg.prompt_loss)
+        packed = pack_pairs(pairs, self.tokenizer.pad_token_id, prompt_loss=self.cfg.prompt_loss, row_tokens=self.row_tokens)
         return {
             "packed": packed.to(self.device),
             # Counted on the CPU copies, so the loop never waits on the device for them.
