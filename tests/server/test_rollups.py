@@ -164,3 +164,18 @@ def test_summaries_from_memory_are_those_read_back(session_factory, tmp_path, ti
     expected = _rollup_rows(session_factory, other_id)
     assert len(expected) > 100
     assert _rollup_rows(session_factory, session_factory.run_id) == expected
+
+
+def test_a_new_point_before_the_remembered_rows_is_summarised_in_step_order(session_factory) -> None:  # type: ignore[no-untyped-def]
+    """A batch that is in step order and wholly new can still come before rows already stored in the open
+    bucket (a worker that logs a step late). Its summary must be that of the bucket in step order: here the
+    first NaN is step 66, though step 70's NaN was stored first."""
+    tracker = RollupTracker()
+    _ingest(session_factory, tracker, [(step, "loss", float(step), 0.0) for step in range(61)] + [(70, "loss", math.nan, 0.0)])
+    _ingest(session_factory, tracker, [(66, "loss", math.nan, 1.0), (67, "loss", -5.0, 1.0)])
+    _ingest(session_factory, tracker, [(step, "loss", 0.5, 2.0) for step in range(2 * BUCKET_WIDTH, 2 * BUCKET_WIDTH + 5)])
+    bucket_one = [row for row in _rollup_rows(session_factory, session_factory.run_id) if row[1] == 0 and row[2] == 1]
+    assert len(bucket_one) == 1
+    name, _level, _bucket, min_step, min_value, _min_time, max_step, max_value, _max_time, nan_step, nan_time = bucket_one[0]
+    assert (name, min_step, min_value, max_step, max_value) == ("loss", 67, -5.0, 67, -5.0)
+    assert (nan_step, nan_time) == (66, 1.0)
