@@ -40,10 +40,17 @@ class PairScorer(torch.nn.Module):
 
     def forward(self, batch: PackedPairs) -> PairLogps:
         decoder, lm_head = self.model.get_decoder(), self.model.get_output_embeddings()
+        attention = _attention_inputs(self.model, batch)
         hidden = decoder(
-            input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False,
-            **_attention_inputs(self.model, batch),
+            input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False, **attention,
         ).last_hidden_state
+        segments = attention.get("pair_segments")
+        if segments is not None and segments.calls == 0:
+            # Its attention ran as plain SDPA without the packed rule: pairs would have seen each other.
+            raise RuntimeError(
+                f"{type(self.model).__name__}'s layers do not pass extra arguments to their attention, which the "
+                "pair-by-pair attention needs; load the model with attn_implementation='eager'"
+            )
         scored = hidden.reshape(-1, hidden.size(-1)).index_select(0, batch.sources)
         rows = max(1, self.chunk_elements // lm_head.weight.size(0))
         logps = chunked_token_logps(lm_head, scored, batch.targets, rows=rows)

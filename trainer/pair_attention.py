@@ -18,7 +18,7 @@ float rounding: tests/trainer/test_pair_attention.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -38,9 +38,12 @@ class PairSegments:
     gather: torch.Tensor  # [n, S] flat packed position (row * L + column) of each slot; padding slots repeat slot 0
     mask: torch.Tensor  # [n, 1, S, S] bool, True where a slot may attend; a padding slot attends to itself only
     scatter: torch.Tensor  # [rows * L] flat slot (pair * S + slot) holding each packed position; row padding -> 0
+    # Attention calls that used these segments: PairScorer checks the model passed them to its layers.
+    calls: int = field(default=0, compare=False)
 
     def to(self, device: torch.device | str) -> PairSegments:
-        return PairSegments(**{f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)})
+        return PairSegments(gather=self.gather.to(device, non_blocking=True), mask=self.mask.to(device, non_blocking=True),
+                            scatter=self.scatter.to(device, non_blocking=True))
 
 
 def pair_segments(pair_ids: torch.Tensor, branch: torch.Tensor, n_pairs: int, *, prompt: int) -> PairSegments:
@@ -78,6 +81,7 @@ def pair_segment_attention(module: Any, query: torch.Tensor, key: torch.Tensor, 
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    pair_segments.calls += 1
     rows, heads, length, dim = query.shape
     n, width = pair_segments.gather.shape
     index = pair_segments.gather.reshape(-1)

@@ -99,3 +99,20 @@ def test_repeated_key_value_heads_give_the_grouped_numbers(tokenizer, tiny_model
     torch.testing.assert_close(repeated.as_tensor(), grouped.as_tensor(), rtol=1e-10, atol=1e-10)
     for got, expected in zip(repeated_grads, grouped_grads, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-9)
+
+
+def test_a_model_that_drops_the_segments_is_refused_not_trained_wrong(tokenizer, tiny_model, pair_rows) -> None:  # type: ignore[no-untyped-def]
+    """Were a model's layers not to pass pair_segments on to their attention, it would run as plain SDPA
+    with no mask at all and pairs would see each other: the forward refuses instead."""
+    model = tiny_model()
+    use_pair_attention(model)
+    batch = pack_pairs(_pairs(tokenizer, pair_rows), tokenizer.pad_token_id, prompt_loss=False)
+    from transformers import AttentionInterface
+
+    attention = pair_attention.pair_segment_attention
+    AttentionInterface.register(NAME, lambda *a, pair_segments=None, **k: attention(*a, **k))
+    try:
+        with pytest.raises(RuntimeError, match="do not pass extra arguments to their attention"):
+            PairScorer(model)(batch)
+    finally:
+        AttentionInterface.register(NAME, attention)
