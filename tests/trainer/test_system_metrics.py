@@ -90,8 +90,11 @@ def test_a_run_streams_sys_metrics_at_its_interval_and_the_dashboard_stores_them
     assert sys_reports[0][1] == 1, "the first step is sampled"
     assert len(sys_reports) >= 2, f"{max_steps} steps took {elapsed:.2f} s"
     gaps = [b[0] - a[0] for a, b in pairwise(sys_reports)]
-    assert min(gaps) >= interval * 0.99, gaps  # never more often than the interval...
-    assert len(sys_reports) <= elapsed / interval + 1  # ...so a fast loop is not sampled every step
+    # Never more often than the interval. The gaps are timed where the reports arrive, a little after
+    # the sampler read its clock, so allow that jitter (0.2466 s seen under load); sampling every step
+    # would give gaps of a few milliseconds.
+    assert min(gaps) >= interval * 0.9, gaps
+    assert len(sys_reports) <= elapsed / interval + 1  # so a fast loop is not sampled every step
     for _, _, values in sys_reports:
         assert values[M.SYS_CPU_PERCENT] >= 0
         assert values[M.SYS_RSS_MB] > 50  # torch and a model are loaded
