@@ -159,9 +159,12 @@ def write_mlflow_run(tracking_uri: str, *, steps: int = STEPS, model: str = "Hug
     from tests.conftest import REPO_ROOT
 
     # MLflow 3.7+ refuses a new file store unless asked (it wants a database); old ones are what users export.
+    # MLflowCallback logs asynchronously whatever MLFLOW_ENABLE_ASYNC_LOGGING says, and MLflow's worker threads
+    # race to create a nested key's folder (rewards/, logps/): the loser's batch is dropped with "File exists",
+    # so a step's values go missing at random. One worker thread keeps the run the test expects whole.
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_ALLOW_FILE_STORE": "true",
            "MLFLOW_EXPERIMENT_NAME": "orpo", "HF_MLFLOW_LOG_ARTIFACTS": "0", "DISABLE_MLFLOW_INTEGRATION": "false",
-           "MLFLOW_ENABLE_ASYNC_LOGGING": "false"}
+           "MLFLOW_ENABLE_ASYNC_LOGGING": "false", "MLFLOW_ASYNC_LOGGING_THREADPOOL_SIZE": "1"}
     code = f"from tests.import_fixtures import _log_to_mlflow; print(_log_to_mlflow({steps}, {model!r}))"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, check=True, timeout=300,
                           capture_output=True, text=True)
