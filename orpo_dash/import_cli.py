@@ -41,6 +41,8 @@ Sources (PATH is a file, or a folder holding one):
                           latest run); read by the wandb package (needs: pip install "orpo-dash[import]")
   mlruns/                 an MLflow file store (mlruns/<experiment>/<run id>/), a run folder in it, or an
                           experiment folder; with several runs, --mlflow-run RUN_ID picks one (default: the newest)
+  run.zip, run.tar.gz     any folder above as a zip or tar archive (what the Import page takes for folders); the
+                          dashboard unpacks and reads it, --mlflow-run picks the run of an archived mlruns/
   http://HOST:5000        an MLflow tracking server, with --mlflow-run RUN_ID (or a run's URL,
                           http://HOST:5000/#/experiments/1/runs/RUN_ID): read through its REST API
 
@@ -80,6 +82,7 @@ def _read_mlflow(args, folder: Path) -> Path | None:  # type: ignore[no-untyped-
     """An MLflow run read here (from a tracking server's REST API, or an mlruns folder) and written into
     `folder` as the one JSON document the dashboard reads; None when PATH is no MLflow source."""
     from orpo_dash import import_mlflow
+    from orpo_dash.import_archive import is_archive
     from orpo_dash.import_common import RunImportError
 
     path = str(args.path)
@@ -92,7 +95,7 @@ def _read_mlflow(args, folder: Path) -> Path | None:  # type: ignore[no-untyped-
     else:
         runs = import_mlflow.find_run_folders(Path(path))
         if not runs:
-            if args.mlflow_run:
+            if args.mlflow_run and not is_archive(path):  # an archive is unpacked by the dashboard, which picks the run
                 raise RunImportError(f"{path}: no MLflow run folders in it (mlruns/<experiment>/<run id>/meta.yaml); "
                                      "--mlflow-run needs an mlruns folder or a tracking server URL")
             return None
@@ -108,6 +111,7 @@ def _read_mlflow(args, folder: Path) -> Path | None:  # type: ignore[no-untyped-
 
 
 def _upload(args, file: Path, httpx) -> int:  # type: ignore[no-untyped-def]
+    from orpo_dash.import_archive import is_archive
     from orpo_dash.run_import import model_config_name, suggested_name
 
     params = {"filename": file.name}
@@ -115,6 +119,8 @@ def _upload(args, file: Path, httpx) -> int:  # type: ignore[no-untyped-def]
         params["name"] = name
     if args.source:
         params["source"] = args.source
+    if args.mlflow_run and is_archive(file.name):
+        params["mlflow_run"] = args.mlflow_run
     if file.name == "trainer_state.json" and (model := model_config_name(file.parent)):
         params["model"] = model
     token = args.token or os.environ.get(API_TOKEN_ENV)

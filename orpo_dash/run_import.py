@@ -23,6 +23,7 @@ from orpo_dash import import_mlflow, import_wandb
 from orpo_dash import metric_names as m
 from orpo_dash.diagnostics.loading import load_metrics_file
 from orpo_dash.diagnostics.records import MetricsFileError
+from orpo_dash.import_archive import is_archive
 from orpo_dash.import_cli import FORMATS, TENSORBOARD_INSTALL
 from orpo_dash.import_common import Columns, ImportedRun, RunImportError, is_number, series_from_columns
 
@@ -64,8 +65,8 @@ def suggested_name(file: Path) -> str | None:
     """A run name for a file found on disk: its folder's name for trainer_state.json and TensorBoard files
     (`my-run/checkpoint-500/trainer_state.json` -> "my-run checkpoint-500"), None for a W&B run file (it
     holds the run's own name) and the MLflow run `orpo-dash import` read (the same), else the file's stem."""
-    if file.suffix == import_wandb.WANDB_SUFFIX or file.name.startswith("mlflow-run-"):
-        return None
+    if file.suffix == import_wandb.WANDB_SUFFIX or file.name.startswith("mlflow-run-") or is_archive(file.name):
+        return None  # the run's own name, or (an archive) the name of what the dashboard finds in it
     if file.name == "trainer_state.json" or TENSORBOARD_MARK in file.name:
         folder = file.resolve().parent
         if folder.name.startswith("checkpoint-") and folder.parent.name:

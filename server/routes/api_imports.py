@@ -1,7 +1,8 @@
 """`POST /api/imports`: a run made elsewhere, uploaded as one file, becomes a run with status `imported`.
 
 The body is the file itself (any content type), its name in `?filename=` (the reader goes by it: `.gz`,
-`.json`, `.csv`, `events.out.tfevents.*`, `.wandb`). The request-limits middleware passes this body through unread
+`.json`, `.csv`, `events.out.tfevents.*`, `.wandb`), or a folder as a `.zip`/`.tar`/`.tar.gz` archive
+(orpo_dash/import_archive.py: a checkpoint, a TensorBoard log dir, a wandb/ folder, an MLflow mlruns/ folder). The request-limits middleware passes this body through unread
 (server/request_limits.py); it is streamed to a temporary file here, after the caller's role is checked,
 and refused past ORPO_DASH_MAX_IMPORT_BYTES.
 """
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from orpo_dash.diagnostics import Alert as AlertChange
+from orpo_dash.import_archive import is_archive, read_archive
 from orpo_dash.run_import import RunImportError, read_run
 from server.auth import Caller, MemberDep, current_caller
 from server.request_limits import import_too_large
@@ -45,10 +47,13 @@ async def import_run(
                                                            "file cannot tell (docs/metrics.md)")] = None,
     model: Annotated[str | None, Query(max_length=500, description="The model the run trained, when the file does not "
                                        "say (a checkpoint folder's config.json does; `orpo-dash import` sends it)")] = None,
+    mlflow_run: Annotated[str | None, Query(max_length=100, pattern=r"^[A-Za-z0-9_-]+$",
+                                            description="Which MLflow run of an archived mlruns folder to import "
+                                            "(default: the newest)")] = None,
 ) -> RunPublic:
     """Import a run from a TRL/Hugging Face trainer_state.json, our JSONL/CSV/JSON exports, a TensorBoard
-    event file, a W&B history export or run-<id>.wandb file, or the MLflow run document `orpo-dash import`
-    writes (the request body). Returns the new run; its alerts are the alert engine's over its metrics."""
+    event file, a W&B history export or run-<id>.wandb file, the MLflow run document `orpo-dash import`
+    writes, or a folder holding one of them (or an MLflow mlruns/ folder) as a zip or tar archive (the request body). Returns the new run; its alerts are the alert engine's over its metrics."""
     limit = request.app.state.settings.max_import_bytes
     with tempfile.TemporaryDirectory(prefix="orpo-dash-import-") as folder:
         path = Path(folder) / _safe_name(filename)
@@ -61,13 +66,20 @@ async def import_run(
                 fh.write(chunk)
         if size == 0:
             raise _file_error(f"{filename}: the upload is empty; send the file's bytes as the request body")
-        return await run_in_threadpool(_import, request, path, filename, name, source, model, caller)
+        if mlflow_run and not is_archive(filename):
+            raise _file_error(f"{filename}: mlflow_run picks a run of an archived mlruns folder (.zip, .tar, .tar.gz); "
+                              "leave it out for a single file")
+        return await run_in_threadpool(_import, request, path, filename, name, source, model, mlflow_run, caller)
 
 
 def _import(request: Request, path: Path, filename: str, name: str | None, source: str | None, model: str | None,
-            caller: Caller) -> RunPublic:
+            mlflow_run: str | None, caller: Caller) -> RunPublic:
     try:
-        imported = read_run(path, display_name=filename, source=source)
+        if is_archive(filename):
+            imported = read_archive(path, display_name=filename, into=path.parent / "unpacked", source=source,
+                                    limit_bytes=request.app.state.settings.max_import_bytes, mlflow_run=mlflow_run)
+        else:
+            imported = read_run(path, display_name=filename, source=source)
         imports.check_points(imported)
     except RunImportError as error:
         raise _file_error(str(error)) from None

@@ -52,6 +52,8 @@
     const source = document.getElementById("import-source").value;
     if (name) params.set("name", name);
     if (source) params.set("source", source);
+    const mlflowRun = document.getElementById("import-mlflow-run").value.trim();
+    if (mlflowRun) params.set("mlflow_run", mlflowRun);
     const xhr = new XMLHttpRequest();
     xhr.open("POST", `/api/imports?${params}`);
     xhr.setRequestHeader("Accept", "application/json");
@@ -90,6 +92,13 @@
   drop.addEventListener("drop", (event) => {
     event.preventDefault();
     drop.classList.remove("dragging");
+    // A dropped folder arrives as an unreadable zero-byte "file": say what to do instead of failing later.
+    const entry = event.dataTransfer.items && event.dataTransfer.items.length && event.dataTransfer.items[0].webkitGetAsEntry
+      ? event.dataTransfer.items[0].webkitGetAsEntry() : null;
+    if (entry && entry.isDirectory) {
+      fail(`${entry.name} is a folder: upload it as an archive (zip -r ${entry.name}.zip ${entry.name}/), then drop the .zip.`);
+      return;
+    }
     if (event.dataTransfer.files.length) {
       fileInput.files = event.dataTransfer.files;
       refresh();
