@@ -5,6 +5,8 @@ see make_heldout_traces.py) was labelled before any detector change and is never
 numbers are the estimate of how the detectors do on runs they have not seen. The second held-out
 set (heldout2/, make_heldout2_traces.py and trl_runs.py --set heldout2) was made and labelled after
 the first had shown a miss, before the detector change made for it: runs that change never saw.
+The third (heldout3/, make_heldout3_traces.py, labelled by label_heldout3.py) holds the labelled
+positives of over_penalization and non_finite that the first two lack, with healthy runs beside them.
 
 Per kind: recall (labelled (trace, kind) pairs where an alert of that kind opened), false alarms
 (alerts of that kind on healthy traces, i.e. labelled []), spurious (that kind on a pitfall trace not
@@ -14,7 +16,7 @@ labelled with it: reported, not a target) and the median detection delay, step o
 Also, for every lr blow-up inside the first 20 steps (a `loss_rising` label with onset <= 20), the
 delay of its alert: the goal is 10 steps at most.
 
-    python benchmarks/alerts/score.py [--set tuning|heldout|heldout2|all] [--threshold KEY=VALUE ...] [--verbose]
+    python benchmarks/alerts/score.py [--set tuning|heldout|heldout2|heldout3|all] [--threshold KEY=VALUE ...] [--verbose]
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from orpo_dash.diagnostics import KINDS, diagnose, load_metrics_file
 TRACES = Path(__file__).parent / "traces"
 HELDOUT = Path(__file__).parent / "heldout"
 HELDOUT2 = Path(__file__).parent / "heldout2"
+HELDOUT3 = Path(__file__).parent / "heldout3"
 EARLY = 20  # an lr blow-up with its onset at or before this step...
 EARLY_DELAY = 10  # ...must be caught within this many steps
 
@@ -93,12 +96,13 @@ def score_set(folder: Path, th: dict[str, float]) -> dict[str, tuple[dict[str, i
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--set", choices=("tuning", "heldout", "heldout2", "all"), default="all")
+    ap.add_argument("--set", choices=("tuning", "heldout", "heldout2", "heldout3", "all"), default="all")
     ap.add_argument("--threshold", action="append", default=[])
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     th = {k: float(v) for k, v in (s.split("=") for s in args.threshold)}
-    for title, folder in (("tuning", TRACES), ("heldout", HELDOUT), ("heldout2", HELDOUT2)):
+    for title, folder in (("tuning", TRACES), ("heldout", HELDOUT), ("heldout2", HELDOUT2),
+                          ("heldout3", HELDOUT3)):
         if args.set in (title, "all"):
             print(f"== {title} set ({folder.name}/)")
             if not (folder / "labels.json").exists():
