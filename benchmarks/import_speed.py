@@ -1,8 +1,9 @@
 """`orpo-dash import` of a 100,000-step x 15-metric run (target <= 10 s), as a TRL trainer_state.json, as
-our --metrics-out JSONL, as a W&B history CSV, as an MLflow mlruns folder and (with wandb installed; writing it
-takes about a minute) as an offline W&B run's .wandb file: wall time of the command, and the dashboard's own CPU time for it (read from
+our --metrics-out JSONL, as a W&B history CSV, as an MLflow mlruns folder and that folder zipped (as the Import
+page takes it), and (with wandb installed; writing it takes about a minute) as an offline W&B run's .wandb file: wall time of the command, and the dashboard's own CPU time for it (read from
 /proc: the server process and its descendants, i.e. the judge process, see server/services/import_judge.py), which
-is what the wall time would be on one idle core (the benchmark machine's 2 cores are shared).
+is what the wall time would be on one idle core (the benchmark machine's 2 cores are shared). Each run is read
+back through the dashboard's CSV export afterwards: 15 x 100,000 points, or the benchmark fails.
 
 Then the critical path, measured in this process on the same files: the CPU seconds of reading, of judging
 (points + alert engine, what the judge process does) and of storing (into a fresh SQLite file, what the
@@ -19,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,7 +61,10 @@ def write_files(folder: Path) -> dict[str, Path]:
     for i, key in enumerate(TRL):
         (run / "metrics" / key).parent.mkdir(parents=True, exist_ok=True)
         (run / "metrics" / key).write_text("".join(f"{1700000000000 + s} {_value(s, i)} {s}\n" for s in range(1, STEPS + 1)))
-    files = {"trainer_state.json": state, "metrics.jsonl": jsonl, "wandb_export.csv": csv_export, "mlruns/": folder / "mlruns"}
+    # The same folder as the Import page takes it: one archive (orpo_dash/import_archive.py).
+    archive = Path(shutil.make_archive(str(folder / "mlruns"), "zip", folder, "mlruns"))
+    files = {"trainer_state.json": state, "metrics.jsonl": jsonl, "wandb_export.csv": csv_export, "mlruns/": folder / "mlruns",
+             "mlruns.zip": archive}
     try:
         import wandb  # noqa: F401
     except ImportError:
@@ -112,6 +117,7 @@ def critical_path(path: Path) -> str:
     """CPU seconds of read, judge and store of one file, each alone in this process (see the module doc)."""
     import shutil
 
+    from orpo_dash.import_archive import is_archive, read_archive
     from orpo_dash.run_import import find_run_file, read_run
     from server.db import make_engine, make_session_factory
     from server.migrate import upgrade_to_head
@@ -119,9 +125,20 @@ def critical_path(path: Path) -> str:
     from server.services.import_judge import judge_run
     from server.services.ingest import IngestState
 
-    file = find_run_file(path)
+    from orpo_dash import import_mlflow
+
     started = time.process_time()
-    imported = read_run(file, display_name=file.name)
+    if runs := import_mlflow.find_run_folders(path):  # what `orpo-dash import mlruns/` reads and uploads
+        with tempfile.TemporaryDirectory() as folder:
+            document = Path(folder) / "mlflow-run.json"
+            import_mlflow.write_document(import_mlflow.read_run_folder(runs[0]), document)
+            imported = read_run(document)
+    elif is_archive(path.name):
+        with tempfile.TemporaryDirectory() as folder:
+            imported = read_archive(path, display_name=path.name, into=Path(folder) / "unpacked", limit_bytes=2**32)
+    else:
+        file = find_run_file(path)
+        imported = read_run(file, display_name=file.name)
     read = time.process_time() - started
     started = time.process_time()
     changes = judge_run(imported)
@@ -139,6 +156,24 @@ def critical_path(path: Path) -> str:
     shutil.rmtree(folder)
     return (f"read {read:4.1f} + judge {judge:4.1f} + store {store:4.1f} CPU s: sequential {read + judge + store:5.1f}, "
             f"judge beside store {read + max(judge, store):5.1f} ({len(changes)} alert changes)")
+
+
+def _read_back(url: str, stdout: str) -> str:
+    """What the dashboard stored, read back through its CSV export (step,name,value,time): every step of every
+    metric, or the benchmark fails."""
+    from collections import Counter
+
+    import httpx
+
+    run_id = int(stdout.strip().rsplit("/", 1)[1])
+    counts: Counter[str] = Counter()
+    with httpx.stream("GET", f"{url}/api/runs/{run_id}/export", params={"format": "csv"}, timeout=300) as response:
+        lines = response.iter_lines()
+        next(lines)  # the header
+        counts.update(line.split(",", 2)[1] for line in lines if line)
+    if len(counts) != 15 or set(counts.values()) != {STEPS}:
+        raise SystemExit(f"read back run {run_id}: points per metric {dict(counts)}")
+    return f"read back 15 x {STEPS:,} points"
 
 
 def main() -> None:
@@ -168,11 +203,12 @@ def main() -> None:
                                   cwd=REPO_ROOT, capture_output=True, text=True)
             wall = time.perf_counter() - started
             own_after, children_after = _cpu_seconds(dashboard.process.pid)
+            readback = _read_back(dashboard.url, done.stdout) if done.returncode == 0 else ""  # after the CPU reading
             own, children = own_after - own, children_after - children
             size = sum(p.stat().st_size for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file()) / 1e6
             print(f"  {label:20s} {size:6.1f} MB  wall {wall:6.1f} s   dashboard CPU {own + children:6.1f} s "
                   f"(server {own:4.1f} + judge process {children:4.1f})   load {load:.1f}   "
-                  f"{'ok' if done.returncode == 0 else 'FAILED: ' + done.stderr[-300:]}")
+                  f"{readback if done.returncode == 0 else 'FAILED: ' + done.stderr[-300:]}")
     if not args.no_critical_path:
         print("critical path, CPU seconds in this process:")
         for label, path in files.items():
