@@ -115,8 +115,7 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
 
 def critical_path(path: Path) -> str:
     """CPU seconds of read, judge and store of one file, each alone in this process (see the module doc)."""
-    import shutil
-
+    from orpo_dash import import_mlflow
     from orpo_dash.import_archive import is_archive, read_archive
     from orpo_dash.run_import import find_run_file, read_run
     from server.db import make_engine, make_session_factory
@@ -125,17 +124,15 @@ def critical_path(path: Path) -> str:
     from server.services.import_judge import judge_run
     from server.services.ingest import IngestState
 
-    from orpo_dash import import_mlflow
-
     started = time.process_time()
     if runs := import_mlflow.find_run_folders(path):  # what `orpo-dash import mlruns/` reads and uploads
-        with tempfile.TemporaryDirectory() as folder:
-            document = Path(folder) / "mlflow-run.json"
+        with tempfile.TemporaryDirectory() as scratch:
+            document = Path(scratch) / "mlflow-run.json"
             import_mlflow.write_document(import_mlflow.read_run_folder(runs[0]), document)
             imported = read_run(document)
     elif is_archive(path.name):
-        with tempfile.TemporaryDirectory() as folder:
-            imported = read_archive(path, display_name=path.name, into=Path(folder) / "unpacked", limit_bytes=2**32)
+        with tempfile.TemporaryDirectory() as scratch:
+            imported = read_archive(path, display_name=path.name, into=Path(scratch) / "unpacked", limit_bytes=2**32)
     else:
         file = find_run_file(path)
         imported = read_run(file, display_name=file.name)

@@ -52,8 +52,10 @@ def read_archive(archive: Path, *, display_name: str, into: Path, limit_bytes: i
     if mlflow_run:
         raise RunImportError(f"{display_name}: no MLflow run folders in it (mlruns/<experiment>/<run id>/meta.yaml); "
                              "an MLflow run ID needs an archive of an mlruns folder")
+    files = [p for p in root.rglob("*") if p.is_file() and "__MACOSX" not in p.parts]
     try:
-        file = find_run_file(root)
+        # One file compressed alone (a metrics.jsonl or history CSV, zipped to upload it faster) is that file.
+        file = files[0] if len(files) == 1 else find_run_file(root)
     except RunImportError:
         raise RunImportError(f"{display_name}: the archive holds no trainer_state.json, no TensorBoard event file "
                              "(events.out.tfevents.*), no W&B run (run-<id>.wandb) and no MLflow run folder; "

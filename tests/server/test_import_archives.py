@@ -85,6 +85,14 @@ def test_a_checkpoint_folder_and_a_tensorboard_log_dir_import_from_archives(live
     assert posted.json()["name"] == "tb-run" and posted.json()["config"]["imported_from"]["format"] == "tensorboard"
     direct = _run_id(_import(live_server, tmp_path / "runs" / "tb-run"))
     assert _series(live_server, posted.json()["id"]) == _series(live_server, direct)
+
+    # One file zipped alone (to upload it faster) is read as that file.
+    alone = tmp_path / "alone.zip"
+    with zipfile.ZipFile(alone, "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.write(checkpoint / "trainer_state.json", "trainer_state.json")
+    posted = _post(live_server, alone)
+    assert posted.status_code == 201, posted.text
+    assert _series(live_server, posted.json()["id"]) == _series(live_server, run["id"])
     assert_no_server_tracebacks(live_server)
 
 
@@ -105,6 +113,7 @@ def test_archives_that_cannot_be_imported_are_refused_naming_the_fix(live_server
     nothing = tmp_path / "notes"
     nothing.mkdir()
     (nothing / "README.txt").write_text("hello")
+    (nothing / "NOTES.txt").write_text("world")
     refused = _post(live_server, _zip(nothing, tmp_path / "notes.zip"))
     assert refused.status_code == 422
     detail = refused.json()["detail"]
