@@ -1,5 +1,6 @@
-"""Files of runs made elsewhere, written by the real tools: transformers' TrainerState (what the Hugging
-Face Trainer saves as trainer_state.json in every checkpoint folder) and TensorBoard's SummaryWriter (torch's).
+"""Files of runs made elsewhere, written by the real tools: TRL's ORPOTrainer saving a checkpoint of a tiny
+model, transformers' TrainerState (what the Hugging Face Trainer saves as trainer_state.json in every checkpoint
+folder), TensorBoard's SummaryWriter (torch's), transformers' W&B and MLflow callbacks through wandb and mlflow.
 TRL's ORPOTrainer logs under its own names; tests/over_penalized.py's run (a pitfall the alert engine
 catches) is logged here under them."""
 
@@ -198,3 +199,54 @@ def _log_training(callback: Any, args: Any, state: Any, control: Any, steps: int
         if step % 20 == 0:
             callback.on_log(args, state, control, logs={"eval_loss": 1.5 - step / 1000, "eval_log_odds_ratio": -0.4,
                                                         "epoch": step / steps})
+
+
+def write_trl_checkpoint(output_dir: Path, *, steps: int = 12, seed: int = 3) -> Path:
+    """A checkpoint folder written by TRL's ORPOTrainer itself: a tiny Llama built locally (2 layers, hidden 32)
+    and a byte-level BPE tokenizer trained on the bundled preference set, trained for `steps` steps on it,
+    logging every step and evaluating every steps/2, the Trainer saving checkpoint-<steps>/ (trainer_state.json
+    beside the model's config.json) as it does in any run. In a subprocess, on one thread. Returns the
+    checkpoint folder."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    code = f"from tests.import_fixtures import _train_with_trl; _train_with_trl({str(output_dir)!r}, {steps}, {seed})"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, timeout=600, capture_output=True)
+    return output_dir / f"checkpoint-{steps}"
+
+
+def _train_with_trl(output_dir: str, steps: int, seed: int) -> None:
+    import torch
+    from datasets import Dataset
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+    from tests.conftest import REPO_ROOT
+
+    torch.set_num_threads(1)
+    rows = [json.loads(line) for line in (REPO_ROOT / "orpo_dash" / "bundled" / "orpo_demo_prefs.jsonl").read_text().splitlines()
+            if line.strip()][:120]
+    pairs = [{key: row[key] for key in ("prompt", "chosen", "rejected")} for row in rows]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator([pair[key] for pair in pairs for key in pair], trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|endoftext|>", "<|pad|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|pad|>")
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=4, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, bos_token_id=None))
+    args = ORPOConfig(
+        output_dir=output_dir, learning_rate=1e-3, beta=0.1, max_steps=steps, per_device_train_batch_size=4,
+        per_device_eval_batch_size=8, logging_steps=1, eval_strategy="steps", eval_steps=steps // 2,
+        save_strategy="steps", save_steps=steps, report_to=[], seed=seed, max_length=96, use_cpu=True,
+        disable_tqdm=True, dataloader_num_workers=0,
+    )
+    ORPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs[16:]), eval_dataset=Dataset.from_list(pairs[:16]),
+                processing_class=tokenizer).train()

@@ -18,6 +18,7 @@ from tests.import_fixtures import (
     write_mlflow_run,
     write_tensorboard,
     write_trainer_state,
+    write_trl_checkpoint,
     write_wandb_exports,
     write_wandb_run,
 )
@@ -82,6 +83,31 @@ def test_a_checkpoint_folder_imports_with_trl_values_under_our_names_and_its_ale
     assert compare.status_code == 200 and f'data-run-ids="{both}"' in compare.text and 'id="chart-loss"' in compare.text
     assert live_server.api("DELETE", f"/api/runs/{run_id}").status_code == 204
     assert live_server.api("GET", f"/api/runs/{run_id}").status_code == 404
+    assert_no_server_tracebacks(live_server)
+
+
+def test_a_checkpoint_saved_by_trls_orpo_trainer_imports_every_logged_value(live_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("trl", reason="the fixture is written by TRL's ORPOTrainer (the [test] extra)")
+    steps = 12
+    checkpoint = write_trl_checkpoint(tmp_path / "trl-orpo", steps=steps)
+    run_id = _run_id(_import(live_server, checkpoint))
+    run = live_server.api("GET", f"/api/runs/{run_id}").json()
+    assert run["status"] == "imported" and run["name"] == f"trl-orpo checkpoint-{steps}"
+    assert run["config"]["max_steps"] == steps and run["config"]["batch_size"] == 4 and run["config"]["eval_every"] == 6
+    assert run["last_step"] == steps
+
+    history = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+    series = _series(live_server, run_id)
+    # TRL's name -> ours and the sign (docs/metrics.md), for what ORPOTrainer logs at train and at eval time.
+    mapping = {"loss": ("loss", 1), "nll_loss": ("nll_loss", 1), "log_odds_ratio": ("or_loss", -1),
+               "log_odds_chosen": ("log_odds_ratio", 1), "rewards/accuracies": ("accuracy", 1),
+               "logps/chosen": ("logps_chosen", 1), "logps/rejected": ("logps_rejected", 1),
+               "grad_norm": ("grad_norm", 1), "learning_rate": ("learning_rate", 1),
+               "eval_loss": ("eval/loss", 1), "eval_nll_loss": ("eval/nll_loss", 1), "eval_log_odds_ratio": ("eval/or_loss", -1)}
+    for theirs, (ours, sign) in mapping.items():
+        logged = [(row["step"], sign * row[theirs]) for row in history if theirs in row]
+        assert logged and series[ours] == logged, theirs
+    assert len(series["loss"]) == steps and len(series["eval/loss"]) == 2
     assert_no_server_tracebacks(live_server)
 
 

@@ -36,5 +36,10 @@ def test_missing_model_directory_never_goes_to_the_hub(tmp_path: Path) -> None:
 
 def test_hub_dataset_name_offline_is_a_clear_error(monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads the variable once, at import, which an earlier test may have done: without this,
+    # `datasets` (installed with the test extra) retries the network for ~20 s before giving up.
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(DatasetError, match="not a local file|could not load Hugging Face dataset"):
         load_records("no-such-org/no-such-dataset")
