@@ -10,6 +10,7 @@ zip bomb stops at the limit, not after); links and devices are skipped. Then the
 
 from __future__ import annotations
 
+import re
 import shutil
 import tarfile
 import zipfile
@@ -34,7 +35,7 @@ def read_archive(archive: Path, *, display_name: str, into: Path, limit_bytes: i
                  mlflow_run: str | None = None) -> ImportedRun:
     """The run in an uploaded archive of a folder: an MLflow run (`mlflow_run` picks one of several, else the
     newest), else the file `orpo-dash import` would find in the folder."""
-    from orpo_dash.run_import import find_run_file, read_run
+    from orpo_dash.run_import import find_run_file, read_run, suggested_name
 
     unpack(archive, into, display_name=display_name, limit_bytes=limit_bytes)
     root = _content_root(into)
@@ -63,19 +64,9 @@ def read_archive(archive: Path, *, display_name: str, into: Path, limit_bytes: i
     inside = file.relative_to(into).as_posix()
     run = read_run(file, display_name=f"{display_name}: {inside}", source=source)
     run.config["imported_from"] = {"format": run.format, "file": Path(display_name).name}
-    if run.format in ("trainer_state", "tensorboard"):
-        run.name = _folder_name(file.parent, into, display_name)
+    if run.format in ("trainer_state", "tensorboard"):  # named after its folder in the archive, else the archive
+        run.name = suggested_name(file, top=into) or re.sub(r"(\.tar)?\.[^.]+$", "", Path(display_name).name, flags=re.IGNORECASE)
     return run
-
-
-def _folder_name(folder: Path, into: Path, display_name: str) -> str:
-    """The run name `orpo-dash import` gives a folder (orpo_dash.run_import.suggested_name), from the folders
-    inside the archive only: "my-orpo checkpoint-500", "tb-run", else the archive's own name."""
-    if folder == into:
-        return display_name.rsplit(".", 2 if display_name.lower().endswith(".tar.gz") else 1)[0]
-    if folder.name.startswith("checkpoint-") and folder.parent != into:
-        return f"{folder.parent.name} {folder.name}"
-    return folder.name
 
 
 def unpack(archive: Path, into: Path, *, display_name: str, limit_bytes: int) -> None:

@@ -61,15 +61,19 @@ def find_run_file(path: str | Path) -> Path:
                          f"(events.out.tfevents.*) and no W&B run (run-<id>.wandb) in it; expected {FORMATS}")
 
 
-def suggested_name(file: Path) -> str | None:
+def suggested_name(file: Path, *, top: Path | None = None) -> str | None:
     """A run name for a file found on disk: its folder's name for trainer_state.json and TensorBoard files
     (`my-run/checkpoint-500/trainer_state.json` -> "my-run checkpoint-500"), None for a W&B run file (it
-    holds the run's own name) and the MLflow run `orpo-dash import` read (the same), else the file's stem."""
+    holds the run's own name) and the MLflow run `orpo-dash import` read (the same), else the file's stem.
+    `top`: no folder at or above it names the run (an unpacked archive's folder); None when only it is left."""
     if file.suffix == import_wandb.WANDB_SUFFIX or file.name.startswith("mlflow-run-") or is_archive(file.name):
         return None  # the run's own name, or (an archive) the name of what the dashboard finds in it
     if file.name == "trainer_state.json" or TENSORBOARD_MARK in file.name:
         folder = file.resolve().parent
-        if folder.name.startswith("checkpoint-") and folder.parent.name:
+        top = top.resolve() if top is not None else None
+        if folder == top:
+            return None
+        if folder.name.startswith("checkpoint-") and folder.parent.name and folder.parent != top:
             return f"{folder.parent.name} {folder.name}"
         return folder.name or file.stem
     return file.name.removesuffix(".gz").rsplit(".", 1)[0]

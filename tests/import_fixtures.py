@@ -250,3 +250,22 @@ def _train_with_trl(output_dir: str, steps: int, seed: int) -> None:
     )
     ORPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs[16:]), eval_dataset=Dataset.from_list(pairs[:16]),
                 processing_class=tokenizer).train()
+
+
+def zip_folder(folder: Path, archive: Path) -> Path:
+    """`zip -r archive folder/` run from the folder's parent: every member under the folder's own name."""
+    import zipfile
+
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for file in sorted(folder.rglob("*")):
+            zipped.write(file, file.relative_to(folder.parent).as_posix())
+    return archive
+
+
+def tar_gz_folder(folder: Path, archive: Path) -> Path:
+    """`tar czf archive folder/` run from the folder's parent."""
+    import tarfile
+
+    with tarfile.open(archive, "w:gz") as tarred:
+        tarred.add(folder, arcname=folder.name)
+    return archive

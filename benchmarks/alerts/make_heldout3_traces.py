@@ -42,6 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import make_real_traces as mrt  # noqa: E402
+from make_heldout_traces import save_model  # noqa: E402
 
 HELDOUT3 = Path(__file__).parent / "heldout3"
 SEED_OFFSET = 80_000
@@ -115,20 +116,6 @@ def runs() -> list[Run]:
     ]
 
 
-def save_model(path: Path, tokenizer, hidden: int, layers: int, seed: int) -> None:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
-    )
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-
-
 def make_data(r: Run, d: Path) -> None:
     rng = random.Random(r.seed)
     perm = list(range(mrt.GOOD))
@@ -164,7 +151,7 @@ def sft_first(r: Run, d: Path) -> Path:
 def run(r: Run, tokenizer, work: Path) -> list[dict]:
     d = work / r.name
     d.mkdir()
-    save_model(d / "model", tokenizer, r.hidden, r.layers, r.seed)
+    save_model(d / "model", tokenizer, r.hidden, r.layers, r.seed, ffn_ratio=2, kv_heads=2)  # heldout3's shape
     make_data(r, d)
     model = sft_first(r, d) if r.sft_steps else d / "model"
     config = {

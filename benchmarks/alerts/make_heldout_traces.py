@@ -79,14 +79,17 @@ def runs() -> list[Run]:
     ]
 
 
-def save_model(path: Path, tokenizer, hidden: int, layers: int, seed: int) -> None:
+def save_model(path: Path, tokenizer, hidden: int, layers: int, seed: int, *, ffn_ratio: int = 3,
+               kv_heads: int = 4) -> None:
+    """A fresh tiny Llama (4 attention heads; `kv_heads` of them for keys and values) saved with the tokenizer.
+    The defaults are this set's model; later sets change the shape through the keywords."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=3 * hidden, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=ffn_ratio * hidden, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=64,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
     )
     LlamaForCausalLM(config).save_pretrained(path)

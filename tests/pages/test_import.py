@@ -1,12 +1,13 @@
 """Issue 17 part 2 in a browser: the Import page uploads a TRL checkpoint's trainer_state.json (written by
 transformers' TrainerState) with a progress bar, opens the new run, whose charts hold the logged points and
-whose alerts panel shows what the alert engine found; a broken file gets the reader's message instead."""
+whose alerts panel shows what the alert engine found; a broken file gets the reader's message instead.
+Every other format through the page: tests/pages/test_import_formats.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.import_fixtures import wandb_history_rows, write_trainer_state, write_wandb_exports, write_wandb_run
+from tests.import_fixtures import write_trainer_state
 from tests.over_penalized import STEPS
 from tests.pages.conftest import point_count
 
@@ -51,21 +52,3 @@ def test_import_page_uploads_a_trainer_state_and_opens_the_run_with_charts_and_a
     assert page.locator("#alert-banner [data-kind=over_penalization]").is_visible()
     assert page.locator("#stop-btn").is_hidden()  # imported runs are terminal
     shot("import-run")
-
-
-def test_import_page_uploads_a_wandb_history_export_and_a_wandb_run_file(live_server, page, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    pytest.importorskip("wandb", reason='the [import] extra: pip install "orpo-dash[import]"')
-    from orpo_dash.run_import import find_run_file
-
-    wandb_file = find_run_file(write_wandb_run(tmp_path / "project"))
-    exports = write_wandb_exports(wandb_history_rows(wandb_file), tmp_path / "exports")
-    for upload, name, fmt in ((exports["csv"], "wandb_export_history", "wandb_history"), (wandb_file, "orpo-beta10", "wandb")):
-        page.goto(live_server.url + "/import")
-        page.set_input_files("#import-file", str(upload))
-        page.click("#import-btn")
-        page.wait_for_url("**/runs/*")
-        run = live_server.api("GET", f"/api/runs/{int(page.url.rsplit('/', 1)[1])}").json()
-        assert run["name"] == name and run["config"]["imported_from"]["format"] == fmt
-        page.wait_for_function("document.querySelector('[data-metric-group=\"loss\"]').dataset.pointCount > 0")
-        assert point_count(page, "loss") >= 3 * STEPS  # loss, nll_loss and or_loss at every step
-        page.locator("#alerts-list li[data-kind=over_penalization]").wait_for()

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import csv
 import json
-import tarfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.import_fixtures import (
+    tar_gz_folder,
     trl_logs,
     wandb_history_rows,
     write_mlflow_run,
     write_trainer_state,
     write_wandb_exports,
     write_wandb_run,
+    zip_folder,
 )
 from tests.over_penalized import STEPS, over_penalized_metrics
 from tests.pages.conftest import point_count
@@ -47,13 +47,6 @@ def _upload(page: Any, server: Any, file: Path, *, mlflow_run: str = "", steps: 
     if alert:
         page.locator(f"#alerts-list li[data-kind={alert}]").wait_for()
     return run
-
-
-def _zip(folder: Path, archive: Path) -> Path:
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
-        for file in sorted(folder.rglob("*")):
-            zipped.write(file, file.relative_to(folder.parent).as_posix())
-    return archive
 
 
 def test_logs_and_exports_import_through_the_page(live_server, page, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -107,13 +100,11 @@ def test_tensorboard_events_and_folders_as_archives_import_through_the_page(live
     run = _upload(page, live_server, events)
     assert run["config"]["imported_from"]["format"] == "tensorboard"
 
-    with tarfile.open(tmp_path / "runs.tar.gz", "w:gz") as tarred:  # the whole log dir, as `tar czf`
-        tarred.add(tmp_path / "runs", arcname="runs")
-    run = _upload(page, live_server, tmp_path / "runs.tar.gz")
+    run = _upload(page, live_server, tar_gz_folder(tmp_path / "runs", tmp_path / "runs.tar.gz"))  # the whole log dir
     assert run["name"] == "beta10" and run["config"]["imported_from"] == {"format": "tensorboard", "file": "runs.tar.gz"}
 
     checkpoint = write_trainer_state(tmp_path / "my-orpo" / f"checkpoint-{STEPS}", model="HuggingFaceTB/SmolLM2-135M")
-    run = _upload(page, live_server, _zip(checkpoint.parent, tmp_path / "my-orpo.zip"))
+    run = _upload(page, live_server, zip_folder(checkpoint.parent, tmp_path / "my-orpo.zip"))
     assert run["name"] == f"my-orpo checkpoint-{STEPS}" and run["config"]["model"] == "HuggingFaceTB/SmolLM2-135M"
 
     # A checkpoint folder as TRL's ORPOTrainer saved it (a short healthy run: charts, no alert expected).
@@ -121,12 +112,12 @@ def test_tensorboard_events_and_folders_as_archives_import_through_the_page(live
     from tests.import_fixtures import write_trl_checkpoint
 
     trl_checkpoint = write_trl_checkpoint(tmp_path / "trl-orpo", steps=12)
-    run = _upload(page, live_server, _zip(trl_checkpoint, tmp_path / "trl-checkpoint.zip"), steps=12, alert=None)
+    run = _upload(page, live_server, zip_folder(trl_checkpoint, tmp_path / "trl-checkpoint.zip"), steps=12, alert=None)
     assert run["name"] == "checkpoint-12" and run["config"]["imported_from"]["format"] == "trainer_state"
 
     first = write_mlflow_run(f"file:{tmp_path / 'mlruns'}")
     write_mlflow_run(f"file:{tmp_path / 'mlruns'}", steps=30)
-    run = _upload(page, live_server, _zip(tmp_path / "mlruns", tmp_path / "mlruns.zip"), mlflow_run=first)
+    run = _upload(page, live_server, zip_folder(tmp_path / "mlruns", tmp_path / "mlruns.zip"), mlflow_run=first)
     assert run["name"] == "orpo-beta10" and run["last_step"] == STEPS and run["config"]["beta"] == 10.0
     assert run["config"]["imported_from"] == {"format": "mlflow", "file": "mlruns.zip"}
 
@@ -140,6 +131,9 @@ def test_wandb_exports_and_run_folders_import_through_the_page(live_server, page
     for kind in ("csv", "json", "jsonl"):
         run = _upload(page, live_server, exports[kind])
         assert run["config"]["imported_from"] == {"format": "wandb_history", "file": exports[kind].name}, kind
-    run = _upload(page, live_server, _zip(wandb_folder, tmp_path / "wandb.zip"))
+        assert run["name"] == exports[kind].stem, kind
+    run = _upload(page, live_server, find_run_file(wandb_folder))  # the run-<id>.wandb file itself
+    assert run["name"] == "orpo-beta10" and run["config"]["imported_from"]["format"] == "wandb"
+    run = _upload(page, live_server, zip_folder(wandb_folder, tmp_path / "wandb.zip"))
     assert run["name"] == "orpo-beta10" and run["config"]["imported_from"] == {"format": "wandb", "file": "wandb.zip"}
     assert run["config"]["beta"] == 10.0

@@ -15,23 +15,15 @@ import pytest
 from orpo_dash.import_archive import unpack
 from orpo_dash.import_common import RunImportError
 from tests.conftest import assert_no_server_tracebacks
-from tests.import_fixtures import write_mlflow_run, write_tensorboard, write_trainer_state
+from tests.import_fixtures import (
+    tar_gz_folder,
+    write_mlflow_run,
+    write_tensorboard,
+    write_trainer_state,
+    zip_folder,
+)
 from tests.over_penalized import STEPS
 from tests.server.test_imports import _import, _run_id, _series
-
-
-def _zip(folder: Path, archive: Path) -> Path:
-    """`zip -r archive folder/` run from the folder's parent: every member under the folder's own name."""
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
-        for file in sorted(folder.rglob("*")):
-            zipped.write(file, file.relative_to(folder.parent).as_posix())
-    return archive
-
-
-def _tar_gz(folder: Path, archive: Path) -> Path:
-    with tarfile.open(archive, "w:gz") as tarred:
-        tarred.add(folder, arcname=folder.name)
-    return archive
 
 
 def _post(server, archive: Path, **params: str):  # type: ignore[no-untyped-def]
@@ -42,7 +34,7 @@ def test_an_archived_mlruns_folder_imports_the_newest_run_or_the_one_named(live_
     pytest.importorskip("mlflow", reason="the fixture is written by the mlflow client (the [test] extra)")
     first = write_mlflow_run(f"file:{tmp_path / 'mlruns'}")
     newest = write_mlflow_run(f"file:{tmp_path / 'mlruns'}", steps=30)
-    archive = _zip(tmp_path / "mlruns", tmp_path / "mlruns.zip")
+    archive = zip_folder(tmp_path / "mlruns", tmp_path / "mlruns.zip")
 
     posted = _post(live_server, archive)
     assert posted.status_code == 201, posted.text
@@ -69,7 +61,7 @@ def test_an_archived_mlruns_folder_imports_the_newest_run_or_the_one_named(live_
 
 def test_a_checkpoint_folder_and_a_tensorboard_log_dir_import_from_archives(live_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     checkpoint = write_trainer_state(tmp_path / "my-orpo" / f"checkpoint-{STEPS}", model="HuggingFaceTB/SmolLM2-135M")
-    posted = _post(live_server, _tar_gz(checkpoint, tmp_path / "checkpoint.tar.gz"))
+    posted = _post(live_server, tar_gz_folder(checkpoint, tmp_path / "checkpoint.tar.gz"))
     assert posted.status_code == 201, posted.text
     run = posted.json()
     assert run["name"] == f"checkpoint-{STEPS}"  # the archived folder's own name: its parent was not archived
@@ -80,7 +72,7 @@ def test_a_checkpoint_folder_and_a_tensorboard_log_dir_import_from_archives(live
 
     pytest.importorskip("tensorboard", reason='the [import] extra: pip install "orpo-dash[import]"')
     write_tensorboard(tmp_path / "runs" / "tb-run")
-    posted = _post(live_server, _zip(tmp_path / "runs", tmp_path / "runs.zip"))
+    posted = _post(live_server, zip_folder(tmp_path / "runs", tmp_path / "runs.zip"))
     assert posted.status_code == 201, posted.text
     assert posted.json()["name"] == "tb-run" and posted.json()["config"]["imported_from"]["format"] == "tensorboard"
     direct = _run_id(_import(live_server, tmp_path / "runs" / "tb-run"))
@@ -114,13 +106,13 @@ def test_archives_that_cannot_be_imported_are_refused_naming_the_fix(live_server
     nothing.mkdir()
     (nothing / "README.txt").write_text("hello")
     (nothing / "NOTES.txt").write_text("world")
-    refused = _post(live_server, _zip(nothing, tmp_path / "notes.zip"))
+    refused = _post(live_server, zip_folder(nothing, tmp_path / "notes.zip"))
     assert refused.status_code == 422
     detail = refused.json()["detail"]
     assert "notes.zip: the archive holds no trainer_state.json" in detail and "zip -r run.zip mlruns/" in detail
 
     broken = tmp_path / "cut.tar.gz"
-    whole = _tar_gz(write_trainer_state(tmp_path / "whole"), tmp_path / "whole.tar.gz").read_bytes()
+    whole = tar_gz_folder(write_trainer_state(tmp_path / "whole"), tmp_path / "whole.tar.gz").read_bytes()
     broken.write_bytes(whole[: len(whole) // 2])
     refused = _post(live_server, broken)
     assert refused.status_code == 422 and "cut.tar.gz: the archive is damaged or cut short" in refused.json()["detail"]
