@@ -150,8 +150,11 @@ def test_a_run_at_learning_rate_5e3_shows_loss_rising_within_10_steps_of_the_tak
 ) -> None:  # type: ignore[no-untyped-def]
     started = time.monotonic()
     # Warmup as the form suggests for a real run; the loss takes off as the rate ramps past ~3e-3.
+    # One pair per micro-batch, two per step (the same 2 pairs a step): this model runs ~100 steps a second
+    # with whole batches, so the worker's 0.1 s batching alone put the page ~10 steps behind the step that
+    # decided the alert (seen: decided at 7, shown at page step 9-20). Any real model's step is far slower.
     run_id = _start(live_server, page, answering_model_dir, tiny_dataset_file, name="lr 5e-3",
-                    learning_rate=5e-3, warmup_steps=8)
+                    learning_rate=5e-3, warmup_steps=8, batch_size=1, gradient_accumulation_steps=2)
     entry = _first_seen(live_server, run_id, page, "loss_rising")
     step_then = _shown_step(entry)
     run = live_server.wait_for_run(run_id, ("completed", "failed"), timeout=120)
