@@ -92,6 +92,11 @@ class Sweep(Base):
     created_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
+# A metric name in the points' and rollups' keys. PostgreSQL compares it bytewise ("C"), as SQLite does:
+# under a locale every key comparison of an inserted point went through strcoll (migration 9d1f3b7c5e20).
+METRIC_NAME = String(200).with_variant(String(200, collation="C"), "postgresql")
+
+
 class MetricPoint(Base):
     __tablename__ = "metric_points"
 
@@ -99,7 +104,7 @@ class MetricPoint(Base):
     # PostgreSQL). Points are written only under their run's row lock, and delete_run takes that lock
     # before it deletes them (migrations/versions/..._metric_points_without_foreign_key.py).
     run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str] = mapped_column(METRIC_NAME, primary_key=True)
     step: Mapped[int] = mapped_column(Integer, primary_key=True)
     # NULL stands for NaN: SQLite cannot store NaN (it turns it into NULL anyway).
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -116,7 +121,7 @@ class MetricRollup(Base):
     __tablename__ = "metric_rollups"
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str] = mapped_column(METRIC_NAME, primary_key=True)
     level: Mapped[int] = mapped_column(Integer, primary_key=True)  # bucket width = 64 * 16**level steps
     bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
     min_step: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -91,3 +91,19 @@ def test_a_new_run_never_inherits_the_folder_of_a_deleted_run_with_its_id(client
     assert client.delete(f"/api/runs/{second['id']}").status_code == 204
     third = client.post("/api/runs", params={"launch": "false"}, json={"dataset": str(tiny_dataset_file)}).json()
     assert third["id"] == second["id"] + 1
+
+
+@pytest.mark.postgres
+def test_metric_names_compare_bytewise_on_postgres_as_on_sqlite(postgres_url: str) -> None:
+    # Under the database's locale each key comparison of an inserted point went through strcoll.
+    upgrade_to_head(postgres_url)
+    engine = create_engine(postgres_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql(
+                "SELECT table_name, collation_name FROM information_schema.columns "
+                "WHERE column_name = 'name' AND table_name IN ('metric_points', 'metric_rollups')"
+            ).all()
+    finally:
+        engine.dispose()
+    assert sorted(rows) == [("metric_points", "C"), ("metric_rollups", "C")]
