@@ -9,7 +9,7 @@ import random
 import pytest
 
 from orpo_dash.protocol import ProtocolError, parse_point, parse_points
-from server.services.rollups import BUCKET_WIDTH, _extremes, _step_range_per_name, _summarise_points
+from server.services.rollups import BUCKET_WIDTH, _extremes, _rows_by_name, _step_range_per_name, _summarise_points
 
 
 def test_parse_points_matches_parse_point_and_refuses_the_same() -> None:
@@ -70,4 +70,28 @@ def test_step_ranges_per_metric_match_the_general_loop() -> None:
         for step, name, _, _ in points:
             low[name], high[name] = min(low.get(name, step), step), max(high.get(name, step), step)
         in_order = all(a[0] <= b[0] for a, b in itertools.pairwise(points))
-        assert _step_range_per_name(points) == (low, high, in_order)
+        assert _step_range_per_name([p[0] for p in points], [p[1] for p in points]) == (low, high, in_order)
+
+
+def test_rows_per_metric_match_the_general_grouping() -> None:
+    """The periodic fast path (every step logs the same metrics in the same order) and the general
+    grouping give the same rows; near-periodic batches (a metric missing once, a new one, a repeat, a
+    batch cut mid-step, NaN/inf) must not be taken for periodic."""
+    rng = random.Random(2)
+    names = ["loss", "nll", "acc", "lr"]
+    for trial in range(400):
+        k = rng.randrange(1, 5)
+        points = [(step, name, rng.gauss(0, 1), float(step)) for step in range(rng.randrange(1, 30)) for name in names[:k]]
+        points = points[: rng.randrange(1, len(points) + 1)]  # cut mid-step, as a 5,000-point batch is
+        if trial % 4 == 1 and len(points) > 2:
+            del points[rng.randrange(len(points))]
+        elif trial % 4 == 2:
+            points.insert(rng.randrange(len(points) + 1), (99, rng.choice([*names, "new"]), 1.0, 2.0))
+        elif trial % 4 == 3:
+            points[rng.randrange(len(points))] = (7, points[0][1], rng.choice([math.nan, math.inf, 0.5]), 3.0)
+        expected: dict[str, list] = {}
+        for step, name, value, when in points:
+            expected.setdefault(name, []).append((step, value if math.isfinite(value) else None, when))
+        got = _rows_by_name(points, [p[1] for p in points])
+        assert list(got) == list(expected)
+        assert repr(got) == repr(expected)  # NaN-free by construction; repr also compares the None rows

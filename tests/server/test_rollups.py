@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 
+import pytest
 from sqlalchemy import text
 
 from orpo_dash.run_config import RunConfig
@@ -179,3 +180,46 @@ def test_a_new_point_before_the_remembered_rows_is_summarised_in_step_order(sess
     name, _level, _bucket, min_step, min_value, _min_time, max_step, max_value, _max_time, nan_step, nan_time = bucket_one[0]
     assert (name, min_step, min_value, max_step, max_value) == ("loss", 67, -5.0, 67, -5.0)
     assert (nan_step, nan_time) == (66, 1.0)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_database_factory(request, tmp_path, tiny_dataset_file):  # type: ignore[no-untyped-def]
+    """session_factory's database (one run, its id as .run_id) on SQLite, then on PostgreSQL."""
+    from server.db import make_engine, make_session_factory
+    from server.migrate import upgrade_to_head
+
+    url = f"sqlite:///{tmp_path / 'r.sqlite3'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    upgrade_to_head(url)
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    with factory() as session, session.begin():
+        run, _ = create_run(session=session, config=RunConfig(dataset=str(tiny_dataset_file)), name=None,
+                            runs_dir=tmp_path, output_root=tmp_path)
+    factory.run_id = run.id  # type: ignore[attr-defined]
+    yield factory
+    engine.dispose()
+
+
+def test_coarse_levels_of_several_series_are_those_built_one_series_at_a_time(any_database_factory) -> None:  # type: ignore[no-untyped-def]
+    """A batch's coarser levels are built for all its series in one read and one write per level; every
+    row must be what summarising each series and level on its own from the level below gives."""
+    from server.services.rollups import LEVELS, _summarise
+
+    factory = any_database_factory
+    rng = random.Random(5)
+    # Series with different spans: an eval metric every 50 steps, one that starts late, one with NaN.
+    points = [(step, name, rng.gauss(0, 1) if (step, name) != (3_000, "nll") else math.nan, float(step))
+              for step in range(20_000)
+              for name in ("loss", "nll", "eval/loss", "late")
+              if (name != "eval/loss" or step % 50 == 0) and (name != "late" or step >= 9_000)]
+    tracker = RollupTracker()
+    for start in range(0, len(points), 5_000):
+        _ingest(factory, tracker, points[start:start + 5_000])
+    streamed = _rollup_rows(factory, factory.run_id)
+    assert {row[1] for row in streamed} == set(range(LEVELS))
+    with factory() as session, session.begin():
+        session.execute(text("DELETE FROM metric_rollups WHERE level > 0"))
+        for level in range(1, LEVELS):
+            for name in ("loss", "nll", "eval/loss", "late"):
+                _summarise(session, factory.run_id, name, level, 0, 20_000 // (BUCKET_WIDTH * 16**level))
+    assert _rollup_rows(factory, factory.run_id) == streamed
