@@ -81,7 +81,7 @@ class RollupTracker:
                 self._open_rows[key] = rows[cut:]
             else:
                 if first_dirty < new_sealed_below:
-                    _summarise(session, run_id, name, 0, first_dirty, new_sealed_below)
+                    _summarise(session, run_id, name, first_dirty, new_sealed_below)
                 if in_memory is not None:
                     # Known from here on: the next batch of this series can be summarised in memory.
                     self._open_rows[key] = fetch_rows(session, OPEN_ROWS_SQL, (run_id, name, end_step))  # type: ignore[assignment]
@@ -101,11 +101,7 @@ class RollupTracker:
         end = bisect_left(points, sealed_below * BUCKET_WIDTH, key=itemgetter(0))
         rows = [(step, value if math.isfinite(value) else None, when) for step, _, value, when in islice(points, end)]
         _write_summaries(session, [(run_id, name, 0, *summary) for summary in _summarise_points(rows)])
-        for level in range(1, LEVELS):
-            last = sealed_below // FANOUT**level
-            if last <= 0:
-                break
-            _summarise(session, run_id, name, level, 0, last)
+        _summarise_upper_levels(session, run_id, [(name, 0, sealed_below)])
         self._sealed_below[(run_id, name)] = sealed_below
         self._open_rows.pop((run_id, name), None)
 
@@ -176,25 +172,13 @@ def _step_range_per_name(steps: list[int], names: list[str]) -> tuple[dict[str, 
     return low, high, False
 
 
-def _summarise(session: Session, run_id: int, name: str, level: int, first_bucket: int, end_bucket: int) -> None:
-    """(Re)write the level's summaries for buckets [first_bucket, end_bucket), from the level below."""
-    if level == 0:
-        rows = fetch_rows(
-            session, "SELECT step, value, time FROM metric_points WHERE run_id = ? AND name = ? AND step >= ? AND step < ? ORDER BY step",
-            (run_id, name, first_bucket * BUCKET_WIDTH, end_bucket * BUCKET_WIDTH),
-        )
-        values = [(run_id, name, 0, *summary) for summary in _summarise_points(rows)]
-    else:
-        children = _read_level(session, run_id, name, level - 1, first_bucket * FANOUT, end_bucket * FANOUT)
-        groups: dict[int, list[tuple]] = defaultdict(list)
-        for child in children:
-            groups[child[0] // FANOUT].append(child)
-        values = []
-        for bucket, members in groups.items():
-            low, high, nan = _extremes(members)
-            values.append((run_id, name, level, bucket, *(low or (None, None, None)), *(high or (None, None, None)),
-                           *(nan[0::2] if nan else (None, None))))
-    _write_summaries(session, values)
+def _summarise(session: Session, run_id: int, name: str, first_bucket: int, end_bucket: int) -> None:
+    """(Re)write the series' level-0 summaries for buckets [first_bucket, end_bucket), from its points."""
+    rows = fetch_rows(
+        session, "SELECT step, value, time FROM metric_points WHERE run_id = ? AND name = ? AND step >= ? AND step < ? ORDER BY step",
+        (run_id, name, first_bucket * BUCKET_WIDTH, end_bucket * BUCKET_WIDTH),
+    )
+    _write_summaries(session, [(run_id, name, 0, *summary) for summary in _summarise_points(rows)])
 
 
 def _summarise_upper_levels(session: Session, run_id: int, dirty: Sequence[tuple[str, int, int]]) -> None:
