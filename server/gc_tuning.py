@@ -19,9 +19,12 @@ from __future__ import annotations
 import gc
 
 # Allocations between young-generation collections (CPython's default is 700). A 5,000-point batch
-# makes ~10,000 container objects, so this collects about once per batch instead of fourteen
-# times; cycles that do occur (tracebacks, closures) are still found, just a little later.
-GEN0_THRESHOLD = 50_000
+# makes ~5,000 tracked lists when its frame is decoded, and a young collection walks every one still
+# alive: the frames queued for the writer, up to 32 a worker. With 10 workers streaming at 50,000 the
+# collections took 0.47 s of a 6 s run (gc.callbacks); at 200,000 ingestion ran 5-7 % faster
+# (benchmarks/README.md, 4 interleaved rounds). Cycles that do occur (tracebacks, closures) are still
+# found, a few dozen batches later.
+GEN0_THRESHOLD = 200_000
 # Young collections per middle one, and middle ones per full one (defaults 10 and 10). A full
 # collection walks everything not frozen; it comes every GEN0 * 20 * 100 allocations.
 GEN1_THRESHOLD = 20
