@@ -92,6 +92,7 @@ class Sweep(Base):
     created_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
+
 # A metric name in the points' and rollups' keys. PostgreSQL compares it bytewise ("C"), as SQLite does:
 # under a locale every key comparison of an inserted point went through strcoll (migration 9d1f3b7c5e20).
 METRIC_NAME = String(200).with_variant(String(200, collation="C"), "postgresql")

@@ -56,11 +56,23 @@ def client(data_dir: Path, migrated_sqlite: Path) -> Iterator[TestClient]:
 @pytest.fixture
 def session_factory(tmp_path: Path, tiny_dataset_file: Path):  # type: ignore[no-untyped-def]
     """A migrated SQLite database holding one run (its id as .run_id), for tests of the services."""
-    url = f"sqlite:///{tmp_path / 'r.sqlite3'}"
+    return database_with_one_run(f"sqlite:///{tmp_path / 'r.sqlite3'}", tmp_path, tiny_dataset_file)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_database_factory(request: pytest.FixtureRequest, tmp_path: Path, tiny_dataset_file: Path):  # type: ignore[no-untyped-def]
+    """session_factory's database (one run, its id as .run_id) on SQLite, then on PostgreSQL."""
+    url = f"sqlite:///{tmp_path / 'r.sqlite3'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    factory = database_with_one_run(url, tmp_path, tiny_dataset_file)
+    yield factory
+    factory.kw["bind"].dispose()  # before postgres_url drops the database
+
+
+def database_with_one_run(url: str, tmp_path: Path, dataset: Path):  # type: ignore[no-untyped-def]
     upgrade_to_head(url)
     factory = make_session_factory(make_engine(url))
     with factory() as session, session.begin():
-        run, _ = run_service.create_run(session=session, config=RunConfig(dataset=str(tiny_dataset_file)), name=None,
+        run, _ = run_service.create_run(session=session, config=RunConfig(dataset=str(dataset)), name=None,
                                         runs_dir=tmp_path, output_root=tmp_path)
     factory.run_id = run.id  # type: ignore[attr-defined]
     return factory

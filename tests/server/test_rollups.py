@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import random
 
-import pytest
 from sqlalchemy import text
 
 from orpo_dash.run_config import RunConfig
@@ -180,24 +179,6 @@ def test_a_new_point_before_the_remembered_rows_is_summarised_in_step_order(sess
     name, _level, _bucket, min_step, min_value, _min_time, max_step, max_value, _max_time, nan_step, nan_time = bucket_one[0]
     assert (name, min_step, min_value, max_step, max_value) == ("loss", 67, -5.0, 67, -5.0)
     assert (nan_step, nan_time) == (66, 1.0)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_database_factory(request, tmp_path, tiny_dataset_file):  # type: ignore[no-untyped-def]
-    """session_factory's database (one run, its id as .run_id) on SQLite, then on PostgreSQL."""
-    from server.db import make_engine, make_session_factory
-    from server.migrate import upgrade_to_head
-
-    url = f"sqlite:///{tmp_path / 'r.sqlite3'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    upgrade_to_head(url)
-    engine = make_engine(url)
-    factory = make_session_factory(engine)
-    with factory() as session, session.begin():
-        run, _ = create_run(session=session, config=RunConfig(dataset=str(tiny_dataset_file)), name=None,
-                            runs_dir=tmp_path, output_root=tmp_path)
-    factory.run_id = run.id  # type: ignore[attr-defined]
-    yield factory
-    engine.dispose()
 
 
 def test_coarse_levels_of_several_series_are_those_built_one_series_at_a_time(any_database_factory) -> None:  # type: ignore[no-untyped-def]
